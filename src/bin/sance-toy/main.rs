@@ -1,0 +1,289 @@
+//! sance-toy: trains an EBM on a built-in 2-D dataset, samples it, writes a picture; or sweeps
+//! the snapshot refresh interval K. Run `sance-toy help` for the options.
+mod plot;
+
+use plot::{ramp, Canvas};
+use sance::config::SanceConfig;
+use sance::core::toy::{toy_dataset, TOY_DATASETS};
+use sance::eval;
+use sance::Ebm;
+use std::time::Instant;
+use tch::Kind;
+
+const USAGE: &str = "\
+usage:
+  sance-toy train [--dataset NAME] [--steps N] [--batch B] [--k K] [--seed S] [--out FILE.png]
+                  [--log-every N] [--sample-steps T] [--device D]
+  sance-toy sweep [--dataset NAME] [--steps N] [--batch B] [--ks 1,10,100,1000] [--seeds 0,1,2]
+datasets: 8gaussians, rings, checkerboard, 2spirals, pinwheel
+";
+
+struct Opts {
+    dataset: String,
+    steps: u64,
+    batch: usize,
+    k: u32,
+    seed: u64,
+    out: String,
+    log_every: u64,
+    sample_steps: u32,
+    device: i32,
+    ks: Vec<u32>,
+    seeds: Vec<u64>,
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let d = SanceConfig::default();
+    let mut o = Opts {
+        dataset: "8gaussians".into(),
+        steps: 4000,
+        batch: 256,
+        k: d.noise_update_interval,
+        seed: 0,
+        out: String::new(),
+        log_every: 250,
+        sample_steps: 500,
+        device: d.device,
+        ks: vec![1, 10, 100, 1000],
+        seeds: vec![0],
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let num = |s: String| s.parse::<u64>().map_err(|_| format!("{flag}: not a number: {s}"));
+        let list =
+            |s: String| -> Result<Vec<u64>, String> { s.split(',').map(|x| num(x.to_string())).collect() };
+        match flag.as_str() {
+            "--dataset" => o.dataset = val()?,
+            "--steps" => o.steps = num(val()?)?,
+            "--batch" => o.batch = num(val()?)? as usize,
+            "--k" => o.k = num(val()?)? as u32,
+            "--seed" => o.seed = num(val()?)?,
+            "--out" => o.out = val()?,
+            "--log-every" => o.log_every = num(val()?)?.max(1),
+            "--sample-steps" => o.sample_steps = num(val()?)? as u32,
+            "--device" => o.device = val()?.parse().map_err(|_| "--device: not an integer".to_string())?,
+            "--ks" => o.ks = list(val()?)?.into_iter().map(|k| k as u32).collect(),
+            "--seeds" => o.seeds = list(val()?)?,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    if !TOY_DATASETS.contains(&o.dataset.as_str()) {
+        return Err(format!("unknown dataset {}", o.dataset));
+    }
+    if o.out.is_empty() {
+        o.out = format!("sance-{}.png", o.dataset);
+    }
+    Ok(o)
+}
+
+/// Quality of a trained model against its dataset.
+struct Scores {
+    /// Grid-normalised mean log-likelihood of fresh data (nats).
+    test_ll: f64,
+    /// KL(data ‖ model), 8gaussians only.
+    kl: Option<f64>,
+    /// Squared MMD (RBF, bandwidth 0.5) between 2000 model samples and 2000 data samples.
+    mmd2: f64,
+    samples: Vec<f32>,
+}
+
+fn data_batch(name: &str, n: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0f32; 2 * n];
+    toy_dataset(name, n, seed, &mut v).expect("dataset name checked");
+    v
+}
+
+fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
+    let test = data_batch(dataset, 5000, 1 << 40);
+    let log_z = eval::grid_log_z(ebm, -6.0, 6.0, 300);
+    let e = ebm.energy(&ebm.tensor_from(&test, 5000)).to_kind(Kind::Double);
+    let test_ll = -e.mean(Kind::Double).double_value(&[]) - log_z;
+    let kl = (dataset == "8gaussians").then(|| eval::kl_8gaussians(ebm, 5000, 1 << 41));
+    let mut l = ebm.config().langevin;
+    l.steps = sample_steps.max(1);
+    let x = ebm.sample(2000, &l).expect("valid sampler");
+    let samples =
+        Vec::<f32>::try_from(x.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap();
+    let truth = data_batch(dataset, 2000, 1 << 42);
+    let mmd2 = eval::mmd2_rbf(&samples, &truth, 2, 0.5);
+    Scores { test_ll, kl, mmd2, samples }
+}
+
+fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance::Error> {
+    let cfg = SanceConfig { noise_update_interval: k, seed, device: o.device, ..Default::default() };
+    let mut ebm = Ebm::new(&cfg)?;
+    if verbose {
+        println!(
+            "{}",
+            unsafe { std::ffi::CStr::from_ptr(sance::ffi::api::sance_version()) }.to_string_lossy()
+        );
+        println!(
+            "training on {} for {} steps of batch {} (K = {k}, device {:?}, seed {seed})",
+            o.dataset,
+            o.steps,
+            o.batch,
+            ebm.device()
+        );
+        println!(
+            "{:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "steps/s"
+        );
+    }
+    let t0 = Instant::now();
+    let mut last = Instant::now();
+    for t in 0..o.steps {
+        let batch = data_batch(&o.dataset, o.batch, seed.wrapping_mul(1_000_003).wrapping_add(t));
+        let s = ebm.train_step(&ebm.tensor_from(&batch, o.batch))?;
+        if verbose && (s.step % o.log_every == 0 || s.step == o.steps) {
+            let rate = o.log_every as f64 / last.elapsed().as_secs_f64();
+            last = Instant::now();
+            println!(
+                "{:>6} {:>8.4} {:>6.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.1}",
+                s.step,
+                s.loss,
+                s.accuracy,
+                s.data_energy,
+                s.noise_energy,
+                s.log_z,
+                s.langevin_grad_norm,
+                rate
+            );
+        }
+    }
+    Ok((ebm, t0.elapsed().as_secs_f64()))
+}
+
+fn picture(ebm: &Ebm, o: &Opts, samples: &[f32]) -> std::io::Result<()> {
+    const P: usize = 360; // panel size in pixels
+    const GAP: usize = 12;
+    const LIM: f64 = 5.0; // panels show [−LIM, LIM]²
+    let mut c = Canvas::new(3 * P + 4 * GAP, P + 2 * GAP, [255, 255, 255]);
+    let to_px = |v: f64| (v + LIM) / (2.0 * LIM) * P as f64;
+    let panel = |i: usize| (GAP + i * (P + GAP)) as f64;
+
+    // Panel 3: model density exp(−E)/Z with energy contours every nat above the minimum.
+    let (g, _) = eval::grid(-LIM, LIM, P as i64);
+    let e = Vec::<f64>::try_from(
+        ebm.energy(&g.to_kind(ebm.kind()).to_device(ebm.device()))
+            .to_kind(Kind::Double)
+            .to_device(tch::Device::Cpu),
+    )
+    .unwrap();
+    let e_min = e.iter().cloned().fold(f64::INFINITY, f64::min);
+    let density: Vec<f64> = e.iter().map(|v| (-(v - e_min)).exp()).collect();
+    let level = |v: f64| ((v - e_min) / 1.0).floor().min(12.0) as i64;
+    for i in 0..P {
+        for j in 0..P {
+            // grid index: x = i-th value, y = j-th value; image rows run top-down.
+            let idx = i * P + j;
+            let mut col = ramp(density[idx].sqrt());
+            let right = if i + 1 < P { level(e[idx + P]) } else { level(e[idx]) };
+            let down = if j + 1 < P { level(e[idx + 1]) } else { level(e[idx]) };
+            if level(e[idx]) < 12 && (right != level(e[idx]) || down != level(e[idx])) {
+                col = [255, 255, 255];
+            }
+            c.set((panel(2) as usize + i) as i64, (GAP + P - 1 - j) as i64, col);
+        }
+    }
+    // Panels 1 and 2: data and model samples.
+    let data = data_batch(&o.dataset, 2000, 1 << 43);
+    for (k, (pts, col)) in [(&data[..], [31u8, 119, 180]), (samples, [214u8, 39, 40])].iter().enumerate() {
+        for p in pts.chunks(2) {
+            let (x, y) = (to_px(p[0] as f64), to_px(p[1] as f64));
+            c.dot(panel(k) + x, GAP as f64 + P as f64 - y, 1.6, *col, 0.45);
+        }
+    }
+    for k in 0..3 {
+        let x0 = panel(k) as i64 - 1;
+        c.rect_outline(x0, GAP as i64 - 1, x0 + P as i64, (GAP + P) as i64, [120, 120, 120]);
+    }
+    c.write_png(&o.out)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let o = match parse(rest) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sance-toy: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let result = match cmd {
+        "train" => cmd_train(&o),
+        "sweep" => cmd_sweep(&o),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => Err(format!("unknown command {cmd}")),
+    };
+    if let Err(e) = result {
+        eprintln!("sance-toy: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn cmd_train(o: &Opts) -> Result<(), String> {
+    let (mut ebm, secs) = train(o, o.k, o.seed, true).map_err(|e| e.to_string())?;
+    let s = score(&mut ebm, &o.dataset, o.sample_steps);
+    println!("trained in {secs:.1} s ({:.0} steps/s)", o.steps as f64 / secs);
+    println!("test log-likelihood (grid-normalised): {:.3} nats", s.test_ll);
+    if let Some(kl) = s.kl {
+        println!("KL(data || model): {kl:.3} nats");
+    }
+    println!("MMD^2 (RBF 0.5, 2000 samples of {} Langevin steps): {:.5}", o.sample_steps, s.mmd2);
+    picture(&ebm, o, &s.samples).map_err(|e| format!("writing {}: {e}", o.out))?;
+    println!(
+        "wrote {} (left: data, middle: model samples, right: model density with energy contours)",
+        o.out
+    );
+    Ok(())
+}
+
+fn cmd_sweep(o: &Opts) -> Result<(), String> {
+    println!(
+        "sweep of the refresh interval K on {} ({} steps of batch {}, seeds {:?})",
+        o.dataset, o.steps, o.batch, o.seeds
+    );
+    println!("| K | test LL (nats) | KL (nats) | MMD² | seconds |");
+    println!("|---|---|---|---|---|");
+    for &k in &o.ks {
+        let (mut ll, mut kl, mut mmd, mut secs) = (vec![], vec![], vec![], 0.0);
+        for &seed in &o.seeds {
+            let (mut ebm, t) = train(o, k, seed, false).map_err(|e| e.to_string())?;
+            let s = score(&mut ebm, &o.dataset, o.sample_steps);
+            ll.push(s.test_ll);
+            kl.extend(s.kl);
+            mmd.push(s.mmd2);
+            secs += t;
+        }
+        let fmt = |v: &[f64], p: usize| -> String {
+            if v.is_empty() {
+                return "—".into();
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            if v.len() == 1 {
+                return format!("{mean:.p$}");
+            }
+            let (lo, hi) = (
+                v.iter().cloned().fold(f64::INFINITY, f64::min),
+                v.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            );
+            format!("{mean:.p$} ({lo:.p$}…{hi:.p$})")
+        };
+        println!(
+            "| {k} | {} | {} | {} | {:.0} |",
+            fmt(&ll, 3),
+            fmt(&kl, 3),
+            fmt(&mmd, 4),
+            secs / o.seeds.len() as f64
+        );
+    }
+    Ok(())
+}

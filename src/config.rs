@@ -1,0 +1,343 @@
+//! The C-visible configuration structs, their defaults and their validation.
+//!
+//! Structs arriving from C are read with [`read_config`] / [`read_langevin`], which check the
+//! enum fields' raw integer values *before* a Rust value of the struct exists: an out-of-range
+//! enum read into a Rust enum would be undefined behaviour, not an error.
+use crate::status::{Error, Result};
+use std::ptr::addr_of;
+
+/// Version of the config/struct layout. `sance_ebm_new` refuses any other value, so a program
+/// compiled against an older header fails loudly instead of misreading fields.
+pub const SANCE_ABI_VERSION: u32 = 1;
+/// `SanceConfig::device`: run on the CPU.
+pub const SANCE_DEVICE_CPU: i32 = -1;
+/// `SanceConfig::device`: CUDA device 0 when one exists, else the CPU.
+pub const SANCE_DEVICE_AUTO: i32 = -2;
+
+/// Energy network architecture.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanceArch {
+    /// Multilayer perceptron on vectors of `data_dim` floats.
+    Mlp = 0,
+    /// Small convolutional net on images of `channels × height × width` (NCHW).
+    Conv = 1,
+}
+
+/// Distribution of freshly initialised Langevin chains.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanceInit {
+    /// N(0, init_scale²) per coordinate.
+    Gaussian = 0,
+    /// U(−init_scale, init_scale) per coordinate.
+    Uniform = 1,
+}
+
+/// Hidden-layer nonlinearity.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanceActivation {
+    /// x·sigmoid(x) (Swish).
+    Silu = 0,
+    /// max(x, 0.2·x).
+    LeakyRelu = 1,
+}
+
+/// Langevin sampler settings: `x ← clamp(x − step_size·∇ₓE(x) + noise_std·ξ)`, ξ ~ N(0, I).
+///
+/// The chains target exp(−E(x)/T) with temperature T = noise_std² / (2·step_size);
+/// noise_std = √(2·step_size) gives T = 1, the model's own density.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SanceLangevin {
+    /// Number of Langevin steps (>= 1).
+    pub steps: u32,
+    /// Gradient step λ (> 0).
+    pub step_size: f32,
+    /// Noise scale σ (>= 0).
+    pub noise_std: f32,
+    /// Per-sample clip of ‖∇ₓE‖ before the step; 0 = no clip.
+    pub grad_clip: f32,
+    /// Lower clamp bound; `clamp_min >= clamp_max` disables clamping.
+    pub clamp_min: f32,
+    /// Upper clamp bound.
+    pub clamp_max: f32,
+    /// Distribution of fresh chains.
+    pub init: SanceInit,
+    /// Standard deviation (Gaussian) or half-width (uniform, centred at 0) of fresh chains.
+    pub init_scale: f32,
+}
+
+/// Everything that defines a model and its training. Start from `sance_config_default`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SanceConfig {
+    /// Must equal `SANCE_ABI_VERSION` (set by `sance_config_default`).
+    pub abi_version: u32,
+    /// Network architecture.
+    pub arch: SanceArch,
+    /// MLP: floats per sample.
+    pub data_dim: u32,
+    /// CONV: image channels.
+    pub channels: u32,
+    /// CONV: image height.
+    pub height: u32,
+    /// CONV: image width.
+    pub width: u32,
+    /// MLP: units per hidden layer. CONV: channels of the first convolution (doubled by each
+    /// strided convolution).
+    pub hidden_width: u32,
+    /// MLP: number of hidden layers. CONV: number of stride-2 convolutions after the first.
+    pub hidden_layers: u32,
+    /// Hidden nonlinearity.
+    pub activation: SanceActivation,
+    /// Adam learning rate (> 0).
+    pub learning_rate: f32,
+    /// Adam β₁ in [0, 1).
+    pub adam_beta1: f32,
+    /// Adam β₂ in [0, 1).
+    pub adam_beta2: f32,
+    /// Decoupled (AdamW) weight decay on the network weights, >= 0.
+    pub weight_decay: f32,
+    /// Clip of the global gradient norm (network and c); 0 = no clip.
+    pub grad_clip: f32,
+    /// K: refresh the noise snapshot every K steps; 0 = only by `sance_ebm_refresh_noise`.
+    pub noise_update_interval: u32,
+    /// ν: noise samples per data sample (> 0).
+    pub noise_ratio: f32,
+    /// α: weight of the energy-magnitude penalty α·(mean E(data)² + mean E(noise)²), >= 0.
+    pub energy_l2: f32,
+    /// Sampler used to draw training noise from the snapshot.
+    pub langevin: SanceLangevin,
+    /// Persistent replay buffer size in chains; 0 = fresh chains every step.
+    pub replay_capacity: u32,
+    /// Probability that a chain starts fresh instead of from the buffer, in [0, 1].
+    pub replay_reinit_prob: f32,
+    /// Std of Gaussian noise added to each data batch; 0 = none.
+    pub data_noise_std: f32,
+    /// -1 CPU, k >= 0 CUDA device k, `SANCE_DEVICE_AUTO` (-2) CUDA 0 if present else CPU.
+    pub device: i32,
+    /// Seed of the handle's random stream.
+    pub seed: u64,
+}
+
+impl Default for SanceLangevin {
+    fn default() -> Self {
+        let step_size = 0.01f32;
+        SanceLangevin {
+            steps: 20,
+            step_size,
+            noise_std: (2.0 * step_size).sqrt(),
+            grad_clip: 0.0,
+            clamp_min: 0.0,
+            clamp_max: 0.0,
+            init: SanceInit::Uniform,
+            init_scale: 4.0,
+        }
+    }
+}
+
+impl Default for SanceConfig {
+    /// Defaults for 2-D toy data; see docs/algorithm.md for where each number comes from.
+    fn default() -> Self {
+        SanceConfig {
+            abi_version: SANCE_ABI_VERSION,
+            arch: SanceArch::Mlp,
+            data_dim: 2,
+            channels: 1,
+            height: 28,
+            width: 28,
+            hidden_width: 128,
+            hidden_layers: 2,
+            activation: SanceActivation::Silu,
+            learning_rate: 1e-3,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            weight_decay: 0.0,
+            grad_clip: 0.0,
+            noise_update_interval: 100,
+            noise_ratio: 1.0,
+            energy_l2: 0.0,
+            langevin: SanceLangevin::default(),
+            replay_capacity: 8192,
+            replay_reinit_prob: 0.05,
+            data_noise_std: 0.0,
+            device: SANCE_DEVICE_AUTO,
+            seed: 0,
+        }
+    }
+}
+
+const _: () = {
+    // The raw reads below treat each C enum as a 4-byte integer.
+    assert!(std::mem::size_of::<SanceArch>() == 4);
+    assert!(std::mem::size_of::<SanceInit>() == 4);
+    assert!(std::mem::size_of::<SanceActivation>() == 4);
+};
+
+fn check_enum(raw: u32, max: u32, field: &str) -> Result<()> {
+    if raw > max {
+        return Err(Error::invalid(format!("{field} has unknown value {raw}")));
+    }
+    Ok(())
+}
+
+/// Reads a `SanceLangevin` from C memory, rejecting unknown enum values first.
+///
+/// # Safety
+/// `p` must be non-null, aligned and point to readable memory of the struct's size.
+pub unsafe fn read_langevin(p: *const SanceLangevin, field: &str) -> Result<SanceLangevin> {
+    check_enum(addr_of!((*p).init).cast::<u32>().read(), 1, &format!("{field}.init"))?;
+    let l = p.read();
+    validate_langevin(&l, field)?;
+    Ok(l)
+}
+
+/// Reads a `SanceConfig` from C memory, rejecting unknown enum values, then validates it.
+///
+/// # Safety
+/// `p` must be non-null, aligned and point to readable memory of the struct's size.
+pub unsafe fn read_config(p: *const SanceConfig) -> Result<SanceConfig> {
+    // abi_version first: a struct from another layout must not be read any further.
+    let abi = addr_of!((*p).abi_version).read();
+    if abi != SANCE_ABI_VERSION {
+        return Err(Error::invalid(format!(
+            "config.abi_version is {abi} but this library is ABI version {SANCE_ABI_VERSION}: \
+             start from sance_config_default() and rebuild against this library's header"
+        )));
+    }
+    check_enum(addr_of!((*p).arch).cast::<u32>().read(), 1, "config.arch")?;
+    check_enum(addr_of!((*p).activation).cast::<u32>().read(), 1, "config.activation")?;
+    check_enum(addr_of!((*p).langevin.init).cast::<u32>().read(), 1, "config.langevin.init")?;
+    let c = p.read();
+    validate_config(&c)?;
+    Ok(c)
+}
+
+fn finite_ge(v: f32, lo: f32, field: &str) -> Result<()> {
+    if !v.is_finite() || v < lo {
+        return Err(Error::invalid(format!("{field} must be a finite number >= {lo} (got {v})")));
+    }
+    Ok(())
+}
+
+fn finite_gt(v: f32, lo: f32, field: &str) -> Result<()> {
+    if !v.is_finite() || v <= lo {
+        return Err(Error::invalid(format!("{field} must be a finite number > {lo} (got {v})")));
+    }
+    Ok(())
+}
+
+fn in_unit(v: f32, closed: bool, field: &str) -> Result<()> {
+    let ok = v.is_finite() && v >= 0.0 && if closed { v <= 1.0 } else { v < 1.0 };
+    if !ok {
+        let range = if closed { "[0, 1]" } else { "[0, 1)" };
+        return Err(Error::invalid(format!("{field} must lie in {range} (got {v})")));
+    }
+    Ok(())
+}
+
+fn range_u32(v: u32, lo: u32, hi: u32, field: &str) -> Result<()> {
+    if v < lo || v > hi {
+        return Err(Error::invalid(format!("{field} must lie in [{lo}, {hi}] (got {v})")));
+    }
+    Ok(())
+}
+
+/// Checks a Langevin parameter set; `field` prefixes the messages ("config.langevin", "params").
+pub fn validate_langevin(l: &SanceLangevin, field: &str) -> Result<()> {
+    range_u32(l.steps, 1, 1_000_000, &format!("{field}.steps"))?;
+    finite_gt(l.step_size, 0.0, &format!("{field}.step_size"))?;
+    finite_ge(l.noise_std, 0.0, &format!("{field}.noise_std"))?;
+    finite_ge(l.grad_clip, 0.0, &format!("{field}.grad_clip"))?;
+    if l.clamp_min.is_nan() || l.clamp_max.is_nan() {
+        return Err(Error::invalid(format!("{field}.clamp_min/clamp_max must not be NaN")));
+    }
+    if l.clamp_min < l.clamp_max && !(l.clamp_min.is_finite() && l.clamp_max.is_finite()) {
+        return Err(Error::invalid(format!(
+            "{field}.clamp_min/clamp_max must be finite when clamping (got [{}, {}])",
+            l.clamp_min, l.clamp_max
+        )));
+    }
+    finite_ge(l.init_scale, 0.0, &format!("{field}.init_scale"))?;
+    Ok(())
+}
+
+/// Largest accepted per-sample size in floats (2^26: a 4096×4096×4 image).
+pub(crate) const MAX_SAMPLE_SIZE: u64 = 1 << 26;
+
+/// Checks every field of a config; the message names the first offending field.
+pub fn validate_config(c: &SanceConfig) -> Result<()> {
+    if c.abi_version != SANCE_ABI_VERSION {
+        return Err(Error::invalid(format!(
+            "config.abi_version is {} but this library is ABI version {SANCE_ABI_VERSION}",
+            c.abi_version
+        )));
+    }
+    match c.arch {
+        SanceArch::Mlp => range_u32(c.data_dim, 1, MAX_SAMPLE_SIZE as u32, "config.data_dim")?,
+        SanceArch::Conv => {
+            range_u32(c.channels, 1, 4096, "config.channels")?;
+            range_u32(c.height, 1, 4096, "config.height")?;
+            range_u32(c.width, 1, 4096, "config.width")?;
+            let n = c.channels as u64 * c.height as u64 * c.width as u64;
+            if n > MAX_SAMPLE_SIZE {
+                return Err(Error::invalid(format!(
+                    "config.channels*height*width is {n}, above the limit {MAX_SAMPLE_SIZE}"
+                )));
+            }
+        }
+    }
+    range_u32(c.hidden_width, 1, 65_536, "config.hidden_width")?;
+    match c.arch {
+        SanceArch::Mlp => range_u32(c.hidden_layers, 1, 64, "config.hidden_layers")?,
+        SanceArch::Conv => range_u32(c.hidden_layers, 0, 16, "config.hidden_layers")?,
+    }
+    if c.arch == SanceArch::Conv && (c.hidden_width as u64) << c.hidden_layers > 65_536 {
+        return Err(Error::invalid(format!(
+            "config.hidden_width << hidden_layers is {}, above 65536 channels",
+            (c.hidden_width as u64) << c.hidden_layers
+        )));
+    }
+    finite_gt(c.learning_rate, 0.0, "config.learning_rate")?;
+    in_unit(c.adam_beta1, false, "config.adam_beta1")?;
+    in_unit(c.adam_beta2, false, "config.adam_beta2")?;
+    finite_ge(c.weight_decay, 0.0, "config.weight_decay")?;
+    finite_ge(c.grad_clip, 0.0, "config.grad_clip")?;
+    finite_gt(c.noise_ratio, 0.0, "config.noise_ratio")?;
+    if c.noise_ratio > 1024.0 {
+        return Err(Error::invalid(format!(
+            "config.noise_ratio must be at most 1024 (got {})",
+            c.noise_ratio
+        )));
+    }
+    finite_ge(c.energy_l2, 0.0, "config.energy_l2")?;
+    validate_langevin(&c.langevin, "config.langevin")?;
+    in_unit(c.replay_reinit_prob, true, "config.replay_reinit_prob")?;
+    finite_ge(c.data_noise_std, 0.0, "config.data_noise_std")?;
+    if c.device < SANCE_DEVICE_AUTO {
+        return Err(Error::invalid(format!(
+            "config.device must be -2 (auto), -1 (CPU) or a CUDA index >= 0 (got {})",
+            c.device
+        )));
+    }
+    Ok(())
+}
+
+impl SanceConfig {
+    /// Floats per sample.
+    pub fn sample_size(&self) -> usize {
+        match self.arch {
+            SanceArch::Mlp => self.data_dim as usize,
+            SanceArch::Conv => (self.channels * self.height * self.width) as usize,
+        }
+    }
+    /// Shape of one sample (without the batch dimension).
+    pub fn sample_shape(&self) -> Vec<i64> {
+        match self.arch {
+            SanceArch::Mlp => vec![self.data_dim as i64],
+            SanceArch::Conv => vec![self.channels as i64, self.height as i64, self.width as i64],
+        }
+    }
+}

@@ -1,0 +1,352 @@
+//! The self-adapting NCE trainer: model θ, noise snapshot θ̄, offset c, Adam, replay buffer.
+//! docs/algorithm.md gives the equations this file implements, step by step.
+use crate::config::{
+    validate_config, validate_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU,
+};
+use crate::core::adam::Adam;
+use crate::core::langevin;
+use crate::core::net::Net;
+use crate::core::replay::{Draw, ReplayBuffer};
+use crate::core::rng::Rng;
+use crate::status::{Error, Result};
+use tch::{Device, Kind, Tensor};
+
+/// What one training step did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SanceStepStats {
+    /// Steps completed, this one included.
+    pub step: u64,
+    /// Snapshot refreshes so far, this step's included.
+    pub refresh_count: u64,
+    /// 1 if this step refreshed the snapshot (θ̄ ← θ, c ← 0), else 0.
+    pub refreshed: i32,
+    /// NCE loss (with the energy penalty) before the update.
+    pub loss: f32,
+    /// Fraction of data and noise samples the logit h classifies correctly (0.5 = chance).
+    pub accuracy: f32,
+    /// Mean E_θ over the data batch, before the update.
+    pub data_energy: f32,
+    /// Mean E_θ over the noise samples, before the update.
+    pub noise_energy: f32,
+    /// c after the update: the learned log Z_θ̄ − log Z_θ (0 right after a refresh).
+    pub log_z: f32,
+    /// Global gradient norm (θ and c) before clipping.
+    pub grad_norm: f32,
+    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps.
+    pub langevin_grad_norm: f32,
+}
+
+/// Resolves `SanceConfig::device` to a libtorch device.
+pub fn resolve_device(d: i32) -> Result<Device> {
+    match d {
+        SANCE_DEVICE_CPU => Ok(Device::Cpu),
+        SANCE_DEVICE_AUTO => Ok(if tch::Cuda::is_available() { Device::Cuda(0) } else { Device::Cpu }),
+        k if k >= 0 => {
+            let n = tch::Cuda::device_count();
+            if n == 0 {
+                Err(Error::device(format!(
+                    "config.device asks for CUDA device {k}, but no CUDA device is available \
+                     (no GPU, no driver, or a CPU-only libtorch); use -1 (CPU) or -2 (auto)"
+                )))
+            } else if k as i64 >= n {
+                Err(Error::device(format!(
+                    "config.device asks for CUDA device {k}, but only {n} CUDA device(s) exist (0..{})",
+                    n - 1
+                )))
+            } else {
+                Ok(Device::Cuda(k as usize))
+            }
+        }
+        k => Err(Error::invalid(format!("config.device has invalid value {k}"))),
+    }
+}
+
+#[derive(Debug)]
+pub struct Ebm {
+    /// The validated config, with `device` resolved (-1 or a CUDA index).
+    cfg: SanceConfig,
+    pub(crate) device: Device,
+    pub(crate) kind: Kind,
+    pub(crate) net: Net,
+    /// θ (leaf tensors requiring grad).
+    pub(crate) params: Vec<Tensor>,
+    /// c, a 0-d tensor requiring grad.
+    pub(crate) c: Tensor,
+    /// θ̄ (no grad); None until the first refresh.
+    pub(crate) snapshot: Option<Vec<Tensor>>,
+    /// Moments for θ then c.
+    pub(crate) adam: Adam,
+    pub(crate) buffer: ReplayBuffer,
+    pub(crate) rng: Rng,
+    pub(crate) step: u64,
+    pub(crate) refresh_count: u64,
+    /// Provenance of the last step's noise chains (for tests and diagnostics).
+    pub(crate) last_draw: Option<Draw>,
+}
+
+impl Ebm {
+    pub fn new(cfg: &SanceConfig) -> Result<Ebm> {
+        Ebm::with_kind(cfg, Kind::Float)
+    }
+
+    /// A model computing in `kind` (the C API always uses float32; tests use float64).
+    pub fn with_kind(cfg: &SanceConfig, kind: Kind) -> Result<Ebm> {
+        validate_config(cfg)?;
+        let device = resolve_device(cfg.device)?;
+        let mut cfg = *cfg;
+        cfg.device = match device {
+            Device::Cuda(k) => k as i32,
+            _ => SANCE_DEVICE_CPU,
+        };
+        let net = Net::from_config(&cfg);
+        let mut rng = Rng::new(cfg.seed);
+        let params = net.init_params(&mut rng, kind, device);
+        let c = Tensor::zeros([], (kind, device)).set_requires_grad(true);
+        let adam = {
+            let mut all: Vec<&Tensor> = params.iter().collect();
+            all.push(&c);
+            Adam::new(
+                &all,
+                cfg.learning_rate as f64,
+                cfg.adam_beta1 as f64,
+                cfg.adam_beta2 as f64,
+                cfg.weight_decay as f64,
+            )
+        };
+        Ok(Ebm {
+            cfg,
+            device,
+            kind,
+            net,
+            params,
+            c,
+            snapshot: None,
+            adam,
+            buffer: ReplayBuffer::new(cfg.replay_capacity as usize),
+            rng,
+            step: 0,
+            refresh_count: 0,
+            last_draw: None,
+        })
+    }
+
+    pub fn config(&self) -> SanceConfig {
+        self.cfg
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn refresh_count(&self) -> u64 {
+        self.refresh_count
+    }
+
+    /// The current value of c.
+    pub fn log_z(&self) -> f64 {
+        self.c.double_value(&[])
+    }
+
+    pub fn sample_size(&self) -> usize {
+        self.cfg.sample_size()
+    }
+
+    /// Full batch shape [n, ...sample_shape].
+    pub fn batch_shape(&self, n: i64) -> Vec<i64> {
+        let mut s = vec![n];
+        s.extend(self.cfg.sample_shape());
+        s
+    }
+
+    /// Copies `n` row-major samples into a tensor on the model's device and dtype.
+    pub fn tensor_from(&self, data: &[f32], n: usize) -> Tensor {
+        debug_assert_eq!(data.len(), n * self.sample_size());
+        Tensor::from_slice(data)
+            .view(self.batch_shape(n as i64).as_slice())
+            .to_device(self.device)
+            .to_kind(self.kind)
+    }
+
+    fn detached_params(&self) -> Vec<Tensor> {
+        self.params.iter().map(|p| p.detach()).collect()
+    }
+
+    /// θ̄ ← θ and c ← 0.
+    pub fn refresh_noise(&mut self) {
+        self.snapshot = Some(self.params.iter().map(|p| p.detach().copy()).collect());
+        tch::no_grad(|| {
+            let _ = self.c.zero_();
+        });
+        self.refresh_count += 1;
+    }
+
+    /// One SA-NCE step on a data batch [B, ...]. On a non-finite loss or gradient nothing
+    /// changes (θ, θ̄, c, Adam, buffer, counters and random stream) and NonFinite is returned.
+    pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        let k = self.cfg.noise_update_interval as u64;
+        let refresh = self.snapshot.is_none() || (k >= 1 && self.step % k == 0);
+        let rng_before = self.rng.clone();
+        let c_before = self.c.detach().copy();
+        let snap_before = if refresh { self.snapshot.take() } else { None };
+        let count_before = self.refresh_count;
+        if refresh {
+            self.refresh_noise();
+        }
+        match self.step_inner(data) {
+            Ok(mut stats) => {
+                self.step += 1;
+                stats.step = self.step;
+                stats.refresh_count = self.refresh_count;
+                stats.refreshed = refresh as i32;
+                Ok(stats)
+            }
+            Err(e) => {
+                self.rng = rng_before;
+                tch::no_grad(|| self.c.copy_(&c_before));
+                if refresh {
+                    self.snapshot = snap_before;
+                    self.refresh_count = count_before;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Draws this step's noise: M chains from the replay buffer / init, `T` Langevin steps on
+    /// E_θ̄. Writes nothing to the buffer.
+    pub fn draw_noise(&mut self, m: usize) -> (Tensor, Draw, f64) {
+        let l = self.cfg.langevin;
+        let draw = self.buffer.plan(m, self.cfg.replay_reinit_prob as f64, &mut self.rng);
+        let fresh = langevin::init_chains(
+            &l,
+            &self.batch_shape(draw.fresh as i64),
+            self.kind,
+            self.device,
+            &mut self.rng,
+        );
+        let x0 = match self.buffer.gather(&draw) {
+            Some(r) => Tensor::cat(&[r.to_kind(self.kind), fresh], 0),
+            None => fresh,
+        };
+        let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step");
+        let (x, gnorm) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng);
+        (x, draw, gnorm)
+    }
+
+    /// The NCE loss on given data and noise, differentiable in θ and c. Returns the loss and
+    /// (h, E_θ) over the concatenation [data; noise].
+    pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> (Tensor, Tensor, Tensor) {
+        let snapshot = self.snapshot.as_ref().expect("snapshot exists");
+        let nu = self.cfg.noise_ratio as f64;
+        let b = data.size()[0];
+        let x = Tensor::cat(&[data, noise], 0);
+        let e = self.net.energy(&self.params, &x);
+        let e_bar = tch::no_grad(|| self.net.energy(snapshot, &x));
+        let h = e_bar - &e + &self.c - nu.ln();
+        let (h_d, h_n) = (h.narrow(0, 0, b), h.narrow(0, b, x.size()[0] - b));
+        let mut loss = (-h_d).softplus().mean(self.kind) + h_n.softplus().mean(self.kind) * nu;
+        if self.cfg.energy_l2 > 0.0 {
+            let (e_d, e_n) = (e.narrow(0, 0, b), e.narrow(0, b, x.size()[0] - b));
+            loss += (e_d.square().mean(self.kind) + e_n.square().mean(self.kind)) * self.cfg.energy_l2 as f64;
+        }
+        (loss, h, e)
+    }
+
+    fn step_inner(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        let b = data.size()[0];
+        let m = ((self.cfg.noise_ratio as f64 * b as f64).round() as i64).max(1) as usize;
+        let data = if self.cfg.data_noise_std > 0.0 {
+            data + self.rng.randn(&data.size(), self.kind, self.device) * self.cfg.data_noise_std as f64
+        } else {
+            data.shallow_clone()
+        };
+        let (noise, draw, lgn) = self.draw_noise(m);
+        let (loss, h, e) = self.nce_loss(&data, &noise);
+        let mut inputs: Vec<&Tensor> = self.params.iter().collect();
+        inputs.push(&self.c);
+        let mut grads = Tensor::run_backward(&[&loss], &inputs, false, false);
+
+        let sq: Vec<Tensor> = grads.iter().map(|g| g.square().sum(Kind::Double)).collect();
+        let gnorm = Tensor::stack(&sq, 0).sum(Kind::Double).sqrt();
+        let correct =
+            h.narrow(0, 0, b).gt(0.0).sum(Kind::Double) + h.narrow(0, b, m as i64).lt(0.0).sum(Kind::Double);
+        let summary = Tensor::stack(
+            &[
+                loss.detach().to_kind(Kind::Double),
+                gnorm.shallow_clone(),
+                correct / (b as f64 + m as f64),
+                e.narrow(0, 0, b).mean(Kind::Double).detach(),
+                e.narrow(0, b, m as i64).mean(Kind::Double).detach(),
+            ],
+            0,
+        );
+        let s = Vec::<f64>::try_from(summary.to_device(Device::Cpu))?;
+        let (loss_v, gnorm_v) = (s[0], s[1]);
+        if !loss_v.is_finite() || !gnorm_v.is_finite() {
+            return Err(Error::non_finite(format!(
+                "step {}: the loss ({loss_v}) or gradient norm ({gnorm_v}) is not finite; the update \
+                 was skipped and the model left unchanged (lower learning_rate or langevin.step_size, \
+                 or set grad_clip / energy_l2)",
+                self.step + 1
+            )));
+        }
+        let clip = self.cfg.grad_clip as f64;
+        if clip > 0.0 && gnorm_v > clip {
+            let scale = clip / gnorm_v;
+            for g in grads.iter_mut() {
+                *g *= scale;
+            }
+        }
+        let mut decay = vec![true; self.params.len()];
+        decay.push(false);
+        {
+            let mut targets: Vec<&mut Tensor> = self.params.iter_mut().collect();
+            targets.push(&mut self.c);
+            self.adam.step(&mut targets, &grads, &decay);
+        }
+        self.buffer.commit(&draw, &noise);
+        self.last_draw = Some(draw);
+        Ok(SanceStepStats {
+            loss: loss_v as f32,
+            accuracy: s[2] as f32,
+            data_energy: s[3] as f32,
+            noise_energy: s[4] as f32,
+            log_z: self.c.double_value(&[]) as f32,
+            grad_norm: gnorm_v as f32,
+            langevin_grad_norm: lgn as f32,
+            ..Default::default()
+        })
+    }
+
+    /// E_θ(x) for a batch [N, ...] → [N].
+    pub fn energy(&self, x: &Tensor) -> Tensor {
+        tch::no_grad(|| self.net.energy(&self.params, x))
+    }
+
+    /// (E_θ(x), ∇ₓE_θ(x)).
+    pub fn energy_grad(&self, x: &Tensor) -> (Tensor, Tensor) {
+        self.net.energy_and_grad(&self.detached_params(), x)
+    }
+
+    /// Langevin chains on E_θ from `l`'s init distribution.
+    pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
+        validate_langevin(l, "params")?;
+        let x0 = langevin::init_chains(l, &self.batch_shape(n as i64), self.kind, self.device, &mut self.rng);
+        Ok(langevin::run(&self.net, &self.detached_params(), x0, l, &mut self.rng).0)
+    }
+
+    /// Langevin chains on E_θ from given starting points.
+    pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
+        validate_langevin(l, "params")?;
+        Ok(langevin::run(&self.net, &self.detached_params(), x.shallow_clone(), l, &mut self.rng).0)
+    }
+}

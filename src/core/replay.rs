@@ -1,0 +1,238 @@
+//! Persistent replay buffer of Langevin chains.
+//!
+//! Each step draws M chains: each is fresh with probability ρ (always while the buffer is
+//! empty), otherwise a distinct stored chain. After sampling, replayed chains go back to the
+//! slots they came from and fresh chains are appended while there is room, then overwrite
+//! random stored chains that were not replayed this step. Nothing is written until the step
+//! commits, so a rejected step leaves the buffer untouched.
+use crate::core::rng::Rng;
+use std::collections::HashSet;
+use tch::{Device, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct ReplayBuffer {
+    capacity: usize,
+    len: usize,
+    /// [capacity, ...sample_shape], allocated on first write.
+    data: Option<Tensor>,
+}
+
+/// Where each of a step's chains comes from and goes to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Draw {
+    /// Chains taken from the buffer (row j of the batch ↔ `replay_slots[j]`).
+    pub replay_slots: Vec<i64>,
+    /// Number of fresh chains (rows after the replayed ones).
+    pub fresh: usize,
+    /// Slots the first `fresh_slots.len()` fresh chains are written to; the rest are dropped
+    /// (only when capacity < M).
+    pub fresh_slots: Vec<i64>,
+    /// Buffer length after commit.
+    pub new_len: usize,
+}
+
+impl ReplayBuffer {
+    pub fn new(capacity: usize) -> ReplayBuffer {
+        ReplayBuffer { capacity, len: 0, data: None }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The stored chains, [len, ...].
+    pub fn contents(&self) -> Option<Tensor> {
+        self.data.as_ref().map(|d| d.narrow(0, 0, self.len as i64))
+    }
+
+    /// Decides provenance and destination for `m` chains (consumes randomness, writes nothing).
+    pub fn plan(&self, m: usize, reinit_prob: f64, rng: &mut Rng) -> Draw {
+        let mut replay = 0usize;
+        for _ in 0..m {
+            let fresh = self.len == 0 || rng.uniform() < reinit_prob;
+            if !fresh {
+                replay += 1;
+            }
+        }
+        let replay = replay.min(self.len);
+        let replay_slots = distinct_below(self.len, replay, rng, &HashSet::new());
+        let fresh = m - replay;
+
+        let mut fresh_slots = Vec::with_capacity(fresh);
+        let mut new_len = self.len;
+        while fresh_slots.len() < fresh && new_len < self.capacity {
+            fresh_slots.push(new_len as i64);
+            new_len += 1;
+        }
+        let rest = fresh - fresh_slots.len();
+        if rest > 0 {
+            let used: HashSet<i64> = replay_slots.iter().copied().collect();
+            fresh_slots.extend(distinct_below(self.len, rest.min(self.len - replay), rng, &used));
+        }
+        Draw { replay_slots, fresh, fresh_slots, new_len }
+    }
+
+    /// The replayed chains of a plan, [replay, ...].
+    pub fn gather(&self, d: &Draw) -> Option<Tensor> {
+        if d.replay_slots.is_empty() {
+            return None;
+        }
+        let data = self.data.as_ref()?;
+        let idx = Tensor::from_slice(&d.replay_slots).to_device(data.device());
+        Some(data.index_select(0, &idx))
+    }
+
+    /// Writes a step's final chains back (rows ordered as in the plan: replayed, then fresh).
+    pub fn commit(&mut self, d: &Draw, chains: &Tensor) {
+        if self.capacity == 0 {
+            return;
+        }
+        let data = self.data.get_or_insert_with(|| {
+            let mut shape = vec![self.capacity as i64];
+            shape.extend_from_slice(&chains.size()[1..]);
+            Tensor::zeros(&shape, (chains.kind(), chains.device()))
+        });
+        let mut slots = d.replay_slots.clone();
+        slots.extend_from_slice(&d.fresh_slots);
+        let rows = slots.len() as i64;
+        if rows > 0 {
+            let idx = Tensor::from_slice(&slots).to_device(data.device());
+            let _ = data.index_copy_(0, &idx, &chains.narrow(0, 0, rows).detach());
+        }
+        self.len = d.new_len;
+    }
+
+    /// Restores a buffer from a checkpoint.
+    pub fn restore(&mut self, contents: Tensor, len: usize) {
+        self.len = len.min(self.capacity);
+        self.data = Some(contents);
+    }
+
+    pub fn device(&self) -> Option<Device> {
+        self.data.as_ref().map(|d| d.device())
+    }
+
+    pub fn kind(&self) -> Option<Kind> {
+        self.data.as_ref().map(|d| d.kind())
+    }
+}
+
+/// `k` distinct integers in [0, n) not in `exclude` (requires k <= n − |exclude ∩ [0,n)|).
+fn distinct_below(n: usize, k: usize, rng: &mut Rng, exclude: &HashSet<i64>) -> Vec<i64> {
+    let available = n - exclude.len();
+    debug_assert!(k <= available);
+    if k == 0 {
+        return Vec::new();
+    }
+    if 2 * k > available {
+        // Dense case: partial Fisher–Yates over the allowed values.
+        let mut pool: Vec<i64> = (0..n as i64).filter(|i| !exclude.contains(i)).collect();
+        for i in 0..k {
+            let j = i + rng.below((pool.len() - i) as u64) as usize;
+            pool.swap(i, j);
+        }
+        pool.truncate(k);
+        return pool;
+    }
+    let mut chosen = HashSet::with_capacity(k);
+    let mut out = Vec::with_capacity(k);
+    while out.len() < k {
+        let i = rng.below(n as u64) as i64;
+        if !exclude.contains(&i) && chosen.insert(i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(buf: &mut ReplayBuffer, m: usize, rho: f64, rng: &mut Rng, value: f64) -> Draw {
+        let d = buf.plan(m, rho, rng);
+        let chains = Tensor::full([m as i64, 2], value, (Kind::Float, Device::Cpu));
+        buf.commit(&d, &chains);
+        d
+    }
+
+    #[test]
+    fn empty_buffer_draws_all_fresh_and_fills_up_to_capacity() {
+        let mut rng = Rng::new(0);
+        let mut buf = ReplayBuffer::new(100);
+        let d = fill(&mut buf, 64, 0.0, &mut rng, 1.0);
+        assert_eq!((d.replay_slots.len(), d.fresh), (0, 64));
+        assert_eq!(buf.len(), 64);
+        let d = fill(&mut buf, 64, 1.0, &mut rng, 2.0);
+        assert_eq!(d.fresh, 64);
+        assert_eq!(buf.len(), 100, "never grows past capacity");
+        // 36 appended, 28 overwrite distinct old slots.
+        let all: HashSet<i64> = d.fresh_slots.iter().copied().collect();
+        assert_eq!(all.len(), 64);
+        assert!(all.iter().all(|&s| (0..100).contains(&s)));
+        for _ in 0..20 {
+            fill(&mut buf, 64, 0.3, &mut rng, 3.0);
+            assert_eq!(buf.len(), 100);
+        }
+    }
+
+    #[test]
+    fn reinit_probability_sets_fresh_fraction() {
+        let mut rng = Rng::new(1);
+        let mut buf = ReplayBuffer::new(4096);
+        fill(&mut buf, 4096, 0.0, &mut rng, 0.0);
+        for &rho in &[0.0, 0.05, 0.5, 1.0] {
+            let mut fresh = 0usize;
+            let trials = 40;
+            for _ in 0..trials {
+                let d = buf.plan(256, rho, &mut rng);
+                assert_eq!(d.replay_slots.len() + d.fresh, 256);
+                let uniq: HashSet<i64> = d.replay_slots.iter().copied().collect();
+                assert_eq!(uniq.len(), d.replay_slots.len(), "replayed slots are distinct");
+                fresh += d.fresh;
+            }
+            let frac = fresh as f64 / (256 * trials) as f64;
+            assert!((frac - rho).abs() < 0.02, "rho {rho}: fresh fraction {frac}");
+        }
+    }
+
+    #[test]
+    fn replayed_chains_return_to_their_slots() {
+        let mut rng = Rng::new(2);
+        let mut buf = ReplayBuffer::new(8);
+        let d0 = buf.plan(8, 0.0, &mut rng);
+        let rows = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([8, 2]);
+        buf.commit(&d0, &rows);
+        let d = buf.plan(3, 0.0, &mut rng);
+        assert_eq!(d.fresh, 0);
+        let got = buf.gather(&d).unwrap();
+        let moved = &got + 100.0;
+        buf.commit(&d, &moved);
+        let contents = buf.contents().unwrap();
+        for (j, &s) in d.replay_slots.iter().enumerate() {
+            assert!(contents.get(s).equal(&moved.get(j as i64)));
+        }
+    }
+
+    #[test]
+    fn capacity_smaller_than_chain_count_keeps_what_fits() {
+        let mut rng = Rng::new(3);
+        let mut buf = ReplayBuffer::new(10);
+        for _ in 0..5 {
+            let d = fill(&mut buf, 32, 0.5, &mut rng, 1.0);
+            assert!(d.replay_slots.len() + d.fresh_slots.len() <= 10);
+            assert_eq!(buf.len(), 10);
+        }
+        let mut none = ReplayBuffer::new(0);
+        let d = fill(&mut none, 16, 0.0, &mut rng, 1.0);
+        assert_eq!((d.fresh, none.len()), (16, 0));
+    }
+}

@@ -1,0 +1,143 @@
+//! The panic boundary and pointer checks shared by every exported function.
+use crate::status::{set_last_error, Error, Result, SanceStatus};
+use std::any::Any;
+use std::cell::{Cell, RefCell};
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+
+thread_local! {
+    /// Depth of exported calls on this thread: panics inside are caught, so the hook stays quiet.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// The message and location of the last panic caught on this thread.
+    static PANIC_TEXT: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+static HOOK: Once = Once::new();
+
+/// Installs (once) a panic hook that records panics inside exported calls instead of printing
+/// them, and defers to the previous hook for panics elsewhere in the host program.
+fn install_hook() {
+    HOOK.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            if DEPTH.with(|d| d.get()) > 0 {
+                let loc =
+                    info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+                PANIC_TEXT.with(|t| *t.borrow_mut() = Some(format!("{}{loc}", payload_text(info.payload()))));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn payload_text(p: &(dyn Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+/// Turns a caught panic into an error. tch's infallible ops panic with the libtorch error
+/// (`... Err value: Torch("...")`): those are libtorch failures, reported as TORCH.
+fn panic_error(payload: Box<dyn Any + Send>) -> Error {
+    let text = PANIC_TEXT.with(|t| t.borrow_mut().take()).unwrap_or_else(|| payload_text(&*payload));
+    if let Some(i) = text.find("Torch(") {
+        Error::new(SanceStatus::Torch, format!("libtorch: {}", &text[i..]))
+    } else {
+        Error::new(SanceStatus::Panic, format!("internal panic (a bug in sance, please report it): {text}"))
+    }
+}
+
+/// Runs `f`; Err only when it panicked.
+pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
+    install_hook();
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    DEPTH.with(|d| d.set(d.get() - 1));
+    r.map_err(panic_error)
+}
+
+/// Runs `f`, turning a panic into an error.
+pub fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_panic(f).and_then(|r| r)
+}
+
+/// Converts a result into the status the C API returns, recording the message on failure.
+pub fn status(fn_name: &str, r: Result<()>) -> SanceStatus {
+    match r {
+        Ok(()) => SanceStatus::Ok,
+        Err(e) => {
+            set_last_error(&format!("{fn_name}: {}", e.message));
+            e.status
+        }
+    }
+}
+
+/// `catch` then `status`: the body of every status-returning export.
+pub fn guard(fn_name: &str, f: impl FnOnce() -> Result<()>) -> SanceStatus {
+    status(fn_name, catch(f))
+}
+
+/// Checks a sample count against the sample size: non-zero and addressable as f32s.
+pub fn element_count(n: usize, sample_size: usize, what: &str) -> Result<usize> {
+    if n == 0 {
+        return Err(Error::invalid(format!("{what} must be > 0")));
+    }
+    n.checked_mul(sample_size)
+        .filter(|&e| e <= isize::MAX as usize / std::mem::size_of::<f32>() && e <= i64::MAX as usize)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "{what} = {n} samples of {sample_size} floats overflows the address space"
+            ))
+        })
+}
+
+fn check_ptr<T>(p: *const T, name: &str) -> Result<()> {
+    if p.is_null() {
+        return Err(Error::null(name));
+    }
+    if (p as usize) % std::mem::align_of::<T>() != 0 {
+        return Err(Error::invalid(format!("{name} is not aligned for its type")));
+    }
+    Ok(())
+}
+
+/// Borrows `len` floats from C.
+///
+/// # Safety
+/// When non-null, `p` must point to `len` readable floats that stay valid during the call.
+pub unsafe fn floats<'a>(p: *const f32, len: usize, name: &str) -> Result<&'a [f32]> {
+    check_ptr(p, name)?;
+    Ok(std::slice::from_raw_parts(p, len))
+}
+
+/// Borrows `len` writable floats from C.
+///
+/// # Safety
+/// When non-null, `p` must point to `len` writable floats, not aliased during the call.
+pub unsafe fn floats_mut<'a>(p: *mut f32, len: usize, name: &str) -> Result<&'a mut [f32]> {
+    check_ptr(p, name)?;
+    Ok(std::slice::from_raw_parts_mut(p, len))
+}
+
+/// Checks a non-null pointer argument.
+pub fn non_null<T>(p: *const T, name: &str) -> Result<()> {
+    check_ptr(p, name)
+}
+
+/// NON_FINITE naming the first NaN/Inf as `what[row][col]`.
+pub fn all_finite(v: &[f32], sample_size: usize, what: &str) -> Result<()> {
+    match v.iter().position(|x| !x.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(Error::non_finite(format!(
+            "{what}[{}][{}] is {} (inputs must be finite)",
+            i / sample_size,
+            i % sample_size,
+            v[i]
+        ))),
+    }
+}

@@ -1,0 +1,124 @@
+//! Status codes, the crate's error type, and the thread-local "last error" message.
+use std::cell::RefCell;
+use std::ffi::{CStr, CString};
+use std::fmt;
+
+/// Outcome of a fallible call. Values are explicit and never reused.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SanceStatus {
+    /// Success.
+    Ok = 0,
+    /// A required pointer argument was NULL.
+    NullPointer = 1,
+    /// An argument or config field is out of range; the message names it.
+    InvalidArgument = 2,
+    /// NaN or infinity in the input, or training produced a non-finite loss or gradient
+    /// (the update was skipped and the model left exactly as it was).
+    NonFinite = 3,
+    /// The requested device does not exist (e.g. CUDA asked for where there is none).
+    Device = 4,
+    /// A file could not be read or written.
+    Io = 5,
+    /// A file's contents are not a valid checkpoint.
+    Corrupt = 6,
+    /// libtorch reported an error; the message carries libtorch's text.
+    Torch = 7,
+    /// An internal panic was caught at the API boundary (a bug: please report it).
+    Panic = 8,
+}
+
+/// Every status, in value order.
+const ALL_STATUSES: [SanceStatus; 9] = [
+    SanceStatus::Ok,
+    SanceStatus::NullPointer,
+    SanceStatus::InvalidArgument,
+    SanceStatus::NonFinite,
+    SanceStatus::Device,
+    SanceStatus::Io,
+    SanceStatus::Corrupt,
+    SanceStatus::Torch,
+    SanceStatus::Panic,
+];
+
+impl SanceStatus {
+    /// The enumerator's name as it appears in the header, as a static C string.
+    pub fn name(self) -> &'static CStr {
+        match self {
+            SanceStatus::Ok => c"SANCE_STATUS_OK",
+            SanceStatus::NullPointer => c"SANCE_STATUS_NULL_POINTER",
+            SanceStatus::InvalidArgument => c"SANCE_STATUS_INVALID_ARGUMENT",
+            SanceStatus::NonFinite => c"SANCE_STATUS_NON_FINITE",
+            SanceStatus::Device => c"SANCE_STATUS_DEVICE",
+            SanceStatus::Io => c"SANCE_STATUS_IO",
+            SanceStatus::Corrupt => c"SANCE_STATUS_CORRUPT",
+            SanceStatus::Torch => c"SANCE_STATUS_TORCH",
+            SanceStatus::Panic => c"SANCE_STATUS_PANIC",
+        }
+    }
+
+    pub fn from_i32(v: i32) -> Option<SanceStatus> {
+        ALL_STATUSES.iter().copied().find(|s| *s as i32 == v)
+    }
+}
+
+/// A failure: the status the C API returns and a message for `sance_last_error`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Error {
+    pub status: SanceStatus,
+    pub message: String,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(status: SanceStatus, message: impl Into<String>) -> Error {
+        Error { status, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Error {
+        Error::new(SanceStatus::InvalidArgument, message)
+    }
+    pub fn null(what: &str) -> Error {
+        Error::new(SanceStatus::NullPointer, format!("{what} is NULL"))
+    }
+    pub fn non_finite(message: impl Into<String>) -> Error {
+        Error::new(SanceStatus::NonFinite, message)
+    }
+    pub fn device(message: impl Into<String>) -> Error {
+        Error::new(SanceStatus::Device, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.status.name().to_string_lossy(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<tch::TchError> for Error {
+    fn from(e: tch::TchError) -> Error {
+        Error::new(SanceStatus::Torch, format!("libtorch: {e}"))
+    }
+}
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// Records `message` as this thread's last error (interior NULs are replaced).
+pub fn set_last_error(message: &str) {
+    let c = CString::new(message.replace('\0', "\u{FFFD}")).unwrap_or_default();
+    LAST_ERROR.with(|e| *e.borrow_mut() = c);
+}
+
+/// Pointer to this thread's last error message; valid until the next failure on this thread.
+pub fn last_error_ptr() -> *const libc::c_char {
+    LAST_ERROR.with(|e| e.borrow().as_ptr())
+}
+
+/// This thread's last error message, copied.
+pub fn last_error() -> String {
+    LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned())
+}
