@@ -8,6 +8,12 @@
 # torch is reinstalled rather than trusted.
 
 SANCE_TORCH_VERSION=2.11.0
+
+# torch-sys compiles a C++ shim; the C harness needs a C compiler.
+if ! command -v c++ >/dev/null 2>&1 || ! command -v cc >/dev/null 2>&1; then
+    echo "sance: installing a C/C++ compiler (build-essential)" >&2
+    apt-get update -qq && apt-get install -y -qq build-essential >/dev/null
+fi
 SANCE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 if [ -n "${LIBTORCH:-}" ]; then

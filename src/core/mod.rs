@@ -6,3 +6,6 @@ pub mod net;
 pub mod replay;
 pub mod rng;
 pub mod toy;
+
+#[cfg(test)]
+mod tests;

@@ -132,9 +132,13 @@ impl Net {
             SanceArch::Conv => {
                 let detached: Vec<Tensor> = p.iter().map(|t| t.detach()).collect();
                 let xg = x.detach().set_requires_grad(true);
-                let e = tch::with_grad(|| self.energy(&detached, &xg));
-                let g = Tensor::run_backward(&[e.sum(e.kind())], &[&xg], false, false);
-                (e.detach(), g.into_iter().next().unwrap())
+                // Callers may be inside no_grad (the sampler is): the graph must be built, and
+                // summed, with grad mode on, or libtorch has nothing to differentiate.
+                tch::with_grad(|| {
+                    let e = self.energy(&detached, &xg);
+                    let g = Tensor::run_backward(&[e.sum(e.kind())], &[&xg], false, false);
+                    (e.detach(), g.into_iter().next().unwrap())
+                })
             }
         }
     }

@@ -172,7 +172,9 @@ fn picture(ebm: &Ebm, o: &Opts, samples: &[f32]) -> std::io::Result<()> {
     .unwrap();
     let e_min = e.iter().cloned().fold(f64::INFINITY, f64::min);
     let density: Vec<f64> = e.iter().map(|v| (-(v - e_min)).exp()).collect();
-    let level = |v: f64| ((v - e_min) / 1.0).floor().min(12.0) as i64;
+    // Contours every 1.5 nats above the minimum, the first 8 levels.
+    const LEVELS: i64 = 8;
+    let level = |v: f64| ((v - e_min) / 1.5).floor().min(LEVELS as f64) as i64;
     for i in 0..P {
         for j in 0..P {
             // grid index: x = i-th value, y = j-th value; image rows run top-down.
@@ -180,7 +182,7 @@ fn picture(ebm: &Ebm, o: &Opts, samples: &[f32]) -> std::io::Result<()> {
             let mut col = ramp(density[idx].sqrt());
             let right = if i + 1 < P { level(e[idx + P]) } else { level(e[idx]) };
             let down = if j + 1 < P { level(e[idx + 1]) } else { level(e[idx]) };
-            if level(e[idx]) < 12 && (right != level(e[idx]) || down != level(e[idx])) {
+            if level(e[idx]) < LEVELS && (right != level(e[idx]) || down != level(e[idx])) {
                 col = [255, 255, 255];
             }
             c.set((panel(2) as usize + i) as i64, (GAP + P - 1 - j) as i64, col);
