@@ -182,7 +182,7 @@ static void test_training_and_bad_input(void) {
     }
     CHECK(ok, "4000 training steps: %s", sance_last_error());
     CHECK(st.step == 4000, "step counter %llu", (unsigned long long)st.step);
-    CHECK((uint64_t)refreshes == st.refresh_count && st.refresh_count == 4000 / cfg.noise_update_interval,
+    CHECK((uint64_t)refreshes == st.refresh_count && st.refresh_count == (4000 + cfg.noise_update_interval - 1) / cfg.noise_update_interval,
           "refreshes %d / %llu", refreshes, (unsigned long long)st.refresh_count);
 
     double kl = kl_8gaussians(m);

@@ -14,7 +14,8 @@ const USAGE: &str = "\
 usage:
   sance-toy train [--dataset NAME] [--steps N] [--batch B] [--k K] [--seed S] [--out FILE.png]
                   [--log-every N] [--sample-steps T] [--device D]
-  sance-toy sweep [--dataset NAME] [--steps N] [--batch B] [--ks 1,10,100,1000] [--seeds 0,1,2]
+                  [--step-size L] [--langevin-steps T] [--energy-l2 A] [--lr R]
+  sance-toy sweep [--dataset NAME] [--steps N] [--batch B] [--ks 1,10,100,300,1000] [--seeds 0,1,2]
 datasets: 8gaussians, rings, checkerboard, 2spirals, pinwheel
 ";
 
@@ -30,6 +31,15 @@ struct Opts {
     device: i32,
     ks: Vec<u32>,
     seeds: Vec<u64>,
+    /// Overrides of the default config.
+    step_size: Option<f32>,
+    langevin_steps: Option<u32>,
+    energy_l2: Option<f32>,
+    lr: Option<f32>,
+}
+
+fn float(flag: &str, s: String) -> Result<f32, String> {
+    s.parse::<f32>().map_err(|_| format!("{flag}: not a number: {s}"))
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
@@ -44,8 +54,12 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         log_every: 250,
         sample_steps: 500,
         device: d.device,
-        ks: vec![1, 10, 100, 1000],
+        ks: vec![1, 10, 100, 300, 1000],
         seeds: vec![0],
+        step_size: None,
+        langevin_steps: None,
+        energy_l2: None,
+        lr: None,
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -65,6 +79,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--device" => o.device = val()?.parse().map_err(|_| "--device: not an integer".to_string())?,
             "--ks" => o.ks = list(val()?)?.into_iter().map(|k| k as u32).collect(),
             "--seeds" => o.seeds = list(val()?)?,
+            "--step-size" => o.step_size = Some(float(flag, val()?)?),
+            "--langevin-steps" => o.langevin_steps = Some(num(val()?)? as u32),
+            "--energy-l2" => o.energy_l2 = Some(float(flag, val()?)?),
+            "--lr" => o.lr = Some(float(flag, val()?)?),
             _ => return Err(format!("unknown option {flag}")),
         }
     }
@@ -111,7 +129,21 @@ fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
 }
 
 fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance::Error> {
-    let cfg = SanceConfig { noise_update_interval: k, seed, device: o.device, ..Default::default() };
+    let mut cfg = SanceConfig { noise_update_interval: k, seed, device: o.device, ..Default::default() };
+    if let Some(l) = o.step_size {
+        // Keep the sampler at temperature 1.
+        cfg.langevin.step_size = l;
+        cfg.langevin.noise_std = (2.0 * l).sqrt();
+    }
+    if let Some(t) = o.langevin_steps {
+        cfg.langevin.steps = t;
+    }
+    if let Some(a) = o.energy_l2 {
+        cfg.energy_l2 = a;
+    }
+    if let Some(r) = o.lr {
+        cfg.learning_rate = r;
+    }
     let mut ebm = Ebm::new(&cfg)?;
     if verbose {
         println!(
@@ -191,7 +223,7 @@ fn picture(ebm: &Ebm, o: &Opts, samples: &[f32]) -> std::io::Result<()> {
     // Panels 1 and 2: data and model samples.
     let data = data_batch(&o.dataset, 2000, 1 << 43);
     for (k, (pts, col)) in [(&data[..], [31u8, 119, 180]), (samples, [214u8, 39, 40])].iter().enumerate() {
-        for p in pts.chunks(2) {
+        for p in pts.chunks(2).filter(|p| p[0].abs() < LIM as f32 && p[1].abs() < LIM as f32) {
             let (x, y) = (to_px(p[0] as f64), to_px(p[1] as f64));
             c.dot(panel(k) + x, GAP as f64 + P as f64 - y, 1.6, *col, 0.45);
         }
