@@ -156,7 +156,7 @@ impl Default for SanceConfig {
             adam_beta2: 0.999,
             weight_decay: 0.0,
             grad_clip: 0.0,
-            noise_update_interval: 300,
+            noise_update_interval: 1000,
             noise_ratio: 1.0,
             energy_l2: 0.0,
             langevin: SanceLangevin::default(),

@@ -20,14 +20,16 @@ fn new(cfg: &SanceConfig) -> *mut SanceEbm {
 
 #[test]
 fn conv_model_trains_and_samples_with_image_shapes() {
-    let mut cfg = SanceConfig::default();
-    cfg.arch = SanceArch::Conv;
-    cfg.channels = 3;
-    cfg.height = 12;
-    cfg.width = 10;
-    cfg.hidden_width = 8;
-    cfg.hidden_layers = 2;
-    cfg.device = SANCE_DEVICE_CPU;
+    let mut cfg = SanceConfig {
+        arch: SanceArch::Conv,
+        channels: 3,
+        height: 12,
+        width: 10,
+        hidden_width: 8,
+        hidden_layers: 2,
+        device: SANCE_DEVICE_CPU,
+        ..Default::default()
+    };
     cfg.langevin.steps = 5;
     cfg.langevin.clamp_min = -1.0;
     cfg.langevin.clamp_max = 1.0;

@@ -193,7 +193,7 @@ impl Ebm {
     /// changes (θ, θ̄, c, Adam, buffer, counters and random stream) and NonFinite is returned.
     pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         let k = self.cfg.noise_update_interval as u64;
-        let refresh = self.snapshot.is_none() || (k >= 1 && self.step % k == 0);
+        let refresh = self.snapshot.is_none() || (k >= 1 && self.step.is_multiple_of(k));
         let rng_before = self.rng.clone();
         let c_before = self.c.detach().copy();
         let snap_before = if refresh { self.snapshot.take() } else { None };

@@ -162,10 +162,6 @@ impl Net {
         }
         (e, g)
     }
-
-    pub fn num_params(&self) -> usize {
-        self.param_shapes().len()
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! commits, so a rejected step leaves the buffer untouched.
 use crate::core::rng::Rng;
 use std::collections::HashSet;
-use tch::{Device, Kind, Tensor};
+use tch::Tensor;
 
 #[derive(Debug)]
 pub struct ReplayBuffer {
@@ -109,20 +109,6 @@ impl ReplayBuffer {
         }
         self.len = d.new_len;
     }
-
-    /// Restores a buffer from a checkpoint.
-    pub fn restore(&mut self, contents: Tensor, len: usize) {
-        self.len = len.min(self.capacity);
-        self.data = Some(contents);
-    }
-
-    pub fn device(&self) -> Option<Device> {
-        self.data.as_ref().map(|d| d.device())
-    }
-
-    pub fn kind(&self) -> Option<Kind> {
-        self.data.as_ref().map(|d| d.kind())
-    }
 }
 
 /// `k` distinct integers in [0, n) not in `exclude` (requires k <= n − |exclude ∩ [0,n)|).
@@ -156,6 +142,7 @@ fn distinct_below(n: usize, k: usize, rng: &mut Rng, exclude: &HashSet<i64>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::{Device, Kind};
 
     fn fill(buf: &mut ReplayBuffer, m: usize, rho: f64, rng: &mut Rng, value: f64) -> Draw {
         let d = buf.plan(m, rho, rng);

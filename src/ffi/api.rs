@@ -2,6 +2,11 @@
 //! - pointers are checked (NULL → SANCE_STATUS_NULL_POINTER) and panics never cross the boundary;
 //! - out-parameters are written only on success;
 //! - on failure the model is exactly as it was, and `sance_last_error` explains why.
+//!
+//! Safety, for every function: each non-NULL pointer must point to memory of the documented
+//! size that stays valid for the call, and a handle must come from `sance_ebm_new` and not be
+//! freed yet. The header's comments state the sizes.
+#![allow(clippy::missing_safety_doc)]
 use crate::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_ABI_VERSION};
 use crate::core::ebm::{Ebm, SanceStepStats};
 use crate::core::toy;
@@ -98,9 +103,11 @@ pub unsafe extern "C" fn sance_ebm_train_step(
             let count = element_count(batch, d, "batch")?;
             let data = floats(data, count, "data")?;
             all_finite(data, d, "data")?;
+            if !stats.is_null() {
+                non_null(stats, "stats")?; // alignment, checked before the model changes
+            }
             let s = m.train_step(&m.tensor_from(data, batch))?;
             if !stats.is_null() {
-                non_null(stats, "stats")?;
                 stats.write(s);
             }
             Ok(())

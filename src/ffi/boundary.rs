@@ -100,7 +100,7 @@ fn check_ptr<T>(p: *const T, name: &str) -> Result<()> {
     if p.is_null() {
         return Err(Error::null(name));
     }
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::invalid(format!("{name} is not aligned for its type")));
     }
     Ok(())
