@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define FORMAT_VERSION 1
+
 /**
  * Version of the config/struct layout. `sance_ebm_new` refuses any other value, so a program
  * compiled against an older header fails loudly instead of misreading fields.
@@ -391,6 +393,27 @@ size_t sance_ebm_sample_size(const SanceEbm *ebm);
  * (-1 for the CPU, else the CUDA index), so a SANCE_DEVICE_AUTO choice can be read back.
  */
 SanceStatus sance_ebm_config(const SanceEbm *ebm, SanceConfig *out);
+
+/**
+ * Saves everything training needs to continue exactly — θ, the snapshot, c, the optimizer's
+ * moments and step count, the counters, the replay buffer and the random stream — to one
+ * safetensors file (see docs/checkpoints.md). The write is atomic: a temporary file in the
+ * same directory is written, flushed, fsynced and renamed over `path`, and the directory is
+ * fsynced; on any failure the previous file at `path` is intact.
+ *
+ * Returns SANCE_STATUS_IO when the file cannot be written (the message has the OS reason).
+ */
+SanceStatus sance_ebm_save(const SanceEbm *ebm, const char *path);
+
+/**
+ * Loads a checkpoint written by `sance_ebm_save` onto `device` (-1 CPU, k CUDA k,
+ * SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller).
+ *
+ * Returns SANCE_STATUS_IO for a missing or unreadable file, SANCE_STATUS_CORRUPT (naming the
+ * problem) for anything that is not a valid checkpoint of this format version, and
+ * SANCE_STATUS_DEVICE for a device that does not exist.
+ */
+SanceStatus sance_ebm_load(const char *path, int32_t device, SanceEbm **out);
 
 /**
  * Writes `n` samples (`n × 2` floats) of the 2-D toy dataset `name` — "8gaussians", "rings",

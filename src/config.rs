@@ -251,12 +251,9 @@ pub fn validate_langevin(l: &SanceLangevin, field: &str) -> Result<()> {
     finite_gt(l.step_size, 0.0, &format!("{field}.step_size"))?;
     finite_ge(l.noise_std, 0.0, &format!("{field}.noise_std"))?;
     finite_ge(l.grad_clip, 0.0, &format!("{field}.grad_clip"))?;
-    if l.clamp_min.is_nan() || l.clamp_max.is_nan() {
-        return Err(Error::invalid(format!("{field}.clamp_min/clamp_max must not be NaN")));
-    }
-    if l.clamp_min < l.clamp_max && !(l.clamp_min.is_finite() && l.clamp_max.is_finite()) {
+    if !l.clamp_min.is_finite() || !l.clamp_max.is_finite() {
         return Err(Error::invalid(format!(
-            "{field}.clamp_min/clamp_max must be finite when clamping (got [{}, {}])",
+            "{field}.clamp_min/clamp_max must be finite (got [{}, {}]; clamp_min >= clamp_max disables clamping)",
             l.clamp_min, l.clamp_max
         )));
     }

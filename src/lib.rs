@@ -5,7 +5,9 @@
 //! - [`core`]: networks, Langevin sampler, replay buffer, the trainer ([`core::ebm::Ebm`]),
 //!   toy datasets;
 //! - [`ffi`]: the exported `extern "C"` functions;
+//! - [`checkpoint`]: save/load in safetensors, atomically;
 //! - [`eval`]: density metrics (grid-normalised KL, MMD) used by the tools and tests.
+pub mod checkpoint;
 pub mod config;
 pub mod core;
 pub mod eval;

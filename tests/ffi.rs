@@ -4,19 +4,10 @@ use sance::config::{SanceArch, SanceConfig, SanceLangevin, SANCE_DEVICE_CPU};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceStatus, SanceStepStats};
-use std::ffi::CStr;
 use std::ptr;
 
-fn last_error() -> String {
-    unsafe { CStr::from_ptr(sance_last_error()) }.to_string_lossy().into_owned()
-}
-
-fn new(cfg: &SanceConfig) -> *mut SanceEbm {
-    let mut h = ptr::null_mut();
-    let s = unsafe { sance_ebm_new(cfg, &mut h) };
-    assert_eq!(s, SanceStatus::Ok, "{}", last_error());
-    h
-}
+mod common;
+use common::{last_error, new};
 
 #[test]
 fn conv_model_trains_and_samples_with_image_shapes() {

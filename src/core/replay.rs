@@ -111,6 +111,24 @@ impl ReplayBuffer {
     }
 }
 
+impl ReplayBuffer {
+    /// Restores the first `rows.size()[0]` chains from a checkpoint.
+    pub fn restore(&mut self, rows: &Tensor) {
+        let len = rows.size()[0] as usize;
+        debug_assert!(len <= self.capacity);
+        if len == 0 {
+            self.data = None;
+        } else {
+            let mut shape = rows.size();
+            shape[0] = self.capacity as i64;
+            let data = Tensor::zeros(&shape, (rows.kind(), rows.device()));
+            data.narrow(0, 0, len as i64).copy_(rows);
+            self.data = Some(data);
+        }
+        self.len = len;
+    }
+}
+
 /// `k` distinct integers in [0, n) not in `exclude` (requires k <= n − |exclude ∩ [0,n)|).
 fn distinct_below(n: usize, k: usize, rng: &mut Rng, exclude: &HashSet<i64>) -> Vec<i64> {
     let available = n - exclude.len();

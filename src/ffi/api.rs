@@ -7,7 +7,10 @@
 //! size that stays valid for the call, and a handle must come from `sance_ebm_new` and not be
 //! freed yet. The header's comments state the sizes.
 #![allow(clippy::missing_safety_doc)]
-use crate::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_ABI_VERSION};
+use crate::checkpoint;
+use crate::config::{
+    read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_ABI_VERSION, SANCE_DEVICE_AUTO,
+};
 use crate::core::ebm::{Ebm, SanceStepStats};
 use crate::core::toy;
 use crate::ffi::boundary::{all_finite, catch_panic, element_count, floats, floats_mut, guard, non_null};
@@ -15,7 +18,9 @@ use crate::ffi::handle::SanceEbm;
 use crate::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
 use libc::c_char;
 use once_cell::sync::Lazy;
-use std::ffi::{CStr, CString};
+use std::ffi::{CStr, CString, OsStr};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 fn handle<'a>(ebm: *const SanceEbm) -> Result<&'a SanceEbm> {
@@ -246,6 +251,58 @@ pub unsafe extern "C" fn sance_ebm_config(ebm: *const SanceEbm, out: *mut SanceC
     })
 }
 
+/// A path from C: any bytes but NUL (POSIX paths need not be UTF-8).
+unsafe fn c_path<'a>(path: *const c_char) -> Result<&'a Path> {
+    non_null(path, "path")?;
+    let bytes = CStr::from_ptr(path).to_bytes();
+    if bytes.is_empty() {
+        return Err(Error::invalid("path is empty"));
+    }
+    Ok(Path::new(OsStr::from_bytes(bytes)))
+}
+
+/// Saves everything training needs to continue exactly — θ, the snapshot, c, the optimizer's
+/// moments and step count, the counters, the replay buffer and the random stream — to one
+/// safetensors file (see docs/checkpoints.md). The write is atomic: a temporary file in the
+/// same directory is written, flushed, fsynced and renamed over `path`, and the directory is
+/// fsynced; on any failure the previous file at `path` is intact.
+///
+/// Returns SANCE_STATUS_IO when the file cannot be written (the message has the OS reason).
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_save(ebm: *const SanceEbm, path: *const c_char) -> SanceStatus {
+    guard("sance_ebm_save", || {
+        let h = handle(ebm)?;
+        let path = c_path(path)?;
+        h.with(|m| checkpoint::save(m, path))
+    })
+}
+
+/// Loads a checkpoint written by `sance_ebm_save` onto `device` (-1 CPU, k CUDA k,
+/// SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller).
+///
+/// Returns SANCE_STATUS_IO for a missing or unreadable file, SANCE_STATUS_CORRUPT (naming the
+/// problem) for anything that is not a valid checkpoint of this format version, and
+/// SANCE_STATUS_DEVICE for a device that does not exist.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_load(
+    path: *const c_char,
+    device: i32,
+    out: *mut *mut SanceEbm,
+) -> SanceStatus {
+    guard("sance_ebm_load", || {
+        let path = c_path(path)?;
+        non_null(out, "out")?;
+        if device < SANCE_DEVICE_AUTO {
+            return Err(Error::invalid(format!(
+                "device must be -2 (auto), -1 (CPU) or a CUDA index (got {device})"
+            )));
+        }
+        let ebm = checkpoint::load(path, device)?;
+        out.write(Box::into_raw(Box::new(SanceEbm::new(ebm))));
+        Ok(())
+    })
+}
+
 /// Writes `n` samples (`n × 2` floats) of the 2-D toy dataset `name` — "8gaussians", "rings",
 /// "checkerboard", "2spirals" or "pinwheel" (FFJORD conventions) — drawn with `seed`.
 #[no_mangle]
@@ -293,6 +350,11 @@ static VERSION: Lazy<CString> = Lazy::new(|| {
     ))
     .unwrap()
 });
+
+/// The version string of [`sance_version`].
+pub fn version_string() -> &'static str {
+    VERSION.to_str().unwrap_or("sance")
+}
 
 /// Library, tch and libtorch versions, e.g. "sance 0.1.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
 /// The string is static.

@@ -1,0 +1,308 @@
+//! Checkpoints: exact resume, atomic saves under injected faults, and loads that reject every
+//! kind of damaged file with SANCE_STATUS_CORRUPT (or IO for a missing/unreadable one).
+mod common;
+use common::*;
+use sance::checkpoint::atomic::{inject_fault, FaultPoint};
+use sance::checkpoint::safetensors::{decode, encode, Dtype, Entry};
+use sance::config::{SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU};
+use sance::ffi::api::*;
+use sance::ffi::handle::SanceEbm;
+use sance::SanceStatus;
+use std::collections::BTreeMap;
+use std::ptr;
+
+fn save(h: *mut SanceEbm, path: &std::path::Path) -> SanceStatus {
+    unsafe { sance_ebm_save(h, cpath(path).as_ptr()) }
+}
+
+fn load(path: &std::path::Path) -> (SanceStatus, *mut SanceEbm) {
+    let mut h = ptr::null_mut();
+    let s = unsafe { sance_ebm_load(cpath(path).as_ptr(), SANCE_DEVICE_CPU, &mut h) };
+    (s, h)
+}
+
+fn samples(h: *mut SanceEbm) -> Vec<f32> {
+    let mut out = vec![0f32; 2 * 40];
+    assert_eq!(unsafe { sance_ebm_sample(h, 40, ptr::null(), out.as_mut_ptr()) }, SanceStatus::Ok);
+    out
+}
+
+#[test]
+fn resume_is_bit_exact() {
+    let dir = scratch("resume");
+    let path = dir.join("model.safetensors");
+    // N + M steps without stopping.
+    let a = new(&small_config());
+    train(a, 0..30);
+    train(a, 30..55);
+    let (e_a, s_a) = (probe(a), samples(a));
+    // N steps, save, free, load, M steps.
+    let b = new(&small_config());
+    train(b, 0..30);
+    assert_eq!(save(b, &path), SanceStatus::Ok, "{}", last_error());
+    unsafe { sance_ebm_free(b) };
+    let (st, c) = load(&path);
+    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
+    train(c, 30..55);
+    assert_eq!(bits(&probe(c)), bits(&e_a), "energies after resume");
+    assert_eq!(bits(&samples(c)), bits(&s_a), "samples after resume");
+    let mut stats = sance::SanceStepStats::default();
+    let d = data("8gaussians", 32, 99);
+    unsafe { sance_ebm_train_step(c, d.as_ptr(), 32, &mut stats) };
+    assert_eq!(stats.step, 56);
+    unsafe { sance_ebm_free(a) };
+    unsafe { sance_ebm_free(c) };
+}
+
+#[test]
+fn a_fresh_model_round_trips_too() {
+    let dir = scratch("fresh");
+    let path = dir.join("m.safetensors");
+    let a = new(&small_config());
+    assert_eq!(save(a, &path), SanceStatus::Ok, "{}", last_error());
+    let (st, b) = load(&path);
+    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
+    train(a, 0..5);
+    train(b, 0..5);
+    assert_eq!(bits(&probe(a)), bits(&probe(b)));
+    let mut cfg = small_config();
+    assert_eq!(unsafe { sance_ebm_config(b, &mut cfg) }, SanceStatus::Ok);
+    assert_eq!(cfg, small_config(), "the config survives");
+    unsafe { sance_ebm_free(a) };
+    unsafe { sance_ebm_free(b) };
+}
+
+fn leftovers(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+}
+
+#[test]
+fn a_failed_save_leaves_the_previous_checkpoint_intact() {
+    let dir = scratch("atomic");
+    let path = dir.join("model.safetensors");
+    let h = new(&small_config());
+    train(h, 0..10);
+    assert_eq!(save(h, &path), SanceStatus::Ok);
+    let before = std::fs::read(&path).unwrap();
+    let e_saved = probe(h);
+    train(h, 10..20);
+    for point in [FaultPoint::MidWrite, FaultPoint::BeforeSync, FaultPoint::BeforeRename] {
+        inject_fault(Some(point));
+        let s = save(h, &path);
+        assert_eq!(s, SanceStatus::Io, "{point:?}");
+        assert!(last_error().contains("injected fault"), "{}", last_error());
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{point:?}: previous file changed");
+        assert_eq!(leftovers(&dir), vec!["model.safetensors"], "{point:?}: temporary file left behind");
+        let (st, old) = load(&path);
+        assert_eq!(st, SanceStatus::Ok);
+        assert_eq!(bits(&probe(old)), bits(&e_saved));
+        unsafe { sance_ebm_free(old) };
+    }
+    // Paths that cannot be written.
+    let missing_dir = dir.join("no/such/dir/m.safetensors");
+    assert_eq!(save(h, &missing_dir), SanceStatus::Io);
+    assert!(last_error().contains("no/such/dir"), "{}", last_error());
+    assert_eq!(save(h, &dir), SanceStatus::Io);
+    assert!(last_error().contains("directory"), "{}", last_error());
+    // And a save after the failures works and replaces the file.
+    assert_eq!(save(h, &path), SanceStatus::Ok);
+    assert_ne!(std::fs::read(&path).unwrap(), before);
+    unsafe { sance_ebm_free(h) };
+}
+
+#[test]
+fn non_utf8_paths_work() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = scratch("non-utf8");
+    let path = dir.join(std::ffi::OsStr::from_bytes(b"m\xff\xfe.safetensors"));
+    let h = new(&small_config());
+    train(h, 0..3);
+    assert_eq!(save(h, &path), SanceStatus::Ok, "{}", last_error());
+    let (st, b) = load(&path);
+    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
+    assert_eq!(bits(&probe(b)), bits(&probe(h)));
+    unsafe { sance_ebm_free(h) };
+    unsafe { sance_ebm_free(b) };
+}
+
+/// A valid checkpoint of a trained small model, as bytes.
+fn checkpoint_bytes() -> Vec<u8> {
+    let dir = scratch("bytes");
+    let path = dir.join("m.safetensors");
+    let h = new(&small_config());
+    train(h, 0..12);
+    assert_eq!(save(h, &path), SanceStatus::Ok);
+    unsafe { sance_ebm_free(h) };
+    std::fs::read(path).unwrap()
+}
+
+fn load_bytes(bytes: &[u8], name: &str) -> (SanceStatus, String) {
+    let dir = scratch(&format!("load-{name}"));
+    let path = dir.join("x.safetensors");
+    std::fs::write(&path, bytes).unwrap();
+    let (st, h) = load(&path);
+    unsafe { sance_ebm_free(h) };
+    (st, last_error())
+}
+
+/// Rewrites a checkpoint's tensors and metadata.
+fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut Vec<Entry>, &mut BTreeMap<String, String>)) -> Vec<u8> {
+    let f = decode(bytes.to_vec()).unwrap();
+    let mut entries: Vec<Entry> = f
+        .tensors
+        .iter()
+        .map(|(name, (dtype, shape, r))| Entry {
+            name: name.clone(),
+            dtype: *dtype,
+            shape: shape.clone(),
+            data: f.bytes[r.clone()].to_vec(),
+        })
+        .collect();
+    let mut meta = f.meta.clone();
+    edit(&mut entries, &mut meta);
+    encode(&entries, &meta)
+}
+
+#[test]
+fn damaged_files_are_corrupt_with_a_reason() {
+    let good = checkpoint_bytes();
+    assert_eq!(load_bytes(&good, "good").0, SanceStatus::Ok);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("empty", vec![], "too short"),
+        ("random", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(), "safetensors"),
+        (
+            "foreign",
+            encode(
+                &[Entry { name: "weight".into(), dtype: Dtype::F32, shape: vec![2], data: vec![0; 8] }],
+                &BTreeMap::new(),
+            ),
+            "not a sance checkpoint",
+        ),
+        (
+            "future",
+            rewrite(&good, |_, m| {
+                m.insert("format_version".into(), "2".into());
+            }),
+            "version 2",
+        ),
+        (
+            "bad-config",
+            rewrite(&good, |_, m| {
+                let c =
+                    m["config"].replace("\"learning_rate\":0.0010000000474974513", "\"learning_rate\":-1.0");
+                assert_ne!(c, m["config"]);
+                m.insert("config".into(), c);
+            }),
+            "learning_rate",
+        ),
+        (
+            "missing-config-field",
+            rewrite(&good, |_, m| {
+                let c = m["config"].replace("\"noise_ratio\":", "\"noise_ratiox\":");
+                m.insert("config".into(), c);
+            }),
+            "noise_ratio",
+        ),
+        (
+            "wrong-shape",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "theta.0").unwrap();
+                t.shape = vec![t.shape[1], t.shape[0]];
+            }),
+            "theta.0",
+        ),
+        (
+            "wrong-dtype",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "theta.1").unwrap();
+                t.dtype = Dtype::I64;
+                t.shape = vec![t.shape[0] / 2];
+            }),
+            "theta.1",
+        ),
+        ("missing-tensor", rewrite(&good, |e, _| e.retain(|t| t.name != "adam.v.2")), "adam.v.2"),
+        (
+            "extra-tensor",
+            rewrite(&good, |e, _| {
+                e.push(Entry { name: "evil".into(), dtype: Dtype::F32, shape: vec![1], data: vec![0; 4] })
+            }),
+            "evil",
+        ),
+        (
+            "nan",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "c").unwrap();
+                t.data = f32::NAN.to_le_bytes().to_vec();
+            }),
+            "non-finite",
+        ),
+        (
+            "zero-rng",
+            rewrite(&good, |_, m| {
+                m.insert("rng".into(), "0,0,0,0".into());
+            }),
+            "rng",
+        ),
+        (
+            "bad-counter",
+            rewrite(&good, |_, m| {
+                m.insert("step".into(), "-3".into());
+            }),
+            "step",
+        ),
+        (
+            "oversized-replay",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "replay").unwrap();
+                t.shape[0] = 65;
+                t.data = vec![0; 65 * 2 * 4];
+            }),
+            "replay",
+        ),
+    ];
+    for (name, bytes, needle) in cases {
+        let (st, msg) = load_bytes(&bytes, name);
+        assert_eq!(st, SanceStatus::Corrupt, "{name}: {msg}");
+        assert!(msg.contains(needle), "{name}: message {msg:?} lacks {needle:?}");
+    }
+    // Truncation at every byte.
+    let mut truncated = 0;
+    for cut in 0..good.len() {
+        let (st, msg) = load_bytes(&good[..cut], "cut");
+        assert_eq!(st, SanceStatus::Corrupt, "truncated at {cut}: {msg}");
+        truncated += 1;
+    }
+    assert_eq!(truncated, good.len());
+}
+
+#[test]
+fn missing_unreadable_and_bad_arguments() {
+    let dir = scratch("io");
+    let (st, h) = load(&dir.join("absent.safetensors"));
+    assert_eq!((st, h.is_null()), (SanceStatus::Io, true));
+    assert!(last_error().contains("absent.safetensors"));
+    let (st, _) = load(&dir);
+    assert_eq!(st, SanceStatus::Io);
+    assert!(last_error().contains("directory"));
+    let mut out = ptr::null_mut();
+    assert_eq!(unsafe { sance_ebm_load(ptr::null(), SANCE_DEVICE_AUTO, &mut out) }, SanceStatus::NullPointer);
+    assert_eq!(
+        unsafe { sance_ebm_load(c"".as_ptr(), SANCE_DEVICE_AUTO, &mut out) },
+        SanceStatus::InvalidArgument
+    );
+    assert_eq!(unsafe { sance_ebm_load(c"x".as_ptr(), -7, &mut out) }, SanceStatus::InvalidArgument);
+    let path = dir.join("ok.safetensors");
+    let h = new(&small_config());
+    assert_eq!(save(h, &path), SanceStatus::Ok);
+    assert_eq!(
+        unsafe { sance_ebm_load(cpath(&path).as_ptr(), 0, ptr::null_mut()) },
+        SanceStatus::NullPointer
+    );
+    assert_eq!(unsafe { sance_ebm_save(ptr::null(), cpath(&path).as_ptr()) }, SanceStatus::NullPointer);
+    assert_eq!(unsafe { sance_ebm_save(h, ptr::null()) }, SanceStatus::NullPointer);
+    if sance_cuda_device_count() == 0 {
+        assert_eq!(unsafe { sance_ebm_load(cpath(&path).as_ptr(), 0, &mut out) }, SanceStatus::Device);
+        assert!(out.is_null());
+    }
+    unsafe { sance_ebm_free(h) };
+}
