@@ -36,6 +36,12 @@ else
             || { echo "sance: pip install torch==$SANCE_TORCH_VERSION failed" >&2; return 1 2>/dev/null || exit 1; }
         sance_torch_ok || { echo "sance: torch in $SANCE_TORCH_VENV does not import" >&2; return 1 2>/dev/null || exit 1; }
     fi
+    # The checkpoint interoperability test reads checkpoints with Python's safetensors.
+    if ! "$SANCE_TORCH_VENV/bin/python" -c "import safetensors" >/dev/null 2>&1; then
+        "$SANCE_TORCH_VENV/bin/pip" install --quiet --disable-pip-version-check "safetensors==0.8.0" \
+            || { echo "sance: pip install safetensors failed" >&2; return 1 2>/dev/null || exit 1; }
+    fi
+    export SANCE_PYTHON=$SANCE_TORCH_VENV/bin/python
     # torch-sys asks `python` (inside a venv) where libtorch lives.
     export VIRTUAL_ENV=$SANCE_TORCH_VENV
     export PATH=$SANCE_TORCH_VENV/bin:$PATH
