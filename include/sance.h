@@ -301,6 +301,28 @@ typedef struct {
   float langevin_grad_norm;
 } SanceStepStats;
 
+/**
+ * Where a model stands: counters and the current offset c.
+ */
+typedef struct {
+  /**
+   * Training steps completed.
+   */
+  uint64_t step;
+  /**
+   * Snapshot refreshes so far.
+   */
+  uint64_t refresh_count;
+  /**
+   * Chains stored in the replay buffer.
+   */
+  uint64_t replay_len;
+  /**
+   * c, the learned log Z_θ̄ − log Z_θ.
+   */
+  float log_z;
+} SanceProgress;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -382,6 +404,11 @@ SanceStatus sance_ebm_energy_grad(SanceEbm *ebm,
                                   size_t n,
                                   float *energy,
                                   float *grad);
+
+/**
+ * Copies where the model stands (steps, refreshes, replay buffer fill, c) into `*out`.
+ */
+SanceStatus sance_ebm_progress(const SanceEbm *ebm, SanceProgress *out);
 
 /**
  * Floats per sample (data_dim for MLP, channels·height·width for CONV); 0 for NULL.

@@ -15,5 +15,5 @@ pub mod ffi;
 pub mod status;
 
 pub use crate::config::{SanceConfig, SanceLangevin};
-pub use crate::core::ebm::{Ebm, SanceStepStats};
+pub use crate::core::ebm::{Ebm, SanceProgress, SanceStepStats};
 pub use crate::status::{Error, Result, SanceStatus};

@@ -135,7 +135,8 @@ fn mutated_checkpoints_never_crash_the_loader() {
 fn regenerate_corpus() {
     use sance::config::{SanceArch, SanceConfig};
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    let tiny = SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 4, replay_capacity: 6, ..Default::default() };
+    let tiny =
+        SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 4, replay_capacity: 6, ..Default::default() };
     let conv = SanceConfig {
         arch: SanceArch::Conv,
         channels: 1,
@@ -146,7 +147,8 @@ fn regenerate_corpus() {
         replay_capacity: 3,
         ..tiny
     };
-    for (name, cfg, steps) in [("fresh-mlp", tiny, 0u64), ("trained-mlp", tiny, 3), ("trained-conv", conv, 2)] {
+    for (name, cfg, steps) in [("fresh-mlp", tiny, 0u64), ("trained-mlp", tiny, 3), ("trained-conv", conv, 2)]
+    {
         let h = new(&cfg);
         let d = vec![0.25f32; 4 * 16];
         for _ in 0..steps {

@@ -9,8 +9,9 @@ use sance::SanceStatus;
 use std::process::Command;
 
 fn check(activation: SanceActivation, name: &str) {
-    let python = std::env::var("SANCE_PYTHON")
-        .expect("SANCE_PYTHON is unset: run the tests through scripts/test, which sets up the virtual environment");
+    let python = std::env::var("SANCE_PYTHON").expect(
+        "SANCE_PYTHON is unset: run the tests through scripts/test, which sets up the virtual environment",
+    );
     let dir = scratch(name);
     let ckpt = dir.join("m.safetensors");
     let h = new(&sance::SanceConfig { activation, ..small_config() });

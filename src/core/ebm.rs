@@ -37,6 +37,20 @@ pub struct SanceStepStats {
     pub langevin_grad_norm: f32,
 }
 
+/// Where a model stands: counters and the current offset c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SanceProgress {
+    /// Training steps completed.
+    pub step: u64,
+    /// Snapshot refreshes so far.
+    pub refresh_count: u64,
+    /// Chains stored in the replay buffer.
+    pub replay_len: u64,
+    /// c, the learned log Z_θ̄ − log Z_θ.
+    pub log_z: f32,
+}
+
 /// Resolves `SanceConfig::device` to a libtorch device.
 pub fn resolve_device(d: i32) -> Result<Device> {
     match d {
@@ -59,6 +73,16 @@ pub fn resolve_device(d: i32) -> Result<Device> {
             }
         }
         k => Err(Error::invalid(format!("config.device has invalid value {k}"))),
+    }
+}
+
+fn physical_memory() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
+    if pages > 0 && size > 0 {
+        pages as f64 * size as f64
+    } else {
+        f64::INFINITY
     }
 }
 
@@ -158,6 +182,40 @@ impl Ebm {
 
     pub fn sample_size(&self) -> usize {
         self.cfg.sample_size()
+    }
+
+    pub fn progress(&self) -> SanceProgress {
+        SanceProgress {
+            step: self.step,
+            refresh_count: self.refresh_count,
+            replay_len: self.buffer.len() as u64,
+            log_z: self.log_z() as f32,
+        }
+    }
+
+    /// Refuses, before any allocation, a call on `n` samples whose working memory (inputs,
+    /// outputs, gradients and the network's activations, roughly) exceeds this machine's
+    /// physical memory: an absurd size is an error, not an out-of-memory crash.
+    pub fn check_work_size(&self, n: usize, what: &str) -> Result<()> {
+        let c = &self.cfg;
+        let activations = match c.arch {
+            crate::config::SanceArch::Mlp => c.hidden_width as f64 * c.hidden_layers as f64,
+            crate::config::SanceArch::Conv => {
+                c.hidden_width as f64
+                    * c.height as f64
+                    * c.width as f64
+                    * (1.0 + c.hidden_layers as f64 * 0.5)
+            }
+        };
+        let bytes = n as f64 * (4.0 * self.sample_size() as f64 + 3.0 * activations) * 4.0;
+        let limit = physical_memory();
+        if bytes > limit {
+            return Err(Error::invalid(format!(
+                "{what} = {n} would need about {:.3e} bytes of working memory, more than this machine's {:.3e}",
+                bytes, limit
+            )));
+        }
+        Ok(())
     }
 
     /// Full batch shape [n, ...sample_shape].

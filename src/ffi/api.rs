@@ -11,7 +11,7 @@ use crate::checkpoint;
 use crate::config::{
     read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_ABI_VERSION, SANCE_DEVICE_AUTO,
 };
-use crate::core::ebm::{Ebm, SanceStepStats};
+use crate::core::ebm::{Ebm, SanceProgress, SanceStepStats};
 use crate::core::toy;
 use crate::ffi::boundary::{all_finite, catch_panic, element_count, floats, floats_mut, guard, non_null};
 use crate::ffi::handle::SanceEbm;
@@ -106,6 +106,7 @@ pub unsafe extern "C" fn sance_ebm_train_step(
         h.with(|m| {
             let d = m.sample_size();
             let count = element_count(batch, d, "batch")?;
+            m.check_work_size(batch, "batch")?;
             let data = floats(data, count, "data")?;
             all_finite(data, d, "data")?;
             if !stats.is_null() {
@@ -145,6 +146,7 @@ pub unsafe extern "C" fn sance_ebm_sample(
     guard("sance_ebm_sample", || {
         handle(ebm)?.with(|m| {
             let count = element_count(n, m.sample_size(), "n")?;
+            m.check_work_size(n, "n")?;
             let l = langevin_or_default(params, m)?;
             let out = floats_mut(out, count, "out")?;
             let x = m.sample(n, &l)?;
@@ -167,6 +169,7 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
         handle(ebm)?.with(|m| {
             let d = m.sample_size();
             let count = element_count(n, d, "n")?;
+            m.check_work_size(n, "n")?;
             let l = langevin_or_default(params, m)?;
             let chains = floats_mut(chains, count, "chains")?;
             all_finite(chains, d, "chains")?;
@@ -188,6 +191,7 @@ pub unsafe extern "C" fn sance_ebm_energy(
         handle(ebm)?.with(|m| {
             let d = m.sample_size();
             let count = element_count(n, d, "n")?;
+            m.check_work_size(n, "n")?;
             let x = floats(x, count, "x")?;
             all_finite(x, d, "x")?;
             let out = floats_mut(out, n, "out")?;
@@ -210,6 +214,7 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
         handle(ebm)?.with(|m| {
             let d = m.sample_size();
             let count = element_count(n, d, "n")?;
+            m.check_work_size(n, "n")?;
             let x = floats(x, count, "x")?;
             all_finite(x, d, "x")?;
             let grad = floats_mut(grad, count, "grad")?;
@@ -224,6 +229,17 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
             grad.copy_from_slice(&g_buf);
             Ok(())
         })
+    })
+}
+
+/// Copies where the model stands (steps, refreshes, replay buffer fill, c) into `*out`.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_progress(ebm: *const SanceEbm, out: *mut SanceProgress) -> SanceStatus {
+    guard("sance_ebm_progress", || {
+        let p = handle(ebm)?.with(|m| Ok(m.progress()))?;
+        non_null(out, "out")?;
+        out.write(p);
+        Ok(())
     })
 }
 

@@ -3,6 +3,18 @@ use crate::core::ebm::Ebm;
 use crate::ffi::boundary::catch_panic;
 use crate::status::{Error, Result, SanceStatus};
 use parking_lot::Mutex;
+use std::cell::Cell;
+
+thread_local! {
+    static INJECT_PANIC: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Test hook: the next call on a handle from this thread panics inside the handle's lock,
+/// as a bug would.
+#[doc(hidden)]
+pub fn inject_panic() {
+    INJECT_PANIC.with(|p| p.set(true));
+}
 
 /// A model and its trainer. Calls on one handle are serialized by the lock inside it.
 pub struct SanceEbm {
@@ -30,7 +42,12 @@ impl SanceEbm {
                 format!("this handle is unusable since an earlier call failed part-way ({why}); free it"),
             ));
         }
-        match catch_panic(|| f(&mut st.ebm)) {
+        match catch_panic(|| {
+            if INJECT_PANIC.with(|p| p.replace(false)) {
+                panic!("injected panic (test hook)");
+            }
+            f(&mut st.ebm)
+        }) {
             Ok(r) => r,
             Err(e) => {
                 st.poisoned = Some(e.message.clone());

@@ -1,0 +1,254 @@
+//! Every entry point × bad input, one test per row, mirrored in docs/errors.md (a test checks
+//! that the two lists agree). Each test checks the status, that the message names the cause,
+//! that out-parameters were not written, and that the model's energies on a probe set and its
+//! counters are unchanged.
+mod common;
+use common::*;
+use sance::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin};
+use sance::ffi::api::*;
+use sance::ffi::handle::SanceEbm;
+use sance::{SanceProgress, SanceStatus};
+use std::ffi::CString;
+use std::ptr;
+
+struct Ctx {
+    h: *mut SanceEbm,
+    cfg: SanceConfig,
+    data: Vec<f32>,
+    out: Vec<f32>,
+    new_handle: *mut SanceEbm,
+    dir: std::path::PathBuf,
+}
+
+const SENTINEL: f32 = 42.0;
+
+impl Ctx {
+    fn new(id: &str) -> Ctx {
+        let cfg = small_config();
+        let h = new(&cfg);
+        train(h, 0..5);
+        Ctx {
+            h,
+            cfg,
+            data: data("8gaussians", 64, 1),
+            out: vec![SENTINEL; 4096],
+            new_handle: 0x10 as *mut SanceEbm,
+            dir: scratch(&format!("bad-{id}")),
+        }
+    }
+    fn out(&mut self) -> *mut f32 {
+        self.out.as_mut_ptr()
+    }
+    /// sance_ebm_new with one field of the config changed.
+    fn new_with(&mut self, edit: impl FnOnce(&mut SanceConfig)) -> SanceStatus {
+        let mut c = self.cfg;
+        edit(&mut c);
+        unsafe { sance_ebm_new(&c, &mut self.new_handle) }
+    }
+    fn langevin_with(&mut self, edit: impl FnOnce(&mut SanceLangevin)) -> SanceStatus {
+        let mut l = self.cfg.langevin;
+        edit(&mut l);
+        let out = self.out();
+        unsafe { sance_ebm_sample(self.h, 4, &l, out) }
+    }
+    fn path(&self, name: &str) -> CString {
+        cpath(&self.dir.join(name))
+    }
+}
+
+fn progress(h: *mut SanceEbm) -> SanceProgress {
+    let mut p = SanceProgress::default();
+    assert_eq!(unsafe { sance_ebm_progress(h, &mut p) }, SanceStatus::Ok);
+    p
+}
+
+fn run_row(id: &str, status: SanceStatus, needle: &str, call: impl FnOnce(&mut Ctx) -> SanceStatus) {
+    let mut c = Ctx::new(id);
+    let (e0, p0) = (probe(c.h), progress(c.h));
+    let got = call(&mut c);
+    let msg = last_error();
+    assert_eq!(got, status, "{id}: got {got:?} ({msg})");
+    assert!(msg.contains(needle), "{id}: message {msg:?} does not name {needle:?}");
+    assert_eq!(bits(&probe(c.h)), bits(&e0), "{id}: the model's energies changed");
+    assert_eq!(progress(c.h), p0, "{id}: the model's counters changed");
+    assert!(c.out.iter().all(|&v| v == SENTINEL), "{id}: an output buffer was written");
+    assert_eq!(c.new_handle, 0x10 as *mut SanceEbm, "{id}: an output handle was written");
+    unsafe { sance_ebm_free(c.h) };
+}
+
+macro_rules! rows {
+    ($( $id:ident : $entry:literal, $input:literal => $status:ident, $needle:literal, |$c:ident| $call:expr; )*) => {
+        $(
+            #[test]
+            fn $id() {
+                run_row(stringify!($id), SanceStatus::$status, $needle, |$c: &mut Ctx| $call);
+            }
+        )*
+        /// (id, entry point, bad input, status) for every row.
+        const ROWS: &[(&str, &str, &str, &str)] = &[$((stringify!($id), $entry, $input, stringify!($status)),)*];
+    };
+}
+
+fn raw_enum<T>(field: &mut T, v: u32) {
+    // Writes an out-of-range value the way C code could; never read back as the enum in Rust.
+    unsafe { (field as *mut T as *mut u32).write(v) }
+}
+
+rows! {
+    new_null_config: "sance_ebm_new", "config NULL" => NullPointer, "config", |c| unsafe { sance_ebm_new(ptr::null(), &mut c.new_handle) };
+    new_null_out: "sance_ebm_new", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_new(&c.cfg, ptr::null_mut()) };
+    new_abi_version: "sance_ebm_new", "abi_version of another header" => InvalidArgument, "config.abi_version", |c| c.new_with(|k| k.abi_version = 999);
+    new_arch_unknown: "sance_ebm_new", "arch = 7" => InvalidArgument, "config.arch", |c| c.new_with(|k| raw_enum::<SanceArch>(&mut k.arch, 7));
+    new_activation_unknown: "sance_ebm_new", "activation = 9" => InvalidArgument, "config.activation", |c| c.new_with(|k| raw_enum::<SanceActivation>(&mut k.activation, 9));
+    new_init_unknown: "sance_ebm_new", "langevin.init = 5" => InvalidArgument, "config.langevin.init", |c| c.new_with(|k| raw_enum::<SanceInit>(&mut k.langevin.init, 5));
+    new_data_dim_zero: "sance_ebm_new", "data_dim = 0" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 0);
+    new_data_dim_huge: "sance_ebm_new", "data_dim = 2^30" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 1 << 30);
+    new_conv_channels_zero: "sance_ebm_new", "CONV with channels = 0" => InvalidArgument, "config.channels", |c| c.new_with(|k| { k.arch = SanceArch::Conv; k.channels = 0; });
+    new_conv_too_large: "sance_ebm_new", "CONV of 4096×4096×8" => InvalidArgument, "config.channels*height*width", |c| c.new_with(|k| { k.arch = SanceArch::Conv; k.channels = 8; k.height = 4096; k.width = 4096; });
+    new_hidden_width_zero: "sance_ebm_new", "hidden_width = 0" => InvalidArgument, "config.hidden_width", |c| c.new_with(|k| k.hidden_width = 0);
+    new_hidden_layers_zero: "sance_ebm_new", "MLP with hidden_layers = 0" => InvalidArgument, "config.hidden_layers", |c| c.new_with(|k| k.hidden_layers = 0);
+    new_learning_rate_negative: "sance_ebm_new", "learning_rate = -1e-3" => InvalidArgument, "config.learning_rate", |c| c.new_with(|k| k.learning_rate = -1e-3);
+    new_learning_rate_nan: "sance_ebm_new", "learning_rate = NaN" => InvalidArgument, "config.learning_rate", |c| c.new_with(|k| k.learning_rate = f32::NAN);
+    new_beta1_one: "sance_ebm_new", "adam_beta1 = 1" => InvalidArgument, "config.adam_beta1", |c| c.new_with(|k| k.adam_beta1 = 1.0);
+    new_beta2_negative: "sance_ebm_new", "adam_beta2 = -0.1" => InvalidArgument, "config.adam_beta2", |c| c.new_with(|k| k.adam_beta2 = -0.1);
+    new_weight_decay_negative: "sance_ebm_new", "weight_decay = -1" => InvalidArgument, "config.weight_decay", |c| c.new_with(|k| k.weight_decay = -1.0);
+    new_grad_clip_inf: "sance_ebm_new", "grad_clip = +Inf" => InvalidArgument, "config.grad_clip", |c| c.new_with(|k| k.grad_clip = f32::INFINITY);
+    new_noise_ratio_zero: "sance_ebm_new", "noise_ratio = 0" => InvalidArgument, "config.noise_ratio", |c| c.new_with(|k| k.noise_ratio = 0.0);
+    new_noise_ratio_negative: "sance_ebm_new", "noise_ratio = -1" => InvalidArgument, "config.noise_ratio", |c| c.new_with(|k| k.noise_ratio = -1.0);
+    new_energy_l2_nan: "sance_ebm_new", "energy_l2 = NaN" => InvalidArgument, "config.energy_l2", |c| c.new_with(|k| k.energy_l2 = f32::NAN);
+    new_langevin_steps_zero: "sance_ebm_new", "langevin.steps = 0" => InvalidArgument, "config.langevin.steps", |c| c.new_with(|k| k.langevin.steps = 0);
+    new_langevin_step_size_zero: "sance_ebm_new", "langevin.step_size = 0" => InvalidArgument, "config.langevin.step_size", |c| c.new_with(|k| k.langevin.step_size = 0.0);
+    new_langevin_noise_negative: "sance_ebm_new", "langevin.noise_std = -1" => InvalidArgument, "config.langevin.noise_std", |c| c.new_with(|k| k.langevin.noise_std = -1.0);
+    new_langevin_clamp_inf: "sance_ebm_new", "langevin.clamp_max = +Inf" => InvalidArgument, "config.langevin.clamp_min/clamp_max", |c| c.new_with(|k| k.langevin.clamp_max = f32::INFINITY);
+    new_langevin_init_scale_negative: "sance_ebm_new", "langevin.init_scale = -2" => InvalidArgument, "config.langevin.init_scale", |c| c.new_with(|k| k.langevin.init_scale = -2.0);
+    new_reinit_prob_above_one: "sance_ebm_new", "replay_reinit_prob = 1.5" => InvalidArgument, "config.replay_reinit_prob", |c| c.new_with(|k| k.replay_reinit_prob = 1.5);
+    new_data_noise_negative: "sance_ebm_new", "data_noise_std = -1" => InvalidArgument, "config.data_noise_std", |c| c.new_with(|k| k.data_noise_std = -1.0);
+    new_device_invalid: "sance_ebm_new", "device = -3" => InvalidArgument, "config.device", |c| c.new_with(|k| k.device = -3);
+    new_device_absent: "sance_ebm_new", "a CUDA index that does not exist" => Device, "CUDA device", |c| c.new_with(|k| k.device = sance_cuda_device_count());
+    train_null_handle: "sance_ebm_train_step", "ebm NULL" => NullPointer, "ebm", |c| unsafe { sance_ebm_train_step(ptr::null_mut(), c.data.as_ptr(), 64, ptr::null_mut()) };
+    train_null_data: "sance_ebm_train_step", "data NULL" => NullPointer, "data", |c| unsafe { sance_ebm_train_step(c.h, ptr::null(), 64, ptr::null_mut()) };
+    train_batch_zero: "sance_ebm_train_step", "batch = 0" => InvalidArgument, "batch", |c| unsafe { sance_ebm_train_step(c.h, c.data.as_ptr(), 0, ptr::null_mut()) };
+    train_batch_overflow: "sance_ebm_train_step", "batch whose byte size overflows" => InvalidArgument, "overflows", |c| unsafe { sance_ebm_train_step(c.h, c.data.as_ptr(), usize::MAX / 2, ptr::null_mut()) };
+    train_batch_absurd: "sance_ebm_train_step", "batch = 10^12" => InvalidArgument, "working memory", |c| unsafe { sance_ebm_train_step(c.h, c.data.as_ptr(), 1_000_000_000_000, ptr::null_mut()) };
+    train_nan: "sance_ebm_train_step", "NaN in data" => NonFinite, "data[3][1] is NaN", |c| { c.data[7] = f32::NAN; unsafe { sance_ebm_train_step(c.h, c.data.as_ptr(), 64, ptr::null_mut()) } };
+    train_inf: "sance_ebm_train_step", "+Inf in data" => NonFinite, "data[10][0] is inf", |c| { c.data[20] = f32::INFINITY; unsafe { sance_ebm_train_step(c.h, c.data.as_ptr(), 64, ptr::null_mut()) } };
+    train_neg_inf: "sance_ebm_train_step", "-Inf in data" => NonFinite, "data[63][1] is -inf", |c| { c.data[127] = f32::NEG_INFINITY; unsafe { sance_ebm_train_step(c.h, c.data.as_ptr(), 64, ptr::null_mut()) } };
+    train_misaligned: "sance_ebm_train_step", "data not aligned for float" => InvalidArgument, "aligned", |c| unsafe { sance_ebm_train_step(c.h, c.data.as_ptr().byte_add(1), 8, ptr::null_mut()) };
+    sample_null_out: "sance_ebm_sample", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_sample(c.h, 4, ptr::null(), ptr::null_mut()) };
+    sample_n_zero: "sance_ebm_sample", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_ebm_sample(c.h, 0, ptr::null(), o) } };
+    sample_n_overflow: "sance_ebm_sample", "n whose byte size overflows" => InvalidArgument, "overflows", |c| { let o = c.out(); unsafe { sance_ebm_sample(c.h, usize::MAX / 3, ptr::null(), o) } };
+    sample_n_absurd: "sance_ebm_sample", "n = 10^12 (refused before allocating)" => InvalidArgument, "working memory", |c| { let o = c.out(); unsafe { sance_ebm_sample(c.h, 1_000_000_000_000, ptr::null(), o) } };
+    sample_steps_zero: "sance_ebm_sample", "params.steps = 0" => InvalidArgument, "params.steps", |c| c.langevin_with(|l| l.steps = 0);
+    sample_step_size_nan: "sance_ebm_sample", "params.step_size = NaN" => InvalidArgument, "params.step_size", |c| c.langevin_with(|l| l.step_size = f32::NAN);
+    sample_grad_clip_negative: "sance_ebm_sample", "params.grad_clip = -1" => InvalidArgument, "params.grad_clip", |c| c.langevin_with(|l| l.grad_clip = -1.0);
+    sample_init_unknown: "sance_ebm_sample", "params.init = 3" => InvalidArgument, "params.init", |c| c.langevin_with(|l| raw_enum::<SanceInit>(&mut l.init, 3));
+    sample_null_handle: "sance_ebm_sample", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_sample(ptr::null_mut(), 4, ptr::null(), o) } };
+    sample_from_null_chains: "sance_ebm_sample_from", "chains NULL" => NullPointer, "chains", |c| unsafe { sance_ebm_sample_from(c.h, ptr::null_mut(), 4, ptr::null()) };
+    sample_from_nan: "sance_ebm_sample_from", "NaN in chains" => NonFinite, "chains[1][0] is NaN", |c| { c.out[2] = f32::NAN; let o = c.out(); let r = unsafe { sance_ebm_sample_from(c.h, o, 4, ptr::null()) }; c.out[2] = SENTINEL; r };
+    sample_from_n_zero: "sance_ebm_sample_from", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_ebm_sample_from(c.h, o, 0, ptr::null()) } };
+    sample_from_bad_params: "sance_ebm_sample_from", "params.noise_std = -Inf" => InvalidArgument, "params.noise_std", |c| { let mut l = c.cfg.langevin; l.noise_std = f32::NEG_INFINITY; let o = c.out(); unsafe { sance_ebm_sample_from(c.h, o, 4, &l) } };
+    energy_null_x: "sance_ebm_energy", "x NULL" => NullPointer, "x is NULL", |c| { let o = c.out(); unsafe { sance_ebm_energy(c.h, ptr::null(), 4, o) } };
+    energy_null_out: "sance_ebm_energy", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 4, ptr::null_mut()) };
+    energy_inf: "sance_ebm_energy", "+Inf in x" => NonFinite, "x[2][1] is inf", |c| { c.data[5] = f32::INFINITY; let o = c.out(); unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 4, o) } };
+    energy_n_zero: "sance_ebm_energy", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 0, o) } };
+    energy_grad_null_grad: "sance_ebm_energy_grad", "grad NULL" => NullPointer, "grad", |c| { let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, c.data.as_ptr(), 4, o, ptr::null_mut()) } };
+    energy_grad_nan: "sance_ebm_energy_grad", "NaN in x" => NonFinite, "x[0][0] is NaN", |c| { c.data[0] = f32::NAN; let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, c.data.as_ptr(), 4, ptr::null_mut(), o) } };
+    refresh_null_handle: "sance_ebm_refresh_noise", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_refresh_noise(ptr::null_mut()) };
+    config_null_out: "sance_ebm_config", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_config(c.h, ptr::null_mut()) };
+    progress_null_out: "sance_ebm_progress", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_progress(c.h, ptr::null_mut()) };
+    toy_null_name: "sance_toy_dataset", "name NULL" => NullPointer, "name", |c| { let o = c.out(); unsafe { sance_toy_dataset(ptr::null(), 4, 0, o) } };
+    toy_unknown_name: "sance_toy_dataset", "an unknown dataset name" => InvalidArgument, "\"moons\"", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"moons".as_ptr(), 4, 0, o) } };
+    toy_non_utf8_name: "sance_toy_dataset", "a non-UTF-8 name" => InvalidArgument, "UTF-8", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"\xff\xfe".as_ptr(), 4, 0, o) } };
+    toy_n_zero: "sance_toy_dataset", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"rings".as_ptr(), 0, 0, o) } };
+    toy_null_out: "sance_toy_dataset", "out NULL" => NullPointer, "out", |_c| unsafe { sance_toy_dataset(c"rings".as_ptr(), 4, 0, ptr::null_mut()) };
+    save_null_path: "sance_ebm_save", "path NULL" => NullPointer, "path", |c| unsafe { sance_ebm_save(c.h, ptr::null()) };
+    save_empty_path: "sance_ebm_save", "path \"\"" => InvalidArgument, "path is empty", |c| unsafe { sance_ebm_save(c.h, c"".as_ptr()) };
+    save_directory: "sance_ebm_save", "a path that is a directory" => Io, "is a directory", |c| { let p = cpath(&c.dir); unsafe { sance_ebm_save(c.h, p.as_ptr()) } };
+    save_uncreatable: "sance_ebm_save", "a path whose directory does not exist" => Io, "no/such", |c| { let p = c.path("no/such/m.safetensors"); unsafe { sance_ebm_save(c.h, p.as_ptr()) } };
+    load_null_path: "sance_ebm_load", "path NULL" => NullPointer, "path", |c| unsafe { sance_ebm_load(ptr::null(), -1, &mut c.new_handle) };
+    load_missing: "sance_ebm_load", "a file that does not exist" => Io, "absent.safetensors", |c| { let p = c.path("absent.safetensors"); unsafe { sance_ebm_load(p.as_ptr(), -1, &mut c.new_handle) } };
+    load_directory: "sance_ebm_load", "a path that is a directory" => Io, "is a directory", |c| { let p = cpath(&c.dir); unsafe { sance_ebm_load(p.as_ptr(), -1, &mut c.new_handle) } };
+    load_not_checkpoint: "sance_ebm_load", "a file of random bytes" => Corrupt, "safetensors", |c| { std::fs::write(c.dir.join("r.bin"), [7u8; 100]).unwrap(); let p = c.path("r.bin"); unsafe { sance_ebm_load(p.as_ptr(), -1, &mut c.new_handle) } };
+    load_device_invalid: "sance_ebm_load", "device = -7" => InvalidArgument, "device", |c| { let p = c.path("x"); unsafe { sance_ebm_load(p.as_ptr(), -7, &mut c.new_handle) } };
+    load_device_absent: "sance_ebm_load", "a CUDA index that does not exist" => Device, "CUDA device", |c| {
+        let p = c.path("m.safetensors");
+        assert_eq!(unsafe { sance_ebm_save(c.h, p.as_ptr()) }, SanceStatus::Ok);
+        unsafe { sance_ebm_load(p.as_ptr(), sance_cuda_device_count(), &mut c.new_handle) }
+    };
+    train_diverges: "sance_ebm_train_step", "a step whose loss is not finite (absurd learning rate)" => NonFinite, "not finite", |c| {
+        // A second model that diverges; the probe model `c.h` must be untouched too.
+        let mut k = c.cfg;
+        k.learning_rate = 1e30;
+        let h = new(&k);
+        let mut s = SanceStatus::Ok;
+        for _ in 0..10 {
+            s = unsafe { sance_ebm_train_step(h, c.data.as_ptr(), 64, ptr::null_mut()) };
+            if s != SanceStatus::Ok { break; }
+        }
+        let msg = last_error();
+        let ok_after = unsafe { sance_ebm_refresh_noise(h) } == SanceStatus::Ok;
+        unsafe { sance_ebm_free(h) };
+        assert!(ok_after, "the handle stays usable after a rejected step");
+        sance::status::set_last_error(&msg);
+        s
+    };
+}
+
+#[test]
+fn docs_table_lists_every_row() {
+    let doc =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/errors.md"))
+            .unwrap();
+    let ids: Vec<&str> =
+        doc.lines().filter_map(|l| l.strip_prefix("| `")).filter_map(|l| l.split('`').next()).collect();
+    let expected: Vec<&str> = ROWS.iter().map(|r| r.0).collect();
+    assert_eq!(ids, expected, "docs/errors.md and tests/bad_input.rs list different rows");
+    for (id, entry, input, status) in ROWS {
+        let line = doc.lines().find(|l| l.starts_with(&format!("| `{id}`"))).unwrap();
+        assert!(
+            line.contains(entry) && line.contains(input) && line.contains(&screaming(status)),
+            "docs row {id} is stale: {line}"
+        );
+    }
+    assert!(ROWS.len() >= 40, "the table has {} rows", ROWS.len());
+}
+
+fn screaming(s: &str) -> String {
+    let mut out = String::from("SANCE_STATUS_");
+    for (i, ch) in s.chars().enumerate() {
+        if ch.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(ch.to_ascii_uppercase());
+    }
+    out
+}
+
+/// Prints the table for docs/errors.md: `cargo test --release --test bad_input -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_docs_table() {
+    println!("| id | entry point | bad input | status |\n|---|---|---|---|");
+    for (id, entry, input, status) in ROWS {
+        println!("| `{id}` | `{entry}` | {input} | `{}` |", screaming(status));
+    }
+}
+
+#[test]
+fn a_panic_inside_a_call_is_caught_and_the_handle_refuses_further_calls() {
+    let h = new(&small_config());
+    sance::ffi::handle::inject_panic();
+    let d = data("8gaussians", 8, 0);
+    let s = unsafe { sance_ebm_train_step(h, d.as_ptr(), 8, ptr::null_mut()) };
+    assert_eq!(s, SanceStatus::Panic);
+    assert!(last_error().contains("injected panic"), "{}", last_error());
+    let mut e = [0f32; 8];
+    let s = unsafe { sance_ebm_energy(h, d.as_ptr(), 8, e.as_mut_ptr()) };
+    assert_eq!(s, SanceStatus::Panic, "a poisoned handle refuses calls");
+    assert!(last_error().contains("unusable"), "{}", last_error());
+    unsafe { sance_ebm_free(h) }; // freeing is still fine
+                                  // Other handles are unaffected.
+    let g = new(&small_config());
+    train(g, 0..2);
+    unsafe { sance_ebm_free(g) };
+}
