@@ -374,6 +374,13 @@ SanceStatus sance_ebm_train_step(SanceEbm *ebm,
 SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);
 
 /**
+ * Sets the Adam learning rate used from the next step on (e.g. to continue after a step was
+ * rejected as non-finite). The config returned by `sance_ebm_config` and saved in checkpoints
+ * shows the new value. `learning_rate` must be finite and > 0.
+ */
+SanceStatus sance_ebm_set_learning_rate(SanceEbm *ebm, float learning_rate);
+
+/**
  * Draws `n` samples from the model: fresh chains from the sampler's init distribution run
  * through its Langevin steps on E_θ. `params` NULL uses the config's sampler. Writes
  * `n × sample_size` floats to `out`.

@@ -153,6 +153,10 @@ rows! {
     energy_n_zero: "sance_ebm_energy", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 0, o) } };
     energy_grad_null_grad: "sance_ebm_energy_grad", "grad NULL" => NullPointer, "grad", |c| { let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, c.data.as_ptr(), 4, o, ptr::null_mut()) } };
     energy_grad_nan: "sance_ebm_energy_grad", "NaN in x" => NonFinite, "x[0][0] is NaN", |c| { c.data[0] = f32::NAN; let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, c.data.as_ptr(), 4, ptr::null_mut(), o) } };
+    set_lr_nan: "sance_ebm_set_learning_rate", "learning_rate = NaN" => InvalidArgument, "learning_rate", |c| unsafe { sance_ebm_set_learning_rate(c.h, f32::NAN) };
+    set_lr_zero: "sance_ebm_set_learning_rate", "learning_rate = 0" => InvalidArgument, "learning_rate", |c| unsafe { sance_ebm_set_learning_rate(c.h, 0.0) };
+    set_lr_negative: "sance_ebm_set_learning_rate", "learning_rate = -1" => InvalidArgument, "learning_rate", |c| unsafe { sance_ebm_set_learning_rate(c.h, -1.0) };
+    set_lr_null_handle: "sance_ebm_set_learning_rate", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_set_learning_rate(ptr::null_mut(), 1e-3) };
     refresh_null_handle: "sance_ebm_refresh_noise", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_refresh_noise(ptr::null_mut()) };
     config_null_out: "sance_ebm_config", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_config(c.h, ptr::null_mut()) };
     progress_null_out: "sance_ebm_progress", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_progress(c.h, ptr::null_mut()) };
@@ -175,7 +179,7 @@ rows! {
         assert_eq!(unsafe { sance_ebm_save(c.h, p.as_ptr()) }, SanceStatus::Ok);
         unsafe { sance_ebm_load(p.as_ptr(), sance_cuda_device_count(), &mut c.new_handle) }
     };
-    train_diverges: "sance_ebm_train_step", "a step whose loss is not finite (absurd learning rate)" => NonFinite, "not finite", |c| {
+    train_diverges: "sance_ebm_train_step", "a step whose loss is not finite (absurd learning rate)" => NonFinite, "finite", |c| {
         // A second model that diverges; the probe model `c.h` must be untouched too.
         let mut k = c.cfg;
         k.learning_rate = 1e30;

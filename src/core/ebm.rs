@@ -366,10 +366,25 @@ impl Ebm {
         }
         let mut decay = vec![true; self.params.len()];
         decay.push(false);
+        // Keep what the update overwrites, so that an update that blows the model up can be
+        // undone: a finite gradient times an absurd learning rate gives finite but useless
+        // parameters whose energies overflow, and the next step could not recover.
+        let undo = self.update_backup();
         {
             let mut targets: Vec<&mut Tensor> = self.params.iter_mut().collect();
             targets.push(&mut self.c);
             self.adam.step(&mut targets, &grads, &decay);
+        }
+        let x = Tensor::cat(&[&data, &noise], 0);
+        let after = tch::no_grad(|| self.net.energy(&self.params, &x)).isfinite().all().int64_value(&[]) == 1
+            && self.c.isfinite().int64_value(&[]) == 1;
+        if !after {
+            self.restore_backup(undo);
+            return Err(Error::non_finite(format!(
+                "step {}: the update made the energies non-finite (learning_rate too large?); it was \
+                 undone and the model left unchanged",
+                self.step + 1
+            )));
         }
         self.buffer.commit(&draw, &noise);
         self.last_draw = Some(draw);
@@ -383,6 +398,36 @@ impl Ebm {
             langevin_grad_norm: lgn as f32,
             ..Default::default()
         })
+    }
+
+    /// Copies of θ, c and Adam's state, taken before an update.
+    fn update_backup(&self) -> (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, u64) {
+        let copy = |v: &[Tensor]| v.iter().map(|t| t.detach().copy()).collect::<Vec<_>>();
+        let mut theta = copy(&self.params);
+        theta.push(self.c.detach().copy());
+        (theta, copy(&self.adam.m), copy(&self.adam.v), self.adam.t)
+    }
+
+    fn restore_backup(&mut self, (theta, m, v, t): (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, u64)) {
+        tch::no_grad(|| {
+            let targets = self.params.iter_mut().chain(std::iter::once(&mut self.c));
+            for (p, b) in targets.zip(&theta) {
+                p.copy_(b);
+            }
+        });
+        self.adam.m = m;
+        self.adam.v = v;
+        self.adam.t = t;
+    }
+
+    /// Changes the learning rate for the following steps (e.g. after a divergence).
+    pub fn set_learning_rate(&mut self, lr: f32) -> Result<()> {
+        if !lr.is_finite() || lr <= 0.0 {
+            return Err(Error::invalid(format!("learning_rate must be a finite number > 0 (got {lr})")));
+        }
+        self.cfg.learning_rate = lr;
+        self.adam.lr = lr as f64;
+        Ok(())
     }
 
     /// E_θ(x) for a batch [N, ...] → [N].

@@ -133,6 +133,14 @@ pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceSta
     })
 }
 
+/// Sets the Adam learning rate used from the next step on (e.g. to continue after a step was
+/// rejected as non-finite). The config returned by `sance_ebm_config` and saved in checkpoints
+/// shows the new value. `learning_rate` must be finite and > 0.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_set_learning_rate(ebm: *mut SanceEbm, learning_rate: f32) -> SanceStatus {
+    guard("sance_ebm_set_learning_rate", || handle(ebm)?.with(|m| m.set_learning_rate(learning_rate)))
+}
+
 /// Draws `n` samples from the model: fresh chains from the sampler's init distribution run
 /// through its Langevin steps on E_θ. `params` NULL uses the config's sampler. Writes
 /// `n × sample_size` floats to `out`.
