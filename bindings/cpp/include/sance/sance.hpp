@@ -1,0 +1,193 @@
+// sance.hpp: a header-only C++17 wrapper of the sance C API (include/sance.h).
+//
+// - sance::Config / sance::Langevin start from the library's defaults and expose every field of
+//   SanceConfig / SanceLangevin as plain members.
+// - sance::Ebm owns a handle (move-only, freed by its destructor); every failing call throws
+//   sance::Error, which carries the SanceStatus and the library's message.
+// - Arrays are float, row-major, n x sample_size(), as in the C API.
+#ifndef SANCE_HPP
+#define SANCE_HPP
+
+#include "sance.h"
+
+#include <cstddef>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sance {
+
+/// A failed call: the status and the library's message (sance_last_error at the time).
+class Error : public std::runtime_error {
+  public:
+    Error(SanceStatus status, const std::string &message)
+        : std::runtime_error(std::string(sance_status_name(static_cast<int32_t>(status))) + ": " + message),
+          status_(status) {}
+    SanceStatus status() const noexcept { return status_; }
+
+  private:
+    SanceStatus status_;
+};
+
+namespace detail {
+inline void check(SanceStatus s) {
+    if (s != SANCE_STATUS_OK) throw Error(s, sance_last_error());
+}
+struct Deleter {
+    void operator()(SanceEbm *p) const noexcept { sance_ebm_free(p); }
+};
+} // namespace detail
+
+/// Model and training settings; starts from sance_config_default().
+struct Config : SanceConfig {
+    Config() : SanceConfig() { sance_config_default(this); }
+    explicit Config(const SanceConfig &c) : SanceConfig(c) {}
+};
+
+/// Langevin sampler settings; starts from the default config's sampler.
+struct Langevin : SanceLangevin {
+    Langevin() : SanceLangevin(Config().langevin) {}
+    explicit Langevin(const SanceLangevin &l) : SanceLangevin(l) {}
+};
+
+using StepStats = SanceStepStats;
+using Progress = SanceProgress;
+
+/// Energies and input gradients of n samples (grad is n x sample_size).
+struct EnergyGrad {
+    std::vector<float> energy;
+    std::vector<float> grad;
+};
+
+/// An energy-based model and its trainer. Move-only; a moved-from Ebm may only be destroyed or
+/// assigned to (other calls throw Error with SANCE_STATUS_NULL_POINTER).
+class Ebm {
+  public:
+    explicit Ebm(const Config &config) {
+        SanceEbm *p = nullptr;
+        detail::check(sance_ebm_new(&config, &p));
+        h_.reset(p);
+    }
+
+    /// Loads a checkpoint written by save() onto `device` (-1 CPU, k CUDA k, SANCE_DEVICE_AUTO).
+    static Ebm load(const std::string &path, int device = SANCE_DEVICE_AUTO) {
+        SanceEbm *p = nullptr;
+        detail::check(sance_ebm_load(path.c_str(), device, &p));
+        return Ebm(p);
+    }
+
+    /// Takes ownership of a handle from the C API.
+    static Ebm adopt(SanceEbm *handle) { return Ebm(handle); }
+
+    StepStats train_step(const float *data, size_t batch) {
+        StepStats s{};
+        detail::check(sance_ebm_train_step(h_.get(), data, batch, &s));
+        return s;
+    }
+    /// `data.size()` must be a multiple of sample_size().
+    StepStats train_step(const std::vector<float> &data) { return train_step(data.data(), rows(data.size())); }
+
+    void refresh_noise() { detail::check(sance_ebm_refresh_noise(h_.get())); }
+
+    std::vector<float> sample(size_t n) { return sample_impl(n, nullptr); }
+    std::vector<float> sample(size_t n, const Langevin &params) { return sample_impl(n, &params); }
+
+    /// Runs Langevin chains in place from `chains` (n x sample_size).
+    void sample_from(float *chains, size_t n) { detail::check(sance_ebm_sample_from(h_.get(), chains, n, nullptr)); }
+    void sample_from(float *chains, size_t n, const Langevin &params) {
+        detail::check(sance_ebm_sample_from(h_.get(), chains, n, &params));
+    }
+    void sample_from(std::vector<float> &chains) { sample_from(chains.data(), rows(chains.size())); }
+    void sample_from(std::vector<float> &chains, const Langevin &params) {
+        sample_from(chains.data(), rows(chains.size()), params);
+    }
+
+    std::vector<float> energy(const float *x, size_t n) {
+        std::vector<float> e(n);
+        detail::check(sance_ebm_energy(h_.get(), x, n, e.data()));
+        return e;
+    }
+    std::vector<float> energy(const std::vector<float> &x) { return energy(x.data(), rows(x.size())); }
+
+    EnergyGrad energy_grad(const float *x, size_t n) {
+        EnergyGrad r;
+        r.energy.resize(n);
+        r.grad.resize(n * sample_size());
+        detail::check(sance_ebm_energy_grad(h_.get(), x, n, r.energy.data(), r.grad.data()));
+        return r;
+    }
+    EnergyGrad energy_grad(const std::vector<float> &x) { return energy_grad(x.data(), rows(x.size())); }
+
+    /// Writes a checkpoint atomically (see docs/checkpoints.md).
+    void save(const std::string &path) const { detail::check(sance_ebm_save(h_.get(), path.c_str())); }
+
+    void set_learning_rate(float learning_rate) {
+        detail::check(sance_ebm_set_learning_rate(h_.get(), learning_rate));
+    }
+
+    size_t sample_size() const {
+        size_t n = sance_ebm_sample_size(h_.get());
+        if (n == 0) throw Error(SANCE_STATUS_NULL_POINTER, sance_last_error());
+        return n;
+    }
+
+    Config config() const {
+        SanceConfig c;
+        detail::check(sance_ebm_config(h_.get(), &c));
+        return Config(c);
+    }
+
+    Progress progress() const {
+        Progress p{};
+        detail::check(sance_ebm_progress(h_.get(), &p));
+        return p;
+    }
+
+    /// The C handle, still owned by this object.
+    SanceEbm *raw() const noexcept { return h_.get(); }
+    /// Gives up ownership of the C handle.
+    SanceEbm *release() noexcept { return h_.release(); }
+    explicit operator bool() const noexcept { return static_cast<bool>(h_); }
+
+  private:
+    explicit Ebm(SanceEbm *p) : h_(p) {}
+
+    size_t rows(size_t floats) const {
+        size_t d = sample_size();
+        if (floats % d != 0)
+            throw Error(SANCE_STATUS_INVALID_ARGUMENT, "vector of " + std::to_string(floats) +
+                                                           " floats is not a whole number of samples of " +
+                                                           std::to_string(d));
+        return floats / d;
+    }
+
+    std::vector<float> sample_impl(size_t n, const SanceLangevin *params) {
+        std::vector<float> out(n * sample_size());
+        detail::check(sance_ebm_sample(h_.get(), n, params, out.data()));
+        return out;
+    }
+
+    std::unique_ptr<SanceEbm, detail::Deleter> h_;
+};
+
+/// "sance X.Y.Z (tch ..., libtorch ...)".
+inline std::string version() { return sance_version(); }
+inline uint32_t abi_version() { return sance_abi_version(); }
+inline int cuda_device_count() { return sance_cuda_device_count(); }
+inline std::string status_name(SanceStatus s) { return sance_status_name(static_cast<int32_t>(s)); }
+/// The last error message of this thread.
+inline std::string last_error() { return sance_last_error(); }
+
+/// n samples (n x 2 floats) of a built-in 2-D dataset: 8gaussians, rings, checkerboard,
+/// 2spirals, pinwheel.
+inline std::vector<float> toy_dataset(const std::string &name, size_t n, uint64_t seed) {
+    std::vector<float> out(2 * n);
+    detail::check(sance_toy_dataset(name.c_str(), n, seed, out.data()));
+    return out;
+}
+
+} // namespace sance
+
+#endif // SANCE_HPP

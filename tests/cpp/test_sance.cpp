@@ -1,0 +1,167 @@
+// Every method of sance.hpp, the statuses its exceptions carry, move semantics, and the
+// header in two translation units. Prints "N passed, M failed".
+#include <sance/sance.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <type_traits>
+#include <unistd.h>
+
+std::string second_tu_version();
+size_t second_tu_sample_size();
+
+static int passed = 0, failed = 0;
+#define CHECK(cond, what)                                                       \
+    do {                                                                        \
+        if (cond) {                                                             \
+            passed++;                                                           \
+        } else {                                                                \
+            failed++;                                                           \
+            std::printf("FAIL %s:%d: %s (%s)\n", __FILE__, __LINE__, #cond, what); \
+        }                                                                       \
+    } while (0)
+
+// Runs f, which must throw sance::Error with `status`.
+template <class F> static void expect_error(F f, SanceStatus status, const char *what, const char *needle) {
+    try {
+        f();
+        CHECK(false, what);
+    } catch (const sance::Error &e) {
+        CHECK(e.status() == status, what);
+        CHECK(std::strstr(e.what(), needle) != nullptr, e.what());
+        CHECK(std::strstr(e.what(), sance::status_name(status).c_str()) != nullptr, "what() names the status");
+    }
+}
+
+static bool finite(const std::vector<float> &v) {
+    for (float x : v)
+        if (!std::isfinite(x)) return false;
+    return true;
+}
+
+static sance::Config small() {
+    sance::Config c;
+    c.device = SANCE_DEVICE_CPU;
+    c.hidden_width = 16;
+    c.replay_capacity = 64;
+    return c;
+}
+
+int main() {
+    static_assert(!std::is_copy_constructible<sance::Ebm>::value, "Ebm is move-only");
+    static_assert(std::is_nothrow_move_constructible<sance::Ebm>::value, "Ebm moves without throwing");
+    static_assert(std::is_base_of<std::runtime_error, sance::Error>::value, "Error is a runtime_error");
+
+    // Free functions.
+    CHECK(sance::version().rfind("sance ", 0) == 0, "version");
+    CHECK(second_tu_version() == sance::version(), "second TU sees the same header");
+    CHECK(second_tu_sample_size() == 2, "second TU builds a model");
+    CHECK(sance::abi_version() == SANCE_ABI_VERSION, "abi");
+    CHECK(sance::cuda_device_count() >= 0, "cuda count");
+    CHECK(sance::status_name(SANCE_STATUS_CORRUPT) == "SANCE_STATUS_CORRUPT", "status name");
+    std::vector<float> rings = sance::toy_dataset("rings", 100, 3);
+    CHECK(rings.size() == 200 && finite(rings), "toy dataset");
+    expect_error([] { sance::toy_dataset("moons", 4, 0); }, SANCE_STATUS_INVALID_ARGUMENT, "unknown dataset", "moons");
+    CHECK(sance::last_error().find("moons") != std::string::npos, "last_error");
+
+    // Config and Langevin start from the defaults.
+    sance::Config def;
+    SanceConfig raw;
+    sance_config_default(&raw);
+    // Field by field: padding bytes are unspecified.
+    CHECK(def.abi_version == raw.abi_version && def.arch == raw.arch && def.data_dim == raw.data_dim &&
+              def.hidden_width == raw.hidden_width && def.learning_rate == raw.learning_rate &&
+              def.noise_update_interval == raw.noise_update_interval && def.device == raw.device &&
+              def.seed == raw.seed && def.langevin.noise_std == raw.langevin.noise_std,
+          "Config() is the default");
+    sance::Langevin lang;
+    CHECK(lang.steps == raw.langevin.steps && lang.step_size == raw.langevin.step_size, "Langevin() is the default");
+
+    // Construction errors carry the status.
+    sance::Config bad = small();
+    bad.learning_rate = -1;
+    expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "bad config", "config.learning_rate");
+    bad = small();
+    bad.device = 64;
+    expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_DEVICE, "missing device", "CUDA device 64");
+
+    sance::Ebm m(small());
+    CHECK(static_cast<bool>(m) && m.raw() != nullptr, "handle");
+    CHECK(m.sample_size() == 2, "sample size");
+    CHECK(m.config().hidden_width == 16 && m.config().device == SANCE_DEVICE_CPU, "config");
+
+    // Training, both overloads.
+    std::vector<float> batch = sance::toy_dataset("8gaussians", 64, 1);
+    sance::StepStats s = m.train_step(batch);
+    CHECK(s.step == 1 && s.refreshed == 1 && std::isfinite(s.loss), "train_step(vector)");
+    s = m.train_step(batch.data(), 64);
+    CHECK(s.step == 2 && s.refreshed == 0, "train_step(ptr)");
+    sance::Progress p = m.progress();
+    CHECK(p.step == 2 && p.refresh_count == 1 && p.replay_len == 64, "progress");
+    m.refresh_noise();
+    CHECK(m.progress().refresh_count == 2 && m.progress().log_z == 0.0f, "refresh_noise");
+    expect_error([&] { m.train_step(batch.data(), 0); }, SANCE_STATUS_INVALID_ARGUMENT, "batch 0", "batch");
+    std::vector<float> odd(3, 0.0f);
+    expect_error([&] { m.train_step(odd); }, SANCE_STATUS_INVALID_ARGUMENT, "odd vector", "whole number");
+    std::vector<float> nan = batch;
+    nan[5] = NAN;
+    expect_error([&] { m.train_step(nan); }, SANCE_STATUS_NON_FINITE, "NaN data", "data[2][1]");
+    m.set_learning_rate(5e-4f);
+    CHECK(m.config().learning_rate == 5e-4f, "set_learning_rate");
+    expect_error([&] { m.set_learning_rate(0); }, SANCE_STATUS_INVALID_ARGUMENT, "lr 0", "learning_rate");
+
+    // Sampling.
+    std::vector<float> x = m.sample(10);
+    CHECK(x.size() == 20 && finite(x), "sample(n)");
+    sance::Langevin few;
+    few.steps = 3;
+    CHECK(m.sample(5, few).size() == 10, "sample(n, params)");
+    few.step_size = -1;
+    expect_error([&] { m.sample(5, few); }, SANCE_STATUS_INVALID_ARGUMENT, "bad params", "params.step_size");
+    std::vector<float> chains = rings;
+    m.sample_from(chains);
+    CHECK(chains != rings && finite(chains), "sample_from(vector)");
+    few.step_size = 0.01f;
+    m.sample_from(chains, few);
+    m.sample_from(chains.data(), 100);
+    m.sample_from(chains.data(), 100, few);
+    CHECK(finite(chains), "sample_from overloads");
+
+    // Energies and gradients.
+    std::vector<float> e = m.energy(rings);
+    CHECK(e.size() == 100 && finite(e), "energy(vector)");
+    CHECK(m.energy(rings.data(), 100) == e, "energy(ptr)");
+    sance::EnergyGrad eg = m.energy_grad(rings);
+    CHECK(eg.energy == e && eg.grad.size() == 200 && finite(eg.grad), "energy_grad(vector)");
+    CHECK(m.energy_grad(rings.data(), 100).grad == eg.grad, "energy_grad(ptr)");
+
+    // Checkpoints.
+    char dir[] = "/tmp/sance-cpp-XXXXXX";
+    CHECK(mkdtemp(dir) != nullptr, "mkdtemp");
+    std::string path = std::string(dir) + "/m.safetensors";
+    m.save(path);
+    sance::Ebm back = sance::Ebm::load(path, SANCE_DEVICE_CPU);
+    CHECK(back.energy(rings) == e, "load gives the same model");
+    CHECK(back.progress().step == m.progress().step, "load keeps the counters");
+    expect_error([&] { sance::Ebm::load(std::string(dir) + "/absent"); }, SANCE_STATUS_IO, "missing file", "absent");
+    expect_error([&] { m.save(dir); }, SANCE_STATUS_IO, "save to a directory", "directory");
+    std::remove(path.c_str());
+    rmdir(dir);
+
+    // Move semantics: the moved-from object is empty, safe to destroy, and throws if used.
+    sance::Ebm moved(std::move(back));
+    CHECK(!back && moved, "move construction transfers the handle");
+    expect_error([&] { back.energy(rings); }, SANCE_STATUS_NULL_POINTER, "moved-from use", "ebm is NULL");
+    sance::Ebm other(small());
+    other = std::move(moved); // the old `other` handle is freed here
+    CHECK(other && !moved && other.energy(rings) == e, "move assignment");
+    SanceEbm *raw_handle = other.release();
+    CHECK(!other && raw_handle != nullptr, "release");
+    sance::Ebm adopted = sance::Ebm::adopt(raw_handle);
+    CHECK(adopted.energy(rings) == e, "adopt");
+
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
