@@ -1,0 +1,240 @@
+"""
+    Sance
+
+Energy-based models trained by self-adapting noise-contrastive estimation, with Langevin
+sampling: Julia bindings of the sance C library.
+
+Arrays follow Julia conventions with no copies: a batch of n vectors of dimension d is a
+`Matrix{Float32}` of size `d × n` (column-major, the same memory as the C API's row-major
+`n × d`), and a batch of images is a `W × H × C × N` array (Flux's WHCN, the same memory as
+NCHW). Arrays of another element type are converted to `Float32` first (a copy).
+"""
+module Sance
+
+include("LibSance.jl")
+using .LibSance
+using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
+
+export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, set_learning_rate!, sample, sample!,
+       energy, energy_grad, save, progress, config, sample_size, version, cuda_device_count, toy_dataset
+
+"""
+    SanceError(status, msg)
+
+Thrown by every failing call: the C status (a `LibSance.SanceStatus`) and the library's message.
+"""
+struct SanceError <: Exception
+    status::SanceStatus
+    msg::String
+end
+
+Base.showerror(io::IO, e::SanceError) =
+    print(io, "SanceError(", unsafe_string(LibSance.sance_status_name(Int32(e.status))), "): ", e.msg)
+
+# Read the thread's last error right after the failing ccall: nothing may run in between.
+function check(status::SanceStatus)
+    status == LibSance.SANCE_STATUS_OK && return nothing
+    throw(SanceError(status, unsafe_string(LibSance.sance_last_error())))
+end
+
+# Rebuilds an immutable C struct with some fields replaced.
+function with_fields(base::T; kwargs...) where {T}
+    for k in keys(kwargs)
+        hasfield(T, k) || throw(ArgumentError("$(T) has no field $(k)"))
+    end
+    T((haskey(kwargs, f) ? convert(fieldtype(T, f), kwargs[f]) : getfield(base, f) for f in fieldnames(T))...)
+end
+
+"""
+    Config(; kwargs...) -> LibSance.SanceConfig
+
+The library's defaults (`sance_config_default`, tuned for 2-D data) with any field replaced,
+e.g. `Config(data_dim = 16, hidden_width = 256, noise_update_interval = 100, device = -1)`.
+Enum fields take `LibSance` values (`arch = LibSance.SANCE_ARCH_CONV`).
+"""
+function Config(; kwargs...)
+    out = Ref{SanceConfig}()
+    LibSance.sance_config_default(out)
+    return with_fields(out[]; kwargs...)
+end
+
+"""
+    Langevin(; kwargs...) -> LibSance.SanceLangevin
+
+The default config's sampler with any field replaced, e.g. `Langevin(steps = 500)`.
+Temperature is `noise_std^2 / (2 step_size)`; set both to keep it at 1.
+"""
+Langevin(; kwargs...) = with_fields(Config().langevin; kwargs...)
+
+"""
+    EBM(config = Config())
+
+A model and its trainer. Freed by the garbage collector, or at once by `close(ebm)`
+(idempotent; later calls throw a `SanceError` with `SANCE_STATUS_NULL_POINTER`).
+"""
+mutable struct EBM
+    ptr::Ptr{SanceEbm}
+    function EBM(ptr::Ptr{SanceEbm})
+        ptr == C_NULL && throw(ArgumentError("null handle"))
+        ebm = new(ptr)
+        finalizer(close, ebm)
+        return ebm
+    end
+end
+
+function EBM(config::SanceConfig = Config())
+    out = Ref{Ptr{SanceEbm}}(C_NULL)
+    check(LibSance.sance_ebm_new(Ref(config), out))
+    return EBM(out[])
+end
+
+Base.unsafe_convert(::Type{Ptr{SanceEbm}}, ebm::EBM) = ebm.ptr
+
+function Base.close(ebm::EBM)
+    if ebm.ptr != C_NULL
+        LibSance.sance_ebm_free(ebm.ptr)
+        ebm.ptr = C_NULL
+    end
+    return nothing
+end
+
+Base.isopen(ebm::EBM) = ebm.ptr != C_NULL
+
+"""Floats per sample (`data_dim`, or `channels * height * width`)."""
+function sample_size(ebm::EBM)
+    n = LibSance.sance_ebm_sample_size(ebm)
+    n == 0 && throw(SanceError(LibSance.SANCE_STATUS_NULL_POINTER, unsafe_string(LibSance.sance_last_error())))
+    return Int(n)
+end
+
+"""The model's config, with `device` resolved (-1 CPU or the CUDA index)."""
+function config(ebm::EBM)
+    out = Ref{SanceConfig}()
+    check(LibSance.sance_ebm_config(ebm, out))
+    return out[]
+end
+
+"""Steps, refreshes, replay-buffer fill and the offset c."""
+function progress(ebm::EBM)
+    out = Ref{SanceProgress}()
+    check(LibSance.sance_ebm_progress(ebm, out))
+    return out[]
+end
+
+# Number of samples in an array whose leading dimensions hold one sample each.
+function nsamples(ebm::EBM, X::AbstractArray)
+    d = sample_size(ebm)
+    (length(X) % d == 0 && length(X) > 0) ||
+        throw(SanceError(LibSance.SANCE_STATUS_INVALID_ARGUMENT, "array of $(length(X)) values is not a whole number of samples of $(d)"))
+    return length(X) ÷ d
+end
+
+dense(X::Array{Float32}) = X
+dense(X::AbstractArray) = Array{Float32}(X)
+
+"""
+    train_step!(ebm, X) -> LibSance.SanceStepStats
+
+One training step on the samples in `X` (`d × n`, or `W × H × C × N`).
+"""
+function train_step!(ebm::EBM, X::AbstractArray)
+    A = dense(X)
+    n = nsamples(ebm, A)
+    stats = Ref{SanceStepStats}()
+    check(LibSance.sance_ebm_train_step(ebm, A, n, stats))
+    return stats[]
+end
+
+"""Refreshes the noise snapshot now (θ̄ ← θ, c ← 0)."""
+refresh_noise!(ebm::EBM) = check(LibSance.sance_ebm_refresh_noise(ebm))
+
+"""Sets Adam's learning rate from the next step on."""
+set_learning_rate!(ebm::EBM, lr::Real) = check(LibSance.sance_ebm_set_learning_rate(ebm, Float32(lr)))
+
+function sample_shape(ebm::EBM, n::Integer)
+    c = config(ebm)
+    c.arch == LibSance.SANCE_ARCH_MLP ? (Int(c.data_dim), Int(n)) : (Int(c.width), Int(c.height), Int(c.channels), Int(n))
+end
+
+"""
+    sample(ebm, n; kwargs...) -> Array{Float32}
+
+`n` samples from fresh Langevin chains: a `d × n` matrix, or `W × H × C × n`. Keyword
+arguments replace fields of the config's sampler (`steps = 500`, ...).
+"""
+function sample(ebm::EBM, n::Integer; kwargs...)
+    out = Array{Float32}(undef, sample_shape(ebm, n))
+    params = Ref(with_fields(config(ebm).langevin; kwargs...))
+    check(LibSance.sance_ebm_sample(ebm, n, params, out))
+    return out
+end
+
+"""
+    sample!(ebm, chains; kwargs...) -> chains
+
+Runs Langevin chains in place from the samples in `chains` (a `Float32` array). Keyword
+arguments replace fields of the config's sampler.
+"""
+function sample!(ebm::EBM, chains::Array{Float32}; kwargs...)
+    n = nsamples(ebm, chains)
+    params = Ref(with_fields(config(ebm).langevin; kwargs...))
+    check(LibSance.sance_ebm_sample_from(ebm, chains, n, params))
+    return chains
+end
+
+"""Energies of the samples in `X`, a `Vector{Float32}` of length n."""
+function energy(ebm::EBM, X::AbstractArray)
+    A = dense(X)
+    n = nsamples(ebm, A)
+    out = Vector{Float32}(undef, n)
+    check(LibSance.sance_ebm_energy(ebm, A, n, out))
+    return out
+end
+
+"""Energies and input gradients ∇ₓE (same shape as `X`)."""
+function energy_grad(ebm::EBM, X::AbstractArray)
+    A = dense(X)
+    n = nsamples(ebm, A)
+    e = Vector{Float32}(undef, n)
+    g = similar(A)
+    check(LibSance.sance_ebm_energy_grad(ebm, A, n, e, g))
+    return e, g
+end
+
+"""Writes a checkpoint atomically (safetensors)."""
+save(ebm::EBM, path::AbstractString) = check(LibSance.sance_ebm_save(ebm, path))
+
+"""
+    Sance.load(path; device = LibSance.SANCE_DEVICE_AUTO) -> EBM
+
+Loads a checkpoint written by `save` (not exported: it would clash with `FileIO.load`).
+"""
+function load(path::AbstractString; device::Integer = LibSance.SANCE_DEVICE_AUTO)
+    out = Ref{Ptr{SanceEbm}}(C_NULL)
+    check(LibSance.sance_ebm_load(path, Int32(device), out))
+    return EBM(out[])
+end
+
+"""Library, tch and libtorch versions."""
+version() = unsafe_string(LibSance.sance_version())
+
+"""The ABI version of the loaded library (checked against `LibSance.SANCE_ABI_VERSION`)."""
+abi_version() = LibSance.sance_abi_version()
+
+"""Number of CUDA devices libtorch sees."""
+cuda_device_count() = Int(LibSance.sance_cuda_device_count())
+
+"""`n` samples of a built-in 2-D dataset as a `2 × n` matrix."""
+function toy_dataset(name::AbstractString, n::Integer; seed::Integer = 0)
+    out = Matrix{Float32}(undef, 2, n)
+    check(LibSance.sance_toy_dataset(name, n, UInt64(seed), out))
+    return out
+end
+
+"""The message of this thread's last failed call."""
+last_error() = unsafe_string(LibSance.sance_last_error())
+
+"""The name of a status, e.g. "SANCE_STATUS_OK"."""
+status_name(s::SanceStatus) = unsafe_string(LibSance.sance_status_name(Int32(s)))
+
+end # module Sance

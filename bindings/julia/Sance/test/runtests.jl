@@ -1,0 +1,104 @@
+# Run with: SANCE_LIB=/path/to/libsance.so julia --project=bindings/julia/Sance -e 'using Pkg; Pkg.test()'
+# (see docs/julia.md for the libstdc++ preload Julia may need).
+using Test
+using Sance
+using Sance.LibSance
+
+small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
+
+@testset "Sance" begin
+    @testset "library" begin
+        @test startswith(Sance.version(), "sance ")
+        @test Sance.abi_version() == LibSance.SANCE_ABI_VERSION
+        @test cuda_device_count() >= 0
+        @test Sance.status_name(LibSance.SANCE_STATUS_CORRUPT) == "SANCE_STATUS_CORRUPT"
+        X = toy_dataset("8gaussians", 100; seed = 3)
+        @test size(X) == (2, 100) && all(isfinite, X)
+        @test toy_dataset("8gaussians", 100; seed = 3) == X
+        err = try toy_dataset("moons", 3); nothing catch e; e end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("moons", err.msg) && occursin("moons", Sance.last_error())
+    end
+
+    @testset "config" begin
+        c = Config()
+        @test c.abi_version == LibSance.SANCE_ABI_VERSION && c.data_dim == 2
+        c = Config(hidden_width = 32, learning_rate = 5e-4, arch = LibSance.SANCE_ARCH_MLP)
+        @test c.hidden_width == 32 && c.learning_rate == 5f-4
+        @test Langevin(steps = 7).steps == 7
+        @test_throws ArgumentError Config(no_such_field = 1)
+        err = try EBM(Config(learning_rate = -1)); nothing catch e; e end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("config.learning_rate", err.msg)
+        err = try EBM(Config(device = 64)); nothing catch e; e end
+        @test err.status == LibSance.SANCE_STATUS_DEVICE
+    end
+
+    @testset "training and sampling" begin
+        ebm = EBM(small())
+        @test sample_size(ebm) == 2
+        @test config(ebm).hidden_width == 16 && config(ebm).device == -1
+        X = toy_dataset("8gaussians", 64; seed = 1)
+        s = train_step!(ebm, X)
+        @test s.step == 1 && s.refreshed == 1 && isfinite(s.loss)
+        s = train_step!(ebm, Float64.(X))      # converted to Float32
+        @test s.step == 2
+        @test progress(ebm).step == 2 && progress(ebm).replay_len == 64
+        refresh_noise!(ebm)
+        @test progress(ebm).refresh_count == 2 && progress(ebm).log_z == 0
+        set_learning_rate!(ebm, 5e-4)
+        @test config(ebm).learning_rate == 5f-4
+        Xbad = copy(X); Xbad[2, 3] = NaN
+        err = try train_step!(ebm, Xbad); nothing catch e; e end
+        @test err.status == LibSance.SANCE_STATUS_NON_FINITE && occursin("data[2][1]", err.msg)
+        @test_throws SanceError train_step!(ebm, zeros(Float32, 3))
+
+        S = sample(ebm, 10)
+        @test size(S) == (2, 10) && all(isfinite, S)
+        @test size(sample(ebm, 5; steps = 3)) == (2, 5)
+        @test_throws SanceError sample(ebm, 5; step_size = -1)
+        C = copy(X)
+        sample!(ebm, C; steps = 5)
+        @test C != X && all(isfinite, C)
+
+        e = energy(ebm, X)
+        @test length(e) == 64 && all(isfinite, e)
+        e2, g = energy_grad(ebm, X)
+        @test e2 == e && size(g) == size(X)
+        # The gradient matches central differences.
+        h = 1f-2
+        Xp = copy(X); Xp[1, :] .+= h
+        Xm = copy(X); Xm[1, :] .-= h
+        fd = (energy(ebm, Xp) .- energy(ebm, Xm)) ./ (2h)
+        @test maximum(abs.(fd .- g[1, :]) ./ (1 .+ abs.(g[1, :]))) < 2e-2
+
+        dir = mktempdir()
+        path = joinpath(dir, "m.safetensors")
+        save(ebm, path)
+        back = Sance.load(path; device = -1)
+        @test energy(back, X) == e && progress(back).step == progress(ebm).step
+        err = try Sance.load(joinpath(dir, "absent")); nothing catch e; e end
+        @test err.status == LibSance.SANCE_STATUS_IO
+
+        close(back)
+        close(back)                             # idempotent
+        @test !isopen(back)
+        err = try energy(back, X); nothing catch e; e end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_NULL_POINTER
+        close(ebm)
+    end
+
+    @testset "images are W×H×C×N" begin
+        c = Config(arch = LibSance.SANCE_ARCH_CONV, channels = 3, height = 6, width = 5, hidden_width = 4,
+                   hidden_layers = 1, device = -1, langevin = Langevin(steps = 3, clamp_min = -1, clamp_max = 1))
+        ebm = EBM(c)
+        @test sample_size(ebm) == 90
+        imgs = rand(Float32, 5, 6, 3, 8) .* 2 .- 1
+        @test train_step!(ebm, imgs).step == 1
+        S = sample(ebm, 4)
+        @test size(S) == (5, 6, 3, 4) && all(-1 .<= S .<= 1)
+        e, g = energy_grad(ebm, imgs)
+        @test length(e) == 8 && size(g) == size(imgs)
+        close(ebm)
+    end
+end

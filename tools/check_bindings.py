@@ -1,0 +1,244 @@
+#!/usr/bin/env python3
+"""Checks the C++ and Julia bindings against include/sance.h, statically.
+
+Julia cannot be installed on our machines, so this is what keeps bindings/julia honest:
+- every C function has exactly one `ccall(sym(:name), Ret, (Args...), ...)` in LibSance.jl,
+  with the same number of arguments and matching types, and every ccall names a C function;
+- every C struct is mirrored in LibSance.jl with the same fields, in the same order, of
+  matching types; every C enum has a Julia @enum with the same values;
+- every C function is wrapped by bindings/cpp's sance.hpp and by the idiomatic Sance.jl, and
+  each wrapper is exercised by the C++ and Julia tests.
+
+`--self-test` changes a field or an argument on one side only, in memory, in several ways,
+and checks that each change is caught. The last line is "N passed, M failed".
+"""
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+HEADER = ROOT / "include/sance.h"
+LIBSANCE = ROOT / "bindings/julia/Sance/src/LibSance.jl"
+SANCE_JL = ROOT / "bindings/julia/Sance/src/Sance.jl"
+RUNTESTS = ROOT / "bindings/julia/Sance/test/runtests.jl"
+HPP = ROOT / "bindings/cpp/include/sance/sance.hpp"
+CPP_TEST = ROOT / "tests/cpp/test_sance.cpp"
+
+SCALARS = {
+    "void": {"Cvoid"},
+    "int32_t": {"Int32", "Cint"},
+    "uint32_t": {"UInt32", "Cuint"},
+    "uint64_t": {"UInt64"},
+    "size_t": {"Csize_t"},
+    "float": {"Float32", "Cfloat"},
+}
+
+# C function -> how the C++ wrapper and its test name it (a substring each must contain).
+CPP_NAMES = {
+    "sance_config_default": ("sance_config_default(", "sance::Config"),
+    "sance_ebm_new": ("sance_ebm_new(", "sance::Ebm m("),
+    "sance_ebm_free": ("sance_ebm_free(", "other = std::move(moved)"),
+    "sance_ebm_load": ("sance_ebm_load(", "Ebm::load("),
+    "sance_last_error": ("sance_last_error(", "sance::last_error("),
+    "sance_status_name": ("sance_status_name(", "sance::status_name("),
+    "sance_version": ("sance_version(", "sance::version("),
+    "sance_abi_version": ("sance_abi_version(", "sance::abi_version("),
+    "sance_cuda_device_count": ("sance_cuda_device_count(", "sance::cuda_device_count("),
+    "sance_toy_dataset": ("sance_toy_dataset(", "sance::toy_dataset("),
+}
+# C function -> the idiomatic Julia name its test must call.
+JULIA_NAMES = {
+    "sance_config_default": "Config(",
+    "sance_ebm_new": "EBM(",
+    "sance_ebm_free": "close(",
+    "sance_ebm_train_step": "train_step!(",
+    "sance_ebm_refresh_noise": "refresh_noise!(",
+    "sance_ebm_set_learning_rate": "set_learning_rate!(",
+    "sance_ebm_sample": "sample(",
+    "sance_ebm_sample_from": "sample!(",
+    "sance_ebm_energy": "energy(",
+    "sance_ebm_energy_grad": "energy_grad(",
+    "sance_ebm_progress": "progress(",
+    "sance_ebm_sample_size": "sample_size(",
+    "sance_ebm_config": "config(",
+    "sance_ebm_save": "save(",
+    "sance_ebm_load": "Sance.load(",
+    "sance_toy_dataset": "toy_dataset(",
+    "sance_last_error": "Sance.last_error(",
+    "sance_status_name": "Sance.status_name(",
+    "sance_version": "Sance.version(",
+    "sance_abi_version": "Sance.abi_version(",
+    "sance_cuda_device_count": "cuda_device_count(",
+}
+
+
+def strip_comments(text):
+    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    return re.sub(r"//[^\n]*", "", text)
+
+
+def parse_header(text):
+    text = strip_comments(text)
+    enums = {}
+    for body, name in re.findall(r"typedef enum \{(.*?)\}\s*(\w+);", text, re.S):
+        enums[name] = {k: int(v) for k, v in re.findall(r"(\w+)\s*=\s*(-?\d+)", body)}
+    structs = {}
+    for body, name in re.findall(r"typedef struct \{(.*?)\}\s*(\w+);", text, re.S):
+        fields = []
+        for decl in body.split(";"):
+            decl = " ".join(decl.split())
+            if decl:
+                m = re.match(r"(.+?)\s*(\w+)$", decl)
+                fields.append((m.group(2), m.group(1).strip()))
+        structs[name] = fields
+    opaque = set(re.findall(r"typedef struct (\w+) \1;", text))
+    functions = {}
+    for ret, name, args in re.findall(r"([\w \*]+?)\s*\b(sance_\w+)\(([^)]*)\);", text, re.S):
+        args = " ".join(args.split())
+        params = [] if args in ("", "void") else [a.strip() for a in args.split(",")]
+        types = [re.match(r"(.+?)\s*\w+$", p).group(1).strip() for p in params]
+        functions[name] = (" ".join(ret.split()), types)
+    return enums, structs, opaque, functions
+
+
+def julia_types(ctype, named):
+    """The Julia spellings a C type may have in LibSance.jl."""
+    t = " ".join(ctype.replace("const", " ").split())
+    stars = t.count("*")
+    base = t.replace("*", "").strip()
+    if base == "char" and stars == 1:
+        return {"Cstring"}
+    if base in SCALARS:
+        inner = SCALARS[base]
+    elif base in named:
+        inner = {base}
+    else:
+        return set()
+    for _ in range(stars):
+        inner = {f"Ptr{{{x}}}" for x in inner} | {f"Ref{{{x}}}" for x in inner}
+    return inner
+
+
+def split_top(s):
+    """Splits a Julia argument tuple's text on top-level commas."""
+    parts, depth, cur = [], 0, ""
+    for ch in s:
+        if ch == "{":
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    if cur.strip():
+        parts.append(cur.strip())
+    return parts
+
+
+def parse_julia(text):
+    structs = {}
+    for name, body in re.findall(r"^struct (\w+)\n(.*?)^end", text, re.S | re.M):
+        structs[name] = [tuple(x.strip() for x in line.split("::")) for line in body.strip().splitlines() if "::" in line]
+    enums = {}
+    for name, body in re.findall(r"@enum (\w+)::\w+ begin\n(.*?)\nend", text, re.S):
+        enums[name] = {k: int(v) for k, v in re.findall(r"(\w+)\s*=\s*(-?\d+)", body)}
+    ccalls = {}
+    for name, ret, args in re.findall(r"ccall\(sym\(:(\w+)\),\s*([^,]+?),\s*\(([^)]*)\)", text):
+        ccalls.setdefault(name, []).append((ret.strip(), split_top(args)))
+    return structs, enums, ccalls
+
+
+def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
+    """Returns (checks made, list of problems)."""
+    enums, structs, opaque, functions = parse_header(header_text)
+    jstructs, jenums, ccalls = parse_julia(libsance_text)
+    named = set(enums) | set(structs) | opaque
+    problems, n = [], 0
+
+    def need(cond, msg):
+        nonlocal n
+        n += 1
+        if not cond:
+            problems.append(msg)
+
+    for name, values in enums.items():
+        need(jenums.get(name) == values, f"enum {name}: Julia has {jenums.get(name)}, header has {values}")
+    for name, fields in structs.items():
+        jf = jstructs.get(name)
+        need(jf is not None, f"struct {name} is not mirrored in LibSance.jl")
+        if jf is None:
+            continue
+        need([f for f, _ in jf] == [f for f, _ in fields],
+             f"struct {name}: fields {[f for f, _ in jf]} differ from the header's {[f for f, _ in fields]}")
+        for (fname, ctype), (jname, jtype) in zip(fields, jf):
+            need(jtype in julia_types(ctype, named) - {t for t in julia_types(ctype, named) if t.startswith("Ref")},
+                 f"struct {name}.{fname}: Julia type {jtype} does not match C type {ctype}")
+    for name, (ret, args) in functions.items():
+        calls = ccalls.get(name, [])
+        need(len(calls) == 1, f"{name}: {len(calls)} ccall(s) in LibSance.jl, expected 1")
+        if len(calls) != 1:
+            continue
+        jret, jargs = calls[0]
+        need(jret in julia_types(ret, named), f"{name}: returns {jret} in Julia, {ret} in C")
+        need(len(jargs) == len(args), f"{name}: {len(jargs)} arguments in Julia, {len(args)} in C")
+        for i, (c, j) in enumerate(zip(args, jargs)):
+            need(j in julia_types(c, named), f"{name}: argument {i + 1} is {j} in Julia, {c} in C")
+        need(f"LibSance.{name}(" in sance_jl, f"{name}: not wrapped in Sance.jl")
+        need(JULIA_NAMES.get(name, "\0") in runtests, f"{name}: its Julia wrapper is not exercised by runtests.jl")
+        in_hpp, in_test = CPP_NAMES.get(name, (f"{name}(", "." + name.replace("sance_ebm_", "") + "("))
+        need(in_hpp in hpp, f"{name}: not wrapped in sance.hpp")
+        need(in_test in cpp_test, f"{name}: its C++ wrapper is not exercised by tests/cpp ({in_test!r})")
+    for name in ccalls:
+        need(name in functions, f"LibSance.jl calls {name}, which the header does not declare")
+    return n, problems
+
+
+def sources():
+    return [p.read_text() for p in (HEADER, LIBSANCE, SANCE_JL, RUNTESTS, HPP, CPP_TEST)]
+
+
+def self_test():
+    """Each one-sided change must be caught; the unchanged sources must pass."""
+    h, lj, sj, rt, hpp, ct = sources()
+    mutations = {
+        "Julia field type": (h, lj.replace("    hidden_width::UInt32", "    hidden_width::UInt64"), sj, rt, hpp, ct),
+        "Julia field order": (h, lj.replace("    channels::UInt32\n    height::UInt32", "    height::UInt32\n    channels::UInt32"), sj, rt, hpp, ct),
+        "Julia field removed": (h, lj.replace("    replay_len::UInt64\n", ""), sj, rt, hpp, ct),
+        "Julia argument type": (h, lj.replace("(Cstring, Csize_t, UInt64, Ptr{Float32})", "(Cstring, UInt32, UInt64, Ptr{Float32})"), sj, rt, hpp, ct),
+        "Julia argument removed": (h, lj.replace("(Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{Float32}), ebm, x, n, out)", "(Ptr{SanceEbm}, Ptr{Float32}, Csize_t), ebm, x, n)"), sj, rt, hpp, ct),
+        "Julia return type": (h, lj.replace("sance_cuda_device_count), Int32", "sance_cuda_device_count), Int64"), sj, rt, hpp, ct),
+        "Julia enum value": (h, lj.replace("SANCE_STATUS_PANIC = 8", "SANCE_STATUS_PANIC = 9"), sj, rt, hpp, ct),
+        "C field type": (h.replace("  uint32_t hidden_layers;", "  uint64_t hidden_layers;"), lj, sj, rt, hpp, ct),
+        "C argument added": (h.replace("SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);", "SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm, float x);"), lj, sj, rt, hpp, ct),
+        "C function added": (h.replace("const char *sance_version(void);", "const char *sance_version(void);\nSanceStatus sance_ebm_new_thing(SanceEbm *ebm);"), lj, sj, rt, hpp, ct),
+        "C++ wrapper missing": (h, lj, sj, rt, hpp.replace("sance_ebm_progress(", "sance_ebm_progres("), ct),
+        "Julia test missing": (h, lj, sj, rt.replace("refresh_noise!(", "refresh_noise_(") , hpp, ct),
+    }
+    n, problems = check(h, lj, sj, rt, hpp, ct)
+    results = [("unchanged sources pass", not problems, "; ".join(problems))]
+    for what, srcs in mutations.items():
+        changed = srcs != (h, lj, sj, rt, hpp, ct)
+        _, found = check(*srcs)
+        results.append((f"{what} is caught", changed and bool(found), "mutation did not apply" if not changed else "not caught"))
+    return results
+
+
+def main():
+    if "--self-test" in sys.argv:
+        results = self_test()
+        for what, ok, why in results:
+            print(("ok   " if ok else "FAIL ") + what + ("" if ok else f": {why}"))
+        failed = sum(1 for _, ok, _ in results if not ok)
+        print(f"{len(results) - failed} passed, {failed} failed")
+        return 1 if failed else 0
+    n, problems = check(*sources())
+    for p in problems:
+        print("FAIL " + p)
+    print(f"{n - len(problems)} passed, {len(problems)} failed")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
