@@ -1,0 +1,22 @@
+#include <sance.h>
+#include <stdio.h>
+
+int main(void) {
+    SanceConfig c;
+    sance_config_default(&c);
+    c.device = SANCE_DEVICE_CPU;
+    c.hidden_width = 16;
+    SanceEbm *m = NULL;
+    if (sance_ebm_new(&c, &m) != SANCE_STATUS_OK) {
+        fprintf(stderr, "%s\n", sance_last_error());
+        return 1;
+    }
+    float batch[2 * 64], e[64];
+    SanceStepStats st = {0};
+    sance_toy_dataset("rings", 64, 0, batch);
+    for (int t = 0; t < 5; t++) sance_ebm_train_step(m, batch, 64, &st);
+    int ok = sance_ebm_energy(m, batch, 64, e) == SANCE_STATUS_OK && st.step == 5;
+    printf("pkg-config consumer: %s, %llu steps\n", sance_version(), (unsigned long long)st.step);
+    sance_ebm_free(m);
+    return ok ? 0 : 1;
+}
