@@ -349,7 +349,7 @@ uint32_t sance_abi_version(void);
 SanceStatus sance_ebm_new(const SanceConfig *config, SanceEbm **out);
 
 /**
- * Frees a handle from `sance_ebm_new`. NULL is a no-op. The handle must not be in use by
+ * Frees a handle from `sance_ebm_new` or `sance_ebm_load`. NULL is a no-op. The handle must not be in use by
  * another thread.
  */
 void sance_ebm_free(SanceEbm *ebm);

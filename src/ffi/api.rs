@@ -79,7 +79,7 @@ pub unsafe extern "C" fn sance_ebm_new(config: *const SanceConfig, out: *mut *mu
     })
 }
 
-/// Frees a handle from `sance_ebm_new`. NULL is a no-op. The handle must not be in use by
+/// Frees a handle from `sance_ebm_new` or `sance_ebm_load`. NULL is a no-op. The handle must not be in use by
 /// another thread.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_free(ebm: *mut SanceEbm) {
