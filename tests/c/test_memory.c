@@ -2,22 +2,11 @@
  * numbers and asserts generous bounds. Prints "N passed, M failed". */
 #define _POSIX_C_SOURCE 200809L
 #include "sance.h"
+#include "check.h"
 
 #include <stdio.h>
 #include <unistd.h>
 
-static int passed, failed;
-#define CHECK(cond, ...)                                           \
-    do {                                                           \
-        if (cond) {                                                \
-            passed++;                                              \
-        } else {                                                   \
-            failed++;                                              \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                   \
-            printf("\n");                                          \
-        }                                                          \
-    } while (0)
 
 static double rss_mb(void) {
     long pages = 0, resident = 0;
@@ -79,6 +68,5 @@ int main(void) {
            at10000 - at1000);
     CHECK(at10000 - at1000 < 32, "training grows RSS by %.1f MB", at10000 - at1000);
     sance_ebm_free(m);
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -3,6 +3,7 @@
  * differences, determinism, and every status on bad input. Prints "N passed, M failed". */
 #define _POSIX_C_SOURCE 200809L
 #include "sance.h"
+#include "check.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -11,19 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static int passed, failed;
-
-#define CHECK(cond, ...)                                         \
-    do {                                                         \
-        if (cond) {                                              \
-            passed++;                                            \
-        } else {                                                 \
-            failed++;                                            \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                 \
-            printf("\n");                                        \
-        }                                                        \
-    } while (0)
 
 /* ---- an independent 8gaussians (FFJORD: radius 2*sqrt(2), std 0.5/sqrt(2)) ---- */
 static const double PI = 3.14159265358979323846;
@@ -303,11 +291,11 @@ static void test_training_and_bad_input(void) {
     BADCFG("config.energy_l2", c->energy_l2 = -0.1f);
     BADCFG("config.device", c->device = -3);
     for (int i = 0; i < nb; i++) {
-        SanceEbm *h = (SanceEbm *)&passed; /* must stay untouched */
+        SanceEbm *h = (SanceEbm *)&check_passed; /* must stay untouched */
         SanceStatus s = sance_ebm_new(&bad[i].c, &h);
         CHECK(s == SANCE_STATUS_INVALID_ARGUMENT, "%s: got %s", bad[i].field, sance_status_name(s));
         CHECK(msg_has(bad[i].field), "message '%s' lacks '%s'", sance_last_error(), bad[i].field);
-        CHECK(h == (SanceEbm *)&passed, "%s: handle written on failure", bad[i].field);
+        CHECK(h == (SanceEbm *)&check_passed, "%s: handle written on failure", bad[i].field);
     }
     {
         SanceEbm *h = NULL;
@@ -448,6 +436,5 @@ int main(void) {
     test_training_and_bad_input();
     test_divergence();
     test_determinism();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -5,6 +5,7 @@
  * Prints "N passed, M failed". */
 #define _POSIX_C_SOURCE 200809L
 #include "sance.h"
+#include "check.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -19,18 +20,6 @@
 #define OPS 24
 #define ROUNDS 10
 
-static atomic_int passed, failed;
-#define CHECK(cond, ...)                                           \
-    do {                                                           \
-        if (cond) {                                                \
-            atomic_fetch_add(&passed, 1);                          \
-        } else {                                                   \
-            atomic_fetch_add(&failed, 1);                          \
-            printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            printf(__VA_ARGS__);                                   \
-            printf("\n");                                          \
-        }                                                          \
-    } while (0)
 
 static char dir[64];
 static atomic_long shared_steps;
@@ -139,6 +128,5 @@ int main(void) {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) printf("could not remove %s\n", dir);
-    printf("%d passed, %d failed\n", atomic_load(&passed), atomic_load(&failed));
-    return atomic_load(&failed) == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -135,7 +135,8 @@ dense(X::AbstractArray) = Array{Float32}(X)
 """
     train_step!(ebm, X) -> LibSance.SanceStepStats
 
-One training step on the samples in `X` (`d × n`, or `W × H × C × N`).
+One training step on the samples in `X` (`d × n`, or `W × H × C × N`). A `Matrix{Float32}` is
+passed without copying; other element types are converted to `Float32` first (a copy).
 """
 function train_step!(ebm::EBM, X::AbstractArray)
     A = dense(X)
@@ -182,7 +183,12 @@ function sample!(ebm::EBM, chains::Array{Float32}; kwargs...)
     return chains
 end
 
-"""Energies of the samples in `X`, a `Vector{Float32}` of length n."""
+"""
+    energy(ebm, X) -> Vector{Float32}
+
+Energies of the n samples in `X` (`d × n` or `W × H × C × N`). Non-`Float32` arrays are
+converted first (a copy).
+"""
 function energy(ebm::EBM, X::AbstractArray)
     A = dense(X)
     n = nsamples(ebm, A)
@@ -191,7 +197,12 @@ function energy(ebm::EBM, X::AbstractArray)
     return out
 end
 
-"""Energies and input gradients ∇ₓE (same shape as `X`)."""
+"""
+    energy_grad(ebm, X) -> (Vector{Float32}, Array{Float32})
+
+Energies and input gradients ∇ₓE (same shape as `X`). Non-`Float32` arrays are converted first
+(a copy).
+"""
 function energy_grad(ebm::EBM, X::AbstractArray)
     A = dense(X)
     n = nsamples(ebm, A)
