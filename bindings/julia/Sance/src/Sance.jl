@@ -15,8 +15,10 @@ include("LibSance.jl")
 using .LibSance
 using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
 
-export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, set_learning_rate!, sample, sample!,
-       energy, energy_grad, save, progress, config, sample_size, version, cuda_device_count, toy_dataset
+# `sample`, `save`, `load` and `version` stay qualified (Sance.sample, ...): StatsBase and
+# FileIO export the first three, and unqualified uses would then be ambiguous.
+export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, set_learning_rate!, sample!,
+       energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset
 
 """
     SanceError(status, msg)
@@ -42,8 +44,12 @@ function with_fields(base::T; kwargs...) where {T}
     for k in keys(kwargs)
         hasfield(T, k) || throw(ArgumentError("$(T) has no field $(k)"))
     end
-    T((haskey(kwargs, f) ? convert(fieldtype(T, f), kwargs[f]) : getfield(base, f) for f in fieldnames(T))...)
+    T((haskey(kwargs, f) ? field_value(fieldtype(T, f), kwargs[f]) : getfield(base, f) for f in fieldnames(T))...)
 end
+
+# Enum fields also accept their integer values (`arch = 1`).
+field_value(::Type{E}, v::Integer) where {E<:Enum} = E(v)
+field_value(::Type{F}, v) where {F} = convert(F, v)
 
 """
     Config(; kwargs...) -> LibSance.SanceConfig
@@ -242,7 +248,10 @@ function toy_dataset(name::AbstractString, n::Integer; seed::Integer = 0)
     return out
 end
 
-"""The message of this thread's last failed call."""
+"""
+The message of this thread's last failed call into the C library. Errors the Julia layer
+raises itself (a wrongly sized array) are not recorded there; read them from the `SanceError`.
+"""
 last_error() = unsafe_string(LibSance.sance_last_error())
 
 """The name of a status, e.g. "SANCE_STATUS_OK"."""

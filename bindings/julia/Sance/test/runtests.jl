@@ -15,7 +15,7 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         X = toy_dataset("8gaussians", 100; seed = 3)
         @test size(X) == (2, 100) && all(isfinite, X)
         @test toy_dataset("8gaussians", 100; seed = 3) == X
-        err = try toy_dataset("moons", 3); nothing catch e; e end
+        err = try toy_dataset("moons", 3); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
         @test occursin("moons", err.msg) && occursin("moons", Sance.last_error())
     end
@@ -26,11 +26,12 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         c = Config(hidden_width = 32, learning_rate = 5e-4, arch = LibSance.SANCE_ARCH_MLP)
         @test c.hidden_width == 32 && c.learning_rate == 5f-4
         @test Langevin(steps = 7).steps == 7
+        @test Config(arch = 1).arch == LibSance.SANCE_ARCH_CONV     # enums take their integer values
         @test_throws ArgumentError Config(no_such_field = 1)
-        err = try EBM(Config(learning_rate = -1)); nothing catch e; e end
+        err = try EBM(Config(learning_rate = -1)); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
         @test occursin("config.learning_rate", err.msg)
-        err = try EBM(Config(device = 64)); nothing catch e; e end
+        err = try EBM(Config(device = 64)); nothing catch ex; ex end
         @test err.status == LibSance.SANCE_STATUS_DEVICE
     end
 
@@ -49,14 +50,14 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         set_learning_rate!(ebm, 5e-4)
         @test config(ebm).learning_rate == 5f-4
         Xbad = copy(X); Xbad[2, 3] = NaN
-        err = try train_step!(ebm, Xbad); nothing catch e; e end
+        err = try train_step!(ebm, Xbad); nothing catch ex; ex end
         @test err.status == LibSance.SANCE_STATUS_NON_FINITE && occursin("data[2][1]", err.msg)
         @test_throws SanceError train_step!(ebm, zeros(Float32, 3))
 
-        S = sample(ebm, 10)
+        S = Sance.sample(ebm, 10)
         @test size(S) == (2, 10) && all(isfinite, S)
-        @test size(sample(ebm, 5; steps = 3)) == (2, 5)
-        @test_throws SanceError sample(ebm, 5; step_size = -1)
+        @test size(Sance.sample(ebm, 5; steps = 3)) == (2, 5)
+        @test_throws SanceError Sance.sample(ebm, 5; step_size = -1)
         C = copy(X)
         sample!(ebm, C; steps = 5)
         @test C != X && all(isfinite, C)
@@ -74,16 +75,16 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
 
         dir = mktempdir()
         path = joinpath(dir, "m.safetensors")
-        save(ebm, path)
+        Sance.save(ebm, path)
         back = Sance.load(path; device = -1)
         @test energy(back, X) == e && progress(back).step == progress(ebm).step
-        err = try Sance.load(joinpath(dir, "absent")); nothing catch e; e end
+        err = try Sance.load(joinpath(dir, "absent")); nothing catch ex; ex end
         @test err.status == LibSance.SANCE_STATUS_IO
 
         close(back)
         close(back)                             # idempotent
         @test !isopen(back)
-        err = try energy(back, X); nothing catch e; e end
+        err = try energy(back, X); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_NULL_POINTER
         close(ebm)
     end
@@ -95,7 +96,7 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         @test sample_size(ebm) == 90
         imgs = rand(Float32, 5, 6, 3, 8) .* 2 .- 1
         @test train_step!(ebm, imgs).step == 1
-        S = sample(ebm, 4)
+        S = Sance.sample(ebm, 4)
         @test size(S) == (5, 6, 3, 4) && all(-1 .<= S .<= 1)
         e, g = energy_grad(ebm, imgs)
         @test length(e) == 8 && size(g) == size(imgs)
