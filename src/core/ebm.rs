@@ -376,8 +376,9 @@ impl Ebm {
             self.adam.step(&mut targets, &grads, &decay);
         }
         let x = Tensor::cat(&[&data, &noise], 0);
-        let after = tch::no_grad(|| self.net.energy(&self.params, &x)).isfinite().all().int64_value(&[]) == 1
-            && self.c.isfinite().int64_value(&[]) == 1;
+        // One device sync for both checks.
+        let energies_ok = tch::no_grad(|| self.net.energy(&self.params, &x)).isfinite().all();
+        let after = energies_ok.logical_and(&self.c.isfinite()).int64_value(&[]) == 1;
         if !after {
             self.restore_backup(undo);
             return Err(Error::non_finite(format!(
