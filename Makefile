@@ -4,7 +4,8 @@
 #   make install PREFIX=/opt/sance [DESTDIR=...]
 #   make uninstall PREFIX=/opt/sance
 #
-# Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X (and the .so.X / .so links),
+# Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X — libsance.so.0.Y before 1.0, where
+# a minor version may break the ABI (0.2 did) — and the SONAME / .so links,
 # include/sance.h, include/sance/sance.hpp, lib/pkgconfig/sance.pc and
 # lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance).
 # The installed library keeps its rpath to libtorch: no LD_LIBRARY_PATH is needed.
@@ -14,7 +15,8 @@ LIBDIR ?= $(PREFIX)/lib
 INCLUDEDIR ?= $(PREFIX)/include
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 MAJOR := $(firstword $(subst ., ,$(VERSION)))
-SONAME := libsance.so.$(MAJOR)
+MINOR := $(word 2,$(subst ., ,$(VERSION)))
+SONAME := libsance.so.$(if $(filter 0,$(MAJOR)),0.$(MINOR),$(MAJOR))
 LIB := target/release/libsance.so
 
 .PHONY: all build install uninstall test demo

@@ -7,14 +7,6 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define FORMAT_VERSION 1
-
-/**
- * Version of the config/struct layout. `sance_ebm_new` refuses any other value, so a program
- * compiled against an older header fails loudly instead of misreading fields.
- */
-#define SANCE_ABI_VERSION 1
-
 /**
  * `SanceConfig::device`: run on the CPU.
  */
@@ -24,6 +16,73 @@
  * `SanceConfig::device`: CUDA device 0 when one exists, else the CPU.
  */
 #define SANCE_DEVICE_AUTO -2
+
+/**
+ * Version of the C structs' layout. A caller passes the value it was compiled with to
+ * `sance_config_init`, which refuses any other, so a program built against another header
+ * fails loudly instead of misreading fields.
+ */
+#define SANCE_ABI_VERSION 2
+
+/**
+ * The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
+ * (a test keeps these equal to Cargo.toml's).
+ */
+#define SANCE_VERSION_MAJOR 0
+
+/**
+ * See `SANCE_VERSION_MAJOR`.
+ */
+#define SANCE_VERSION_MINOR 2
+
+/**
+ * See `SANCE_VERSION_MAJOR`.
+ */
+#define SANCE_VERSION_PATCH 0
+
+/**
+ * Outcome of a fallible call. Values are explicit and never reused.
+ */
+typedef enum {
+  /**
+   * Success.
+   */
+  SANCE_STATUS_OK = 0,
+  /**
+   * A required pointer argument was NULL.
+   */
+  SANCE_STATUS_NULL_POINTER = 1,
+  /**
+   * An argument or config field is out of range; the message names it.
+   */
+  SANCE_STATUS_INVALID_ARGUMENT = 2,
+  /**
+   * NaN or infinity in the input, or training produced a non-finite loss or gradient
+   * (the update was skipped and the model left exactly as it was).
+   */
+  SANCE_STATUS_NON_FINITE = 3,
+  /**
+   * The requested device does not exist (e.g. CUDA asked for where there is none).
+   */
+  SANCE_STATUS_DEVICE = 4,
+  /**
+   * A file could not be read or written.
+   */
+  SANCE_STATUS_IO = 5,
+  /**
+   * A file's contents are not a valid checkpoint.
+   */
+  SANCE_STATUS_CORRUPT = 6,
+  /**
+   * libtorch reported an error (typically out of memory on a large batch); the message
+   * carries libtorch's text. The call changed nothing and the handle stays usable.
+   */
+  SANCE_STATUS_TORCH = 7,
+  /**
+   * An internal panic was caught at the API boundary (a bug: please report it).
+   */
+  SANCE_STATUS_PANIC = 8,
+} SanceStatus;
 
 /**
  * Energy network architecture.
@@ -66,49 +125,6 @@ typedef enum {
    */
   SANCE_INIT_UNIFORM = 1,
 } SanceInit;
-
-/**
- * Outcome of a fallible call. Values are explicit and never reused.
- */
-typedef enum {
-  /**
-   * Success.
-   */
-  SANCE_STATUS_OK = 0,
-  /**
-   * A required pointer argument was NULL.
-   */
-  SANCE_STATUS_NULL_POINTER = 1,
-  /**
-   * An argument or config field is out of range; the message names it.
-   */
-  SANCE_STATUS_INVALID_ARGUMENT = 2,
-  /**
-   * NaN or infinity in the input, or training produced a non-finite loss or gradient
-   * (the update was skipped and the model left exactly as it was).
-   */
-  SANCE_STATUS_NON_FINITE = 3,
-  /**
-   * The requested device does not exist (e.g. CUDA asked for where there is none).
-   */
-  SANCE_STATUS_DEVICE = 4,
-  /**
-   * A file could not be read or written.
-   */
-  SANCE_STATUS_IO = 5,
-  /**
-   * A file's contents are not a valid checkpoint.
-   */
-  SANCE_STATUS_CORRUPT = 6,
-  /**
-   * libtorch reported an error; the message carries libtorch's text.
-   */
-  SANCE_STATUS_TORCH = 7,
-  /**
-   * An internal panic was caught at the API boundary (a bug: please report it).
-   */
-  SANCE_STATUS_PANIC = 8,
-} SanceStatus;
 
 /**
  * A model and its trainer. Calls on one handle are serialized by the lock inside it.
@@ -157,11 +173,12 @@ typedef struct {
 } SanceLangevin;
 
 /**
- * Everything that defines a model and its training. Start from `sance_config_default`.
+ * Everything that defines a model and its training. Start from
+ * `sance_config_init(&cfg, SANCE_ABI_VERSION)`.
  */
 typedef struct {
   /**
-   * Must equal `SANCE_ABI_VERSION` (set by `sance_config_default`).
+   * The layout version this struct was made with (set by `sance_config_init`).
    */
   uint32_t abi_version;
   /**
@@ -328,10 +345,13 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * Fills `*out` with defaults suited to 2-D toy data (see docs/algorithm.md), including
- * `abi_version`. Does nothing when `out` is NULL.
+ * Fills `*cfg` with the defaults, suited to 2-D toy data (see docs/algorithm.md). Call it as
+ * `sance_config_init(&cfg, SANCE_ABI_VERSION)`: `abi_version` states the header the caller
+ * was compiled against, and any value other than this library's is refused with
+ * SANCE_STATUS_INVALID_ARGUMENT (the message names both versions) without writing to `cfg`,
+ * so a program built against another header fails here instead of misreading the struct.
  */
-void sance_config_default(SanceConfig *out);
+SanceStatus sance_config_init(SanceConfig *cfg, uint32_t abi_version);
 
 /**
  * The ABI version this library was built with; equals `SANCE_ABI_VERSION` of the header the

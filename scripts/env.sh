@@ -41,6 +41,11 @@ else
         "$SANCE_TORCH_VENV/bin/pip" install --quiet --disable-pip-version-check "safetensors==0.8.0" \
             || { echo "sance: pip install safetensors failed" >&2; return 1 2>/dev/null || exit 1; }
     fi
+    # tools/check_julia_syntax.py parses the Julia bindings with tree-sitter's Julia grammar.
+    if ! "$SANCE_TORCH_VENV/bin/python" -c "import importlib.metadata as m, sys; sys.exit(0 if (m.version('tree-sitter'), m.version('tree-sitter-julia')) == ('0.26.1', '0.23.1') else 1)" >/dev/null 2>&1; then
+        "$SANCE_TORCH_VENV/bin/pip" install --quiet --disable-pip-version-check "tree-sitter==0.26.1" "tree-sitter-julia==0.23.1" \
+            || { echo "sance: pip install tree-sitter failed" >&2; return 1 2>/dev/null || exit 1; }
+    fi
     export SANCE_PYTHON=$SANCE_TORCH_VENV/bin/python
     # torch-sys asks `python` (inside a venv) where libtorch lives.
     export VIRTUAL_ENV=$SANCE_TORCH_VENV

@@ -1,19 +1,20 @@
 //! sance: energy-based models trained by self-adapting noise-contrastive estimation, with
 //! Langevin sampling, on libtorch, behind a C ABI (`include/sance.h`).
 //!
-//! - [`config`]: the C config structs, defaults and validation;
-//! - [`core`]: networks, Langevin sampler, replay buffer, the trainer ([`core::ebm::Ebm`]),
-//!   toy datasets;
+//! - [`abi`]: what C sees besides the functions: config structs (defaults, validation),
+//!   statistics structs, status codes and errors, version numbers;
+//! - [`model`]: the model on libtorch: networks, Langevin sampler, replay buffer, AdamW, the
+//!   trainer ([`model::ebm::Ebm`]), toy datasets;
 //! - [`ffi`]: the exported `extern "C"` functions;
 //! - [`checkpoint`]: save/load in safetensors, atomically;
-//! - [`eval`]: density metrics (grid-normalised KL, MMD) used by the tools and tests.
+//! - [`fault`]: test-only fault injection (the `fault-injection` feature).
+pub mod abi;
 pub mod checkpoint;
-pub mod config;
-pub mod core;
-pub mod eval;
+pub mod fault;
 pub mod ffi;
-pub mod status;
+pub mod model;
 
-pub use crate::config::{SanceConfig, SanceLangevin};
-pub use crate::core::ebm::{Ebm, SanceProgress, SanceStepStats};
-pub use crate::status::{Error, Result, SanceStatus};
+pub use crate::abi::config::{SanceConfig, SanceLangevin};
+pub use crate::abi::stats::{SanceProgress, SanceStepStats};
+pub use crate::abi::status::{Error, Result, SanceStatus};
+pub use crate::model::ebm::Ebm;

@@ -4,7 +4,7 @@
 //! counters are unchanged.
 mod common;
 use common::*;
-use sance::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin};
+use sance::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceProgress, SanceStatus};
@@ -95,6 +95,14 @@ fn raw_enum<T>(field: &mut T, v: u32) {
 }
 
 rows! {
+    config_init_null: "sance_config_init", "cfg NULL" => NullPointer, "cfg", |_c| unsafe { sance_config_init(ptr::null_mut(), sance::abi::version::SANCE_ABI_VERSION) };
+    config_init_other_abi: "sance_config_init", "abi_version of another header" => InvalidArgument, "abi_version is 1", |c| {
+        let mut k = c.cfg;
+        k.seed = 987;
+        let s = unsafe { sance_config_init(&mut k, 1) };
+        assert_eq!(k, SanceConfig { seed: 987, ..c.cfg }, "config_init wrote into the struct");
+        s
+    };
     new_null_config: "sance_ebm_new", "config NULL" => NullPointer, "config", |c| unsafe { sance_ebm_new(ptr::null(), &mut c.new_handle) };
     new_null_out: "sance_ebm_new", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_new(&c.cfg, ptr::null_mut()) };
     new_abi_version: "sance_ebm_new", "abi_version of another header" => InvalidArgument, "config.abi_version", |c| c.new_with(|k| k.abi_version = 999);
@@ -206,7 +214,7 @@ rows! {
         let ok_after = unsafe { sance_ebm_refresh_noise(h) } == SanceStatus::Ok;
         unsafe { sance_ebm_free(h) };
         assert!(ok_after, "the handle stays usable after a rejected step");
-        sance::status::set_last_error(&msg);
+        sance::abi::status::set_last_error(&msg);
         s
     };
 }
@@ -254,7 +262,7 @@ fn print_docs_table() {
 #[test]
 fn a_panic_inside_a_call_is_caught_and_the_handle_refuses_further_calls() {
     let h = new(&small_config());
-    sance::ffi::handle::inject_panic();
+    sance::fault::inject_panic();
     let d = data("8gaussians", 8, 0);
     let s = unsafe { sance_ebm_train_step(h, d.as_ptr(), 8, ptr::null_mut()) };
     assert_eq!(s, SanceStatus::Panic);

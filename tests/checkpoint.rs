@@ -2,14 +2,55 @@
 //! kind of damaged file with SANCE_STATUS_CORRUPT (or IO for a missing/unreadable one).
 mod common;
 use common::*;
-use sance::checkpoint::atomic::{inject_fault, FaultPoint};
-use sance::checkpoint::safetensors::{decode, encode, Dtype, Entry};
-use sance::config::{SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU};
+use safetensors::tensor::{Dtype, SafeTensors, View};
+use sance::abi::config::{SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU};
+use sance::fault::{inject_save_fault as inject_fault, FaultPoint};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::SanceStatus;
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::ptr;
+
+/// One tensor of a safetensors file, for tests that take checkpoints apart.
+struct Entry {
+    name: String,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Entry {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn encode(entries: &[Entry], meta: &BTreeMap<String, String>) -> Vec<u8> {
+    let meta: HashMap<String, String> = meta.clone().into_iter().collect();
+    safetensors::tensor::serialize(entries.iter().map(|e| (e.name.as_str(), e)), &Some(meta)).unwrap()
+}
+
+fn decode(bytes: &[u8]) -> (Vec<Entry>, BTreeMap<String, String>) {
+    let (_, header) = SafeTensors::read_metadata(bytes).unwrap();
+    let meta = header.metadata().clone().unwrap_or_default().into_iter().collect();
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let entries = st
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| Entry { name, dtype: t.dtype(), shape: t.shape().to_vec(), data: t.data().to_vec() })
+        .collect();
+    (entries, meta)
+}
 
 fn save(h: *mut SanceEbm, path: &std::path::Path) -> SanceStatus {
     unsafe { sance_ebm_save(h, cpath(path).as_ptr()) }
@@ -147,18 +188,7 @@ fn load_bytes(bytes: &[u8], name: &str) -> (SanceStatus, String) {
 
 /// Rewrites a checkpoint's tensors and metadata.
 fn rewrite(bytes: &[u8], edit: impl FnOnce(&mut Vec<Entry>, &mut BTreeMap<String, String>)) -> Vec<u8> {
-    let f = decode(bytes.to_vec()).unwrap();
-    let mut entries: Vec<Entry> = f
-        .tensors
-        .iter()
-        .map(|(name, (dtype, shape, r))| Entry {
-            name: name.clone(),
-            dtype: *dtype,
-            shape: shape.clone(),
-            data: f.bytes[r.clone()].to_vec(),
-        })
-        .collect();
-    let mut meta = f.meta.clone();
+    let (mut entries, mut meta) = decode(bytes);
     edit(&mut entries, &mut meta);
     encode(&entries, &meta)
 }
@@ -181,15 +211,15 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "future",
             rewrite(&good, |_, m| {
-                m.insert("format_version".into(), "2".into());
+                m.insert("format_version".into(), "3".into());
             }),
-            "version 2",
+            "version 3",
         ),
         (
             "bad-config",
             rewrite(&good, |_, m| {
                 let c =
-                    m["config"].replace("\"learning_rate\":0.0010000000474974513", "\"learning_rate\":-1.0");
+                    m["config"].replace("\"learning_rate\":0.001,", "\"learning_rate\":-1.0,");
                 assert_ne!(c, m["config"]);
                 m.insert("config".into(), c);
             }),
@@ -206,21 +236,25 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "wrong-shape",
             rewrite(&good, |e, _| {
-                let t = e.iter_mut().find(|t| t.name == "theta.0").unwrap();
+                let t = e.iter_mut().find(|t| t.name == "energy.net.0.weight").unwrap();
                 t.shape = vec![t.shape[1], t.shape[0]];
             }),
-            "theta.0",
+            "energy.net.0.weight",
         ),
         (
             "wrong-dtype",
             rewrite(&good, |e, _| {
-                let t = e.iter_mut().find(|t| t.name == "theta.1").unwrap();
+                let t = e.iter_mut().find(|t| t.name == "energy.net.0.bias").unwrap();
                 t.dtype = Dtype::I64;
                 t.shape = vec![t.shape[0] / 2];
             }),
-            "theta.1",
+            "energy.net.0.bias",
         ),
-        ("missing-tensor", rewrite(&good, |e, _| e.retain(|t| t.name != "adam.v.2")), "adam.v.2"),
+        (
+            "missing-tensor",
+            rewrite(&good, |e, _| e.retain(|t| t.name != "optimizer.exp_avg_sq.energy.net.2.weight")),
+            "optimizer.exp_avg_sq.energy.net.2.weight",
+        ),
         (
             "extra-tensor",
             rewrite(&good, |e, _| {
@@ -305,4 +339,53 @@ fn missing_unreadable_and_bad_arguments() {
         assert!(out.is_null());
     }
     unsafe { sance_ebm_free(h) };
+}
+
+/// Version-1 files (sance 0.1: tensors named by position, `theta.{i}`, `adam.m.{i}`, …) still
+/// load, every tensor lands where the version-2 name says, and saving writes version 2.
+#[test]
+fn version_1_checkpoints_load_and_resave_as_version_2() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v1");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&corpus).unwrap() {
+        let path = e.unwrap().path();
+        let v1 = std::fs::read(&path).unwrap();
+        let (v1_entries, v1_meta) = decode(&v1);
+        assert_eq!(v1_meta["format_version"], "1");
+        let (st, h) = load(&path);
+        assert_eq!(st, SanceStatus::Ok, "{}: {}", path.display(), last_error());
+        let mut cfg = sance::SanceConfig::default();
+        assert_eq!(unsafe { sance_ebm_config(h, &mut cfg) }, SanceStatus::Ok);
+        let names = sance::model::net::Net::from_config(&cfg).param_names();
+        let resaved = scratch("v1-resave").join("v2.safetensors");
+        assert_eq!(save(h, &resaved), SanceStatus::Ok);
+        unsafe { sance_ebm_free(h) };
+        let (v2_entries, v2_meta) = decode(&std::fs::read(&resaved).unwrap());
+        assert_eq!(v2_meta["format_version"], "2");
+        for key in ["step", "refresh_count", "adam_t", "rng", "dtype"] {
+            assert_eq!(v1_meta[key], v2_meta[key], "{key}");
+        }
+        let v2: BTreeMap<&str, &Entry> = v2_entries.iter().map(|e| (e.name.as_str(), e)).collect();
+        // Each v1 name and the v2 name it must become.
+        let n = names.len();
+        let renamed = |old: &str| -> String {
+            let (prefix, i) = old.rsplit_once('.').map(|(p, i)| (p, i.parse::<usize>().ok())).unwrap_or((old, None));
+            match (prefix, i) {
+                ("theta", Some(i)) => format!("energy.{}", names[i]),
+                ("snapshot", Some(i)) => format!("snapshot.{}", names[i]),
+                ("adam.m", Some(i)) if i == n => "optimizer.exp_avg.c".into(),
+                ("adam.v", Some(i)) if i == n => "optimizer.exp_avg_sq.c".into(),
+                ("adam.m", Some(i)) => format!("optimizer.exp_avg.energy.{}", names[i]),
+                ("adam.v", Some(i)) => format!("optimizer.exp_avg_sq.energy.{}", names[i]),
+                _ => old.to_string(), // c, replay
+            }
+        };
+        assert_eq!(v1_entries.len(), v2_entries.len(), "{}: same tensors", path.display());
+        for old in &v1_entries {
+            let new = v2.get(renamed(&old.name).as_str()).unwrap_or_else(|| panic!("{} has no v2 twin", old.name));
+            assert!(old.shape == new.shape && old.data == new.data, "{} → {} differs", old.name, new.name);
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "the v1 corpus has three files");
 }

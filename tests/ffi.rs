@@ -1,6 +1,6 @@
 //! The C API driven from Rust: the convolutional model end to end, per-thread errors, a
 //! handle shared by threads.
-use sance::config::{SanceArch, SanceConfig, SanceLangevin, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceArch, SanceConfig, SanceLangevin, SANCE_DEVICE_CPU};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceStatus, SanceStepStats};

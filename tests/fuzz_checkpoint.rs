@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use sance::checkpoint::from_bytes;
-use sance::config::SANCE_DEVICE_CPU;
+use sance::abi::config::SANCE_DEVICE_CPU;
 use sance::ffi::api::{sance_ebm_free, sance_ebm_save};
 use sance::ffi::boundary::catch;
 use sance::SanceStatus;
@@ -95,11 +95,14 @@ fn mutated_checkpoints_never_crash_the_loader() {
     assert_eq!(unsafe { sance_ebm_save(h, cpath(&path).as_ptr()) }, SanceStatus::Ok);
     unsafe { sance_ebm_free(h) };
     let mut seeds = vec![std::fs::read(&path).unwrap()];
+    // Both format versions the loader reads: v1 (sance 0.1) and the current v2.
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    for e in std::fs::read_dir(&corpus).unwrap() {
-        seeds.push(std::fs::read(e.unwrap().path()).unwrap());
+    for version in ["v1", "v2"] {
+        for e in std::fs::read_dir(corpus.join(version)).unwrap() {
+            seeds.push(std::fs::read(e.unwrap().path()).unwrap());
+        }
     }
-    assert!(seeds.len() >= 3, "the in-tree corpus is missing");
+    assert!(seeds.len() >= 7, "the in-tree corpus is missing");
 
     let mut r = XorShift(0x9E3779B97F4A7C15);
     let (mut ok, mut corrupt) = (0usize, 0usize);
@@ -110,8 +113,8 @@ fn mutated_checkpoints_never_crash_the_loader() {
         // A model that loads must also work (mutated weights may legitimately overflow).
         let used = catch(|| {
             let ebm = from_bytes(input.clone(), SANCE_DEVICE_CPU)?;
-            let x = ebm.tensor_from(&vec![0.5f32; 3 * ebm.sample_size()], 3);
-            Ok(ebm.energy(&x).size() == vec![3])
+            let x = ebm.tensor_from(&vec![0.5f32; 3 * ebm.sample_size()], 3)?;
+            Ok(ebm.energy(&x)?.size() == vec![3])
         });
         match used {
             Ok(true) => ok += 1,
@@ -129,12 +132,14 @@ fn mutated_checkpoints_never_crash_the_loader() {
     assert!(corrupt > n / 2, "most mutations must be caught ({corrupt} of {n})");
 }
 
-/// Rewrites the seed corpus: `cargo test --release --test fuzz_checkpoint -- --ignored`.
+/// Rewrites the current version's seed corpus (tests/corpus/v2; v1 is kept as sance 0.1
+/// wrote it): `cargo test --release --test fuzz_checkpoint -- --ignored`.
 #[test]
 #[ignore]
 fn regenerate_corpus() {
-    use sance::config::{SanceArch, SanceConfig};
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
+    use sance::abi::config::{SanceArch, SanceConfig};
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v2");
+    std::fs::create_dir_all(&corpus).unwrap();
     let tiny =
         SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 4, replay_capacity: 6, ..Default::default() };
     let conv = SanceConfig {

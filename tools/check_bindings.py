@@ -5,7 +5,10 @@ Julia cannot be installed on our machines, so this is what keeps bindings/julia 
 - every C function has exactly one `ccall(sym(:name), Ret, (Args...), ...)` in LibSance.jl,
   with the same number of arguments and matching types, and every ccall names a C function;
 - every C struct is mirrored in LibSance.jl with the same fields, in the same order, of
-  matching types; every C enum has a Julia @enum with the same values;
+  matching types; every C enum has a Julia @enum with the same values; every integer
+  `#define SANCE_*` has a `const` of the same value;
+- LibSance.jl's `struct Functions` (the cached function pointers that `sym(:name)` reads)
+  has one field per ccall'd function;
 - every C function is wrapped by bindings/cpp's sance.hpp and by the idiomatic Sance.jl, and
   each wrapper is exercised by the C++ and Julia tests.
 
@@ -35,7 +38,7 @@ SCALARS = {
 
 # C function -> how the C++ wrapper and its test name it (a substring each must contain).
 CPP_NAMES = {
-    "sance_config_default": ("sance_config_default(", "sance::Config"),
+    "sance_config_init": ("sance_config_init(", "sance::Config"),
     "sance_ebm_new": ("sance_ebm_new(", "sance::Ebm m("),
     "sance_ebm_free": ("sance_ebm_free(", "other = std::move(moved)"),
     "sance_ebm_load": ("sance_ebm_load(", "Ebm::load("),
@@ -48,7 +51,7 @@ CPP_NAMES = {
 }
 # C function -> the idiomatic Julia name its test must call.
 JULIA_NAMES = {
-    "sance_config_default": "Config(",
+    "sance_config_init": "Config(",
     "sance_ebm_new": "EBM(",
     "sance_ebm_free": "close(",
     "sance_ebm_train_step": "train_step!(",
@@ -92,13 +95,14 @@ def parse_header(text):
                 fields.append((m.group(2), m.group(1).strip()))
         structs[name] = fields
     opaque = set(re.findall(r"typedef struct (\w+) \1;", text))
+    macros = {k: int(v) for k, v in re.findall(r"^#define (SANCE_\w+) (-?\d+)$", text, re.M)}
     functions = {}
     for ret, name, args in re.findall(r"([\w \*]+?)\s*\b(sance_\w+)\(([^)]*)\);", text, re.S):
         args = " ".join(args.split())
         params = [] if args in ("", "void") else [a.strip() for a in args.split(",")]
         types = [re.match(r"(.+?)\s*\w+$", p).group(1).strip() for p in params]
         functions[name] = (" ".join(ret.split()), types)
-    return enums, structs, opaque, functions
+    return enums, structs, opaque, functions, macros
 
 
 def julia_types(ctype, named):
@@ -147,13 +151,14 @@ def parse_julia(text):
     ccalls = {}
     for name, ret, args in re.findall(r"ccall\(sym\(:(\w+)\),\s*([^,]+?),\s*\(([^)]*)\)", text):
         ccalls.setdefault(name, []).append((ret.strip(), split_top(args)))
-    return structs, enums, ccalls
+    consts = {k: int(v) for k, v in re.findall(r"^const (SANCE_\w+) = (?:\w+\()?(-?\d+)\)?$", text, re.M)}
+    return structs, enums, ccalls, consts
 
 
 def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
     """Returns (checks made, list of problems)."""
-    enums, structs, opaque, functions = parse_header(header_text)
-    jstructs, jenums, ccalls = parse_julia(libsance_text)
+    enums, structs, opaque, functions, macros = parse_header(header_text)
+    jstructs, jenums, ccalls, consts = parse_julia(libsance_text)
     named = set(enums) | set(structs) | opaque
     problems, n = [], 0
 
@@ -192,6 +197,11 @@ def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
         need(in_test in cpp_test, f"{name}: its C++ wrapper is not exercised by tests/cpp ({in_test!r})")
     for name in ccalls:
         need(name in functions, f"LibSance.jl calls {name}, which the header does not declare")
+    for name, value in macros.items():
+        need(consts.get(name) == value, f"#define {name} {value}: LibSance.jl has {consts.get(name)}")
+    table = [f for f, _ in jstructs.get("Functions", [])]
+    need(sorted(table) == sorted(ccalls),
+         f"struct Functions (the pointers sym() reads) has {sorted(set(table) ^ set(ccalls))} too many or too few")
     return n, problems
 
 
@@ -210,6 +220,9 @@ def self_test():
         "Julia argument removed": (h, lj.replace("(Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{Float32}), ebm, x, n, out)", "(Ptr{SanceEbm}, Ptr{Float32}, Csize_t), ebm, x, n)"), sj, rt, hpp, ct),
         "Julia return type": (h, lj.replace("sance_cuda_device_count), Int32", "sance_cuda_device_count), Int64"), sj, rt, hpp, ct),
         "Julia enum value": (h, lj.replace("SANCE_STATUS_PANIC = 8", "SANCE_STATUS_PANIC = 9"), sj, rt, hpp, ct),
+        "Julia version constant": (h, lj.replace("const SANCE_VERSION_MINOR = UInt32(2)", "const SANCE_VERSION_MINOR = UInt32(3)"), sj, rt, hpp, ct),
+        "Julia function pointer missing": (h, lj.replace("    sance_ebm_save::Ptr{Cvoid}\n", ""), sj, rt, hpp, ct),
+        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 2", "#define SANCE_ABI_VERSION 3"), lj, sj, rt, hpp, ct),
         "C field type": (h.replace("  uint32_t hidden_layers;", "  uint64_t hidden_layers;"), lj, sj, rt, hpp, ct),
         "C argument added": (h.replace("SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);", "SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm, float x);"), lj, sj, rt, hpp, ct),
         "C function added": (h.replace("const char *sance_version(void);", "const char *sance_version(void);\nSanceStatus sance_ebm_new_thing(SanceEbm *ebm);"), lj, sj, rt, hpp, ct),

@@ -1,41 +1,12 @@
 //! Crash-safe file replacement: write a temporary file in the target's directory, flush and
 //! fsync it, rename it over the target, fsync the directory. At every point of failure the
 //! previous file is intact.
-use crate::status::{Error, Result, SanceStatus};
-use std::cell::Cell;
+use crate::abi::status::{Error, Result, SanceStatus};
+use crate::fault::{save_fault as fault, FaultPoint};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// Points where tests make a save fail (see [`inject_fault`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultPoint {
-    /// After half the bytes reached the temporary file.
-    MidWrite,
-    /// After the temporary file was written, before fsync.
-    BeforeSync,
-    /// After fsync, before the rename.
-    BeforeRename,
-}
-
-thread_local! {
-    static FAULT: Cell<Option<FaultPoint>> = const { Cell::new(None) };
-}
-
-/// Test hook: the next save on this thread fails at `p`, as a full disk would.
-#[doc(hidden)]
-pub fn inject_fault(p: Option<FaultPoint>) {
-    FAULT.with(|f| f.set(p));
-}
-
-fn fault(at: FaultPoint) -> std::io::Result<()> {
-    if FAULT.with(|f| f.get()) == Some(at) {
-        FAULT.with(|f| f.set(None));
-        return Err(std::io::Error::other(format!("injected fault at {at:?}")));
-    }
-    Ok(())
-}
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 

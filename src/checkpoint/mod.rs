@@ -1,26 +1,39 @@
 //! Checkpoints: one safetensors file holding everything training needs to continue exactly.
 //!
-//! Tensors: `theta.{i}` (θ), `snapshot.{i}` (θ̄, absent before the first step), `c`,
-//! `adam.m.{i}` / `adam.v.{i}` (θ's moments, then c's at index len(θ)), `replay` (the filled
-//! rows of the buffer, absent when empty). Metadata: `format` = "sance-checkpoint",
-//! `format_version`, `library`, `dtype`, `config` (JSON), `step`, `refresh_count`, `adam_t`,
-//! `rng` (the handle's xoshiro256** state). libtorch's global generator holds no state of a
-//! handle's (it is reseeded from the handle's stream for every draw), so resuming is exact.
+//! Tensors (format version 2) are named as PyTorch's `state_dict()` names the model written
+//! as `torch.nn` modules (tests/python/twin.py): `energy.net.0.weight`, … (θ), the same under
+//! `snapshot.` (θ̄, absent before the first step), `c`, then what only training needs:
+//! `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` (AdamW's moments, named after
+//! the parameter, `c` included) and `replay` (the filled rows of the buffer, absent when
+//! empty). Metadata: `format` = "sance-checkpoint", `format_version`, `library`, `dtype`,
+//! `config` (JSON), `step`, `refresh_count`, `adam_t`, `rng` (the handle's xoshiro256**
+//! state). libtorch's global generator holds no state of a handle's (it is reseeded from the
+//! handle's stream for every draw), so resuming is exact.
+//!
+//! Version 1 files (sance 0.1: tensors `theta.{i}`, `snapshot.{i}`, `adam.m.{i}`,
+//! `adam.v.{i}` by position) load too; saving always writes version 2.
+//!
+//! The file format itself is read and written by the `safetensors` crate (its reader checks
+//! the header's size, JSON and offsets, and that the tensors tile the data exactly); this
+//! module adds the checks of a sance checkpoint: names, dtypes, shapes, finite values,
+//! counters, the config.
 pub mod atomic;
 pub mod config_json;
-pub mod safetensors;
 
-use crate::config::validate_config;
-use crate::core::ebm::Ebm;
-use crate::core::rng::Rng;
-use crate::status::{Error, Result, SanceStatus};
-use safetensors::{Dtype, Entry, File};
-use std::collections::BTreeMap;
+use crate::abi::config::validate_config;
+use crate::abi::status::{Error, Result, SanceStatus};
+use crate::abi::version::{version_string, SANCE_ABI_VERSION};
+use crate::model::ebm::Ebm;
+use crate::model::rng::Rng;
+use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-pub const FORMAT: &str = "sance-checkpoint";
-pub const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT: &str = "sance-checkpoint";
+/// The format version written; versions 1 and 2 are read.
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::new(SanceStatus::Corrupt, msg)
@@ -34,7 +47,29 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
     }
 }
 
-fn entry(name: String, t: &Tensor) -> Result<Entry> {
+/// A tensor's bytes on the host, for the safetensors writer.
+struct Entry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl View for &Entry {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn entry(t: &Tensor) -> Result<Entry> {
     let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
     let dtype = dtype_of(t.kind())?;
     let n = t.numel();
@@ -50,32 +85,72 @@ fn entry(name: String, t: &Tensor) -> Result<Entry> {
             v.iter().flat_map(|x| x.to_le_bytes()).collect()
         }
     };
-    Ok(Entry { name, dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+    Ok(Entry { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
+}
+
+/// The tensor names of one format version, for a network whose parameters are `params`
+/// ([`crate::model::net::Net::param_names`]).
+struct Names {
+    energy: Vec<String>,
+    snapshot: Vec<String>,
+    /// θ's moments, then c's.
+    exp_avg: Vec<String>,
+    exp_avg_sq: Vec<String>,
+}
+
+impl Names {
+    fn new(version: u64, params: &[String]) -> Names {
+        let n = params.len();
+        if version == 1 {
+            let numbered = |prefix: &str, k: usize| (0..k).map(|i| format!("{prefix}.{i}")).collect();
+            return Names {
+                energy: numbered("theta", n),
+                snapshot: numbered("snapshot", n),
+                exp_avg: numbered("adam.m", n + 1),
+                exp_avg_sq: numbered("adam.v", n + 1),
+            };
+        }
+        let prefixed = |prefix: &str| params.iter().map(|p| format!("{prefix}.{p}")).collect::<Vec<_>>();
+        let moments = |which: &str| {
+            let mut v = prefixed(&format!("optimizer.{which}.energy"));
+            v.push(format!("optimizer.{which}.c"));
+            v
+        };
+        Names {
+            energy: prefixed("energy"),
+            snapshot: prefixed("snapshot"),
+            exp_avg: moments("exp_avg"),
+            exp_avg_sq: moments("exp_avg_sq"),
+        }
+    }
 }
 
 /// The checkpoint of a model, as bytes.
 pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
-    let mut entries = Vec::new();
-    for (i, p) in ebm.params.iter().enumerate() {
-        entries.push(entry(format!("theta.{i}"), p)?);
+    let names = Names::new(FORMAT_VERSION as u64, &ebm.net().param_names());
+    let mut entries: Vec<(String, Entry)> = Vec::new();
+    for (name, p) in names.energy.iter().zip(ebm.params().iter()) {
+        entries.push((name.clone(), entry(p)?));
     }
-    for (i, p) in ebm.snapshot.iter().flatten().enumerate() {
-        entries.push(entry(format!("snapshot.{i}"), p)?);
+    if let Some(snapshot) = ebm.snapshot() {
+        for (name, p) in names.snapshot.iter().zip(snapshot.iter()) {
+            entries.push((name.clone(), entry(p)?));
+        }
     }
-    entries.push(entry("c".into(), &ebm.c)?);
+    entries.push(("c".into(), entry(&ebm.c)?));
     for (i, (m, v)) in ebm.adam.m.iter().zip(&ebm.adam.v).enumerate() {
-        entries.push(entry(format!("adam.m.{i}"), m)?);
-        entries.push(entry(format!("adam.v.{i}"), v)?);
+        entries.push((names.exp_avg[i].clone(), entry(m)?));
+        entries.push((names.exp_avg_sq[i].clone(), entry(v)?));
     }
     if let Some(rows) = ebm.buffer.contents() {
-        entries.push(entry("replay".into(), &rows)?);
+        entries.push(("replay".into(), entry(&rows)?));
     }
     let s = ebm.rng.state();
-    let meta: BTreeMap<String, String> = [
+    let meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
-        ("library", crate::ffi::api::version_string().to_string()),
-        ("dtype", dtype_of(ebm.kind)?.name().to_string()),
+        ("library", version_string().to_string()),
+        ("dtype", format!("{:?}", dtype_of(ebm.kind)?)),
         ("config", config_json::to_json(&ebm.config())),
         ("step", ebm.step.to_string()),
         ("refresh_count", ebm.refresh_count.to_string()),
@@ -85,7 +160,33 @@ pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
-    Ok(safetensors::encode(&entries, &meta))
+    let mut bytes = safetensors::tensor::serialize(entries.iter().map(|(n, e)| (n.as_str(), e)), &Some(meta))
+        .map_err(|e| Error::new(SanceStatus::Io, format!("cannot encode the checkpoint: {}", describe(&e))))?;
+    sort_header(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The safetensors crate writes the metadata from a HashMap, in an order that changes from
+/// run to run; rewrite the header (same length) with its keys sorted, so that saving the same
+/// model always gives the same bytes.
+fn sort_header(bytes: &mut [u8]) -> Result<()> {
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Header {
+        #[serde(rename = "__metadata__")]
+        meta: BTreeMap<String, String>,
+        #[serde(flatten)]
+        tensors: BTreeMap<String, serde_json::Value>,
+    }
+    let fail = |what: String| Error::new(SanceStatus::Io, format!("cannot encode the checkpoint: {what}"));
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let header: Header = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| fail(e.to_string()))?;
+    let sorted = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
+    if sorted.len() > n {
+        return Err(fail(format!("the sorted header is {} bytes, not {n}", sorted.len())));
+    }
+    bytes[8..8 + sorted.len()].copy_from_slice(&sorted);
+    bytes[8 + sorted.len()..8 + n].fill(b' ');
+    Ok(())
 }
 
 /// Saves atomically: the previous file at `path` survives any failure.
@@ -106,6 +207,54 @@ pub fn load(path: &Path, device: i32) -> Result<Ebm> {
     from_bytes(bytes, device).map_err(|e| Error::new(e.status, format!("{}: {}", path.display(), e.message)))
 }
 
+/// What the safetensors reader found wrong, in words.
+fn describe(e: &SafeTensorError) -> String {
+    use SafeTensorError::*;
+    match e {
+        HeaderTooSmall => "the file is too short for a safetensors header".into(),
+        HeaderTooLarge | InvalidHeaderLength => {
+            "the header length exceeds the file: truncated or not safetensors".into()
+        }
+        InvalidHeader => "the header is not UTF-8".into(),
+        InvalidHeaderStart => "the header is not a JSON object".into(),
+        InvalidHeaderDeserialization => "the header is not valid safetensors JSON".into(),
+        InvalidOffset(name) => format!("tensor {name}: data offsets are not contiguous"),
+        TensorInvalidInfo => "a tensor's shape does not match its bytes".into(),
+        MetadataIncompleteBuffer => "the data section does not match the tensors: truncated or padded".into(),
+        ValidationOverflow => "a tensor's size overflows".into(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// One tensor of a parsed file.
+struct Stored<'a> {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+/// The parsed file: metadata, and the tensors with their bytes.
+struct File<'a> {
+    meta: HashMap<String, String>,
+    tensors: HashMap<String, Stored<'a>>,
+}
+
+fn decode(bytes: &[u8]) -> Result<File<'_>> {
+    let (n, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| corrupt(format!("not a valid safetensors file: {}", describe(&e))))?;
+    // read_metadata has checked that the tensors tile the data section exactly.
+    let data = &bytes[8 + n..];
+    let tensors = header
+        .tensors()
+        .into_iter()
+        .map(|(name, t)| {
+            let (a, b) = t.data_offsets;
+            (name, Stored { dtype: t.dtype, shape: t.shape.clone(), data: &data[a..b] })
+        })
+        .collect();
+    Ok(File { meta: header.metadata().clone().unwrap_or_default(), tensors })
+}
+
 fn meta<'a>(f: &'a File, key: &str) -> Result<&'a str> {
     f.meta.get(key).map(String::as_str).ok_or_else(|| corrupt(format!("metadata {key:?} is missing")))
 }
@@ -116,24 +265,20 @@ fn meta_u64(f: &File, key: &str) -> Result<u64> {
 
 /// Reads tensor `name`, which must have exactly `shape` and `dtype`, and finite values.
 fn tensor(f: &File, name: &str, shape: &[i64], dtype: Dtype, kind: Kind, device: Device) -> Result<Tensor> {
-    let (d, s, _) = f.tensors.get(name).ok_or_else(|| corrupt(format!("tensor {name} is missing")))?;
+    let t = f.tensors.get(name).ok_or_else(|| corrupt(format!("tensor {name} is missing")))?;
     let want: Vec<usize> = shape.iter().map(|&x| x as usize).collect();
-    if *d != dtype || *s != want {
-        return Err(corrupt(format!(
-            "tensor {name} is {} {s:?}, expected {} {want:?}",
-            d.name(),
-            dtype.name()
-        )));
+    if t.dtype != dtype || t.shape != want {
+        return Err(corrupt(format!("tensor {name} is {:?} {:?}, expected {dtype:?} {want:?}", t.dtype, t.shape)));
     }
-    let bytes = f.data(name).unwrap();
-    let t = match dtype {
+    let bytes = t.data;
+    let host = match dtype {
         Dtype::F64 => {
             let v: Vec<f64> =
                 bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(corrupt(format!("tensor {name} holds non-finite values")));
             }
-            Tensor::from_slice(&v)
+            Tensor::f_from_slice(&v)?
         }
         _ => {
             let v: Vec<f32> =
@@ -141,27 +286,30 @@ fn tensor(f: &File, name: &str, shape: &[i64], dtype: Dtype, kind: Kind, device:
             if v.iter().any(|x| !x.is_finite()) {
                 return Err(corrupt(format!("tensor {name} holds non-finite values")));
             }
-            Tensor::from_slice(&v)
+            Tensor::f_from_slice(&v)?
         }
     };
-    Ok(t.view(shape).to_kind(kind).to_device(device))
+    Ok(host.f_view(shape)?.f_to_kind(kind)?.f_to_device(device)?)
 }
 
 /// Rebuilds a model from checkpoint bytes. Every problem is SANCE_STATUS_CORRUPT naming what
 /// is wrong, except a device that does not exist (SANCE_STATUS_DEVICE).
 pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
-    let f = safetensors::decode(bytes).map_err(|e| corrupt(format!("not a valid safetensors file: {e}")))?;
+    let f = decode(&bytes)?;
     if f.meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(corrupt("not a sance checkpoint: metadata \"format\" is not \"sance-checkpoint\""));
     }
     let version = meta_u64(&f, "format_version")?;
-    if version != FORMAT_VERSION as u64 {
+    if !(1..=FORMAT_VERSION as u64).contains(&version) {
         return Err(corrupt(format!(
-            "checkpoint format version {version} is not supported: this library reads version {FORMAT_VERSION}{}",
+            "checkpoint format version {version} is not supported: this library reads versions 1 to {FORMAT_VERSION}{}",
             if version > FORMAT_VERSION as u64 { " (written by a newer sance)" } else { "" }
         )));
     }
     let mut cfg = config_json::from_json(meta(&f, "config")?).map_err(corrupt)?;
+    // The stored abi_version is that of the library that wrote the file; the layout in
+    // memory is this library's.
+    cfg.abi_version = SANCE_ABI_VERSION;
     validate_config(&cfg)
         .map_err(|e| corrupt(format!("the stored config fails validation: {}", e.message)))?;
     let dtype = match meta(&f, "dtype")? {
@@ -173,51 +321,48 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     cfg.device = device;
     let mut ebm = Ebm::with_kind(&cfg, kind)?;
     let dev = ebm.device;
+    let names = Names::new(version, &ebm.net().param_names());
 
-    let mut expected: Vec<String> = Vec::new();
-    let shapes: Vec<Vec<i64>> = ebm.params.iter().map(|p| p.size()).collect();
-    let mut theta = Vec::new();
-    for (i, s) in shapes.iter().enumerate() {
-        theta.push(tensor(&f, &format!("theta.{i}"), s, dtype, kind, dev)?);
-        expected.push(format!("theta.{i}"));
-    }
-    let has_snapshot = f.tensors.contains_key("snapshot.0");
-    let mut snapshot = None;
-    if has_snapshot {
-        let mut snap = Vec::new();
-        for (i, s) in shapes.iter().enumerate() {
-            snap.push(tensor(&f, &format!("snapshot.{i}"), s, dtype, kind, dev)?);
-            expected.push(format!("snapshot.{i}"));
+    let mut expected: BTreeSet<String> = BTreeSet::new();
+    let shapes: Vec<Vec<i64>> = ebm.params().iter().map(|p| p.size()).collect();
+    let read_all = |names: &[String], shapes: &[Vec<i64>], expected: &mut BTreeSet<String>| {
+        names
+            .iter()
+            .zip(shapes)
+            .map(|(name, s)| {
+                expected.insert(name.clone());
+                tensor(&f, name, s, dtype, kind, dev)
+            })
+            .collect::<Result<Vec<Tensor>>>()
+    };
+    let theta = read_all(&names.energy, &shapes, &mut expected)?;
+    let has_snapshot = f.tensors.contains_key(&names.snapshot[0]);
+    let snapshot = if has_snapshot { Some(read_all(&names.snapshot, &shapes, &mut expected)?) } else { None };
+    let c = read_all(&["c".to_string()], &[vec![]], &mut expected)?.remove(0);
+    let mut moment_shapes = shapes.clone();
+    moment_shapes.push(vec![]);
+    let exp_avg = read_all(&names.exp_avg, &moment_shapes, &mut expected)?;
+    let exp_avg_sq = read_all(&names.exp_avg_sq, &moment_shapes, &mut expected)?;
+    for (name, v) in names.exp_avg_sq.iter().zip(&exp_avg_sq) {
+        if v.f_lt(0.0)?.f_any()?.f_int64_value(&[])? != 0 {
+            return Err(corrupt(format!("tensor {name} holds negative second moments")));
         }
-        snapshot = Some(snap);
-    }
-    let c = tensor(&f, "c", &[], dtype, kind, dev)?;
-    expected.push("c".into());
-    let mut moments = Vec::new();
-    for (i, s) in shapes.iter().chain(std::iter::once(&vec![])).enumerate() {
-        let m = tensor(&f, &format!("adam.m.{i}"), s, dtype, kind, dev)?;
-        let v = tensor(&f, &format!("adam.v.{i}"), s, dtype, kind, dev)?;
-        if v.lt(0.0).any().int64_value(&[]) != 0 {
-            return Err(corrupt(format!("tensor adam.v.{i} holds negative second moments")));
-        }
-        moments.push((m, v));
-        expected.extend([format!("adam.m.{i}"), format!("adam.v.{i}")]);
     }
     let replay = match f.tensors.get("replay") {
         None => None,
-        Some((_, s, _)) => {
-            let len = s.first().copied().unwrap_or(0);
+        Some(t) => {
+            let len = t.shape.first().copied().unwrap_or(0);
             if len == 0 || len > cfg.replay_capacity as usize {
                 return Err(corrupt(format!(
                     "tensor replay has {len} rows; expected 1..={} (replay_capacity)",
                     cfg.replay_capacity
                 )));
             }
-            expected.push("replay".into());
-            Some(tensor(&f, "replay", &ebm.batch_shape(len as i64), dtype, kind, dev)?)
+            let shape = ebm.batch_shape(len as i64);
+            Some(read_all(&["replay".to_string()], &[shape], &mut expected)?.remove(0))
         }
     };
-    if let Some(extra) = f.tensors.keys().find(|k| !expected.contains(k)) {
+    if let Some(extra) = f.tensors.keys().find(|k| !expected.contains(*k)) {
         return Err(corrupt(format!("unexpected tensor {extra}")));
     }
     let step = meta_u64(&f, "step")?;
@@ -239,20 +384,24 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         .and_then(Rng::from_state)
         .ok_or_else(|| corrupt("metadata \"rng\" is not a valid generator state"))?;
 
-    tch::no_grad(|| {
+    tch::no_grad(|| -> Result<()> {
         for (p, t) in ebm.params.iter_mut().zip(&theta) {
-            p.copy_(t);
+            p.f_copy_(t)?;
         }
-        ebm.c.copy_(&c);
-        for (i, (m, v)) in moments.iter().enumerate() {
-            ebm.adam.m[i].copy_(m);
-            ebm.adam.v[i].copy_(v);
+        ebm.c.f_copy_(&c)?;
+        for (i, (m, v)) in exp_avg.iter().zip(&exp_avg_sq).enumerate() {
+            ebm.adam.m[i].f_copy_(m)?;
+            ebm.adam.v[i].f_copy_(v)?;
         }
-    });
-    ebm.snapshot = snapshot;
+        Ok(())
+    })?;
+    if let Some(snap) = snapshot {
+        let mut it = snap.into_iter();
+        ebm.snapshot = Some(ebm.params.try_map(|_| Ok(it.next().expect("one tensor per parameter")))?);
+    }
     ebm.adam.t = adam_t;
     if let Some(rows) = replay {
-        ebm.buffer.restore(&rows);
+        ebm.buffer.restore(&rows)?;
     }
     ebm.rng = rng;
     ebm.step = step;

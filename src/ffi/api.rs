@@ -7,18 +7,17 @@
 //! size that stays valid for the call, and a handle must come from `sance_ebm_new` and not be
 //! freed yet. The header's comments state the sizes.
 #![allow(clippy::missing_safety_doc)]
+use crate::abi::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO};
+use crate::abi::stats::{SanceProgress, SanceStepStats};
+use crate::abi::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
+use crate::abi::version::{version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
-use crate::config::{
-    read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_ABI_VERSION, SANCE_DEVICE_AUTO,
-};
-use crate::core::ebm::{Ebm, SanceProgress, SanceStepStats};
-use crate::core::toy;
 use crate::ffi::boundary::{all_finite, catch_panic, element_count, floats, floats_mut, guard, non_null};
 use crate::ffi::handle::SanceEbm;
-use crate::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
+use crate::model::ebm::Ebm;
+use crate::model::toy;
 use libc::c_char;
-use once_cell::sync::Lazy;
-use std::ffi::{CStr, CString, OsStr};
+use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -29,11 +28,33 @@ fn handle<'a>(ebm: *const SanceEbm) -> Result<&'a SanceEbm> {
     Ok(unsafe { &*ebm })
 }
 
-/// Copies a float tensor into a C buffer of exactly its size.
-fn copy_out(t: &Tensor, out: &mut [f32]) -> Result<()> {
-    let t = t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?;
+/// A tensor as contiguous float32 on the CPU, ready for [`write_out`]: every allocation
+/// happens here, so that a failure comes before anything is written to the caller's memory.
+fn to_host(t: &Tensor) -> Result<Tensor> {
+    Ok(t.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?.f_contiguous()?)
+}
+
+/// Copies a tensor from [`to_host`] into a C buffer of exactly its size.
+fn write_out(t: &Tensor, out: &mut [f32]) -> Result<()> {
     t.f_copy_data(out, out.len())?;
     Ok(())
+}
+
+/// The checks every entry point that takes `n` samples makes before touching the model: `n`
+/// is non-zero, `n × sample_size` floats are addressable and the work fits in this machine's
+/// memory. Returns the number of floats.
+fn sample_floats(m: &Ebm, n: usize, what: &str) -> Result<usize> {
+    let count = element_count(n, m.sample_size(), what)?;
+    m.check_work_size(n, what)?;
+    Ok(count)
+}
+
+/// [`sample_floats`], then borrows the caller's `n` samples at `p` and checks they are finite.
+unsafe fn input_samples<'a>(m: &Ebm, p: *const f32, n: usize, what: &str, name: &str) -> Result<&'a [f32]> {
+    let count = sample_floats(m, n, what)?;
+    let x = floats(p, count, name)?;
+    all_finite(x, m.sample_size(), name)?;
+    Ok(x)
 }
 
 /// Langevin parameters from C, or the config's sampler when NULL.
@@ -46,13 +67,29 @@ unsafe fn langevin_or_default(params: *const SanceLangevin, ebm: &Ebm) -> Result
     }
 }
 
-/// Fills `*out` with defaults suited to 2-D toy data (see docs/algorithm.md), including
-/// `abi_version`. Does nothing when `out` is NULL.
+/// Fills `*cfg` with the defaults, suited to 2-D toy data (see docs/algorithm.md). Call it as
+/// `sance_config_init(&cfg, SANCE_ABI_VERSION)`: `abi_version` states the header the caller
+/// was compiled against, and any value other than this library's is refused with
+/// SANCE_STATUS_INVALID_ARGUMENT (the message names both versions) without writing to `cfg`,
+/// so a program built against another header fails here instead of misreading the struct.
 #[no_mangle]
-pub unsafe extern "C" fn sance_config_default(out: *mut SanceConfig) {
-    if non_null(out, "out").is_ok() {
-        out.write(SanceConfig::default());
-    }
+pub unsafe extern "C" fn sance_config_init(cfg: *mut SanceConfig, abi_version: u32) -> SanceStatus {
+    guard("sance_config_init", || {
+        non_null(cfg, "cfg")?;
+        if abi_version != SANCE_ABI_VERSION {
+            return Err(Error::invalid(format!(
+                "abi_version is {abi_version}, but this library ({}) is ABI version {SANCE_ABI_VERSION}: \
+                 the program was compiled against another sance.h; rebuild it against this library's header",
+                version_string_short()
+            )));
+        }
+        cfg.write(SanceConfig::default());
+        Ok(())
+    })
+}
+
+fn version_string_short() -> String {
+    format!("sance {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The ABI version this library was built with; equals `SANCE_ABI_VERSION` of the header the
@@ -104,15 +141,11 @@ pub unsafe extern "C" fn sance_ebm_train_step(
     guard("sance_ebm_train_step", || {
         let h = handle(ebm)?;
         h.with(|m| {
-            let d = m.sample_size();
-            let count = element_count(batch, d, "batch")?;
-            m.check_work_size(batch, "batch")?;
-            let data = floats(data, count, "data")?;
-            all_finite(data, d, "data")?;
+            let data = input_samples(m, data, batch, "batch", "data")?;
             if !stats.is_null() {
                 non_null(stats, "stats")?; // alignment, checked before the model changes
             }
-            let s = m.train_step(&m.tensor_from(data, batch))?;
+            let s = m.train_step(&m.tensor_from(data, batch)?)?;
             if !stats.is_null() {
                 stats.write(s);
             }
@@ -126,10 +159,7 @@ pub unsafe extern "C" fn sance_ebm_train_step(
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceStatus {
     guard("sance_ebm_refresh_noise", || {
-        handle(ebm)?.with(|m| {
-            m.refresh_noise();
-            Ok(())
-        })
+        handle(ebm)?.with(|m| m.refresh_noise())
     })
 }
 
@@ -153,12 +183,11 @@ pub unsafe extern "C" fn sance_ebm_sample(
 ) -> SanceStatus {
     guard("sance_ebm_sample", || {
         handle(ebm)?.with(|m| {
-            let count = element_count(n, m.sample_size(), "n")?;
-            m.check_work_size(n, "n")?;
+            let count = sample_floats(m, n, "n")?;
             let l = langevin_or_default(params, m)?;
             let out = floats_mut(out, count, "out")?;
-            let x = m.sample(n, &l)?;
-            copy_out(&x, out)
+            let x = to_host(&m.sample(n, &l)?)?;
+            write_out(&x, out)
         })
     })
 }
@@ -175,14 +204,10 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
 ) -> SanceStatus {
     guard("sance_ebm_sample_from", || {
         handle(ebm)?.with(|m| {
-            let d = m.sample_size();
-            let count = element_count(n, d, "n")?;
-            m.check_work_size(n, "n")?;
+            let x0 = m.tensor_from(input_samples(m, chains, n, "n", "chains")?, n)?;
             let l = langevin_or_default(params, m)?;
-            let chains = floats_mut(chains, count, "chains")?;
-            all_finite(chains, d, "chains")?;
-            let x = m.sample_from(&m.tensor_from(chains, n), &l)?;
-            copy_out(&x, chains)
+            let x = to_host(&m.sample_from(&x0, &l)?)?;
+            write_out(&x, floats_mut(chains, x.numel(), "chains")?)
         })
     })
 }
@@ -197,13 +222,9 @@ pub unsafe extern "C" fn sance_ebm_energy(
 ) -> SanceStatus {
     guard("sance_ebm_energy", || {
         handle(ebm)?.with(|m| {
-            let d = m.sample_size();
-            let count = element_count(n, d, "n")?;
-            m.check_work_size(n, "n")?;
-            let x = floats(x, count, "x")?;
-            all_finite(x, d, "x")?;
+            let x = input_samples(m, x, n, "n", "x")?;
             let out = floats_mut(out, n, "out")?;
-            copy_out(&m.energy(&m.tensor_from(x, n)), out)
+            write_out(&to_host(&m.energy(&m.tensor_from(x, n)?)?)?, out)
         })
     })
 }
@@ -220,21 +241,16 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
 ) -> SanceStatus {
     guard("sance_ebm_energy_grad", || {
         handle(ebm)?.with(|m| {
-            let d = m.sample_size();
-            let count = element_count(n, d, "n")?;
-            m.check_work_size(n, "n")?;
-            let x = floats(x, count, "x")?;
-            all_finite(x, d, "x")?;
-            let grad = floats_mut(grad, count, "grad")?;
+            let x = input_samples(m, x, n, "n", "x")?;
+            let grad = floats_mut(grad, x.len(), "grad")?;
             let energy = if energy.is_null() { None } else { Some(floats_mut(energy, n, "energy")?) };
-            let (e, g) = m.energy_grad(&m.tensor_from(x, n));
-            // Stage both before writing either, so a failure writes neither.
-            let mut g_buf = vec![0f32; count];
-            copy_out(&g, &mut g_buf)?;
+            let (e, g) = m.energy_grad(&m.tensor_from(x, n)?)?;
+            // Both reach the host before either is written, so a failure writes neither.
+            let (e, g) = (to_host(&e)?, to_host(&g)?);
+            write_out(&g, grad)?;
             if let Some(energy) = energy {
-                copy_out(&e, energy)?;
+                write_out(&e, energy)?;
             }
-            grad.copy_from_slice(&g_buf);
             Ok(())
         })
     })
@@ -366,25 +382,11 @@ pub extern "C" fn sance_status_name(status: i32) -> *const c_char {
     }
 }
 
-static VERSION: Lazy<CString> = Lazy::new(|| {
-    CString::new(format!(
-        "sance {} (tch 0.24.0, libtorch {})",
-        env!("CARGO_PKG_VERSION"),
-        env!("SANCE_LIBTORCH_VERSION")
-    ))
-    .unwrap()
-});
-
-/// The version string of [`sance_version`].
-pub fn version_string() -> &'static str {
-    VERSION.to_str().unwrap_or("sance")
-}
-
 /// Library, tch and libtorch versions, e.g. "sance 0.1.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
 /// The string is static.
 #[no_mangle]
 pub extern "C" fn sance_version() -> *const c_char {
-    VERSION.as_ptr()
+    version_cstr().as_ptr()
 }
 
 /// Number of CUDA devices libtorch can use (0 without a GPU or with a CPU-only libtorch).

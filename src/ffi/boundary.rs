@@ -1,5 +1,5 @@
 //! The panic boundary and pointer checks shared by every exported function.
-use crate::status::{set_last_error, Error, Result, SanceStatus};
+use crate::abi::status::{set_last_error, Error, Result, SanceStatus};
 use std::any::Any;
 use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};

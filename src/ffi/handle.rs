@@ -1,20 +1,8 @@
 //! The opaque handle behind `SanceEbm *`.
-use crate::core::ebm::Ebm;
+use crate::model::ebm::Ebm;
 use crate::ffi::boundary::catch_panic;
-use crate::status::{Error, Result, SanceStatus};
+use crate::abi::status::{Error, Result, SanceStatus};
 use parking_lot::Mutex;
-use std::cell::Cell;
-
-thread_local! {
-    static INJECT_PANIC: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Test hook: the next call on a handle from this thread panics inside the handle's lock,
-/// as a bug would.
-#[doc(hidden)]
-pub fn inject_panic() {
-    INJECT_PANIC.with(|p| p.set(true));
-}
 
 /// A model and its trainer. Calls on one handle are serialized by the lock inside it.
 pub struct SanceEbm {
@@ -43,9 +31,7 @@ impl SanceEbm {
             ));
         }
         match catch_panic(|| {
-            if INJECT_PANIC.with(|p| p.replace(false)) {
-                panic!("injected panic (test hook)");
-            }
+            crate::fault::panic_point();
             f(&mut st.ebm)
         }) {
             Ok(r) => r,

@@ -19,7 +19,7 @@ static double rss_mb(void) {
 
 static SanceConfig config(void) {
     SanceConfig c;
-    sance_config_default(&c);
+    if (sance_config_init(&c, SANCE_ABI_VERSION) != SANCE_STATUS_OK) fprintf(stderr, "config_init: %s\n", sance_last_error());
     c.device = SANCE_DEVICE_CPU;
     c.hidden_width = 32;
     c.replay_capacity = 1024;

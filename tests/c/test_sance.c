@@ -145,8 +145,8 @@ static void test_toy_datasets(void) {
 
 static void test_training_and_bad_input(void) {
     SanceConfig cfg;
-    sance_config_default(&cfg);
-    CHECK(cfg.abi_version == SANCE_ABI_VERSION, "default sets abi_version");
+    CHECK(sance_config_init(&cfg, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init: %s", sance_last_error());
+    CHECK(cfg.abi_version == SANCE_ABI_VERSION, "config_init sets abi_version");
     SanceEbm *m = NULL;
     CHECK(sance_ebm_new(&cfg, &m) == SANCE_STATUS_OK && m, "new: %s", sance_last_error());
     if (!m) return;
@@ -367,7 +367,7 @@ static void test_training_and_bad_input(void) {
  * model is rolled back; after lowering the rate, training continues. */
 static void test_divergence(void) {
     SanceConfig cfg;
-    sance_config_default(&cfg);
+    CHECK(sance_config_init(&cfg, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
     cfg.device = SANCE_DEVICE_CPU;
     cfg.learning_rate = 1e30f;
     SanceEbm *m = NULL;
@@ -398,7 +398,7 @@ static void test_divergence(void) {
 /* Two handles with the same config give bit-identical results, however calls interleave. */
 static void test_determinism(void) {
     SanceConfig cfg;
-    sance_config_default(&cfg);
+    CHECK(sance_config_init(&cfg, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
     cfg.device = SANCE_DEVICE_CPU;
     cfg.seed = 7;
     SanceEbm *a = NULL, *b = NULL, *other = NULL;

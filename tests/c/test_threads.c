@@ -26,7 +26,7 @@ static atomic_long shared_steps;
 
 static SanceConfig small_config(uint64_t seed) {
     SanceConfig c;
-    sance_config_default(&c);
+    CHECK(sance_config_init(&c, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
     c.device = SANCE_DEVICE_CPU;
     c.hidden_width = 16;
     c.replay_capacity = 128;

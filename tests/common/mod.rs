@@ -1,6 +1,6 @@
 //! Helpers shared by the integration tests: the C API called from Rust.
 #![allow(dead_code)]
-use sance::config::{SanceConfig, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::SanceStatus;

@@ -69,7 +69,7 @@ int main() {
     // Config and Langevin start from the defaults.
     sance::Config def;
     SanceConfig raw;
-    sance_config_default(&raw);
+    CHECK(sance_config_init(&raw, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
     // Field by field: padding bytes are unspecified.
     CHECK(def.abi_version == raw.abi_version && def.arch == raw.arch && def.data_dim == raw.data_dim &&
               def.hidden_width == raw.hidden_width && def.learning_rate == raw.learning_rate &&

@@ -23,13 +23,17 @@ ok() {
     fi
 }
 
+# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.2).
+soname_version=${version%%.*}
+[ "$soname_version" = 0 ] && soname_version=${version%.*}
+
 ok "make install PREFIX=<tmp>" make -C "$root" install PREFIX="$prefix"
-for f in lib/libsance.so "lib/libsance.so.${version%%.*}" "lib/libsance.so.$version" include/sance.h \
+for f in lib/libsance.so "lib/libsance.so.$soname_version" "lib/libsance.so.$version" include/sance.h \
     include/sance/sance.hpp lib/pkgconfig/sance.pc lib/cmake/sance/sanceConfig.cmake \
     lib/cmake/sance/sanceConfigVersion.cmake; do
     ok "installed $f" test -e "$prefix/$f"
 done
-ok "versioned SONAME" bash -c "readelf -d '$prefix/lib/libsance.so.$version' | grep -q 'SONAME.*\[libsance.so.${version%%.*}\]'"
+ok "versioned SONAME libsance.so.$soname_version" bash -c "readelf -d '$prefix/lib/libsance.so.$version' | grep -q 'SONAME.*\[libsance.so.$soname_version\]'"
 ok "installed library finds libtorch without LD_LIBRARY_PATH" bash -c \
     "out=\$(env -u LD_LIBRARY_PATH ldd '$prefix/lib/libsance.so'); ! grep -q 'not found' <<<\"\$out\" && grep -q libtorch_cpu <<<\"\$out\""
 
@@ -38,7 +42,7 @@ ok "CMake consumer configures" env -u LD_LIBRARY_PATH cmake -S "$work/cmake-cons
 ok "CMake consumer builds" cmake --build "$work/cmake-build"
 ok "CMake consumer runs" env -u LD_LIBRARY_PATH "$work/cmake-build/app"
 ok "find_package refuses an incompatible version" bash -c \
-    "sed 's/find_package(sance 0.1 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$prefix'"
+    "sed 's/find_package(sance 0.2 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$prefix'"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 ok "pkg-config knows sance $version" bash -c "[ \"\$(pkg-config --modversion sance)\" = '$version' ]"
 ok "pkg-config consumer builds" bash -c "cc -std=c11 -Wall -Wextra -Werror '$work/pkgconfig-consumer/main.c' \$(pkg-config --cflags --libs sance) -o '$work/pc-app'"

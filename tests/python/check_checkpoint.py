@@ -1,24 +1,22 @@
-"""Reads a sance checkpoint with safetensors + PyTorch alone and recomputes the MLP's energies.
+"""Loads a sance checkpoint into its PyTorch twin (twin.py) with load_state_dict, no renaming,
+and recomputes the library's energies.
 
 usage: check_checkpoint.py CHECKPOINT PROBE.f32 ENERGIES.f32
-PROBE.f32 holds n x data_dim float32 points, ENERGIES.f32 the library's n energies for them.
-Prints the largest relative difference and exits non-zero above 1e-6.
+PROBE.f32 holds n samples (float32, row-major), ENERGIES.f32 the library's n energies for them.
+Checks that every key of the twin's state_dict is in the checkpoint with the same shape, that
+the keys left over are only optimizer moments (each named after a parameter of the twin) and
+the replay buffer, and that the twin's energies match the library's to 1e-5 relative.
 """
 import json
+import os
 import sys
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-
-def energy(t, cfg, x):
-    act = torch.nn.functional.silu if cfg["activation"] == 0 else (lambda z: torch.nn.functional.leaky_relu(z, 0.2))
-    a = x
-    layers = cfg["hidden_layers"]
-    for i in range(layers):
-        a = act(a @ t[f"theta.{2 * i}"].T + t[f"theta.{2 * i + 1}"])
-    return (a @ t[f"theta.{2 * layers}"].T).squeeze(1)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twin import SanceModel  # noqa: E402
 
 
 def main():
@@ -26,16 +24,34 @@ def main():
     with safe_open(ckpt, framework="pt") as f:
         meta = f.metadata()
     assert meta["format"] == "sance-checkpoint", meta.get("format")
+    assert meta["format_version"] == "2", meta["format_version"]
     cfg = json.loads(meta["config"])
-    assert cfg["arch"] == 0, "this check covers the MLP"
-    t = load_file(ckpt)
-    x = torch.frombuffer(bytearray(open(probe, "rb").read()), dtype=torch.float32).view(-1, cfg["data_dim"])
-    want = torch.frombuffer(bytearray(open(expected, "rb").read()), dtype=torch.float32)
+    state = load_file(ckpt)
+
+    model = SanceModel(cfg)
+    if meta["dtype"] == "F64":
+        model = model.double()
+    result = model.load_state_dict(state, strict=False)
+    assert not result.missing_keys, f"keys of the twin missing from the checkpoint: {result.missing_keys}"
+    params = set(model.state_dict())
+    for key in result.unexpected_keys:
+        if key == "replay":
+            continue
+        kind, _, name = key.partition(".")[2].partition(".")
+        assert key.startswith("optimizer.") and kind in ("exp_avg", "exp_avg_sq"), f"unexpected key {key}"
+        assert name in params, f"{key} names no parameter of the twin"
+        assert state[key].shape == state[name].shape, f"{key} has shape {state[key].shape}"
+    print(f"load_state_dict: {len(params)} keys loaded, left over: {len(result.unexpected_keys)} "
+          f"(optimizer moments and replay)")
+
+    x = torch.frombuffer(bytearray(open(probe, "rb").read()), dtype=torch.float32)
+    x = x.view(-1, *SanceModel.sample_shape(cfg)).to(model.c.dtype)
+    want = torch.frombuffer(bytearray(open(expected, "rb").read()), dtype=torch.float32).double()
     with torch.no_grad():
-        got = energy(t, cfg, x)
+        got = model.energy(x).double()
     rel = ((got - want).abs() / want.abs().clamp_min(1.0)).max().item()
-    print(f"torch {torch.__version__}: {len(want)} energies, max relative difference {rel:.3g}")
-    sys.exit(0 if rel <= 1e-6 else 1)
+    print(f"torch {torch.__version__}: arch {cfg['arch']}, {len(want)} energies, max relative difference {rel:.3g}")
+    sys.exit(0 if rel <= 1e-5 else 1)
 
 
 if __name__ == "__main__":

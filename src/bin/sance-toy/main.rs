@@ -1,11 +1,11 @@
 //! sance-toy: trains an EBM on a built-in 2-D dataset, samples it, writes a picture; or sweeps
 //! the snapshot refresh interval K. Run `sance-toy help` for the options.
+mod eval;
 mod plot;
 
 use plot::{ramp, Canvas};
-use sance::config::SanceConfig;
-use sance::core::toy::{toy_dataset, TOY_DATASETS};
-use sance::eval;
+use sance::abi::config::SanceConfig;
+use sance::model::toy::{toy_dataset, TOY_DATASETS};
 use sance::Ebm;
 use std::time::Instant;
 use tch::Kind;
@@ -115,7 +115,7 @@ fn data_batch(name: &str, n: usize, seed: u64) -> Vec<f32> {
 fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
     let test = data_batch(dataset, 5000, 1 << 40);
     let log_z = eval::grid_log_z(ebm, -6.0, 6.0, 300);
-    let e = ebm.energy(&ebm.tensor_from(&test, 5000)).to_kind(Kind::Double);
+    let e = ebm.energy(&ebm.tensor_from(&test, 5000).expect("test tensor")).expect("energies").to_kind(Kind::Double);
     let test_ll = -e.mean(Kind::Double).double_value(&[]) - log_z;
     let kl = (dataset == "8gaussians").then(|| eval::kl_8gaussians(ebm, 5000, 1 << 41));
     let mut l = ebm.config().langevin;
@@ -166,7 +166,7 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
     let mut last = Instant::now();
     for t in 0..o.steps {
         let batch = data_batch(&o.dataset, o.batch, seed.wrapping_mul(1_000_003).wrapping_add(t));
-        let s = ebm.train_step(&ebm.tensor_from(&batch, o.batch))?;
+        let s = ebm.train_step(&ebm.tensor_from(&batch, o.batch)?)?;
         if verbose && (s.step % o.log_every == 0 || s.step == o.steps) {
             let rate = o.log_every as f64 / last.elapsed().as_secs_f64();
             last = Instant::now();
@@ -198,6 +198,7 @@ fn picture(ebm: &Ebm, o: &Opts, samples: &[f32]) -> std::io::Result<()> {
     let (g, _) = eval::grid(-LIM, LIM, P as i64);
     let e = Vec::<f64>::try_from(
         ebm.energy(&g.to_kind(ebm.kind()).to_device(ebm.device()))
+            .expect("grid energies")
             .to_kind(Kind::Double)
             .to_device(tch::Device::Cpu),
     )

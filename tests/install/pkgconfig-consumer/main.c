@@ -3,7 +3,10 @@
 
 int main(void) {
     SanceConfig c;
-    sance_config_default(&c);
+    if (sance_config_init(&c, SANCE_ABI_VERSION) != SANCE_STATUS_OK) {
+        fprintf(stderr, "%s\n", sance_last_error());
+        return 1;
+    }
     c.device = SANCE_DEVICE_CPU;
     c.hidden_width = 16;
     SanceEbm *m = NULL;

@@ -11,6 +11,7 @@
 #include "sance.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -38,11 +39,24 @@ inline void check(SanceStatus s) {
 struct Deleter {
     void operator()(SanceEbm *p) const noexcept { sance_ebm_free(p); }
 };
+/// Throws unless the loaded libsance has the ABI of the sance.h this code was compiled with.
+/// Asked once (a function-local static is initialised once, thread-safely), when the first
+/// handle is made.
+inline void check_abi() {
+    static const uint32_t loaded = sance_abi_version();
+    if (loaded != SANCE_ABI_VERSION) {
+        throw Error(SANCE_STATUS_INVALID_ARGUMENT,
+                    "the loaded libsance is ABI version " + std::to_string(loaded) +
+                        ", but this program was compiled against sance.h of ABI version " +
+                        std::to_string(SANCE_ABI_VERSION) + "; rebuild it against the library's header");
+    }
+}
 } // namespace detail
 
-/// Model and training settings; starts from sance_config_default().
+/// Model and training settings; starts from the library's defaults
+/// (sance_config_init(this, SANCE_ABI_VERSION), which throws on an ABI mismatch).
 struct Config : SanceConfig {
-    Config() : SanceConfig() { sance_config_default(this); }
+    Config() : SanceConfig() { detail::check(sance_config_init(this, SANCE_ABI_VERSION)); }
     explicit Config(const SanceConfig &c) : SanceConfig(c) {}
 };
 
@@ -66,6 +80,7 @@ struct EnergyGrad {
 class Ebm {
   public:
     explicit Ebm(const Config &config) {
+        detail::check_abi();
         SanceEbm *p = nullptr;
         detail::check(sance_ebm_new(&config, &p));
         h_.reset(p);
@@ -73,6 +88,7 @@ class Ebm {
 
     /// Loads a checkpoint written by save() onto `device` (-1 CPU, k CUDA k, SANCE_DEVICE_AUTO).
     static Ebm load(const std::string &path, int device = SANCE_DEVICE_AUTO) {
+        detail::check_abi();
         SanceEbm *p = nullptr;
         detail::check(sance_ebm_load(path.c_str(), device, &p));
         return Ebm(p);

@@ -6,36 +6,112 @@ field, and one function per C function with the same name and arguments. `tools/
 checks every `ccall` and struct here against the header.
 
 The library is `ENV["SANCE_LIB"]` when set, else the repository's release build
-(`target/release/libsance.so`), opened when the module is first used.
+(`target/release/libsance.so`). It is opened on first use, not by `using Sance`, so that
+`SANCE_LIB` may still be set after loading the package: the first call from any task opens it,
+checks its ABI version against `SANCE_ABI_VERSION` and resolves every C function once; later
+calls, from any thread, read the published pointers without a lock, a lookup or a `dlsym`.
 """
 module LibSance
 
 using Libdl
 
 const DEFAULT_LIB = normpath(joinpath(@__DIR__, "..", "..", "..", "..", "target", "release", "libsance.so"))
-const HANDLE = Ref{Ptr{Cvoid}}(C_NULL)
 
-"""Path of the shared library this session loads."""
+"""Path of the shared library to load; read when the library is opened, at first use."""
 libpath() = get(ENV, "SANCE_LIB", DEFAULT_LIB)
 
-function __init__()
-    HANDLE[] = C_NULL # opened lazily, so that SANCE_LIB can be set after `using Sance`
-end
-
-function sym(name::Symbol)
-    if HANDLE[] == C_NULL
-        h = Libdl.dlopen(libpath())
-        abi = ccall(Libdl.dlsym(h, :sance_abi_version), UInt32, ())
-        abi == SANCE_ABI_VERSION ||
-            error("$(libpath()) has ABI version $(abi) but these bindings were written for $(SANCE_ABI_VERSION)")
-        HANDLE[] = h
-    end
-    return Libdl.dlsym(HANDLE[], name)
-end
-
-const SANCE_ABI_VERSION = UInt32(1)
+const SANCE_ABI_VERSION = UInt32(2)
+const SANCE_VERSION_MAJOR = UInt32(0)
+const SANCE_VERSION_MINOR = UInt32(2)
+const SANCE_VERSION_PATCH = UInt32(0)
 const SANCE_DEVICE_CPU = Int32(-1)
 const SANCE_DEVICE_AUTO = Int32(-2)
+
+"""
+The address of every C function, one field per function, named after it. `sym(:name)` reads
+these fields, so every function the wrappers below call needs its field here.
+"""
+struct Functions
+    sance_config_init::Ptr{Cvoid}
+    sance_abi_version::Ptr{Cvoid}
+    sance_ebm_new::Ptr{Cvoid}
+    sance_ebm_free::Ptr{Cvoid}
+    sance_ebm_train_step::Ptr{Cvoid}
+    sance_ebm_refresh_noise::Ptr{Cvoid}
+    sance_ebm_set_learning_rate::Ptr{Cvoid}
+    sance_ebm_sample::Ptr{Cvoid}
+    sance_ebm_sample_from::Ptr{Cvoid}
+    sance_ebm_energy::Ptr{Cvoid}
+    sance_ebm_energy_grad::Ptr{Cvoid}
+    sance_ebm_progress::Ptr{Cvoid}
+    sance_ebm_sample_size::Ptr{Cvoid}
+    sance_ebm_config::Ptr{Cvoid}
+    sance_ebm_save::Ptr{Cvoid}
+    sance_ebm_load::Ptr{Cvoid}
+    sance_toy_dataset::Ptr{Cvoid}
+    sance_last_error::Ptr{Cvoid}
+    sance_status_name::Ptr{Cvoid}
+    sance_version::Ptr{Cvoid}
+    sance_cuda_device_count::Ptr{Cvoid}
+end
+
+# The published table: `nothing` until the first call has opened the library. The field is
+# typed `Any` so that it holds a pointer to one boxed, immutable `Functions`: an atomic load of
+# a pointer-sized field is a plain load with acquire ordering, whereas `Functions` stored
+# inline (a `Union{Nothing,Functions}` field) is too large for a hardware atomic and Julia
+# would take a lock on every access.
+mutable struct Library
+    @atomic table::Any
+end
+
+const LIBRARY = Library(nothing)
+const LOAD_LOCK = ReentrantLock()
+
+function __init__()
+    # A table from precompilation would hold another process's addresses.
+    @atomic LIBRARY.table = nothing
+end
+
+"""
+    functions() -> Functions
+
+The C functions' addresses, opening the library on the first call. Thread-safe: the first
+callers serialize on a lock, exactly one opens the library and publishes the table (release),
+and every other call only loads it (acquire). Finalizers (`EBM`'s) never reach the lock: a
+handle exists only once the table has been published.
+"""
+@inline function functions()
+    table = @atomic :acquire LIBRARY.table
+    return table isa Functions ? table : load_functions()
+end
+
+@noinline function load_functions()::Functions
+    lock(LOAD_LOCK)
+    try
+        # Another task may have published the table while this one waited for the lock.
+        table = @atomic :acquire LIBRARY.table
+        table isa Functions && return table
+        path = libpath()
+        handle = Libdl.dlopen(path)
+        # Checked before resolving the rest: a library of another ABI may lack some functions.
+        abi = ccall(Libdl.dlsym(handle, :sance_abi_version), UInt32, ())
+        abi == SANCE_ABI_VERSION ||
+            error("$(path) has ABI version $(abi) but these bindings were written for $(SANCE_ABI_VERSION)")
+        loaded = Functions((Libdl.dlsym(handle, name) for name in fieldnames(Functions))...)
+        @atomic :release LIBRARY.table = loaded
+        return loaded
+    finally
+        unlock(LOAD_LOCK)
+    end
+end
+
+"""
+    sym(name) -> Ptr{Cvoid}
+
+The address of the C function `name`, a field of the published table. Inlined with a literal
+name, it compiles to an atomic load, a type check and a field load.
+"""
+@inline sym(name::Symbol) = getfield(functions(), name)::Ptr{Cvoid}
 
 @enum SanceStatus::Cint begin
     SANCE_STATUS_OK = 0
@@ -124,7 +200,8 @@ struct SanceProgress
     log_z::Float32
 end
 
-sance_config_default(out) = ccall(sym(:sance_config_default), Cvoid, (Ptr{SanceConfig},), out)
+sance_config_init(cfg, abi_version) =
+    ccall(sym(:sance_config_init), SanceStatus, (Ptr{SanceConfig}, UInt32), cfg, abi_version)
 sance_abi_version() = ccall(sym(:sance_abi_version), UInt32, ())
 sance_ebm_new(config, out) = ccall(sym(:sance_ebm_new), SanceStatus, (Ptr{SanceConfig}, Ptr{Ptr{SanceEbm}}), config, out)
 sance_ebm_free(ebm) = ccall(sym(:sance_ebm_free), Cvoid, (Ptr{SanceEbm},), ebm)

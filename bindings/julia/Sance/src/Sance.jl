@@ -54,13 +54,14 @@ field_value(::Type{F}, v) where {F} = convert(F, v)
 """
     Config(; kwargs...) -> LibSance.SanceConfig
 
-The library's defaults (`sance_config_default`, tuned for 2-D data) with any field replaced,
+The library's defaults (`sance_config_init`, tuned for 2-D data) with any field replaced,
 e.g. `Config(data_dim = 16, hidden_width = 256, noise_update_interval = 100, device = -1)`.
-Enum fields take `LibSance` values (`arch = LibSance.SANCE_ARCH_CONV`).
+Enum fields take `LibSance` values (`arch = LibSance.SANCE_ARCH_CONV`). Throws a `SanceError`
+(`SANCE_STATUS_INVALID_ARGUMENT`) if the library refuses these bindings' `SANCE_ABI_VERSION`.
 """
 function Config(; kwargs...)
     out = Ref{SanceConfig}()
-    LibSance.sance_config_default(out)
+    check(LibSance.sance_config_init(out, LibSance.SANCE_ABI_VERSION))
     return with_fields(out[]; kwargs...)
 end
 

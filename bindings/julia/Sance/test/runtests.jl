@@ -1,5 +1,6 @@
 # Run with: SANCE_LIB=/path/to/libsance.so julia --project=bindings/julia/Sance -e 'using Pkg; Pkg.test()'
-# (see docs/julia.md for the libstdc++ preload Julia may need).
+# (see docs/julia.md for the libstdc++ preload Julia may need; JULIA_NUM_THREADS=4 makes the
+# first testset race real threads on the library's first use).
 using Test
 using Sance
 using Sance.LibSance
@@ -7,8 +8,23 @@ using Sance.LibSance
 small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
 
 @testset "Sance" begin
+    # Must run first: nothing before it may have called into the library.
+    @testset "first use from many tasks" begin
+        # The library is opened on first use; tasks racing to use it first (on several threads
+        # when JULIA_NUM_THREADS > 1) must all get the one ABI-checked table.
+        tasks = [Threads.@spawn Sance.abi_version() for _ in 1:16]
+        @test all(t -> fetch(t) == LibSance.SANCE_ABI_VERSION, tasks)
+        @test LibSance.functions() isa LibSance.Functions
+        @test LibSance.sym(:sance_version) == LibSance.functions().sance_version != C_NULL
+    end
+
     @testset "library" begin
         @test startswith(Sance.version(), "sance ")
+        # The header's version macros, mirrored in LibSance, are the library's version.
+        m = match(r"^sance (\d+)\.(\d+)\.(\d+)\b", Sance.version())
+        @test m !== nothing
+        @test m !== nothing && parse.(UInt32, m.captures) ==
+            [LibSance.SANCE_VERSION_MAJOR, LibSance.SANCE_VERSION_MINOR, LibSance.SANCE_VERSION_PATCH]
         @test Sance.abi_version() == LibSance.SANCE_ABI_VERSION
         @test cuda_device_count() >= 0
         @test Sance.status_name(LibSance.SANCE_STATUS_CORRUPT) == "SANCE_STATUS_CORRUPT"
@@ -23,6 +39,19 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
     @testset "config" begin
         c = Config()
         @test c.abi_version == LibSance.SANCE_ABI_VERSION && c.data_dim == 2
+        out = Ref{LibSance.SanceConfig}()
+        @test LibSance.sance_config_init(out, LibSance.SANCE_ABI_VERSION) == LibSance.SANCE_STATUS_OK
+        @test out[] == c
+        # Bindings written for another ABI are refused, and the struct is left untouched.
+        other = LibSance.SANCE_ABI_VERSION - UInt32(1)
+        buf = fill(0xab, sizeof(LibSance.SanceConfig))
+        status = GC.@preserve buf LibSance.sance_config_init(Ptr{LibSance.SanceConfig}(pointer(buf)), other)
+        msg = Sance.last_error()
+        @test status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test all(==(0xab), buf)
+        @test occursin(string(other), msg) && occursin(string(LibSance.SANCE_ABI_VERSION), msg)
+        @test LibSance.sance_config_init(Ptr{LibSance.SanceConfig}(C_NULL), LibSance.SANCE_ABI_VERSION) ==
+            LibSance.SANCE_STATUS_NULL_POINTER
         c = Config(hidden_width = 32, learning_rate = 5e-4, arch = LibSance.SANCE_ARCH_MLP)
         @test c.hidden_width == 32 && c.learning_rate == 5f-4
         @test Langevin(steps = 7).steps == 7

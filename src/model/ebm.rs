@@ -1,55 +1,21 @@
 //! The self-adapting NCE trainer: model θ, noise snapshot θ̄, offset c, Adam, replay buffer.
 //! docs/algorithm.md gives the equations this file implements, step by step.
-use crate::config::{
+//!
+//! Every operation whose size follows the caller's data (batches, sample counts) or the
+//! config uses tch's fallible `f_` functions, and every public method that changes the model
+//! changes nothing when it fails: a libtorch error (out of memory on a large batch, say)
+//! comes back as SANCE_STATUS_TORCH and the model stays usable.
+use crate::abi::config::{
     validate_config, validate_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU,
 };
-use crate::core::adam::Adam;
-use crate::core::langevin;
-use crate::core::net::Net;
-use crate::core::replay::{Draw, ReplayBuffer};
-use crate::core::rng::Rng;
-use crate::status::{Error, Result};
+use crate::abi::stats::{SanceProgress, SanceStepStats};
+use crate::abi::status::{Error, Result};
+use crate::model::adam::Adam;
+use crate::model::langevin;
+use crate::model::net::{copy_of, Net, Params};
+use crate::model::replay::{Draw, ReplayBuffer};
+use crate::model::rng::Rng;
 use tch::{Device, Kind, Tensor};
-
-/// What one training step did.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct SanceStepStats {
-    /// Steps completed, this one included.
-    pub step: u64,
-    /// Snapshot refreshes so far, this step's included.
-    pub refresh_count: u64,
-    /// 1 if this step refreshed the snapshot (θ̄ ← θ, c ← 0), else 0.
-    pub refreshed: i32,
-    /// NCE loss (with the energy penalty) before the update.
-    pub loss: f32,
-    /// Fraction of data and noise samples the logit h classifies correctly (0.5 = chance).
-    pub accuracy: f32,
-    /// Mean E_θ over the data batch, before the update.
-    pub data_energy: f32,
-    /// Mean E_θ over the noise samples, before the update.
-    pub noise_energy: f32,
-    /// c after the update: the learned log Z_θ̄ − log Z_θ (0 right after a refresh).
-    pub log_z: f32,
-    /// Global gradient norm (θ and c) before clipping.
-    pub grad_norm: f32,
-    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps.
-    pub langevin_grad_norm: f32,
-}
-
-/// Where a model stands: counters and the current offset c.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct SanceProgress {
-    /// Training steps completed.
-    pub step: u64,
-    /// Snapshot refreshes so far.
-    pub refresh_count: u64,
-    /// Chains stored in the replay buffer.
-    pub replay_len: u64,
-    /// c, the learned log Z_θ̄ − log Z_θ.
-    pub log_z: f32,
-}
 
 /// Resolves `SanceConfig::device` to a libtorch device.
 pub fn resolve_device(d: i32) -> Result<Device> {
@@ -94,12 +60,12 @@ pub struct Ebm {
     pub(crate) kind: Kind,
     pub(crate) net: Net,
     /// θ (leaf tensors requiring grad).
-    pub(crate) params: Vec<Tensor>,
+    pub(crate) params: Params,
     /// c, a 0-d tensor requiring grad.
     pub(crate) c: Tensor,
     /// θ̄ (no grad); None until the first refresh.
-    pub(crate) snapshot: Option<Vec<Tensor>>,
-    /// Moments for θ then c.
+    pub(crate) snapshot: Option<Params>,
+    /// Moments for θ (in `Params::named` order) then c.
     pub(crate) adam: Adam,
     pub(crate) buffer: ReplayBuffer,
     pub(crate) rng: Rng,
@@ -108,6 +74,9 @@ pub struct Ebm {
     /// Provenance of the last step's noise chains (for tests and diagnostics).
     pub(crate) last_draw: Option<Draw>,
 }
+
+/// What an update overwrites: θ and c, then Adam's moments and count.
+type Backup = (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, u64);
 
 impl Ebm {
     pub fn new(cfg: &SanceConfig) -> Result<Ebm> {
@@ -125,8 +94,8 @@ impl Ebm {
         };
         let net = Net::from_config(&cfg);
         let mut rng = Rng::new(cfg.seed);
-        let params = net.init_params(&mut rng, kind, device);
-        let c = Tensor::zeros([], (kind, device)).set_requires_grad(true);
+        let params = net.init_params(&mut rng, kind, device)?;
+        let c = Tensor::f_zeros([], (kind, device))?.set_requires_grad(true);
         let adam = {
             let mut all: Vec<&Tensor> = params.iter().collect();
             all.push(&c);
@@ -175,6 +144,21 @@ impl Ebm {
         self.refresh_count
     }
 
+    /// The network's definition.
+    pub fn net(&self) -> &Net {
+        &self.net
+    }
+
+    /// θ, layer by layer.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// θ̄, once the first refresh has happened.
+    pub fn snapshot(&self) -> Option<&Params> {
+        self.snapshot.as_ref()
+    }
+
     /// The current value of c.
     pub fn log_z(&self) -> f64 {
         self.c.double_value(&[])
@@ -199,8 +183,8 @@ impl Ebm {
     pub fn check_work_size(&self, n: usize, what: &str) -> Result<()> {
         let c = &self.cfg;
         let activations = match c.arch {
-            crate::config::SanceArch::Mlp => c.hidden_width as f64 * c.hidden_layers as f64,
-            crate::config::SanceArch::Conv => {
+            crate::abi::config::SanceArch::Mlp => c.hidden_width as f64 * c.hidden_layers as f64,
+            crate::abi::config::SanceArch::Conv => {
                 c.hidden_width as f64
                     * c.height as f64
                     * c.width as f64
@@ -226,40 +210,36 @@ impl Ebm {
     }
 
     /// Copies `n` row-major samples into a tensor on the model's device and dtype.
-    pub fn tensor_from(&self, data: &[f32], n: usize) -> Tensor {
+    pub fn tensor_from(&self, data: &[f32], n: usize) -> Result<Tensor> {
         debug_assert_eq!(data.len(), n * self.sample_size());
-        Tensor::from_slice(data)
-            .view(self.batch_shape(n as i64).as_slice())
-            .to_device(self.device)
-            .to_kind(self.kind)
+        Ok(Tensor::f_from_slice(data)?
+            .f_view(self.batch_shape(n as i64).as_slice())?
+            .f_to_device(self.device)?
+            .f_to_kind(self.kind)?)
     }
 
-    fn detached_params(&self) -> Vec<Tensor> {
-        self.params.iter().map(|p| p.detach()).collect()
-    }
-
-    /// θ̄ ← θ and c ← 0.
-    pub fn refresh_noise(&mut self) {
-        self.snapshot = Some(self.params.iter().map(|p| p.detach().copy()).collect());
-        tch::no_grad(|| {
-            let _ = self.c.zero_();
-        });
+    /// θ̄ ← θ and c ← 0. On failure nothing changes.
+    pub fn refresh_noise(&mut self) -> Result<()> {
+        let snapshot = self.params.detached_copy()?;
+        self.snapshot = Some(snapshot);
+        let _ = tch::no_grad(|| self.c.f_zero_())?;
         self.refresh_count += 1;
+        Ok(())
     }
 
-    /// One SA-NCE step on a data batch [B, ...]. On a non-finite loss or gradient nothing
-    /// changes (θ, θ̄, c, Adam, buffer, counters and random stream) and NonFinite is returned.
+    /// One SA-NCE step on a data batch [B, ...]. On any failure — a non-finite loss or
+    /// gradient (NonFinite), an update that makes the energies non-finite (NonFinite), or a
+    /// libtorch error (Torch) — nothing changes: θ, θ̄, c, Adam, buffer, counters and the
+    /// random stream are as before the call.
     pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         let k = self.cfg.noise_update_interval as u64;
         let refresh = self.snapshot.is_none() || (k >= 1 && self.step.is_multiple_of(k));
         let rng_before = self.rng.clone();
-        let c_before = self.c.detach().copy();
+        let c_before = copy_of(&self.c)?;
         let snap_before = if refresh { self.snapshot.take() } else { None };
         let count_before = self.refresh_count;
-        if refresh {
-            self.refresh_noise();
-        }
-        match self.step_inner(data) {
+        let r = if refresh { self.refresh_noise() } else { Ok(()) };
+        match r.and_then(|()| self.step_inner(data)) {
             Ok(mut stats) => {
                 self.step += 1;
                 stats.step = self.step;
@@ -269,6 +249,7 @@ impl Ebm {
             }
             Err(e) => {
                 self.rng = rng_before;
+                // A copy into existing storage allocates nothing.
                 tch::no_grad(|| self.c.copy_(&c_before));
                 if refresh {
                     self.snapshot = snap_before;
@@ -281,7 +262,7 @@ impl Ebm {
 
     /// Draws this step's noise: M chains from the replay buffer / init, `T` Langevin steps on
     /// E_θ̄. Writes nothing to the buffer.
-    pub fn draw_noise(&mut self, m: usize) -> (Tensor, Draw, f64) {
+    pub fn draw_noise(&mut self, m: usize) -> Result<(Tensor, Draw, f64)> {
         let l = self.cfg.langevin;
         let draw = self.buffer.plan(m, self.cfg.replay_reinit_prob as f64, &mut self.rng);
         let fresh = langevin::init_chains(
@@ -290,64 +271,74 @@ impl Ebm {
             self.kind,
             self.device,
             &mut self.rng,
-        );
-        let x0 = match self.buffer.gather(&draw) {
-            Some(r) => Tensor::cat(&[r.to_kind(self.kind), fresh], 0),
+        )?;
+        let x0 = match self.buffer.gather(&draw)? {
+            Some(r) => Tensor::f_cat(&[r.f_to_kind(self.kind)?, fresh], 0)?,
             None => fresh,
         };
         let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step");
-        let (x, gnorm) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng);
-        (x, draw, gnorm)
+        let (x, gnorm) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng)?;
+        Ok((x, draw, gnorm))
     }
 
     /// The NCE loss on given data and noise, differentiable in θ and c. Returns the loss and
     /// (h, E_θ) over the concatenation [data; noise].
-    pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> (Tensor, Tensor, Tensor) {
+    pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
         let snapshot = self.snapshot.as_ref().expect("snapshot exists");
         let nu = self.cfg.noise_ratio as f64;
         let b = data.size()[0];
-        let x = Tensor::cat(&[data, noise], 0);
-        let e = self.net.energy(&self.params, &x);
-        let e_bar = tch::no_grad(|| self.net.energy(snapshot, &x));
-        let h = e_bar - &e + &self.c - nu.ln();
-        let (h_d, h_n) = (h.narrow(0, 0, b), h.narrow(0, b, x.size()[0] - b));
-        let mut loss = (-h_d).softplus().mean(self.kind) + h_n.softplus().mean(self.kind) * nu;
+        let x = Tensor::f_cat(&[data, noise], 0)?;
+        let n = x.size()[0] - b;
+        let e = self.net.energy(&self.params, &x)?;
+        let e_bar = tch::no_grad(|| self.net.energy(snapshot, &x))?;
+        let h = e_bar.f_sub(&e)?.f_add(&self.c)?.f_sub_scalar(nu.ln())?;
+        let (h_d, h_n) = (h.f_narrow(0, 0, b)?, h.f_narrow(0, b, n)?);
+        let mut loss = h_d
+            .f_neg()?
+            .f_softplus()?
+            .f_mean(self.kind)?
+            .f_add(&h_n.f_softplus()?.f_mean(self.kind)?.f_mul_scalar(nu)?)?;
         if self.cfg.energy_l2 > 0.0 {
-            let (e_d, e_n) = (e.narrow(0, 0, b), e.narrow(0, b, x.size()[0] - b));
-            loss += (e_d.square().mean(self.kind) + e_n.square().mean(self.kind)) * self.cfg.energy_l2 as f64;
+            let (e_d, e_n) = (e.f_narrow(0, 0, b)?, e.f_narrow(0, b, n)?);
+            let penalty = e_d.f_square()?.f_mean(self.kind)?.f_add(&e_n.f_square()?.f_mean(self.kind)?)?;
+            loss = loss.f_add(&penalty.f_mul_scalar(self.cfg.energy_l2 as f64)?)?;
         }
-        (loss, h, e)
+        Ok((loss, h, e))
     }
 
     fn step_inner(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         let b = data.size()[0];
         let m = ((self.cfg.noise_ratio as f64 * b as f64).round() as i64).max(1) as usize;
         let data = if self.cfg.data_noise_std > 0.0 {
-            data + self.rng.randn(&data.size(), self.kind, self.device) * self.cfg.data_noise_std as f64
+            let noise = self.rng.randn(&data.size(), self.kind, self.device)?;
+            data.f_add(&noise.f_mul_scalar(self.cfg.data_noise_std as f64)?)?
         } else {
             data.shallow_clone()
         };
-        let (noise, draw, lgn) = self.draw_noise(m);
-        let (loss, h, e) = self.nce_loss(&data, &noise);
+        let (noise, draw, lgn) = self.draw_noise(m)?;
+        let (loss, h, e) = self.nce_loss(&data, &noise)?;
         let mut inputs: Vec<&Tensor> = self.params.iter().collect();
         inputs.push(&self.c);
-        let mut grads = Tensor::run_backward(&[&loss], &inputs, false, false);
+        let mut grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
 
-        let sq: Vec<Tensor> = grads.iter().map(|g| g.square().sum(Kind::Double)).collect();
-        let gnorm = Tensor::stack(&sq, 0).sum(Kind::Double).sqrt();
-        let correct =
-            h.narrow(0, 0, b).gt(0.0).sum(Kind::Double) + h.narrow(0, b, m as i64).lt(0.0).sum(Kind::Double);
-        let summary = Tensor::stack(
+        let sq = grads.iter().map(|g| g.f_square()?.f_sum(Kind::Double)).collect::<std::result::Result<Vec<_>, _>>()?;
+        let gnorm = Tensor::f_stack(&sq, 0)?.f_sum(Kind::Double)?.f_sqrt()?;
+        let correct = h
+            .f_narrow(0, 0, b)?
+            .f_gt(0.0)?
+            .f_sum(Kind::Double)?
+            .f_add(&h.f_narrow(0, b, m as i64)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
+        let summary = Tensor::f_stack(
             &[
-                loss.detach().to_kind(Kind::Double),
+                loss.detach().f_to_kind(Kind::Double)?,
                 gnorm.shallow_clone(),
-                correct / (b as f64 + m as f64),
-                e.narrow(0, 0, b).mean(Kind::Double).detach(),
-                e.narrow(0, b, m as i64).mean(Kind::Double).detach(),
+                correct.f_div_scalar(b as f64 + m as f64)?,
+                e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
+                e.f_narrow(0, b, m as i64)?.f_mean(Kind::Double)?.detach(),
             ],
             0,
-        );
-        let s = Vec::<f64>::try_from(summary.to_device(Device::Cpu))?;
+        )?;
+        let s = Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?;
         let (loss_v, gnorm_v) = (s[0], s[1]);
         if !loss_v.is_finite() || !gnorm_v.is_finite() {
             return Err(Error::non_finite(format!(
@@ -361,24 +352,24 @@ impl Ebm {
         if clip > 0.0 && gnorm_v > clip {
             let scale = clip / gnorm_v;
             for g in grads.iter_mut() {
-                *g *= scale;
+                let _ = g.f_mul_scalar_(scale)?;
             }
         }
         let mut decay = vec![true; self.params.len()];
         decay.push(false);
         // Keep what the update overwrites, so that an update that blows the model up can be
         // undone: a finite gradient times an absurd learning rate gives finite but useless
-        // parameters whose energies overflow, and the next step could not recover.
-        let undo = self.update_backup();
-        {
-            let mut targets: Vec<&mut Tensor> = self.params.iter_mut().collect();
-            targets.push(&mut self.c);
-            self.adam.step(&mut targets, &grads, &decay);
-        }
-        let x = Tensor::cat(&[&data, &noise], 0);
-        // One device sync for both checks.
-        let energies_ok = tch::no_grad(|| self.net.energy(&self.params, &x)).isfinite().all();
-        let after = energies_ok.logical_and(&self.c.isfinite()).int64_value(&[]) == 1;
+        // parameters whose energies overflow, and the next step could not recover. Every
+        // failure from here on restores it.
+        let undo = self.update_backup()?;
+        let checked = self.update_and_check(&grads, &decay, &data, &noise);
+        let after = match checked {
+            Ok(ok) => ok,
+            Err(e) => {
+                self.restore_backup(undo);
+                return Err(e);
+            }
+        };
         if !after {
             self.restore_backup(undo);
             return Err(Error::non_finite(format!(
@@ -387,7 +378,10 @@ impl Ebm {
                 self.step + 1
             )));
         }
-        self.buffer.commit(&draw, &noise);
+        if let Err(e) = self.buffer.commit(&draw, &noise) {
+            self.restore_backup(undo);
+            return Err(e.into());
+        }
         self.last_draw = Some(draw);
         Ok(SanceStepStats {
             loss: loss_v as f32,
@@ -401,15 +395,32 @@ impl Ebm {
         })
     }
 
-    /// Copies of θ, c and Adam's state, taken before an update.
-    fn update_backup(&self) -> (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, u64) {
-        let copy = |v: &[Tensor]| v.iter().map(|t| t.detach().copy()).collect::<Vec<_>>();
-        let mut theta = copy(&self.params);
-        theta.push(self.c.detach().copy());
-        (theta, copy(&self.adam.m), copy(&self.adam.v), self.adam.t)
+    /// Applies AdamW, then says whether c and the energies of the batch are still finite.
+    fn update_and_check(&mut self, grads: &[Tensor], decay: &[bool], data: &Tensor, noise: &Tensor) -> Result<bool> {
+        {
+            let mut targets: Vec<&mut Tensor> = self.params.iter_mut().collect();
+            targets.push(&mut self.c);
+            self.adam.step(&mut targets, grads, decay)?;
+        }
+        let x = Tensor::f_cat(&[data, noise], 0)?;
+        // One device sync for both checks.
+        let energies_ok = tch::no_grad(|| self.net.energy(&self.params, &x))?.f_isfinite()?.f_all()?;
+        Ok(energies_ok.f_logical_and(&self.c.f_isfinite()?)?.f_int64_value(&[])? == 1)
     }
 
-    fn restore_backup(&mut self, (theta, m, v, t): (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, u64)) {
+    /// Copies of θ, c and Adam's state, taken before an update.
+    fn update_backup(&self) -> Result<Backup> {
+        let copy = |v: &mut dyn Iterator<Item = &Tensor>| -> Result<Vec<Tensor>> {
+            Ok(v.map(copy_of).collect::<std::result::Result<Vec<_>, _>>()?)
+        };
+        let mut theta = copy(&mut self.params.iter())?;
+        theta.push(copy_of(&self.c)?);
+        Ok((theta, copy(&mut self.adam.m.iter())?, copy(&mut self.adam.v.iter())?, self.adam.t))
+    }
+
+    /// Puts back what [`Ebm::update_backup`] saved. Copies into existing storage and moves
+    /// tensors: nothing here allocates.
+    fn restore_backup(&mut self, (theta, m, v, t): Backup) {
         tch::no_grad(|| {
             let targets = self.params.iter_mut().chain(std::iter::once(&mut self.c));
             for (p, b) in targets.zip(&theta) {
@@ -432,25 +443,38 @@ impl Ebm {
     }
 
     /// E_θ(x) for a batch [N, ...] → [N].
-    pub fn energy(&self, x: &Tensor) -> Tensor {
-        tch::no_grad(|| self.net.energy(&self.params, x))
+    pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(tch::no_grad(|| self.net.energy(&self.params, x))?)
     }
 
     /// (E_θ(x), ∇ₓE_θ(x)).
-    pub fn energy_grad(&self, x: &Tensor) -> (Tensor, Tensor) {
-        self.net.energy_and_grad(&self.detached_params(), x)
+    pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok(self.net.energy_and_grad(&self.params.detached(), x)?)
+    }
+
+    /// Runs `f` with the random stream, which is put back as it was if `f` fails.
+    fn keeping_rng<T>(&mut self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
+        let before = self.rng.clone();
+        let r = f(self);
+        if r.is_err() {
+            self.rng = before;
+        }
+        r
     }
 
     /// Langevin chains on E_θ from `l`'s init distribution.
     pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
-        let x0 = langevin::init_chains(l, &self.batch_shape(n as i64), self.kind, self.device, &mut self.rng);
-        Ok(langevin::run(&self.net, &self.detached_params(), x0, l, &mut self.rng).0)
+        let shape = self.batch_shape(n as i64);
+        self.keeping_rng(|m| {
+            let x0 = langevin::init_chains(l, &shape, m.kind, m.device, &mut m.rng)?;
+            Ok(langevin::run(&m.net, &m.params.detached(), x0, l, &mut m.rng)?.0)
+        })
     }
 
     /// Langevin chains on E_θ from given starting points.
     pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
-        Ok(langevin::run(&self.net, &self.detached_params(), x.shallow_clone(), l, &mut self.rng).0)
+        self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng)?.0))
     }
 }

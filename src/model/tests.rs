@@ -1,8 +1,8 @@
 //! Trainer tests that need the model's internals: the ML identity, refresh timing, c reset,
 //! replay behaviour, rollback on non-finite steps, determinism.
-use crate::config::{SanceConfig, SANCE_DEVICE_CPU};
-use crate::core::ebm::Ebm;
-use crate::core::toy::toy_dataset;
+use crate::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
+use crate::model::ebm::Ebm;
+use crate::model::toy::toy_dataset;
 use tch::{Kind, Tensor};
 
 fn cfg() -> SanceConfig {
@@ -12,7 +12,7 @@ fn cfg() -> SanceConfig {
 fn batch(ebm: &Ebm, name: &str, n: usize, seed: u64) -> Tensor {
     let mut v = vec![0f32; 2 * n];
     toy_dataset(name, n, seed, &mut v).unwrap();
-    ebm.tensor_from(&v, n)
+    ebm.tensor_from(&v, n).unwrap()
 }
 
 fn max_rel_err(a: &[Tensor], b: &[Tensor]) -> f64 {
@@ -32,10 +32,10 @@ fn ml_identity(kind: Kind) -> f64 {
         let b = batch(&ebm, "8gaussians", 64, t);
         ebm.train_step(&b).unwrap();
     }
-    ebm.refresh_noise();
+    ebm.refresh_noise().unwrap();
     let data = batch(&ebm, "8gaussians", 128, 99);
-    let (noise, _, _) = ebm.draw_noise(128);
-    let (loss, h, _) = ebm.nce_loss(&data, &noise);
+    let (noise, _, _) = ebm.draw_noise(128).unwrap();
+    let (loss, h, _) = ebm.nce_loss(&data, &noise).unwrap();
     assert_eq!(h.abs().max().double_value(&[]), 0.0, "h = −log ν = 0 everywhere at a refresh");
     let mut inputs: Vec<&Tensor> = ebm.params.iter().collect();
     inputs.push(&ebm.c);
@@ -43,8 +43,8 @@ fn ml_identity(kind: Kind) -> f64 {
     let g_c = g.pop().unwrap();
     assert_eq!(g_c.double_value(&[]), 0.0, "dL/dc is exactly 0 at a refresh");
 
-    let e_d = ebm.net.energy(&ebm.params, &data).mean(kind);
-    let e_n = ebm.net.energy(&ebm.params, &noise).mean(kind);
+    let e_d = ebm.net.energy(&ebm.params, &data).unwrap().mean(kind);
+    let e_n = ebm.net.energy(&ebm.params, &noise).unwrap().mean(kind);
     let params: Vec<&Tensor> = ebm.params.iter().collect();
     let gd = Tensor::run_backward(&[&e_d], &params, false, false);
     let gn = Tensor::run_backward(&[&e_n], &params, false, false);
@@ -92,7 +92,7 @@ fn refresh_timing_for_k_1_3_and_manual() {
     }
     let snap_before: Vec<Tensor> = ebm.snapshot.as_ref().unwrap().iter().map(|p| p.copy()).collect();
     assert!(!snap_before.iter().zip(&ebm.params).all(|(a, b)| a.equal(&b.detach())), "θ moved away from θ̄");
-    ebm.refresh_noise();
+    ebm.refresh_noise().unwrap();
     assert_eq!(ebm.refresh_count(), 2);
     assert!(ebm.snapshot.as_ref().unwrap().iter().zip(&ebm.params).all(|(a, b)| a.equal(&b.detach())));
     let b = batch(&ebm, "rings", 32, 9);
@@ -116,7 +116,7 @@ fn c_is_reset_at_every_refresh() {
         }
     }
     assert!(c_before_refresh > 4.0 * lr, "c does move between refreshes ({c_before_refresh})");
-    ebm.refresh_noise();
+    ebm.refresh_noise().unwrap();
     assert_eq!(ebm.log_z(), 0.0);
 }
 
@@ -184,7 +184,7 @@ fn non_finite_step_leaves_everything_unchanged() {
         }
     }
     let e = failure.expect("an absurd learning rate diverges within 10 steps");
-    assert_eq!(e.status, crate::status::SanceStatus::NonFinite);
+    assert_eq!(e.status, crate::abi::status::SanceStatus::NonFinite);
 }
 
 fn run_alone(seed: u64) -> (Tensor, Tensor) {
@@ -195,7 +195,7 @@ fn run_alone(seed: u64) -> (Tensor, Tensor) {
     }
     let probe = batch(&ebm, "rings", 50, 1);
     let l = ebm.config().langevin;
-    (ebm.energy(&probe), ebm.sample(20, &l).unwrap())
+    (ebm.energy(&probe).unwrap(), ebm.sample(20, &l).unwrap())
 }
 
 #[test]

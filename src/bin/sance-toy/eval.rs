@@ -1,6 +1,7 @@
-//! Metrics for 2-D models: exact normalisation on a grid, KL against a known density, MMD.
-use crate::core::ebm::Ebm;
-use crate::core::toy;
+//! Metrics for 2-D models, used by this tool only (they are not part of the library): exact
+//! normalisation on a grid, KL against a known density, MMD.
+use sance::model::ebm::Ebm;
+use sance::model::toy;
 use tch::{Device, Kind, Tensor};
 
 /// Grid of `res × res` cell centres over [lo, hi]², as an [res², 2] tensor, and the cell area.
@@ -15,7 +16,7 @@ pub fn grid(lo: f64, hi: f64, res: i64) -> (Tensor, f64) {
 /// log ∫ exp(−E) over [lo, hi]² by the midpoint rule on a res × res grid.
 pub fn grid_log_z(ebm: &Ebm, lo: f64, hi: f64, res: i64) -> f64 {
     let (g, area) = grid(lo, hi, res);
-    let e = ebm.energy(&g.to_kind(ebm.kind()).to_device(ebm.device())).to_kind(Kind::Double);
+    let e = ebm.energy(&g.to_kind(ebm.kind()).to_device(ebm.device())).expect("grid energies").to_kind(Kind::Double);
     (-e).logsumexp([0i64].as_slice(), false).double_value(&[]) + area.ln()
 }
 
@@ -27,7 +28,8 @@ pub fn kl_8gaussians(ebm: &Ebm, n: usize, seed: u64) -> f64 {
     toy::toy_dataset("8gaussians", n, seed, &mut x).expect("known dataset");
     let log_p: f64 =
         (0..n).map(|i| toy::eight_gaussians_log_density(x[2 * i] as f64, x[2 * i + 1] as f64)).sum();
-    let e = ebm.energy(&ebm.tensor_from(&x, n)).to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
+    let x = ebm.tensor_from(&x, n).expect("sample tensor");
+    let e = ebm.energy(&x).expect("energies").to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
     // mean(log p − log q) with log q = −E − log Z
     (log_p + e) / n as f64 + log_z
 }

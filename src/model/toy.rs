@@ -1,7 +1,7 @@
 //! Built-in 2-D toy datasets, following FFJORD's `lib/toy_data.py` conventions, drawn i.i.d.
 //! from the handle-free generator so that a (name, n, seed) triple always gives the same data.
-use crate::core::rng::Rng;
-use crate::status::{Error, Result};
+use crate::model::rng::Rng;
+use crate::abi::status::{Error, Result};
 use std::f64::consts::{PI, SQRT_2};
 
 /// Names accepted by [`toy_dataset`].

@@ -3,12 +3,11 @@
 //! Structs arriving from C are read with [`read_config`] / [`read_langevin`], which check the
 //! enum fields' raw integer values *before* a Rust value of the struct exists: an out-of-range
 //! enum read into a Rust enum would be undefined behaviour, not an error.
-use crate::status::{Error, Result};
+use crate::abi::version::SANCE_ABI_VERSION;
+use crate::abi::status::{Error, Result};
+use serde::{Deserialize, Serialize};
 use std::ptr::addr_of;
 
-/// Version of the config/struct layout. `sance_ebm_new` refuses any other value, so a program
-/// compiled against an older header fails loudly instead of misreading fields.
-pub const SANCE_ABI_VERSION: u32 = 1;
 /// `SanceConfig::device`: run on the CPU.
 pub const SANCE_DEVICE_CPU: i32 = -1;
 /// `SanceConfig::device`: CUDA device 0 when one exists, else the CPU.
@@ -16,7 +15,8 @@ pub const SANCE_DEVICE_AUTO: i32 = -2;
 
 /// Energy network architecture.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u32", try_from = "u32")]
 pub enum SanceArch {
     /// Multilayer perceptron on vectors of `data_dim` floats.
     Mlp = 0,
@@ -26,7 +26,8 @@ pub enum SanceArch {
 
 /// Distribution of freshly initialised Langevin chains.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u32", try_from = "u32")]
 pub enum SanceInit {
     /// N(0, init_scale²) per coordinate.
     Gaussian = 0,
@@ -36,7 +37,8 @@ pub enum SanceInit {
 
 /// Hidden-layer nonlinearity.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u32", try_from = "u32")]
 pub enum SanceActivation {
     /// x·sigmoid(x) (Swish).
     Silu = 0,
@@ -49,7 +51,8 @@ pub enum SanceActivation {
 /// The chains target exp(−E(x)/T) with temperature T = noise_std² / (2·step_size);
 /// noise_std = √(2·step_size) gives T = 1, the model's own density.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SanceLangevin {
     /// Number of Langevin steps (>= 1).
     pub steps: u32,
@@ -69,11 +72,13 @@ pub struct SanceLangevin {
     pub init_scale: f32,
 }
 
-/// Everything that defines a model and its training. Start from `sance_config_default`.
+/// Everything that defines a model and its training. Start from
+/// `sance_config_init(&cfg, SANCE_ABI_VERSION)`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SanceConfig {
-    /// Must equal `SANCE_ABI_VERSION` (set by `sance_config_default`).
+    /// The layout version this struct was made with (set by `sance_config_init`).
     pub abi_version: u32,
     /// Network architecture.
     pub arch: SanceArch,
@@ -119,6 +124,7 @@ pub struct SanceConfig {
     /// -1 CPU, k >= 0 CUDA device k, `SANCE_DEVICE_AUTO` (-2) CUDA 0 if present else CPU.
     pub device: i32,
     /// Seed of the handle's random stream.
+    #[serde(with = "u64_as_string")]
     pub seed: u64,
 }
 
@@ -169,6 +175,44 @@ impl Default for SanceConfig {
     }
 }
 
+/// Each C enum's value set, for serde (checkpoints store the C values) and for
+/// [`read_config`], which checks raw integers before a Rust enum exists.
+macro_rules! c_enum_values {
+    ($ty:ident, $field:literal, [$($variant:ident),+]) => {
+        impl From<$ty> for u32 {
+            fn from(v: $ty) -> u32 {
+                v as u32
+            }
+        }
+        impl TryFrom<u32> for $ty {
+            type Error = String;
+            fn try_from(raw: u32) -> std::result::Result<$ty, String> {
+                [$($ty::$variant),+]
+                    .into_iter()
+                    .find(|v| *v as u32 == raw)
+                    .ok_or_else(|| format!("{} has unknown value {raw}", $field))
+            }
+        }
+    };
+}
+c_enum_values!(SanceArch, "arch", [Mlp, Conv]);
+c_enum_values!(SanceInit, "init", [Gaussian, Uniform]);
+c_enum_values!(SanceActivation, "activation", [Silu, LeakyRelu]);
+
+/// The seed as a decimal string: JSON numbers are doubles in most readers.
+mod u64_as_string {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d).map_err(|_| D::Error::custom("seed must be a u64 written as a string"))?;
+        s.parse().map_err(|_| D::Error::custom(format!("seed {s:?} is not a u64")))
+    }
+}
+
 const _: () = {
     // The raw reads below treat each C enum as a 4-byte integer.
     assert!(std::mem::size_of::<SanceArch>() == 4);
@@ -176,11 +220,8 @@ const _: () = {
     assert!(std::mem::size_of::<SanceActivation>() == 4);
 };
 
-fn check_enum(raw: u32, max: u32, field: &str) -> Result<()> {
-    if raw > max {
-        return Err(Error::invalid(format!("{field} has unknown value {raw}")));
-    }
-    Ok(())
+fn check_enum<T: TryFrom<u32>>(raw: u32, field: &str) -> Result<()> {
+    T::try_from(raw).map(|_| ()).map_err(|_| Error::invalid(format!("{field} has unknown value {raw}")))
 }
 
 /// Reads a `SanceLangevin` from C memory, rejecting unknown enum values first.
@@ -188,7 +229,7 @@ fn check_enum(raw: u32, max: u32, field: &str) -> Result<()> {
 /// # Safety
 /// `p` must be non-null, aligned and point to readable memory of the struct's size.
 pub unsafe fn read_langevin(p: *const SanceLangevin, field: &str) -> Result<SanceLangevin> {
-    check_enum(addr_of!((*p).init).cast::<u32>().read(), 1, &format!("{field}.init"))?;
+    check_enum::<SanceInit>(addr_of!((*p).init).cast::<u32>().read(), &format!("{field}.init"))?;
     let l = p.read();
     validate_langevin(&l, field)?;
     Ok(l)
@@ -204,12 +245,12 @@ pub unsafe fn read_config(p: *const SanceConfig) -> Result<SanceConfig> {
     if abi != SANCE_ABI_VERSION {
         return Err(Error::invalid(format!(
             "config.abi_version is {abi} but this library is ABI version {SANCE_ABI_VERSION}: \
-             start from sance_config_default() and rebuild against this library's header"
+             start from sance_config_init(&cfg, SANCE_ABI_VERSION) and rebuild against this library's header"
         )));
     }
-    check_enum(addr_of!((*p).arch).cast::<u32>().read(), 1, "config.arch")?;
-    check_enum(addr_of!((*p).activation).cast::<u32>().read(), 1, "config.activation")?;
-    check_enum(addr_of!((*p).langevin.init).cast::<u32>().read(), 1, "config.langevin.init")?;
+    check_enum::<SanceArch>(addr_of!((*p).arch).cast::<u32>().read(), "config.arch")?;
+    check_enum::<SanceActivation>(addr_of!((*p).activation).cast::<u32>().read(), "config.activation")?;
+    check_enum::<SanceInit>(addr_of!((*p).langevin.init).cast::<u32>().read(), "config.langevin.init")?;
     let c = p.read();
     validate_config(&c)?;
     Ok(c)

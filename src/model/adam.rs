@@ -5,7 +5,7 @@
 //!   m ← β₁m + (1−β₁)g,  v ← β₂v + (1−β₂)g²
 //!   p ← p·(1 − lr·wd) − lr · (m / (1−β₁ᵗ)) / (√(v / (1−β₂ᵗ)) + ε)
 //! which is torch.optim.AdamW's formula (torch.optim.Adam when wd = 0).
-use tch::Tensor;
+use tch::{TchError, Tensor};
 
 pub(crate) const EPS: f64 = 1e-8;
 
@@ -35,8 +35,10 @@ impl Adam {
         }
     }
 
-    /// One update. `decay[i]` says whether weight decay applies to `params[i]`.
-    pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor], decay: &[bool]) {
+    /// One update. `decay[i]` says whether weight decay applies to `params[i]`. On an error
+    /// (libtorch could not allocate, say) some tensors may be updated: the caller restores
+    /// its backup.
+    pub fn step(&mut self, params: &mut [&mut Tensor], grads: &[Tensor], decay: &[bool]) -> Result<(), TchError> {
         tch::no_grad(|| {
             self.t += 1;
             let bc1 = 1.0 - self.beta1.powi(self.t as i32);
@@ -45,16 +47,17 @@ impl Adam {
                 let g = &grads[i];
                 let m = &mut self.m[i];
                 let v = &mut self.v[i];
-                let _ = m.lerp_(g, 1.0 - self.beta1);
-                *v *= self.beta2;
-                let _ = v.addcmul_(&(g * (1.0 - self.beta2)), g);
-                let denom = (&*v / bc2).sqrt() + EPS;
+                let _ = m.f_lerp_(g, 1.0 - self.beta1)?;
+                let _ = v.f_mul_scalar_(self.beta2)?;
+                let _ = v.f_addcmul_(&g.f_mul_scalar(1.0 - self.beta2)?, g)?;
+                let denom = v.f_div_scalar(bc2)?.f_sqrt()?.f_add_scalar(EPS)?;
                 let p = &mut params[i];
                 if decay[i] && self.weight_decay > 0.0 {
-                    **p *= 1.0 - self.lr * self.weight_decay;
+                    let _ = p.f_mul_scalar_(1.0 - self.lr * self.weight_decay)?;
                 }
-                **p -= (&*m / denom) * (self.lr / bc1);
+                let _ = p.f_sub_(&m.f_div(&denom)?.f_mul_scalar(self.lr / bc1)?)?;
             }
+            Ok(())
         })
     }
 }
@@ -73,7 +76,7 @@ mod tests {
         for t in 1..=5 {
             let gv = [0.3 * t as f64, -0.7 + t as f64 * 0.1];
             let g = Tensor::from_slice(&gv);
-            adam.step(&mut [&mut p], &[g], &[true]);
+            adam.step(&mut [&mut p], &[g], &[true]).unwrap();
             for i in 0..2 {
                 rm[i] = b1 * rm[i] + (1.0 - b1) * gv[i];
                 rv[i] = b2 * rv[i] + (1.0 - b2) * gv[i] * gv[i];

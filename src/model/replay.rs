@@ -5,9 +5,9 @@
 //! slots they came from and fresh chains are appended while there is room, then overwrite
 //! random stored chains that were not replayed this step. Nothing is written until the step
 //! commits, so a rejected step leaves the buffer untouched.
-use crate::core::rng::Rng;
+use crate::model::rng::Rng;
 use std::collections::HashSet;
-use tch::Tensor;
+use tch::{TchError, Tensor};
 
 #[derive(Debug)]
 pub struct ReplayBuffer {
@@ -50,7 +50,8 @@ impl ReplayBuffer {
 
     /// The stored chains, [len, ...].
     pub fn contents(&self) -> Option<Tensor> {
-        self.data.as_ref().map(|d| d.narrow(0, 0, self.len as i64))
+        // Storage may exist while empty (reserved by a step that was then rejected).
+        self.data.as_ref().filter(|_| self.len > 0).map(|d| d.narrow(0, 0, self.len as i64))
     }
 
     /// Decides provenance and destination for `m` chains (consumes randomness, writes nothing).
@@ -81,39 +82,46 @@ impl ReplayBuffer {
     }
 
     /// The replayed chains of a plan, [replay, ...].
-    pub fn gather(&self, d: &Draw) -> Option<Tensor> {
+    pub fn gather(&self, d: &Draw) -> Result<Option<Tensor>, TchError> {
         if d.replay_slots.is_empty() {
-            return None;
+            return Ok(None);
         }
-        let data = self.data.as_ref()?;
-        let idx = Tensor::from_slice(&d.replay_slots).to_device(data.device());
-        Some(data.index_select(0, &idx))
+        let Some(data) = self.data.as_ref() else { return Ok(None) };
+        let idx = Tensor::f_from_slice(&d.replay_slots)?.f_to_device(data.device())?;
+        Ok(Some(data.f_index_select(0, &idx)?))
+    }
+
+    /// Allocates the storage for chains shaped like `chains` if it does not exist yet, so
+    /// that [`ReplayBuffer::commit`] allocates nothing. Changes nothing visible.
+    pub fn reserve(&mut self, chains: &Tensor) -> Result<(), TchError> {
+        if self.capacity > 0 && self.data.is_none() {
+            let mut shape = vec![self.capacity as i64];
+            shape.extend_from_slice(&chains.size()[1..]);
+            self.data = Some(Tensor::f_zeros(&shape, (chains.kind(), chains.device()))?);
+        }
+        Ok(())
     }
 
     /// Writes a step's final chains back (rows ordered as in the plan: replayed, then fresh).
-    pub fn commit(&mut self, d: &Draw, chains: &Tensor) {
-        if self.capacity == 0 {
-            return;
-        }
-        let data = self.data.get_or_insert_with(|| {
-            let mut shape = vec![self.capacity as i64];
-            shape.extend_from_slice(&chains.size()[1..]);
-            Tensor::zeros(&shape, (chains.kind(), chains.device()))
-        });
+    /// Call [`ReplayBuffer::reserve`] first.
+    pub fn commit(&mut self, d: &Draw, chains: &Tensor) -> Result<(), TchError> {
+        self.reserve(chains)?;
+        let Some(data) = self.data.as_mut() else { return Ok(()) };
         let mut slots = d.replay_slots.clone();
         slots.extend_from_slice(&d.fresh_slots);
         let rows = slots.len() as i64;
         if rows > 0 {
-            let idx = Tensor::from_slice(&slots).to_device(data.device());
-            let _ = data.index_copy_(0, &idx, &chains.narrow(0, 0, rows).detach());
+            let idx = Tensor::f_from_slice(&slots)?.f_to_device(data.device())?;
+            let _ = data.f_index_copy_(0, &idx, &chains.f_narrow(0, 0, rows)?.detach())?;
         }
         self.len = d.new_len;
+        Ok(())
     }
 }
 
 impl ReplayBuffer {
     /// Restores the first `rows.size()[0]` chains from a checkpoint.
-    pub fn restore(&mut self, rows: &Tensor) {
+    pub fn restore(&mut self, rows: &Tensor) -> Result<(), TchError> {
         let len = rows.size()[0] as usize;
         debug_assert!(len <= self.capacity);
         if len == 0 {
@@ -121,11 +129,12 @@ impl ReplayBuffer {
         } else {
             let mut shape = rows.size();
             shape[0] = self.capacity as i64;
-            let data = Tensor::zeros(&shape, (rows.kind(), rows.device()));
-            data.narrow(0, 0, len as i64).copy_(rows);
+            let data = Tensor::f_zeros(&shape, (rows.kind(), rows.device()))?;
+            data.f_narrow(0, 0, len as i64)?.f_copy_(rows)?;
             self.data = Some(data);
         }
         self.len = len;
+        Ok(())
     }
 }
 
@@ -165,7 +174,7 @@ mod tests {
     fn fill(buf: &mut ReplayBuffer, m: usize, rho: f64, rng: &mut Rng, value: f64) -> Draw {
         let d = buf.plan(m, rho, rng);
         let chains = Tensor::full([m as i64, 2], value, (Kind::Float, Device::Cpu));
-        buf.commit(&d, &chains);
+        buf.commit(&d, &chains).unwrap();
         d
     }
 
@@ -215,12 +224,12 @@ mod tests {
         let mut buf = ReplayBuffer::new(8);
         let d0 = buf.plan(8, 0.0, &mut rng);
         let rows = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([8, 2]);
-        buf.commit(&d0, &rows);
+        buf.commit(&d0, &rows).unwrap();
         let d = buf.plan(3, 0.0, &mut rng);
         assert_eq!(d.fresh, 0);
-        let got = buf.gather(&d).unwrap();
+        let got = buf.gather(&d).unwrap().unwrap();
         let moved = &got + 100.0;
-        buf.commit(&d, &moved);
+        buf.commit(&d, &moved).unwrap();
         let contents = buf.contents().unwrap();
         for (j, &s) in d.replay_slots.iter().enumerate() {
             assert!(contents.get(s).equal(&moved.get(j as i64)));

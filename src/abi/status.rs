@@ -22,7 +22,8 @@ pub enum SanceStatus {
     Io = 5,
     /// A file's contents are not a valid checkpoint.
     Corrupt = 6,
-    /// libtorch reported an error; the message carries libtorch's text.
+    /// libtorch reported an error (typically out of memory on a large batch); the message
+    /// carries libtorch's text. The call changed nothing and the handle stays usable.
     Torch = 7,
     /// An internal panic was caught at the API boundary (a bug: please report it).
     Panic = 8,

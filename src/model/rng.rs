@@ -5,7 +5,7 @@
 //! reseeding the global generator from it under a process-wide lock. A handle's random
 //! stream therefore depends only on its own seed and calls, whatever other handles do.
 use parking_lot::Mutex;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind, TchError, Tensor};
 
 static TORCH_RNG: Mutex<()> = Mutex::new(());
 
@@ -85,14 +85,14 @@ impl Rng {
         f()
     }
 
-    /// N(0, 1) tensor of the given shape.
-    pub fn randn(&mut self, shape: &[i64], kind: Kind, device: Device) -> Tensor {
-        self.with_torch_seed(|| Tensor::randn(shape, (kind, device)))
+    /// N(0, 1) tensor of the given shape (an allocation failure is an error, not a panic).
+    pub fn randn(&mut self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, TchError> {
+        self.with_torch_seed(|| Tensor::f_randn(shape, (kind, device)))
     }
 
     /// U[0, 1) tensor of the given shape.
-    pub fn rand(&mut self, shape: &[i64], kind: Kind, device: Device) -> Tensor {
-        self.with_torch_seed(|| Tensor::rand(shape, (kind, device)))
+    pub fn rand(&mut self, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor, TchError> {
+        self.with_torch_seed(|| Tensor::f_rand(shape, (kind, device)))
     }
 }
 
@@ -114,11 +114,11 @@ mod tests {
     fn torch_draws_depend_only_on_own_stream() {
         let mut a = Rng::new(1);
         let mut b = Rng::new(2);
-        let a1 = a.randn(&[4], Kind::Float, Device::Cpu);
-        let _ = b.randn(&[4], Kind::Float, Device::Cpu);
-        let a2 = a.randn(&[4], Kind::Float, Device::Cpu);
+        let a1 = a.randn(&[4], Kind::Float, Device::Cpu).unwrap();
+        let _ = b.randn(&[4], Kind::Float, Device::Cpu).unwrap();
+        let a2 = a.randn(&[4], Kind::Float, Device::Cpu).unwrap();
         let mut a_alone = Rng::new(1);
-        assert!(a_alone.randn(&[4], Kind::Float, Device::Cpu).equal(&a1));
-        assert!(a_alone.randn(&[4], Kind::Float, Device::Cpu).equal(&a2));
+        assert!(a_alone.randn(&[4], Kind::Float, Device::Cpu).unwrap().equal(&a1));
+        assert!(a_alone.randn(&[4], Kind::Float, Device::Cpu).unwrap().equal(&a2));
     }
 }

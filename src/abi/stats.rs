@@ -1,0 +1,41 @@
+//! What the library reports back to C: per-step statistics and a model's progress.
+
+/// What one training step did.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SanceStepStats {
+    /// Steps completed, this one included.
+    pub step: u64,
+    /// Snapshot refreshes so far, this step's included.
+    pub refresh_count: u64,
+    /// 1 if this step refreshed the snapshot (θ̄ ← θ, c ← 0), else 0.
+    pub refreshed: i32,
+    /// NCE loss (with the energy penalty) before the update.
+    pub loss: f32,
+    /// Fraction of data and noise samples the logit h classifies correctly (0.5 = chance).
+    pub accuracy: f32,
+    /// Mean E_θ over the data batch, before the update.
+    pub data_energy: f32,
+    /// Mean E_θ over the noise samples, before the update.
+    pub noise_energy: f32,
+    /// c after the update: the learned log Z_θ̄ − log Z_θ (0 right after a refresh).
+    pub log_z: f32,
+    /// Global gradient norm (θ and c) before clipping.
+    pub grad_norm: f32,
+    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps.
+    pub langevin_grad_norm: f32,
+}
+
+/// Where a model stands: counters and the current offset c.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct SanceProgress {
+    /// Training steps completed.
+    pub step: u64,
+    /// Snapshot refreshes so far.
+    pub refresh_count: u64,
+    /// Chains stored in the replay buffer.
+    pub replay_len: u64,
+    /// c, the learned log Z_θ̄ − log Z_θ.
+    pub log_z: f32,
+}

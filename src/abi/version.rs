@@ -1,0 +1,34 @@
+//! Version numbers: of the C structs' layout (checked at run time) and of the library.
+use once_cell::sync::Lazy;
+use std::ffi::{CStr, CString};
+
+/// Version of the C structs' layout. A caller passes the value it was compiled with to
+/// `sance_config_init`, which refuses any other, so a program built against another header
+/// fails loudly instead of misreading fields.
+pub const SANCE_ABI_VERSION: u32 = 2;
+/// The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
+/// (a test keeps these equal to Cargo.toml's).
+pub const SANCE_VERSION_MAJOR: u32 = 0;
+/// See `SANCE_VERSION_MAJOR`.
+pub const SANCE_VERSION_MINOR: u32 = 2;
+/// See `SANCE_VERSION_MAJOR`.
+pub const SANCE_VERSION_PATCH: u32 = 0;
+
+static VERSION: Lazy<CString> = Lazy::new(|| {
+    CString::new(format!(
+        "sance {} (tch 0.24.0, libtorch {})",
+        env!("CARGO_PKG_VERSION"),
+        env!("SANCE_LIBTORCH_VERSION")
+    ))
+    .expect("no NUL in the version string")
+});
+
+/// "sance 0.2.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
+pub fn version_cstr() -> &'static CStr {
+    &VERSION
+}
+
+/// [`version_cstr`] as a Rust string.
+pub fn version_string() -> &'static str {
+    VERSION.to_str().unwrap_or("sance")
+}
