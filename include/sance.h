@@ -227,7 +227,8 @@ typedef struct {
    */
   float adam_beta2;
   /**
-   * Decoupled (AdamW) weight decay on the network weights, >= 0.
+   * Decoupled (AdamW) weight decay on every network parameter, weights and biases (never on
+   * c), >= 0.
    */
   float weight_decay;
   /**
@@ -305,7 +306,9 @@ typedef struct {
    */
   float noise_energy;
   /**
-   * c after the update: the learned log Z_θ̄ − log Z_θ (0 right after a refresh).
+   * c after this step's update: the learned log Z_θ̄ − log Z_θ. On a refresh step c and its
+   * momentum restart from 0 and ∂L/∂c = 0, so this is 0 (exactly for ν = 1, up to rounding
+   * otherwise).
    */
   float log_z;
   /**

@@ -1,6 +1,6 @@
 //! Test-only fault injection: make the next save fail at a chosen point (as a full disk
 //! would), or the next call on a handle panic (as a bug would). The hooks exist only with
-//! the `fault-injection` feature, which the test suite turns on (Cargo.toml's
+//! the `test-hooks` feature, which the test suite turns on (Cargo.toml's
 //! dev-dependency on this crate); the release library has neither the hooks nor their checks.
 
 /// Points where a test can make a save fail.
@@ -14,7 +14,7 @@ pub enum FaultPoint {
     BeforeRename,
 }
 
-#[cfg(feature = "fault-injection")]
+#[cfg(feature = "test-hooks")]
 mod hooks {
     use super::FaultPoint;
     use std::cell::Cell;
@@ -49,17 +49,17 @@ mod hooks {
     }
 }
 
-#[cfg(feature = "fault-injection")]
+#[cfg(feature = "test-hooks")]
 pub use hooks::{inject_panic, inject_save_fault};
-#[cfg(feature = "fault-injection")]
+#[cfg(feature = "test-hooks")]
 pub(crate) use hooks::{panic_point, save_fault};
 
-#[cfg(not(feature = "fault-injection"))]
+#[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn save_fault(_: FaultPoint) -> std::io::Result<()> {
     Ok(())
 }
 
-#[cfg(not(feature = "fault-injection"))]
+#[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn panic_point() {}

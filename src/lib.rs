@@ -7,7 +7,7 @@
 //!   trainer ([`model::ebm::Ebm`]), toy datasets;
 //! - [`ffi`]: the exported `extern "C"` functions;
 //! - [`checkpoint`]: save/load in safetensors, atomically;
-//! - [`fault`]: test-only fault injection (the `fault-injection` feature).
+//! - [`fault`]: test-only fault injection (the `test-hooks` feature).
 pub mod abi;
 pub mod checkpoint;
 pub mod fault;

@@ -46,3 +46,52 @@ fn a_diverging_step_is_rolled_back_and_sane_steps_continue() {
     unsafe { sance_ebm_free(h) };
     unsafe { sance_ebm_free(reference) };
 }
+
+fn checkpoint(h: *mut sance::ffi::handle::SanceEbm, name: &str) -> Vec<u8> {
+    let path = scratch(name).join("m.safetensors");
+    assert_eq!(unsafe { sance_ebm_save(h, cpath(&path).as_ptr()) }, SanceStatus::Ok, "{}", last_error());
+    std::fs::read(path).unwrap()
+}
+
+/// A step rejected in the middle of training — after 300 good steps, on a step where a refresh
+/// is due, with a full replay buffer — through both failure paths leaves the whole state as it
+/// was, bit for bit: the checkpoint (θ, θ̄, c, Adam m/v/t, the buffer's rows, the counters and
+/// the random stream) is byte-identical. Training then continues exactly as a twin that never
+/// saw the bad steps.
+#[test]
+fn a_rejected_step_mid_training_changes_nothing() {
+    let cfg = sance::SanceConfig { noise_update_interval: 100, replay_capacity: 64, ..small_config() };
+    let (h, twin) = (new(&cfg), new(&cfg));
+    train(h, 0..300);
+    train(twin, 0..300);
+    let mut p = SanceProgress::default();
+    unsafe { sance_ebm_progress(h, &mut p) };
+    assert_eq!((p.step, p.refresh_count, p.replay_len), (300, 3, 64), "refresh due, buffer full");
+    assert!(p.log_z != 0.0, "c is away from 0");
+    let before = checkpoint(h, "mid-before");
+    assert!(before == checkpoint(twin, "mid-twin"), "twins differ before the test");
+
+    // Path 1: a non-finite loss or gradient (finite data so large that the energies overflow).
+    let huge = vec![1e30f32; 2 * 32];
+    let s = unsafe { sance_ebm_train_step(h, huge.as_ptr(), 32, ptr::null_mut()) };
+    assert_eq!(s, SanceStatus::NonFinite, "{}", last_error());
+    assert!(last_error().contains("the loss"), "path 1 expected: {}", last_error());
+    assert!(checkpoint(h, "mid-after-1") == before, "the rejected step (loss) changed the state");
+
+    // Path 2: a finite gradient whose update makes the energies non-finite.
+    assert_eq!(unsafe { sance_ebm_set_learning_rate(h, 1e30) }, SanceStatus::Ok);
+    let d = data("8gaussians", 32, 300);
+    let s = unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) };
+    assert_eq!(s, SanceStatus::NonFinite, "{}", last_error());
+    assert!(last_error().contains("made the energies non-finite"), "path 2 expected: {}", last_error());
+    assert_eq!(unsafe { sance_ebm_set_learning_rate(h, cfg.learning_rate) }, SanceStatus::Ok);
+    assert!(checkpoint(h, "mid-after-2") == before, "the rejected step (update) changed the state");
+
+    train(h, 300..340);
+    train(twin, 300..340);
+    assert!(checkpoint(h, "mid-h-end") == checkpoint(twin, "mid-twin-end"), "training diverged from the twin");
+    unsafe {
+        sance_ebm_free(h);
+        sance_ebm_free(twin);
+    }
+}

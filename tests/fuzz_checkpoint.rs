@@ -103,6 +103,9 @@ fn mutated_checkpoints_never_crash_the_loader() {
         }
     }
     assert!(seeds.len() >= 7, "the in-tree corpus is missing");
+    for (i, seed) in seeds.iter().enumerate() {
+        assert!(from_bytes(seed.clone(), SANCE_DEVICE_CPU).is_ok(), "seed {i} does not load unmutated");
+    }
 
     let mut r = XorShift(0x9E3779B97F4A7C15);
     let (mut ok, mut corrupt) = (0usize, 0usize);
@@ -128,7 +131,9 @@ fn mutated_checkpoints_never_crash_the_loader() {
         }
     }
     eprintln!("fuzz: {n} mutated checkpoints: {ok} loaded, {corrupt} rejected as corrupt, 0 crashes");
-    assert_eq!(ok + corrupt, n);
+    // Both outcomes must be common: a loader that refused everything, or accepted everything,
+    // would fail here (seen: ~8 % load, ~92 % are refused).
+    assert!(ok > n / 50, "too few mutants load ({ok} of {n}): the loader refuses valid files?");
     assert!(corrupt > n / 2, "most mutations must be caught ({corrupt} of {n})");
 }
 

@@ -103,7 +103,8 @@ pub struct SanceConfig {
     pub adam_beta1: f32,
     /// Adam β₂ in [0, 1).
     pub adam_beta2: f32,
-    /// Decoupled (AdamW) weight decay on the network weights, >= 0.
+    /// Decoupled (AdamW) weight decay on every network parameter, weights and biases (never on
+    /// c), >= 0.
     pub weight_decay: f32,
     /// Clip of the global gradient norm (network and c); 0 = no clip.
     pub grad_clip: f32,

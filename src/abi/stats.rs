@@ -18,7 +18,9 @@ pub struct SanceStepStats {
     pub data_energy: f32,
     /// Mean E_θ over the noise samples, before the update.
     pub noise_energy: f32,
-    /// c after the update: the learned log Z_θ̄ − log Z_θ (0 right after a refresh).
+    /// c after this step's update: the learned log Z_θ̄ − log Z_θ. On a refresh step c and its
+    /// momentum restart from 0 and ∂L/∂c = 0, so this is 0 (exactly for ν = 1, up to rounding
+    /// otherwise).
     pub log_z: f32,
     /// Global gradient norm (θ and c) before clipping.
     pub grad_norm: f32,

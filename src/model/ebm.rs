@@ -218,11 +218,15 @@ impl Ebm {
             .f_to_kind(self.kind)?)
     }
 
-    /// θ̄ ← θ and c ← 0. On failure nothing changes.
+    /// θ̄ ← θ and c ← 0, and c's Adam momentum ← 0 (its second moment is kept). Right after
+    /// a refresh ∂L/∂c = 0, so c stays at 0 instead of being pushed by the momentum it built up
+    /// tracking the previous snapshot's normaliser; the kept second moment keeps its steps at
+    /// their usual scale (docs/algorithm.md). On failure nothing changes.
     pub fn refresh_noise(&mut self) -> Result<()> {
         let snapshot = self.params.detached_copy()?;
         self.snapshot = Some(snapshot);
         let _ = tch::no_grad(|| self.c.f_zero_())?;
+        let _ = self.adam.m.last_mut().expect("c has moments").f_zero_()?;
         self.refresh_count += 1;
         Ok(())
     }
@@ -237,6 +241,7 @@ impl Ebm {
         let rng_before = self.rng.clone();
         let c_before = copy_of(&self.c)?;
         let snap_before = if refresh { self.snapshot.take() } else { None };
+        let c_momentum_before = copy_of(self.adam.m.last().expect("c has moments"))?;
         let count_before = self.refresh_count;
         let r = if refresh { self.refresh_noise() } else { Ok(()) };
         match r.and_then(|()| self.step_inner(data)) {
@@ -254,6 +259,7 @@ impl Ebm {
                 if refresh {
                     self.snapshot = snap_before;
                     self.refresh_count = count_before;
+                    tch::no_grad(|| self.adam.m.last_mut().expect("c has moments").copy_(&c_momentum_before));
                 }
                 Err(e)
             }
@@ -316,7 +322,39 @@ impl Ebm {
             data.shallow_clone()
         };
         let (noise, draw, lgn) = self.draw_noise(m)?;
-        let (loss, h, e) = self.nce_loss(&data, &noise)?;
+        let (mut stats, _) = self.update(&data, &noise, Some(&draw))?;
+        stats.langevin_grad_norm = lgn as f32;
+        self.last_draw = Some(draw);
+        Ok(stats)
+    }
+
+    /// Test-only (the `test-hooks` feature): one update, as a training step makes it, on given
+    /// data and noise chains — no refresh, no Langevin sampling, the replay buffer untouched.
+    /// Returns the step's statistics and the gradient of the loss for θ (in `Params::named`
+    /// order) then c, before clipping. tests/reference_step.rs compares all of it with a
+    /// PyTorch reference.
+    #[cfg(feature = "test-hooks")]
+    pub fn update_on(&mut self, data: &Tensor, noise: &Tensor) -> Result<(SanceStepStats, Vec<Tensor>)> {
+        let r = self.update(data, noise, None)?;
+        self.step += 1;
+        Ok(r)
+    }
+
+    /// Test-only: the N(0, 1) tensor the next draw of this shape from the handle's stream
+    /// would give, without consuming it (the sampler's ξ, for the reference Langevin step).
+    #[cfg(feature = "test-hooks")]
+    pub fn peek_normal(&self, shape: &[i64]) -> Result<Tensor> {
+        Ok(self.rng.clone().randn(shape, self.kind, self.device)?)
+    }
+
+    /// Loss, gradients, clip, AdamW and the finiteness check on data [B, ...] and noise
+    /// [M, ...]; then, when a draw is given, the chains go back to the replay buffer. On any
+    /// failure θ, c and Adam are restored. Returns the stats (without the Langevin norm) and
+    /// the gradients before clipping.
+    fn update(&mut self, data: &Tensor, noise: &Tensor, draw: Option<&Draw>) -> Result<(SanceStepStats, Vec<Tensor>)> {
+        let b = data.size()[0];
+        let m = noise.size()[0];
+        let (loss, h, e) = self.nce_loss(data, noise)?;
         let mut inputs: Vec<&Tensor> = self.params.iter().collect();
         inputs.push(&self.c);
         let mut grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
@@ -348,6 +386,12 @@ impl Ebm {
                 self.step + 1
             )));
         }
+        // The test entry (no draw) returns the gradients as they were before clipping.
+        let raw_grads = if draw.is_none() {
+            grads.iter().map(copy_of).collect::<std::result::Result<Vec<_>, _>>()?
+        } else {
+            Vec::new()
+        };
         let clip = self.cfg.grad_clip as f64;
         if clip > 0.0 && gnorm_v > clip {
             let scale = clip / gnorm_v;
@@ -362,7 +406,7 @@ impl Ebm {
         // parameters whose energies overflow, and the next step could not recover. Every
         // failure from here on restores it.
         let undo = self.update_backup()?;
-        let checked = self.update_and_check(&grads, &decay, &data, &noise);
+        let checked = self.update_and_check(&grads, &decay, data, noise);
         let after = match checked {
             Ok(ok) => ok,
             Err(e) => {
@@ -378,21 +422,22 @@ impl Ebm {
                 self.step + 1
             )));
         }
-        if let Err(e) = self.buffer.commit(&draw, &noise) {
-            self.restore_backup(undo);
-            return Err(e.into());
+        if let Some(draw) = draw {
+            if let Err(e) = self.buffer.commit(draw, noise) {
+                self.restore_backup(undo);
+                return Err(e.into());
+            }
         }
-        self.last_draw = Some(draw);
-        Ok(SanceStepStats {
+        let stats = SanceStepStats {
             loss: loss_v as f32,
             accuracy: s[2] as f32,
             data_energy: s[3] as f32,
             noise_energy: s[4] as f32,
             log_z: self.c.double_value(&[]) as f32,
             grad_norm: gnorm_v as f32,
-            langevin_grad_norm: lgn as f32,
             ..Default::default()
-        })
+        };
+        Ok((stats, raw_grads))
     }
 
     /// Applies AdamW, then says whether c and the energies of the batch are still finite.
