@@ -1,6 +1,7 @@
 /* A minimal test harness shared by the C tests: CHECK(cond, printf-args) counts a pass or
  * prints the failure; check_summary() prints the "N passed, M failed" line the suite reads
- * and returns the exit code. Counters are atomic so threads may CHECK too. */
+ * and returns the exit code. Counters are atomic so threads may CHECK too. Built with
+ * -DSANCE_TEST_PLANT_LEAK, check_summary() also leaks 4242 bytes on purpose (scripts/test). */
 #ifndef SANCE_TEST_CHECK_H
 #define SANCE_TEST_CHECK_H
 
@@ -21,8 +22,27 @@ static atomic_int check_passed, check_failed;
         }                                                          \
     } while (0)
 
+#ifdef SANCE_TEST_PLANT_LEAK
+#include <stdlib.h>
+#include <string.h>
+/* A deliberate leak, for scripts/test's proof that LeakSanitizer is on: 4242 bytes, written,
+ * and the only pointer to them dropped (through a volatile, so the compiler keeps it all). */
+static void *volatile check_planted;
+static void __attribute__((noinline)) check_plant_leak(void) {
+    check_planted = malloc(4242);
+    if (check_planted) memset(check_planted, 0x5A, 4242);
+    check_planted = NULL;
+}
+#endif
+
 static int check_summary(void) {
+#ifdef SANCE_TEST_PLANT_LEAK
+    check_plant_leak();
+#endif
     printf("%d passed, %d failed\n", atomic_load(&check_passed), atomic_load(&check_failed));
+    /* LeakSanitizer's check at exit ends the process with _exit on a leak, before stdio is
+     * flushed: flush now so that the counts are printed, before its report. */
+    fflush(stdout);
     return atomic_load(&check_failed) == 0 ? 0 : 1;
 }
 

@@ -97,8 +97,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
 
 /// Quality of a trained model against its dataset.
 struct Scores {
-    /// Grid-normalised mean log-likelihood of fresh data (nats).
+    /// Mean log-likelihood of fresh data (nats), normalised on [−20, 20]² (eval::normaliser).
     test_ll: f64,
+    /// Share of the model's mass inside [−6, 6]², the box that holds the data, and outside it.
+    mass_in_box: f64,
+    mass_outside: f64,
     /// KL(data ‖ model), 8gaussians only.
     kl: Option<f64>,
     /// Squared MMD (RBF, bandwidth 0.5) between 2000 model samples and 2000 data samples.
@@ -114,10 +117,13 @@ fn data_batch(name: &str, n: usize, seed: u64) -> Vec<f32> {
 
 fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
     let test = data_batch(dataset, 5000, 1 << 40);
-    let log_z = eval::grid_log_z(ebm, -6.0, 6.0, 300);
-    let e = ebm.energy(&ebm.tensor_from(&test, 5000).expect("test tensor")).expect("energies").to_kind(Kind::Double);
-    let test_ll = -e.mean(Kind::Double).double_value(&[]) - log_z;
-    let kl = (dataset == "8gaussians").then(|| eval::kl_8gaussians(ebm, 5000, 1 << 41));
+    let z = eval::normaliser(ebm);
+    let e = ebm
+        .energy(&ebm.tensor_from(&test, 5000).expect("test tensor"))
+        .expect("energies")
+        .to_kind(Kind::Double);
+    let test_ll = -e.mean(Kind::Double).double_value(&[]) - z.log_z;
+    let kl = (dataset == "8gaussians").then(|| eval::kl_8gaussians(ebm, 5000, 1 << 41, z.log_z));
     let mut l = ebm.config().langevin;
     l.steps = sample_steps.max(1);
     let x = ebm.sample(2000, &l).expect("valid sampler");
@@ -125,7 +131,7 @@ fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
         Vec::<f32>::try_from(x.to_device(tch::Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap();
     let truth = data_batch(dataset, 2000, 1 << 42);
     let mmd2 = eval::mmd2_rbf(&samples, &truth, 2, 0.5);
-    Scores { test_ll, kl, mmd2, samples }
+    Scores { test_ll, mass_in_box: z.mass_in_box, mass_outside: z.mass_outside, kl, mmd2, samples }
 }
 
 fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance::Error> {
@@ -268,7 +274,16 @@ fn cmd_train(o: &Opts) -> Result<(), String> {
     let (mut ebm, secs) = train(o, o.k, o.seed, true).map_err(|e| e.to_string())?;
     let s = score(&mut ebm, &o.dataset, o.sample_steps);
     println!("trained in {secs:.1} s ({:.0} steps/s)", o.steps as f64 / secs);
-    println!("test log-likelihood (grid-normalised): {:.3} nats", s.test_ll);
+    println!(
+        "normaliser: {n}x{n} grid over [-{w},{w}]^2; model mass inside [-{b},{b}]^2 (the data's box): {:.4} \
+         (outside: {:.1e})",
+        s.mass_in_box,
+        s.mass_outside,
+        n = eval::WIDE_RES,
+        w = eval::WIDE,
+        b = eval::BOX
+    );
+    println!("test log-likelihood: {:.3} nats", s.test_ll);
     if let Some(kl) = s.kl {
         println!("KL(data || model): {kl:.3} nats");
     }
@@ -286,15 +301,21 @@ fn cmd_sweep(o: &Opts) -> Result<(), String> {
         "sweep of the refresh interval K on {} ({} steps of batch {}, seeds {:?})",
         o.dataset, o.steps, o.batch, o.seeds
     );
-    println!("| K | test LL (nats) | KL (nats) | MMD² | seconds |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "(test LL and KL normalised on [-{w},{w}]^2; mass: the model's share inside [-{b},{b}]^2)",
+        w = eval::WIDE,
+        b = eval::BOX
+    );
+    println!("| K | test LL (nats) | KL (nats) | mass in box | MMD² | seconds |");
+    println!("|---|---|---|---|---|---|");
     for &k in &o.ks {
-        let (mut ll, mut kl, mut mmd, mut secs) = (vec![], vec![], vec![], 0.0);
+        let (mut ll, mut kl, mut mass, mut mmd, mut secs) = (vec![], vec![], vec![], vec![], 0.0);
         for &seed in &o.seeds {
             let (mut ebm, t) = train(o, k, seed, false).map_err(|e| e.to_string())?;
             let s = score(&mut ebm, &o.dataset, o.sample_steps);
             ll.push(s.test_ll);
             kl.extend(s.kl);
+            mass.push(s.mass_in_box);
             mmd.push(s.mmd2);
             secs += t;
         }
@@ -313,9 +334,10 @@ fn cmd_sweep(o: &Opts) -> Result<(), String> {
             format!("{mean:.p$} ({lo:.p$}…{hi:.p$})")
         };
         println!(
-            "| {k} | {} | {} | {} | {:.0} |",
+            "| {k} | {} | {} | {} | {} | {:.0} |",
             fmt(&ll, 3),
             fmt(&kl, 3),
+            fmt(&mass, 4),
             fmt(&mmd, 4),
             secs / o.seeds.len() as f64
         );
