@@ -5,7 +5,7 @@
 #   make uninstall PREFIX=/opt/sance
 #
 # Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X — libsance.so.0.Y before 1.0, where
-# a minor version may break the ABI (0.2 did) — and the SONAME / .so links,
+# a minor version may break the ABI (0.2 and 0.3 did) — and the SONAME / .so links,
 # include/sance.h, include/sance/sance.hpp, lib/pkgconfig/sance.pc and
 # lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance).
 # The installed library keeps its rpath to libtorch: no LD_LIBRARY_PATH is needed.

@@ -18,11 +18,17 @@
 #define SANCE_DEVICE_AUTO -2
 
 /**
+ * SANCE_NOISE_GAUSSIAN: the largest sample size (floats) whose fitted covariance is full;
+ * above it the fit is diagonal.
+ */
+#define SANCE_NOISE_FULL_COVARIANCE_MAX_DIM 1024
+
+/**
  * Version of the C structs' layout. A caller passes the value it was compiled with to
  * `sance_config_init`, which refuses any other, so a program built against another header
  * fails loudly instead of misreading fields.
  */
-#define SANCE_ABI_VERSION 2
+#define SANCE_ABI_VERSION 3
 
 /**
  * The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
@@ -33,7 +39,7 @@
 /**
  * See `SANCE_VERSION_MAJOR`.
  */
-#define SANCE_VERSION_MINOR 2
+#define SANCE_VERSION_MINOR 3
 
 /**
  * See `SANCE_VERSION_MAJOR`.
@@ -113,6 +119,22 @@ typedef enum {
 } SanceActivation;
 
 /**
+ * The noise density that NCE contrasts the data with.
+ */
+typedef enum {
+  /**
+   * Self-adapting NCE: Langevin samples of a frozen copy of the model (the snapshot),
+   * refreshed every `noise_update_interval` steps.
+   */
+  SANCE_NOISE_SNAPSHOT = 0,
+  /**
+   * Classic NCE (Gutmann & Hyvärinen): exact samples of a fixed Gaussian fitted to the data
+   * by `sance_ebm_fit_noise` (or to the first training batch), with its exact log density.
+   */
+  SANCE_NOISE_GAUSSIAN = 1,
+} SanceNoise;
+
+/**
  * Distribution of freshly initialised Langevin chains.
  */
 typedef enum {
@@ -135,7 +157,9 @@ typedef struct SanceEbm SanceEbm;
  * Langevin sampler settings: `x ← clamp(x − step_size·∇ₓE(x) + noise_std·ξ)`, ξ ~ N(0, I).
  *
  * The chains target exp(−E(x)/T) with temperature T = noise_std² / (2·step_size);
- * noise_std = √(2·step_size) gives T = 1, the model's own density.
+ * noise_std = √(2·step_size) gives T = 1, the model's own density. Unadjusted (the default)
+ * they are biased by O(step_size); with `metropolis = 1` (MALA) each move is a proposal that a
+ * Metropolis–Hastings test accepts or rejects, which removes the bias.
  */
 typedef struct {
   /**
@@ -170,6 +194,13 @@ typedef struct {
    * Standard deviation (Gaussian) or half-width (uniform, centred at 0) of fresh chains.
    */
   float init_scale;
+  /**
+   * 0: unadjusted Langevin (ULA). 1: MALA, a Metropolis–Hastings accept/reject of each move
+   * targeting exp(−E/T) exactly (needs noise_std > 0; with a clamp box, moves that leave the
+   * box are rejected, so the target is the density restricted to the box). Costs one
+   * extra energy-and-gradient evaluation per call, not per step.
+   */
+  uint32_t metropolis;
 } SanceLangevin;
 
 /**
@@ -244,6 +275,10 @@ typedef struct {
    */
   float noise_ratio;
   /**
+   * The noise: SNAPSHOT (self-adapting NCE, the default) or GAUSSIAN (classic NCE).
+   */
+  SanceNoise noise;
+  /**
    * α: weight of the energy-magnitude penalty α·(mean E(data)² + mean E(noise)²), >= 0.
    */
   float energy_l2;
@@ -316,9 +351,16 @@ typedef struct {
    */
   float grad_norm;
   /**
-   * Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps.
+   * Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps (0 for GAUSSIAN noise,
+   * which has no chains).
    */
   float langevin_grad_norm;
+  /**
+   * Share of the noise chains' Langevin moves accepted, over chains and steps: MALA's
+   * Metropolis–Hastings acceptance rate; 1 for unadjusted Langevin and for GAUSSIAN noise,
+   * whose moves and draws are never rejected.
+   */
+  float acceptance_rate;
 } SanceStepStats;
 
 /**
@@ -393,8 +435,22 @@ SanceStatus sance_ebm_train_step(SanceEbm *ebm,
 /**
  * Refreshes the noise snapshot now: θ̄ ← θ, c ← 0. This is the only refresh when
  * `noise_update_interval` is 0 (besides the automatic one before the first step).
+ * With `noise` = SANCE_NOISE_GAUSSIAN there is no snapshot: SANCE_STATUS_INVALID_ARGUMENT.
  */
 SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);
+
+/**
+ * Classic NCE (`noise` = SANCE_NOISE_GAUSSIAN): fits the noise Gaussian's mean and covariance
+ * to `n` >= 2 samples (`n × sample_size` floats). The covariance is full, with a ridge of
+ * 1e-3 × its mean variance + 1e-6 on the diagonal, up to SANCE_NOISE_FULL_COVARIANCE_MAX_DIM
+ * (1024) floats per sample, and diagonal beyond. Without this call the first training batch
+ * is used. Before the first training step the fit also sets c to the mean of log q over
+ * `data`, so that the model's log density −E + c starts on q's scale; a later call replaces
+ * the fit and leaves c to adapt. The fit is saved in checkpoints. SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.
+ */
+SanceStatus sance_ebm_fit_noise(SanceEbm *ebm,
+                                const float *data,
+                                size_t n);
 
 /**
  * Sets the Adam learning rate used from the next step on (e.g. to continue after a step was
@@ -473,10 +529,18 @@ SanceStatus sance_ebm_save(const SanceEbm *ebm, const char *path);
 SanceStatus sance_ebm_load(const char *path, int32_t device, SanceEbm **out);
 
 /**
- * Writes `n` samples (`n × 2` floats) of the 2-D toy dataset `name` — "8gaussians", "rings",
- * "checkerboard", "2spirals" or "pinwheel" (FFJORD conventions) — drawn with `seed`.
+ * Writes `n` samples (`n × sance_toy_dataset_dim(name)` floats) of the toy dataset `name`,
+ * drawn with `seed`: the 2-D sets "8gaussians", "rings", "checkerboard", "2spirals",
+ * "pinwheel" (FFJORD conventions) or "gaussians16d", 8 isotropic Gaussians (std 0.5) in 16-D
+ * centred at rows 1–8 of the 16×16 Sylvester–Hadamard matrix (docs/results.md).
  */
 SanceStatus sance_toy_dataset(const char *name, size_t n, uint64_t seed, float *out);
+
+/**
+ * Floats per sample of toy dataset `name` (2, or 16 for "gaussians16d"); 0 for an unknown
+ * name or NULL (then `sance_last_error` says why).
+ */
+size_t sance_toy_dataset_dim(const char *name);
 
 /**
  * The message of the last failed call on this thread ("" if none). The string is owned by

@@ -4,7 +4,7 @@
 //! counters are unchanged.
 mod common;
 use common::*;
-use sance::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin};
+use sance::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin, SanceNoise};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceProgress, SanceStatus};
@@ -109,6 +109,9 @@ rows! {
     new_arch_unknown: "sance_ebm_new", "arch = 7" => InvalidArgument, "config.arch", |c| c.new_with(|k| raw_enum::<SanceArch>(&mut k.arch, 7));
     new_activation_unknown: "sance_ebm_new", "activation = 9" => InvalidArgument, "config.activation", |c| c.new_with(|k| raw_enum::<SanceActivation>(&mut k.activation, 9));
     new_init_unknown: "sance_ebm_new", "langevin.init = 5" => InvalidArgument, "config.langevin.init", |c| c.new_with(|k| raw_enum::<SanceInit>(&mut k.langevin.init, 5));
+    new_noise_unknown: "sance_ebm_new", "noise = 4" => InvalidArgument, "config.noise", |c| c.new_with(|k| raw_enum::<SanceNoise>(&mut k.noise, 4));
+    new_metropolis_two: "sance_ebm_new", "langevin.metropolis = 2" => InvalidArgument, "config.langevin.metropolis", |c| c.new_with(|k| k.langevin.metropolis = 2);
+    new_mala_without_noise: "sance_ebm_new", "langevin.metropolis = 1 with noise_std = 0" => InvalidArgument, "noise_std > 0", |c| c.new_with(|k| { k.langevin.metropolis = 1; k.langevin.noise_std = 0.0; });
     new_data_dim_zero: "sance_ebm_new", "data_dim = 0" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 0);
     new_data_dim_huge: "sance_ebm_new", "data_dim = 2^30" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 1 << 30);
     new_conv_channels_zero: "sance_ebm_new", "CONV with channels = 0" => InvalidArgument, "config.channels", |c| c.new_with(|k| { k.arch = SanceArch::Conv; k.channels = 0; });
@@ -152,6 +155,7 @@ rows! {
     sample_n_absurd: "sance_ebm_sample", "n = 10^12 (refused before allocating)" => InvalidArgument, "working memory", |c| { let o = c.out(); unsafe { sance_ebm_sample(c.h, 1_000_000_000_000, ptr::null(), o) } };
     sample_steps_zero: "sance_ebm_sample", "params.steps = 0" => InvalidArgument, "params.steps", |c| c.langevin_with(|l| l.steps = 0);
     sample_step_size_nan: "sance_ebm_sample", "params.step_size = NaN" => InvalidArgument, "params.step_size", |c| c.langevin_with(|l| l.step_size = f32::NAN);
+    sample_metropolis_three: "sance_ebm_sample", "params.metropolis = 3" => InvalidArgument, "params.metropolis", |c| c.langevin_with(|l| l.metropolis = 3);
     sample_grad_clip_negative: "sance_ebm_sample", "params.grad_clip = -1" => InvalidArgument, "params.grad_clip", |c| c.langevin_with(|l| l.grad_clip = -1.0);
     sample_init_unknown: "sance_ebm_sample", "params.init = 3" => InvalidArgument, "params.init", |c| c.langevin_with(|l| raw_enum::<SanceInit>(&mut l.init, 3));
     sample_null_handle: "sance_ebm_sample", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_sample(ptr::null_mut(), 4, ptr::null(), o) } };
@@ -175,6 +179,10 @@ rows! {
     set_lr_negative: "sance_ebm_set_learning_rate", "learning_rate = -1" => InvalidArgument, "learning_rate", |c| unsafe { sance_ebm_set_learning_rate(c.h, -1.0) };
     set_lr_null_handle: "sance_ebm_set_learning_rate", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_set_learning_rate(ptr::null_mut(), 1e-3) };
     refresh_null_handle: "sance_ebm_refresh_noise", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_refresh_noise(ptr::null_mut()) };
+    fit_noise_null_handle: "sance_ebm_fit_noise", "ebm NULL" => NullPointer, "ebm", |c| unsafe { sance_ebm_fit_noise(ptr::null_mut(), c.data.as_ptr(), 64) };
+    fit_noise_null_data: "sance_ebm_fit_noise", "data NULL" => NullPointer, "data", |c| unsafe { sance_ebm_fit_noise(c.h, ptr::null(), 64) };
+    fit_noise_nan: "sance_ebm_fit_noise", "NaN in data" => NonFinite, "data", |c| { c.data[5] = f32::NAN; unsafe { sance_ebm_fit_noise(c.h, c.data.as_ptr(), 64) } };
+    fit_noise_snapshot_model: "sance_ebm_fit_noise", "a model with noise = SANCE_NOISE_SNAPSHOT" => InvalidArgument, "SANCE_NOISE_SNAPSHOT", |c| unsafe { sance_ebm_fit_noise(c.h, c.data.as_ptr(), 64) };
     config_null_out: "sance_ebm_config", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_config(c.h, ptr::null_mut()) };
     config_null_handle: "sance_ebm_config", "ebm NULL" => NullPointer, "ebm", |c| unsafe { sance_ebm_config(ptr::null(), &mut c.cfg) };
     progress_null_handle: "sance_ebm_progress", "ebm NULL" => NullPointer, "ebm", |_c| { let mut p = SanceProgress::default(); unsafe { sance_ebm_progress(ptr::null(), &mut p) } };

@@ -48,6 +48,8 @@ CPP_NAMES = {
     "sance_abi_version": ("sance_abi_version(", "sance::abi_version("),
     "sance_cuda_device_count": ("sance_cuda_device_count(", "sance::cuda_device_count("),
     "sance_toy_dataset": ("sance_toy_dataset(", "sance::toy_dataset("),
+    "sance_toy_dataset_dim": ("sance_toy_dataset_dim(", "sance::toy_dataset_dim("),
+    "sance_ebm_fit_noise": ("sance_ebm_fit_noise(", ".fit_noise("),
 }
 # C function -> the idiomatic Julia name its test must call.
 JULIA_NAMES = {
@@ -56,6 +58,7 @@ JULIA_NAMES = {
     "sance_ebm_free": "close(",
     "sance_ebm_train_step": "train_step!(",
     "sance_ebm_refresh_noise": "refresh_noise!(",
+    "sance_ebm_fit_noise": "fit_noise!(",
     "sance_ebm_set_learning_rate": "set_learning_rate!(",
     "sance_ebm_sample": "sample(",
     "sance_ebm_sample_from": "sample!(",
@@ -67,6 +70,7 @@ JULIA_NAMES = {
     "sance_ebm_save": "save(",
     "sance_ebm_load": "Sance.load(",
     "sance_toy_dataset": "toy_dataset(",
+    "sance_toy_dataset_dim": "toy_dataset_dim(",
     "sance_last_error": "Sance.last_error(",
     "sance_status_name": "Sance.status_name(",
     "sance_version": "Sance.version(",
@@ -220,12 +224,16 @@ def self_test():
         "Julia argument removed": (h, lj.replace("(Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{Float32}), ebm, x, n, out)", "(Ptr{SanceEbm}, Ptr{Float32}, Csize_t), ebm, x, n)"), sj, rt, hpp, ct),
         "Julia return type": (h, lj.replace("sance_cuda_device_count), Int32", "sance_cuda_device_count), Int64"), sj, rt, hpp, ct),
         "Julia enum value": (h, lj.replace("SANCE_STATUS_PANIC = 8", "SANCE_STATUS_PANIC = 9"), sj, rt, hpp, ct),
-        "Julia version constant": (h, lj.replace("const SANCE_VERSION_MINOR = UInt32(2)", "const SANCE_VERSION_MINOR = UInt32(3)"), sj, rt, hpp, ct),
+        "Julia version constant": (h, lj.replace("const SANCE_VERSION_MINOR = UInt32(3)", "const SANCE_VERSION_MINOR = UInt32(4)"), sj, rt, hpp, ct),
+        "Julia enum field removed": (h, lj.replace("    noise::SanceNoise\n", ""), sj, rt, hpp, ct),
+        "Julia enum value swapped": (h, lj.replace("SANCE_NOISE_GAUSSIAN = 1", "SANCE_NOISE_GAUSSIAN = 0"), sj, rt, hpp, ct),
+        "Julia ccall missing": (h, lj.replace("ccall(sym(:sance_toy_dataset_dim)", "ccall(sym(:sance_toy_dataset_dims)"), sj, rt, hpp, ct),
         "Julia function pointer missing": (h, lj.replace("    sance_ebm_save::Ptr{Cvoid}\n", ""), sj, rt, hpp, ct),
-        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 2", "#define SANCE_ABI_VERSION 3"), lj, sj, rt, hpp, ct),
+        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 3", "#define SANCE_ABI_VERSION 4"), lj, sj, rt, hpp, ct),
         "C field type": (h.replace("  uint32_t hidden_layers;", "  uint64_t hidden_layers;"), lj, sj, rt, hpp, ct),
         "C argument added": (h.replace("SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);", "SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm, float x);"), lj, sj, rt, hpp, ct),
         "C function added": (h.replace("const char *sance_version(void);", "const char *sance_version(void);\nSanceStatus sance_ebm_new_thing(SanceEbm *ebm);"), lj, sj, rt, hpp, ct),
+        "C++ test missing": (h, lj, sj, rt, hpp, ct.replace(".fit_noise(", ".fit_noise_(")),
         "C++ wrapper missing": (h, lj, sj, rt, hpp.replace("sance_ebm_progress(", "sance_ebm_progres("), ct),
         "Julia test missing": (h, lj, sj, rt.replace("refresh_noise!(", "refresh_noise_(") , hpp, ct),
     }

@@ -97,8 +97,14 @@ std::vector<float> start(uint64_t seed, int walkers = kWalkers) {
 
 int main() {
     std::printf("%s\n", sance::version().c_str());
-    sance::Config cfg;          // the 2-D defaults
+    sance::Config cfg;          // the 2-D defaults, but for the sampler's step:
     cfg.seed = 1;
+    // The wells are broad (std ~0.3), so the default λ = 0.005, chosen for thin structures,
+    // only slows the noise chains' crossings of the barrier: with it (at K = 100) the learned
+    // right-well occupancy fell to 0.40 (TV 0.130), against 0.46 (TV 0.083) at λ = 0.01.
+    // Temperature stays 1.
+    cfg.langevin.step_size = 0.01f;
+    cfg.langevin.noise_std = std::sqrt(2.0f * cfg.langevin.step_size);
     sance::Ebm ebm(cfg);
 
     // 1. Online training: the simulation advances 5 steps between training steps, and each

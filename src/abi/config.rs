@@ -46,10 +46,30 @@ pub enum SanceActivation {
     LeakyRelu = 1,
 }
 
+/// SANCE_NOISE_GAUSSIAN: the largest sample size (floats) whose fitted covariance is full;
+/// above it the fit is diagonal.
+pub const SANCE_NOISE_FULL_COVARIANCE_MAX_DIM: u32 = 1024;
+
+/// The noise density that NCE contrasts the data with.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u32", try_from = "u32")]
+pub enum SanceNoise {
+    /// Self-adapting NCE: Langevin samples of a frozen copy of the model (the snapshot),
+    /// refreshed every `noise_update_interval` steps.
+    #[default]
+    Snapshot = 0,
+    /// Classic NCE (Gutmann & Hyvärinen): exact samples of a fixed Gaussian fitted to the data
+    /// by `sance_ebm_fit_noise` (or to the first training batch), with its exact log density.
+    Gaussian = 1,
+}
+
 /// Langevin sampler settings: `x ← clamp(x − step_size·∇ₓE(x) + noise_std·ξ)`, ξ ~ N(0, I).
 ///
 /// The chains target exp(−E(x)/T) with temperature T = noise_std² / (2·step_size);
-/// noise_std = √(2·step_size) gives T = 1, the model's own density.
+/// noise_std = √(2·step_size) gives T = 1, the model's own density. Unadjusted (the default)
+/// they are biased by O(step_size); with `metropolis = 1` (MALA) each move is a proposal that a
+/// Metropolis–Hastings test accepts or rejects, which removes the bias.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +90,12 @@ pub struct SanceLangevin {
     pub init: SanceInit,
     /// Standard deviation (Gaussian) or half-width (uniform, centred at 0) of fresh chains.
     pub init_scale: f32,
+    /// 0: unadjusted Langevin (ULA). 1: MALA, a Metropolis–Hastings accept/reject of each move
+    /// targeting exp(−E/T) exactly (needs noise_std > 0; with a clamp box, moves that leave the
+    /// box are rejected, so the target is the density restricted to the box). Costs one
+    /// extra energy-and-gradient evaluation per call, not per step.
+    #[serde(default)] // absent from checkpoints of sance <= 0.2: unadjusted
+    pub metropolis: u32,
 }
 
 /// Everything that defines a model and its training. Start from
@@ -112,6 +138,9 @@ pub struct SanceConfig {
     pub noise_update_interval: u32,
     /// ν: noise samples per data sample (> 0).
     pub noise_ratio: f32,
+    /// The noise: SNAPSHOT (self-adapting NCE, the default) or GAUSSIAN (classic NCE).
+    #[serde(default)] // absent from checkpoints of sance <= 0.2: SNAPSHOT
+    pub noise: SanceNoise,
     /// α: weight of the energy-magnitude penalty α·(mean E(data)² + mean E(noise)²), >= 0.
     pub energy_l2: f32,
     /// Sampler used to draw training noise from the snapshot.
@@ -131,7 +160,7 @@ pub struct SanceConfig {
 
 impl Default for SanceLangevin {
     fn default() -> Self {
-        let step_size = 0.01f32;
+        let step_size = 0.005f32;
         SanceLangevin {
             steps: 20,
             step_size,
@@ -141,6 +170,7 @@ impl Default for SanceLangevin {
             clamp_max: 0.0,
             init: SanceInit::Uniform,
             init_scale: 4.0,
+            metropolis: 0,
         }
     }
 }
@@ -163,8 +193,9 @@ impl Default for SanceConfig {
             adam_beta2: 0.999,
             weight_decay: 0.0,
             grad_clip: 0.0,
-            noise_update_interval: 1000,
+            noise_update_interval: 50,
             noise_ratio: 1.0,
+            noise: SanceNoise::Snapshot,
             energy_l2: 0.0,
             langevin: SanceLangevin::default(),
             replay_capacity: 8192,
@@ -199,6 +230,7 @@ macro_rules! c_enum_values {
 c_enum_values!(SanceArch, "arch", [Mlp, Conv]);
 c_enum_values!(SanceInit, "init", [Gaussian, Uniform]);
 c_enum_values!(SanceActivation, "activation", [Silu, LeakyRelu]);
+c_enum_values!(SanceNoise, "noise", [Snapshot, Gaussian]);
 
 /// The seed as a decimal string: JSON numbers are doubles in most readers.
 mod u64_as_string {
@@ -219,6 +251,7 @@ const _: () = {
     assert!(std::mem::size_of::<SanceArch>() == 4);
     assert!(std::mem::size_of::<SanceInit>() == 4);
     assert!(std::mem::size_of::<SanceActivation>() == 4);
+    assert!(std::mem::size_of::<SanceNoise>() == 4);
 };
 
 fn check_enum<T: TryFrom<u32>>(raw: u32, field: &str) -> Result<()> {
@@ -252,6 +285,7 @@ pub unsafe fn read_config(p: *const SanceConfig) -> Result<SanceConfig> {
     check_enum::<SanceArch>(addr_of!((*p).arch).cast::<u32>().read(), "config.arch")?;
     check_enum::<SanceActivation>(addr_of!((*p).activation).cast::<u32>().read(), "config.activation")?;
     check_enum::<SanceInit>(addr_of!((*p).langevin.init).cast::<u32>().read(), "config.langevin.init")?;
+    check_enum::<SanceNoise>(addr_of!((*p).noise).cast::<u32>().read(), "config.noise")?;
     let c = p.read();
     validate_config(&c)?;
     Ok(c)
@@ -300,6 +334,13 @@ pub fn validate_langevin(l: &SanceLangevin, field: &str) -> Result<()> {
         )));
     }
     finite_ge(l.init_scale, 0.0, &format!("{field}.init_scale"))?;
+    range_u32(l.metropolis, 0, 1, &format!("{field}.metropolis"))?;
+    if l.metropolis == 1 && l.noise_std == 0.0 {
+        return Err(Error::invalid(format!(
+            "{field}.metropolis = 1 (MALA) needs {field}.noise_std > 0: the target exp(−E/T) has \
+             T = noise_std²/(2·step_size), and T = 0 has no density to correct towards"
+        )));
+    }
     Ok(())
 }
 

@@ -24,8 +24,13 @@ pub struct SanceStepStats {
     pub log_z: f32,
     /// Global gradient norm (θ and c) before clipping.
     pub grad_norm: f32,
-    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps.
+    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps (0 for GAUSSIAN noise,
+    /// which has no chains).
     pub langevin_grad_norm: f32,
+    /// Share of the noise chains' Langevin moves accepted, over chains and steps: MALA's
+    /// Metropolis–Hastings acceptance rate; 1 for unadjusted Langevin and for GAUSSIAN noise,
+    /// whose moves and draws are never rejected.
+    pub acceptance_rate: f32,
 }
 
 /// Where a model stands: counters and the current offset c.

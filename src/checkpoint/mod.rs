@@ -5,7 +5,8 @@
 //! `snapshot.` (θ̄, absent before the first step), `c`, then what only training needs:
 //! `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` (AdamW's moments, named after
 //! the parameter, `c` included) and `replay` (the filled rows of the buffer, absent when
-//! empty). Metadata: `format` = "sance-checkpoint", `format_version`, `library`, `dtype`,
+//! empty), and for classic NCE (`SANCE_NOISE_GAUSSIAN`) the fitted noise: `noise.mean` [D] and
+//! `noise.scale` (its Cholesky factor [D, D], or its std [D] when diagonal). Metadata: `format` = "sance-checkpoint", `format_version`, `library`, `dtype`,
 //! `config` (JSON), `step`, `refresh_count`, `adam_t`, `rng` (the handle's xoshiro256**
 //! state). libtorch's global generator holds no state of a handle's (it is reseeded from the
 //! handle's stream for every draw), so resuming is exact.
@@ -144,6 +145,10 @@ pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     }
     if let Some(rows) = ebm.buffer.contents() {
         entries.push(("replay".into(), entry(&rows)?));
+    }
+    if let Some(g) = ebm.gaussian() {
+        entries.push(("noise.mean".into(), entry(&g.mean)?));
+        entries.push(("noise.scale".into(), entry(&g.scale)?));
     }
     let s = ebm.rng.state();
     let meta: HashMap<String, String> = [
@@ -362,16 +367,46 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
             Some(read_all(&["replay".to_string()], &[shape], &mut expected)?.remove(0))
         }
     };
+    let gaussian_noise = cfg.noise == crate::abi::config::SanceNoise::Gaussian;
+    let noise = match (f.tensors.get("noise.mean"), f.tensors.get("noise.scale")) {
+        (None, None) => None,
+        (Some(_), Some(scale)) if gaussian_noise => {
+            let d = ebm.sample_size() as i64;
+            let scale_shape = if scale.shape.len() == 2 { vec![d, d] } else { vec![d] };
+            let t = read_all(
+                &["noise.mean".to_string(), "noise.scale".to_string()],
+                &[vec![d], scale_shape],
+                &mut expected,
+            )?;
+            let scale = &t[1];
+            let diag = if scale.dim() == 2 { scale.f_diagonal(0, 0, 1)? } else { scale.shallow_clone() };
+            let bad_diag = diag.f_le(0.0)?.f_any()?.f_int64_value(&[])? != 0;
+            let bad_tril = scale.dim() == 2 && scale.f_triu(1)?.f_ne(0.0)?.f_any()?.f_int64_value(&[])? != 0;
+            if bad_diag || bad_tril {
+                return Err(corrupt(
+                    "tensor noise.scale is not a Cholesky factor (lower triangular, positive diagonal) or a positive std",
+                ));
+            }
+            Some(crate::model::gaussian::Gaussian::from_parts(t[0].shallow_clone(), t[1].shallow_clone(), kind, dev)?)
+        }
+        (Some(_), Some(_)) => {
+            return Err(corrupt("tensors noise.mean and noise.scale are present, but config.noise is SANCE_NOISE_SNAPSHOT"))
+        }
+        _ => return Err(corrupt("tensors noise.mean and noise.scale must be present together")),
+    };
     if let Some(extra) = f.tensors.keys().find(|k| !expected.contains(*k)) {
         return Err(corrupt(format!("unexpected tensor {extra}")));
     }
     let step = meta_u64(&f, "step")?;
     let refresh_count = meta_u64(&f, "refresh_count")?;
     let adam_t = meta_u64(&f, "adam_t")?;
-    if refresh_count > step + 1 + u32::MAX as u64 || adam_t > step || (step > 0 && !has_snapshot) {
+    let noise_missing = if gaussian_noise { noise.is_none() } else { !has_snapshot };
+    let refresh_bad = if gaussian_noise { refresh_count != 0 || has_snapshot } else { refresh_count > step + 1 + u32::MAX as u64 };
+    if refresh_bad || adam_t > step || (step > 0 && noise_missing) {
         return Err(corrupt(format!(
-            "counters are inconsistent: step {step}, refresh_count {refresh_count}, adam_t {adam_t}, snapshot {}",
-            if has_snapshot { "present" } else { "absent" }
+            "counters are inconsistent: step {step}, refresh_count {refresh_count}, adam_t {adam_t}, {} {}",
+            if gaussian_noise { "fitted noise" } else { "snapshot" },
+            if noise_missing { "absent" } else { "present" }
         )));
     }
     let rng: Vec<u64> = meta(&f, "rng")?
@@ -403,6 +438,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     if let Some(rows) = replay {
         ebm.buffer.restore(&rows)?;
     }
+    ebm.gaussian = noise;
     ebm.rng = rng;
     ebm.step = step;
     ebm.refresh_count = refresh_count;

@@ -12,7 +12,7 @@ use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
 use crate::abi::version::{version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
-use crate::ffi::boundary::{all_finite, catch_panic, element_count, floats, floats_mut, guard, non_null};
+use crate::ffi::boundary::{all_finite, catch, catch_panic, element_count, floats, floats_mut, guard, non_null};
 use crate::ffi::handle::SanceEbm;
 use crate::model::ebm::Ebm;
 use crate::model::toy;
@@ -156,10 +156,28 @@ pub unsafe extern "C" fn sance_ebm_train_step(
 
 /// Refreshes the noise snapshot now: θ̄ ← θ, c ← 0. This is the only refresh when
 /// `noise_update_interval` is 0 (besides the automatic one before the first step).
+/// With `noise` = SANCE_NOISE_GAUSSIAN there is no snapshot: SANCE_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceStatus {
     guard("sance_ebm_refresh_noise", || {
         handle(ebm)?.with(|m| m.refresh_noise())
+    })
+}
+
+/// Classic NCE (`noise` = SANCE_NOISE_GAUSSIAN): fits the noise Gaussian's mean and covariance
+/// to `n` >= 2 samples (`n × sample_size` floats). The covariance is full, with a ridge of
+/// 1e-3 × its mean variance + 1e-6 on the diagonal, up to SANCE_NOISE_FULL_COVARIANCE_MAX_DIM
+/// (1024) floats per sample, and diagonal beyond. Without this call the first training batch
+/// is used. Before the first training step the fit also sets c to the mean of log q over
+/// `data`, so that the model's log density −E + c starts on q's scale; a later call replaces
+/// the fit and leaves c to adapt. The fit is saved in checkpoints. SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_fit_noise(ebm: *mut SanceEbm, data: *const f32, n: usize) -> SanceStatus {
+    guard("sance_ebm_fit_noise", || {
+        handle(ebm)?.with(|m| {
+            let x = input_samples(m, data, n, "n", "data")?;
+            m.fit_noise(&m.tensor_from(x, n)?)
+        })
     })
 }
 
@@ -343,8 +361,10 @@ pub unsafe extern "C" fn sance_ebm_load(
     })
 }
 
-/// Writes `n` samples (`n × 2` floats) of the 2-D toy dataset `name` — "8gaussians", "rings",
-/// "checkerboard", "2spirals" or "pinwheel" (FFJORD conventions) — drawn with `seed`.
+/// Writes `n` samples (`n × sance_toy_dataset_dim(name)` floats) of the toy dataset `name`,
+/// drawn with `seed`: the 2-D sets "8gaussians", "rings", "checkerboard", "2spirals",
+/// "pinwheel" (FFJORD conventions) or "gaussians16d", 8 isotropic Gaussians (std 0.5) in 16-D
+/// centred at rows 1–8 of the 16×16 Sylvester–Hadamard matrix (docs/results.md).
 #[no_mangle]
 pub unsafe extern "C" fn sance_toy_dataset(
     name: *const c_char,
@@ -355,12 +375,34 @@ pub unsafe extern "C" fn sance_toy_dataset(
     guard("sance_toy_dataset", || {
         non_null(name, "name")?;
         let name = CStr::from_ptr(name).to_str().map_err(|_| Error::invalid("name is not valid UTF-8"))?;
-        let count = element_count(n, 2, "n")?;
+        let dim = toy::toy_dataset_dim(name).ok_or_else(|| {
+            Error::invalid(format!(
+                "unknown toy dataset {name:?}; known: {}, {}",
+                toy::TOY_DATASETS.join(", "),
+                toy::GAUSSIANS16D
+            ))
+        })?;
+        let count = element_count(n, dim, "n")?;
         let out = floats_mut(out, count, "out")?;
         let mut buf = vec![0f32; count];
         toy::toy_dataset(name, n, seed, &mut buf)?;
         out.copy_from_slice(&buf);
         Ok(())
+    })
+}
+
+/// Floats per sample of toy dataset `name` (2, or 16 for "gaussians16d"); 0 for an unknown
+/// name or NULL (then `sance_last_error` says why).
+#[no_mangle]
+pub unsafe extern "C" fn sance_toy_dataset_dim(name: *const c_char) -> usize {
+    let r = catch(|| {
+        non_null(name, "name")?;
+        let name = CStr::from_ptr(name).to_str().map_err(|_| Error::invalid("name is not valid UTF-8"))?;
+        toy::toy_dataset_dim(name).ok_or_else(|| Error::invalid(format!("unknown toy dataset {name:?}")))
+    });
+    r.unwrap_or_else(|e| {
+        set_last_error(&format!("sance_toy_dataset_dim: {}", e.message));
+        0
     })
 }
 

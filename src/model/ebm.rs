@@ -6,11 +6,12 @@
 //! changes nothing when it fails: a libtorch error (out of memory on a large batch, say)
 //! comes back as SANCE_STATUS_TORCH and the model stays usable.
 use crate::abi::config::{
-    validate_config, validate_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU,
+    validate_config, validate_langevin, SanceConfig, SanceLangevin, SanceNoise, SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU,
 };
 use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{Error, Result};
 use crate::model::adam::Adam;
+use crate::model::gaussian::Gaussian;
 use crate::model::langevin;
 use crate::model::net::{copy_of, Net, Params};
 use crate::model::replay::{Draw, ReplayBuffer};
@@ -73,6 +74,8 @@ pub struct Ebm {
     pub(crate) refresh_count: u64,
     /// Provenance of the last step's noise chains (for tests and diagnostics).
     pub(crate) last_draw: Option<Draw>,
+    /// GAUSSIAN noise: the fitted density; None until `fit_noise` or the first step.
+    pub(crate) gaussian: Option<Gaussian>,
 }
 
 /// What an update overwrites: θ and c, then Adam's moments and count.
@@ -121,6 +124,7 @@ impl Ebm {
             step: 0,
             refresh_count: 0,
             last_draw: None,
+            gaussian: None,
         })
     }
 
@@ -218,11 +222,54 @@ impl Ebm {
             .f_to_kind(self.kind)?)
     }
 
+    /// The fitted noise Gaussian (GAUSSIAN noise), once fitted.
+    pub fn gaussian(&self) -> Option<&Gaussian> {
+        self.gaussian.as_ref()
+    }
+
+    /// GAUSSIAN noise: fits the noise density's mean and covariance to `x` [N, ...], N >= 2
+    /// (docs/algorithm.md gives the ridge and when the covariance is diagonal). Replaces an
+    /// earlier fit (c is set only before the first step, see `install_fit`). On failure
+    /// nothing changes.
+    pub fn fit_noise(&mut self, x: &Tensor) -> Result<()> {
+        if self.cfg.noise != SanceNoise::Gaussian {
+            return Err(Error::invalid(
+                "fit_noise: config.noise is SANCE_NOISE_SNAPSHOT, whose noise is the model itself; a fitted \
+                 Gaussian is used only with SANCE_NOISE_GAUSSIAN",
+            ));
+        }
+        let n = x.size()[0];
+        if n < 2 {
+            return Err(Error::invalid(format!("fit_noise: n must be at least 2 to estimate a covariance (got {n})")));
+        }
+        self.install_fit(x)
+    }
+
+    /// Fits q to `x` and, before the first step, starts c at the mean of log q over `x`:
+    /// the model's log density −E + c then starts on q's scale (E ≈ 0 at initialisation), so
+    /// that c need not climb tens of nats at the learning rate's pace first. A later refit
+    /// leaves c to adapt. Nothing changes on failure.
+    fn install_fit(&mut self, x: &Tensor) -> Result<()> {
+        let g = Gaussian::fit(x, self.kind, self.device)?;
+        if self.step == 0 {
+            let c0 = g.log_density(&x.f_to_device(self.device)?.f_to_kind(self.kind)?)?.f_mean(self.kind)?;
+            tch::no_grad(|| self.c.f_copy_(&c0))?;
+        }
+        self.gaussian = Some(g);
+        Ok(())
+    }
+
     /// θ̄ ← θ and c ← 0, and c's Adam momentum ← 0 (its second moment is kept). Right after
     /// a refresh ∂L/∂c = 0, so c stays at 0 instead of being pushed by the momentum it built up
     /// tracking the previous snapshot's normaliser; the kept second moment keeps its steps at
     /// their usual scale (docs/algorithm.md). On failure nothing changes.
     pub fn refresh_noise(&mut self) -> Result<()> {
+        if self.cfg.noise == SanceNoise::Gaussian {
+            return Err(Error::invalid(
+                "refresh_noise: config.noise is SANCE_NOISE_GAUSSIAN, a fixed density with no snapshot to \
+                 refresh (refit it with fit_noise)",
+            ));
+        }
         let snapshot = self.params.detached_copy()?;
         self.snapshot = Some(snapshot);
         let _ = tch::no_grad(|| self.c.f_zero_())?;
@@ -236,6 +283,9 @@ impl Ebm {
     /// libtorch error (Torch) — nothing changes: θ, θ̄, c, Adam, buffer, counters and the
     /// random stream are as before the call.
     pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        if self.cfg.noise == SanceNoise::Gaussian {
+            return self.train_step_gaussian(data);
+        }
         let k = self.cfg.noise_update_interval as u64;
         let refresh = self.snapshot.is_none() || (k >= 1 && self.step.is_multiple_of(k));
         let rng_before = self.rng.clone();
@@ -266,9 +316,45 @@ impl Ebm {
         }
     }
 
+    /// A classic-NCE step: the Gaussian is fitted to this batch if it never was; no snapshot,
+    /// no refresh, no chains. On failure nothing changes (a fit made here is undone).
+    fn train_step_gaussian(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        let rng_before = self.rng.clone();
+        let fitted_here = self.gaussian.is_none();
+        let c_before = copy_of(&self.c)?;
+        let r = if fitted_here {
+            if data.size()[0] < 2 {
+                Err(Error::invalid(
+                    "the first step of SANCE_NOISE_GAUSSIAN fits the noise to its batch, which needs n >= 2 \
+                     (or call fit_noise first)",
+                ))
+            } else {
+                self.install_fit(data)
+            }
+        } else {
+            Ok(())
+        };
+        match r.and_then(|()| self.step_inner(data)) {
+            Ok(mut stats) => {
+                self.step += 1;
+                stats.step = self.step;
+                stats.refresh_count = self.refresh_count;
+                Ok(stats)
+            }
+            Err(e) => {
+                self.rng = rng_before;
+                if fitted_here {
+                    self.gaussian = None;
+                    tch::no_grad(|| self.c.copy_(&c_before));
+                }
+                Err(e)
+            }
+        }
+    }
+
     /// Draws this step's noise: M chains from the replay buffer / init, `T` Langevin steps on
     /// E_θ̄. Writes nothing to the buffer.
-    pub fn draw_noise(&mut self, m: usize) -> Result<(Tensor, Draw, f64)> {
+    pub fn draw_noise(&mut self, m: usize) -> Result<(Tensor, Draw, langevin::RunStats)> {
         let l = self.cfg.langevin;
         let draw = self.buffer.plan(m, self.cfg.replay_reinit_prob as f64, &mut self.rng);
         let fresh = langevin::init_chains(
@@ -283,21 +369,31 @@ impl Ebm {
             None => fresh,
         };
         let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step");
-        let (x, gnorm) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng)?;
-        Ok((x, draw, gnorm))
+        let (x, run) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng)?;
+        Ok((x, draw, run))
     }
 
     /// The NCE loss on given data and noise, differentiable in θ and c. Returns the loss and
     /// (h, E_θ) over the concatenation [data; noise].
+    /// The logit is h = −E_θ(x) − log q(x) + c − ln ν, where log q = −E_θ̄ for the snapshot
+    /// (its normaliser is absorbed by c) and the exact log density for GAUSSIAN noise.
     pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
-        let snapshot = self.snapshot.as_ref().expect("snapshot exists");
         let nu = self.cfg.noise_ratio as f64;
         let b = data.size()[0];
         let x = Tensor::f_cat(&[data, noise], 0)?;
         let n = x.size()[0] - b;
         let e = self.net.energy(&self.params, &x)?;
-        let e_bar = tch::no_grad(|| self.net.energy(snapshot, &x))?;
-        let h = e_bar.f_sub(&e)?.f_add(&self.c)?.f_sub_scalar(nu.ln())?;
+        let neg_log_q = match self.cfg.noise {
+            SanceNoise::Snapshot => {
+                let snapshot = self.snapshot.as_ref().expect("snapshot exists");
+                tch::no_grad(|| self.net.energy(snapshot, &x))?
+            }
+            SanceNoise::Gaussian => {
+                let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
+                g.log_density(&x)?.f_neg()?
+            }
+        };
+        let h = neg_log_q.f_sub(&e)?.f_add(&self.c)?.f_sub_scalar(nu.ln())?;
         let (h_d, h_n) = (h.f_narrow(0, 0, b)?, h.f_narrow(0, b, n)?);
         let mut loss = h_d
             .f_neg()?
@@ -321,9 +417,17 @@ impl Ebm {
         } else {
             data.shallow_clone()
         };
-        let (noise, draw, lgn) = self.draw_noise(m)?;
+        if self.cfg.noise == SanceNoise::Gaussian {
+            let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
+            let noise = g.sample(&self.batch_shape(m as i64), &mut self.rng)?;
+            let (mut stats, _) = self.update(&data, &noise, None)?;
+            stats.acceptance_rate = 1.0;
+            return Ok(stats);
+        }
+        let (noise, draw, run) = self.draw_noise(m)?;
         let (mut stats, _) = self.update(&data, &noise, Some(&draw))?;
-        stats.langevin_grad_norm = lgn as f32;
+        stats.langevin_grad_norm = run.grad_norm as f32;
+        stats.acceptance_rate = run.acceptance as f32;
         self.last_draw = Some(draw);
         Ok(stats)
     }
@@ -386,8 +490,8 @@ impl Ebm {
                 self.step + 1
             )));
         }
-        // The test entry (no draw) returns the gradients as they were before clipping.
-        let raw_grads = if draw.is_none() {
+        // The test entry returns the gradients as they were before clipping.
+        let raw_grads = if cfg!(feature = "test-hooks") && draw.is_none() {
             grads.iter().map(copy_of).collect::<std::result::Result<Vec<_>, _>>()?
         } else {
             Vec::new()

@@ -273,7 +273,7 @@ fn input_gradient_error(cfg: SanceConfig) -> f64 {
     let h = 1e-5;
     let mut fd = Vec::new();
     for j in 0..d {
-        let mut step = Tensor::zeros([8, d], (Kind::Double, ebm.device));
+        let step = Tensor::zeros([8, d], (Kind::Double, ebm.device));
         let _ = step.narrow(1, j, 1).fill_(h);
         let step = step.view(x.size().as_slice());
         let (ep, em) = (ebm.energy(&(&x + &step)).unwrap(), ebm.energy(&(&x - &step)).unwrap());

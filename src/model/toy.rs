@@ -1,11 +1,41 @@
-//! Built-in 2-D toy datasets, following FFJORD's `lib/toy_data.py` conventions, drawn i.i.d.
-//! from the handle-free generator so that a (name, n, seed) triple always gives the same data.
+//! Built-in toy datasets, drawn i.i.d. from the handle-free generator so that a (name, n,
+//! seed) triple always gives the same data: five 2-D sets following FFJORD's
+//! `lib/toy_data.py` conventions, and a 16-D mixture of 8 Gaussians.
 use crate::model::rng::Rng;
 use crate::abi::status::{Error, Result};
 use std::f64::consts::{PI, SQRT_2};
 
-/// Names accepted by [`toy_dataset`].
+/// The 2-D sets accepted by [`toy_dataset`].
 pub const TOY_DATASETS: [&str; 5] = ["8gaussians", "rings", "checkerboard", "2spirals", "pinwheel"];
+
+/// The 16-D mixture: 8 isotropic Gaussians of std [`GAUSSIANS16D_STD`] with equal weights,
+/// centred at [`gaussians16d_centre`].
+pub const GAUSSIANS16D: &str = "gaussians16d";
+pub const GAUSSIANS16D_DIM: usize = 16;
+pub const GAUSSIANS16D_MODES: usize = 8;
+pub const GAUSSIANS16D_STD: f64 = 0.5;
+
+/// Coordinate j of the centre of mode k (k = 0..8, j = 0..16): row k + 1 of the 16×16
+/// Sylvester–Hadamard matrix, (−1)^popcount((k+1) & j). Every centre has norm 4 and every two
+/// are √32 ≈ 5.66 apart (8 standard deviations along the line between them).
+pub fn gaussians16d_centre(k: usize, j: usize) -> f64 {
+    if ((k + 1) & j).count_ones() % 2 == 0 {
+        1.0
+    } else {
+        -1.0
+    }
+}
+
+/// Floats per sample of toy dataset `name` (None for an unknown name).
+pub fn toy_dataset_dim(name: &str) -> Option<usize> {
+    if TOY_DATASETS.contains(&name) {
+        Some(2)
+    } else if name == GAUSSIANS16D {
+        Some(GAUSSIANS16D_DIM)
+    } else {
+        None
+    }
+}
 
 /// 8gaussians: modes on the circle of radius 4/√2 = 2√2, each with std 0.5/√2.
 pub(crate) const EIGHT_GAUSSIANS_RADIUS: f64 = 4.0 / SQRT_2;
@@ -31,16 +61,26 @@ pub fn eight_gaussians_log_density(x: f64, y: f64) -> f64 {
     lse - (8.0f64).ln() - (2.0 * PI * s2).ln()
 }
 
-/// Fills `out` (n × 2, row-major) with `n` samples of dataset `name`.
+/// Fills `out` (n × dim, row-major; dim from [`toy_dataset_dim`]) with `n` samples of
+/// dataset `name`.
 pub fn toy_dataset(name: &str, n: usize, seed: u64, out: &mut [f32]) -> Result<()> {
-    if !TOY_DATASETS.contains(&name) {
+    let Some(dim) = toy_dataset_dim(name) else {
         return Err(Error::invalid(format!(
-            "unknown toy dataset {name:?}; known: {}",
+            "unknown toy dataset {name:?}; known: {}, {GAUSSIANS16D}",
             TOY_DATASETS.join(", ")
         )));
-    }
-    assert_eq!(out.len(), 2 * n);
+    };
+    assert_eq!(out.len(), dim * n);
     let mut rng = Rng::new(seed ^ 0x7a3c_5e11_d00d_f00d);
+    if name == GAUSSIANS16D {
+        for row in out.chunks_exact_mut(dim) {
+            let k = rng.below(GAUSSIANS16D_MODES as u64) as usize;
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = (gaussians16d_centre(k, j) + GAUSSIANS16D_STD * rng.normal()) as f32;
+            }
+        }
+        return Ok(());
+    }
     for i in 0..n {
         let (x, y) = match name {
             "8gaussians" => {
@@ -123,5 +163,32 @@ mod tests {
             assert_eq!(parity, 0, "checkerboard point ({x}, {y}) on a light square");
         }
         assert!(toy_dataset("moons", 1, 0, &mut [0f32; 2]).is_err());
+    }
+
+    #[test]
+    fn gaussians16d_modes_and_spread() {
+        let n = 16000;
+        let mut v = vec![0f32; 16 * n];
+        toy_dataset(GAUSSIANS16D, n, 3, &mut v).unwrap();
+        let mut counts = [0usize; 8];
+        let mut sq = 0.0;
+        for row in v.chunks_exact(16) {
+            // Nearest centre, and the squared distance to it.
+            let (k, d2) = (0..8)
+                .map(|k| (k, (0..16).map(|j| (row[j] as f64 - gaussians16d_centre(k, j)).powi(2)).sum::<f64>()))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            counts[k] += 1;
+            sq += d2;
+        }
+        assert!(counts.iter().all(|&c| (c as f64 - 2000.0).abs() < 200.0), "{counts:?}");
+        // E‖x − μ‖² = D·σ² = 4.
+        assert!((sq / n as f64 - 4.0).abs() < 0.1, "{}", sq / n as f64);
+        for a in 0..8 {
+            for b in 0..a {
+                let d2: f64 = (0..16).map(|j| (gaussians16d_centre(a, j) - gaussians16d_centre(b, j)).powi(2)).sum();
+                assert_eq!(d2, 32.0);
+            }
+        }
     }
 }

@@ -24,8 +24,10 @@ pub fn new(cfg: &SanceConfig) -> *mut SanceEbm {
 }
 
 pub fn data(name: &str, n: usize, seed: u64) -> Vec<f32> {
-    let mut v = vec![0f32; 2 * n];
     let name = CString::new(name).unwrap();
+    let dim = unsafe { sance_toy_dataset_dim(name.as_ptr()) };
+    assert!(dim > 0, "{}", last_error());
+    let mut v = vec![0f32; dim * n];
     assert_eq!(unsafe { sance_toy_dataset(name.as_ptr(), n, seed, v.as_mut_ptr()) }, SanceStatus::Ok);
     v
 }

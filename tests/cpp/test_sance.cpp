@@ -65,6 +65,14 @@ int main() {
     CHECK(rings.size() == 200 && finite(rings), "toy dataset");
     expect_error([] { sance::toy_dataset("moons", 4, 0); }, SANCE_STATUS_INVALID_ARGUMENT, "unknown dataset", "moons");
     CHECK(sance::last_error().find("moons") != std::string::npos, "last_error");
+    // Toy datasets' dimensions: the output is sized by them.
+    CHECK(sance::toy_dataset_dim("8gaussians") == 2 && sance::toy_dataset_dim("rings") == 2, "toy_dataset_dim 2-D");
+    CHECK(sance::toy_dataset_dim("gaussians16d") == 16, "toy_dataset_dim 16-D");
+    expect_error([] { sance::toy_dataset_dim("moons"); }, SANCE_STATUS_INVALID_ARGUMENT, "unknown dataset dim",
+                 "moons");
+    std::vector<float> g16 = sance::toy_dataset("gaussians16d", 50, 4);
+    CHECK(g16.size() == 50 * 16 && finite(g16), "toy dataset of 16-D samples");
+    CHECK(sance::toy_dataset("gaussians16d", 50, 4) == g16, "toy dataset is reproducible");
 
     // Config and Langevin start from the defaults.
     sance::Config def;
@@ -74,8 +82,10 @@ int main() {
     CHECK(def.abi_version == raw.abi_version && def.arch == raw.arch && def.data_dim == raw.data_dim &&
               def.hidden_width == raw.hidden_width && def.learning_rate == raw.learning_rate &&
               def.noise_update_interval == raw.noise_update_interval && def.device == raw.device &&
-              def.seed == raw.seed && def.langevin.noise_std == raw.langevin.noise_std,
+              def.seed == raw.seed && def.langevin.noise_std == raw.langevin.noise_std &&
+              def.noise == raw.noise && def.langevin.metropolis == raw.langevin.metropolis,
           "Config() is the default");
+    CHECK(def.noise == SANCE_NOISE_SNAPSHOT && def.langevin.metropolis == 0, "SA-NCE with unadjusted Langevin by default");
     sance::Langevin lang;
     CHECK(lang.steps == raw.langevin.steps && lang.step_size == raw.langevin.step_size, "Langevin() is the default");
 
@@ -98,6 +108,7 @@ int main() {
     CHECK(s.step == 1 && s.refreshed == 1 && std::isfinite(s.loss), "train_step(vector)");
     s = m.train_step(batch.data(), 64);
     CHECK(s.step == 2 && s.refreshed == 0, "train_step(ptr)");
+    CHECK(s.acceptance_rate == 1.0f, "unadjusted Langevin accepts every move");
     sance::Progress p = m.progress();
     CHECK(p.step == 2 && p.refresh_count == 1 && p.replay_len == 64, "progress");
     m.refresh_noise();
@@ -108,6 +119,14 @@ int main() {
     std::vector<float> nan = batch;
     nan[5] = NAN;
     expect_error([&] { m.train_step(nan); }, SANCE_STATUS_NON_FINITE, "NaN data", "data[2][1]");
+    // fit_noise is for GAUSSIAN noise only: on this SNAPSHOT model it throws and changes nothing.
+    std::vector<float> e_before = m.energy(rings);
+    sance::Progress p_before = m.progress();
+    expect_error([&] { m.fit_noise(batch); }, SANCE_STATUS_INVALID_ARGUMENT, "fit_noise on SNAPSHOT",
+                 "SANCE_NOISE_SNAPSHOT");
+    CHECK(m.energy(rings) == e_before && m.progress().step == p_before.step &&
+              m.progress().refresh_count == p_before.refresh_count && m.progress().log_z == p_before.log_z,
+          "a refused fit_noise leaves the model unchanged");
     m.set_learning_rate(5e-4f);
     CHECK(m.config().learning_rate == 5e-4f, "set_learning_rate");
     expect_error([&] { m.set_learning_rate(0); }, SANCE_STATUS_INVALID_ARGUMENT, "lr 0", "learning_rate");
@@ -128,6 +147,51 @@ int main() {
     m.sample_from(chains.data(), 100);
     m.sample_from(chains.data(), 100, few);
     CHECK(finite(chains), "sample_from overloads");
+
+    // MALA: per call, and as the training sampler.
+    sance::Langevin mh;
+    mh.steps = 5;
+    mh.metropolis = 1;
+    std::vector<float> xm = m.sample(8, mh);
+    CHECK(xm.size() == 16 && finite(xm), "sample with MALA");
+    mh.noise_std = 0;
+    expect_error([&] { m.sample(5, mh); }, SANCE_STATUS_INVALID_ARGUMENT, "MALA without noise", "metropolis");
+    {
+        sance::Config mc = small();
+        mc.langevin.metropolis = 1;
+        sance::Ebm mala(mc);
+        CHECK(mala.config().langevin.metropolis == 1, "metropolis in the config");
+        sance::StepStats ms = mala.train_step(batch);
+        CHECK(ms.step == 1 && std::isfinite(ms.loss), "MALA train_step");
+        CHECK(ms.acceptance_rate > 0.0f && ms.acceptance_rate <= 1.0f, "MALA acceptance rate in (0, 1]");
+    }
+
+    // Classic NCE: a fitted Gaussian noise, on 16-D data.
+    {
+        sance::Config gc = small();
+        gc.data_dim = 16;
+        gc.noise = SANCE_NOISE_GAUSSIAN;
+        sance::Ebm g(gc);
+        CHECK(g.config().noise == SANCE_NOISE_GAUSSIAN && g.sample_size() == 16, "GAUSSIAN config");
+        std::vector<float> data = sance::toy_dataset("gaussians16d", 64, 5);
+        g.fit_noise(data);
+        g.fit_noise(data.data(), 64);
+        bool ok = true;
+        for (int t = 0; t < 3; t++) {
+            sance::StepStats gs = g.train_step(data);
+            ok = ok && gs.step == static_cast<uint64_t>(t + 1) && std::isfinite(gs.loss) &&
+                 gs.acceptance_rate == 1.0f && gs.langevin_grad_norm == 0.0f;
+        }
+        CHECK(ok, "GAUSSIAN train steps: no chains, nothing rejected");
+        expect_error([&] { g.refresh_noise(); }, SANCE_STATUS_INVALID_ARGUMENT, "refresh_noise on GAUSSIAN",
+                     "SANCE_NOISE_GAUSSIAN");
+        expect_error([&] { g.fit_noise(data.data(), 1); }, SANCE_STATUS_INVALID_ARGUMENT, "fit_noise n = 1",
+                     "at least 2");
+        std::vector<float> odd16(20, 0.0f);
+        expect_error([&] { g.fit_noise(odd16); }, SANCE_STATUS_INVALID_ARGUMENT, "fit_noise odd vector",
+                     "whole number");
+        CHECK(g.progress().step == 3, "refused calls leave the counters");
+    }
 
     // Energies and gradients.
     std::vector<float> e = m.energy(rings);

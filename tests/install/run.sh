@@ -23,7 +23,7 @@ ok() {
     fi
 }
 
-# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.2).
+# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.3).
 soname_version=${version%%.*}
 [ "$soname_version" = 0 ] && soname_version=${version%.*}
 
@@ -42,7 +42,7 @@ ok "CMake consumer configures" env -u LD_LIBRARY_PATH cmake -S "$work/cmake-cons
 ok "CMake consumer builds" cmake --build "$work/cmake-build"
 ok "CMake consumer runs" env -u LD_LIBRARY_PATH "$work/cmake-build/app"
 ok "find_package refuses an incompatible version" bash -c \
-    "sed 's/find_package(sance 0.2 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$prefix'"
+    "sed 's/find_package(sance 0.3 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$prefix'"
 export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
 ok "pkg-config knows sance $version" bash -c "[ \"\$(pkg-config --modversion sance)\" = '$version' ]"
 ok "pkg-config consumer builds" bash -c "cc -std=c11 -Wall -Wextra -Werror '$work/pkgconfig-consumer/main.c' \$(pkg-config --cflags --libs sance) -o '$work/pc-app'"

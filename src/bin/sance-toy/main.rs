@@ -15,10 +15,15 @@ usage:
   sance-toy train [--dataset NAME] [--steps N] [--batch B] [--k K] [--seed S] [--out FILE.png]
                   [--log-every N] [--sample-steps T] [--device D]
                   [--step-size L] [--langevin-steps T] [--energy-l2 A] [--lr R]
-  sance-toy sweep [--dataset NAME] [--steps N] [--batch B] [--ks 1,10,100,300,1000] [--seeds 0,1,2]
+                  [--mala] [--noise snapshot|gaussian] [--clamp C]
+  sance-toy sweep [--dataset NAME[,NAME...]|all] [--steps N] [--batch B] [--ks 1,10,25,100,1000]
+                  [--seeds 0,1,2] and the train options
 datasets: 8gaussians, rings, checkerboard, 2spirals, pinwheel
+--step-size sets λ and σ = √(2λ) (temperature 1); --mala turns on the Metropolis test;
+--clamp C clamps the training chains to [−C, C]; --noise gaussian is classic NCE.
 ";
 
+#[derive(Clone)]
 struct Opts {
     dataset: String,
     steps: u64,
@@ -36,6 +41,10 @@ struct Opts {
     langevin_steps: Option<u32>,
     energy_l2: Option<f32>,
     lr: Option<f32>,
+    mala: bool,
+    gaussian: bool,
+    clamp: Option<f32>,
+    datasets: Vec<String>,
 }
 
 fn float(flag: &str, s: String) -> Result<f32, String> {
@@ -60,6 +69,10 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         langevin_steps: None,
         energy_l2: None,
         lr: None,
+        mala: false,
+        gaussian: false,
+        clamp: None,
+        datasets: vec![],
     };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
@@ -68,7 +81,24 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         let list =
             |s: String| -> Result<Vec<u64>, String> { s.split(',').map(|x| num(x.to_string())).collect() };
         match flag.as_str() {
-            "--dataset" => o.dataset = val()?,
+            "--dataset" => {
+                let v = val()?;
+                o.datasets = if v == "all" {
+                    TOY_DATASETS.iter().map(|s| s.to_string()).collect()
+                } else {
+                    v.split(',').map(str::to_string).collect()
+                };
+                o.dataset = o.datasets[0].clone();
+            }
+            "--mala" => o.mala = true,
+            "--noise" => {
+                o.gaussian = match val()?.as_str() {
+                    "snapshot" => false,
+                    "gaussian" => true,
+                    v => return Err(format!("--noise: snapshot or gaussian, not {v}")),
+                }
+            }
+            "--clamp" => o.clamp = Some(float(flag, val()?)?),
             "--steps" => o.steps = num(val()?)?,
             "--batch" => o.batch = num(val()?)? as usize,
             "--k" => o.k = num(val()?)? as u32,
@@ -86,8 +116,11 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             _ => return Err(format!("unknown option {flag}")),
         }
     }
-    if !TOY_DATASETS.contains(&o.dataset.as_str()) {
-        return Err(format!("unknown dataset {}", o.dataset));
+    if o.datasets.is_empty() {
+        o.datasets = vec![o.dataset.clone()];
+    }
+    if let Some(d) = o.datasets.iter().find(|d| !TOY_DATASETS.contains(&d.as_str())) {
+        return Err(format!("unknown dataset {d}"));
     }
     if o.out.is_empty() {
         o.out = format!("sance-{}.png", o.dataset);
@@ -102,7 +135,7 @@ struct Scores {
     /// Share of the model's mass inside [−6, 6]², the box that holds the data, and outside it.
     mass_in_box: f64,
     mass_outside: f64,
-    /// KL(data ‖ model), 8gaussians only.
+    /// KL(data ‖ model), where the data density is known (8gaussians, rings, checkerboard).
     kl: Option<f64>,
     /// Squared MMD (RBF, bandwidth 0.5) between 2000 model samples and 2000 data samples.
     mmd2: f64,
@@ -123,7 +156,7 @@ fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
         .expect("energies")
         .to_kind(Kind::Double);
     let test_ll = -e.mean(Kind::Double).double_value(&[]) - z.log_z;
-    let kl = (dataset == "8gaussians").then(|| eval::kl_8gaussians(ebm, 5000, 1 << 41, z.log_z));
+    let kl = eval::kl(ebm, dataset, 5000, 1 << 41, z.log_z);
     let mut l = ebm.config().langevin;
     l.steps = sample_steps.max(1);
     let x = ebm.sample(2000, &l).expect("valid sampler");
@@ -150,6 +183,14 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
     if let Some(r) = o.lr {
         cfg.learning_rate = r;
     }
+    cfg.langevin.metropolis = o.mala as u32;
+    if o.gaussian {
+        cfg.noise = sance::abi::config::SanceNoise::Gaussian;
+    }
+    if let Some(c) = o.clamp {
+        cfg.langevin.clamp_min = -c;
+        cfg.langevin.clamp_max = c;
+    }
     let mut ebm = Ebm::new(&cfg)?;
     if verbose {
         println!(
@@ -164,8 +205,8 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
             ebm.device()
         );
         println!(
-            "{:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "steps/s"
+            "{:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8}",
+            "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "accept", "steps/s"
         );
     }
     let t0 = Instant::now();
@@ -177,7 +218,7 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
             let rate = o.log_every as f64 / last.elapsed().as_secs_f64();
             last = Instant::now();
             println!(
-                "{:>6} {:>8.4} {:>6.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.1}",
+                "{:>6} {:>8.4} {:>6.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.3} {:>8.1}",
                 s.step,
                 s.loss,
                 s.accuracy,
@@ -185,6 +226,7 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
                 s.noise_energy,
                 s.log_z,
                 s.langevin_grad_norm,
+                s.acceptance_rate,
                 rate
             );
         }
@@ -297,6 +339,13 @@ fn cmd_train(o: &Opts) -> Result<(), String> {
 }
 
 fn cmd_sweep(o: &Opts) -> Result<(), String> {
+    for d in &o.datasets {
+        sweep_one(&Opts { dataset: d.clone(), datasets: vec![d.clone()], ..o.clone() })?;
+    }
+    Ok(())
+}
+
+fn sweep_one(o: &Opts) -> Result<(), String> {
     println!(
         "sweep of the refresh interval K on {} ({} steps of batch {}, seeds {:?})",
         o.dataset, o.steps, o.batch, o.seeds

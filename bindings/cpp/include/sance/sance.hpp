@@ -5,6 +5,8 @@
 // - sance::Ebm owns a handle (move-only, freed by its destructor); every failing call throws
 //   sance::Error, which carries the SanceStatus and the library's message.
 // - Arrays are float, row-major, n x sample_size(), as in the C API.
+// - The enums (SanceArch, SanceActivation, SanceInit, SanceNoise, SanceStatus) and macros are
+//   the C ones from sance.h, e.g. `cfg.noise = SANCE_NOISE_GAUSSIAN`.
 #ifndef SANCE_HPP
 #define SANCE_HPP
 
@@ -105,7 +107,15 @@ class Ebm {
     /// `data.size()` must be a multiple of sample_size().
     StepStats train_step(const std::vector<float> &data) { return train_step(data.data(), rows(data.size())); }
 
+    /// Refreshes the noise snapshot now; throws with SANCE_NOISE_GAUSSIAN (there is none).
     void refresh_noise() { detail::check(sance_ebm_refresh_noise(h_.get())); }
+
+    /// Classic NCE (config.noise = SANCE_NOISE_GAUSSIAN): fits the noise Gaussian to `n` >= 2
+    /// samples (n x sample_size). Throws SANCE_STATUS_INVALID_ARGUMENT, changing nothing, with
+    /// SANCE_NOISE_SNAPSHOT or for n < 2.
+    void fit_noise(const float *data, size_t n) { detail::check(sance_ebm_fit_noise(h_.get(), data, n)); }
+    /// `data.size()` must be a multiple of sample_size().
+    void fit_noise(const std::vector<float> &data) { fit_noise(data.data(), rows(data.size())); }
 
     std::vector<float> sample(size_t n) { return sample_impl(n, nullptr); }
     std::vector<float> sample(size_t n, const Langevin &params) { return sample_impl(n, &params); }
@@ -196,10 +206,22 @@ inline std::string status_name(SanceStatus s) { return sance_status_name(static_
 /// The last error message of this thread.
 inline std::string last_error() { return sance_last_error(); }
 
-/// n samples (n x 2 floats) of a built-in 2-D dataset: 8gaussians, rings, checkerboard,
-/// 2spirals, pinwheel.
+/// Floats per sample of a built-in toy dataset: 2 for the 2-D sets, 16 for gaussians16d.
+/// Throws SANCE_STATUS_INVALID_ARGUMENT for an unknown name (it never returns 0).
+inline size_t toy_dataset_dim(const std::string &name) {
+    size_t d = sance_toy_dataset_dim(name.c_str());
+    if (d == 0) throw Error(SANCE_STATUS_INVALID_ARGUMENT, sance_last_error());
+    return d;
+}
+
+/// n samples (n x toy_dataset_dim(name) floats, row-major) of a built-in toy dataset: the 2-D
+/// 8gaussians, rings, checkerboard, 2spirals, pinwheel, or the 16-D gaussians16d.
 inline std::vector<float> toy_dataset(const std::string &name, size_t n, uint64_t seed) {
-    std::vector<float> out(2 * n);
+    size_t d = toy_dataset_dim(name);
+    if (n > SIZE_MAX / d)
+        throw Error(SANCE_STATUS_INVALID_ARGUMENT, "n = " + std::to_string(n) + " samples of " +
+                                                       std::to_string(d) + " floats overflow size_t");
+    std::vector<float> out(d * n);
     detail::check(sance_toy_dataset(name.c_str(), n, seed, out.data()));
     return out;
 }

@@ -20,12 +20,14 @@ const DEFAULT_LIB = normpath(joinpath(@__DIR__, "..", "..", "..", "..", "target"
 """Path of the shared library to load; read when the library is opened, at first use."""
 libpath() = get(ENV, "SANCE_LIB", DEFAULT_LIB)
 
-const SANCE_ABI_VERSION = UInt32(2)
+const SANCE_ABI_VERSION = UInt32(3)
 const SANCE_VERSION_MAJOR = UInt32(0)
-const SANCE_VERSION_MINOR = UInt32(2)
+const SANCE_VERSION_MINOR = UInt32(3)
 const SANCE_VERSION_PATCH = UInt32(0)
 const SANCE_DEVICE_CPU = Int32(-1)
 const SANCE_DEVICE_AUTO = Int32(-2)
+"""`SANCE_NOISE_GAUSSIAN`: the largest sample size (floats) whose fitted covariance is full; above it the fit is diagonal."""
+const SANCE_NOISE_FULL_COVARIANCE_MAX_DIM = 1024
 
 """
 The address of every C function, one field per function, named after it. `sym(:name)` reads
@@ -38,6 +40,7 @@ struct Functions
     sance_ebm_free::Ptr{Cvoid}
     sance_ebm_train_step::Ptr{Cvoid}
     sance_ebm_refresh_noise::Ptr{Cvoid}
+    sance_ebm_fit_noise::Ptr{Cvoid}
     sance_ebm_set_learning_rate::Ptr{Cvoid}
     sance_ebm_sample::Ptr{Cvoid}
     sance_ebm_sample_from::Ptr{Cvoid}
@@ -49,6 +52,7 @@ struct Functions
     sance_ebm_save::Ptr{Cvoid}
     sance_ebm_load::Ptr{Cvoid}
     sance_toy_dataset::Ptr{Cvoid}
+    sance_toy_dataset_dim::Ptr{Cvoid}
     sance_last_error::Ptr{Cvoid}
     sance_status_name::Ptr{Cvoid}
     sance_version::Ptr{Cvoid}
@@ -140,6 +144,12 @@ end
     SANCE_INIT_UNIFORM = 1
 end
 
+"""The noise NCE contrasts the data with: SNAPSHOT (self-adapting NCE) or GAUSSIAN (classic NCE)."""
+@enum SanceNoise::Cint begin
+    SANCE_NOISE_SNAPSHOT = 0
+    SANCE_NOISE_GAUSSIAN = 1
+end
+
 """Opaque model handle (`SanceEbm` in C); only ever used behind a pointer."""
 mutable struct SanceEbm end
 
@@ -152,6 +162,7 @@ struct SanceLangevin
     clamp_max::Float32
     init::SanceInit
     init_scale::Float32
+    metropolis::UInt32
 end
 
 struct SanceConfig
@@ -171,6 +182,7 @@ struct SanceConfig
     grad_clip::Float32
     noise_update_interval::UInt32
     noise_ratio::Float32
+    noise::SanceNoise
     energy_l2::Float32
     langevin::SanceLangevin
     replay_capacity::UInt32
@@ -191,6 +203,7 @@ struct SanceStepStats
     log_z::Float32
     grad_norm::Float32
     langevin_grad_norm::Float32
+    acceptance_rate::Float32
 end
 
 struct SanceProgress
@@ -208,6 +221,8 @@ sance_ebm_free(ebm) = ccall(sym(:sance_ebm_free), Cvoid, (Ptr{SanceEbm},), ebm)
 sance_ebm_train_step(ebm, data, batch, stats) =
     ccall(sym(:sance_ebm_train_step), SanceStatus, (Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{SanceStepStats}), ebm, data, batch, stats)
 sance_ebm_refresh_noise(ebm) = ccall(sym(:sance_ebm_refresh_noise), SanceStatus, (Ptr{SanceEbm},), ebm)
+sance_ebm_fit_noise(ebm, data, n) =
+    ccall(sym(:sance_ebm_fit_noise), SanceStatus, (Ptr{SanceEbm}, Ptr{Float32}, Csize_t), ebm, data, n)
 sance_ebm_set_learning_rate(ebm, learning_rate) =
     ccall(sym(:sance_ebm_set_learning_rate), SanceStatus, (Ptr{SanceEbm}, Float32), ebm, learning_rate)
 sance_ebm_sample(ebm, n, params, out) =
@@ -225,6 +240,7 @@ sance_ebm_save(ebm, path) = ccall(sym(:sance_ebm_save), SanceStatus, (Ptr{SanceE
 sance_ebm_load(path, device, out) = ccall(sym(:sance_ebm_load), SanceStatus, (Cstring, Int32, Ptr{Ptr{SanceEbm}}), path, device, out)
 sance_toy_dataset(name, n, seed, out) =
     ccall(sym(:sance_toy_dataset), SanceStatus, (Cstring, Csize_t, UInt64, Ptr{Float32}), name, n, seed, out)
+sance_toy_dataset_dim(name) = ccall(sym(:sance_toy_dataset_dim), Csize_t, (Cstring,), name)
 sance_last_error() = ccall(sym(:sance_last_error), Cstring, ())
 sance_status_name(status) = ccall(sym(:sance_status_name), Cstring, (Int32,), status)
 sance_version() = ccall(sym(:sance_version), Cstring, ())

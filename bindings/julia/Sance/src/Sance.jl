@@ -17,8 +17,8 @@ using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, Sanc
 
 # `sample`, `save`, `load` and `version` stay qualified (Sance.sample, ...): StatsBase and
 # FileIO export the first three, and unqualified uses would then be ambiguous.
-export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, set_learning_rate!, sample!,
-       energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset
+export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!,
+       energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
 
 """
     SanceError(status, msg)
@@ -153,8 +153,26 @@ function train_step!(ebm::EBM, X::AbstractArray)
     return stats[]
 end
 
-"""Refreshes the noise snapshot now (θ̄ ← θ, c ← 0)."""
+"""
+Refreshes the noise snapshot now (θ̄ ← θ, c ← 0). Throws a `SanceError`
+(`SANCE_STATUS_INVALID_ARGUMENT`) with `noise = SANCE_NOISE_GAUSSIAN`, which has no snapshot.
+"""
 refresh_noise!(ebm::EBM) = check(LibSance.sance_ebm_refresh_noise(ebm))
+
+"""
+    fit_noise!(ebm, X) -> nothing
+
+Classic NCE (`Config(noise = LibSance.SANCE_NOISE_GAUSSIAN)`): fits the noise Gaussian's mean
+and covariance to the n ≥ 2 samples in `X` (`d × n`, or `W × H × C × N`). Without it the first
+training batch is used; a later call replaces the fit. Throws a `SanceError`
+(`SANCE_STATUS_INVALID_ARGUMENT`, nothing changed) with `SANCE_NOISE_SNAPSHOT` or for n < 2.
+Non-`Float32` arrays are converted first (a copy).
+"""
+function fit_noise!(ebm::EBM, X::AbstractArray)
+    A = dense(X)
+    n = nsamples(ebm, A)
+    return check(LibSance.sance_ebm_fit_noise(ebm, A, n))
+end
 
 """Sets Adam's learning rate from the next step on."""
 set_learning_rate!(ebm::EBM, lr::Real) = check(LibSance.sance_ebm_set_learning_rate(ebm, Float32(lr)))
@@ -242,9 +260,22 @@ abi_version() = LibSance.sance_abi_version()
 """Number of CUDA devices libtorch sees."""
 cuda_device_count() = Int(LibSance.sance_cuda_device_count())
 
-"""`n` samples of a built-in 2-D dataset as a `2 × n` matrix."""
+"""
+    toy_dataset_dim(name) -> Int
+
+Floats per sample of a built-in toy dataset: 2 for "8gaussians", "rings", "checkerboard",
+"2spirals" and "pinwheel", 16 for "gaussians16d". Throws a `SanceError`
+(`SANCE_STATUS_INVALID_ARGUMENT`) for an unknown name.
+"""
+function toy_dataset_dim(name::AbstractString)
+    d = LibSance.sance_toy_dataset_dim(name)
+    d == 0 && throw(SanceError(LibSance.SANCE_STATUS_INVALID_ARGUMENT, unsafe_string(LibSance.sance_last_error())))
+    return Int(d)
+end
+
+"""`n` samples of a built-in toy dataset as a `toy_dataset_dim(name) × n` matrix."""
 function toy_dataset(name::AbstractString, n::Integer; seed::Integer = 0)
-    out = Matrix{Float32}(undef, 2, n)
+    out = Matrix{Float32}(undef, toy_dataset_dim(name), n)
     check(LibSance.sance_toy_dataset(name, n, UInt64(seed), out))
     return out
 end

@@ -34,6 +34,17 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         err = try toy_dataset("moons", 3); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
         @test occursin("moons", err.msg) && occursin("moons", Sance.last_error())
+        # The toy datasets' dimensions size their matrices.
+        @test toy_dataset_dim("8gaussians") == 2 && toy_dataset_dim("rings") == 2
+        @test toy_dataset_dim("gaussians16d") == 16
+        @test LibSance.sance_toy_dataset_dim("gaussians16d") == Csize_t(16)
+        err = try toy_dataset_dim("moons"); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("moons", err.msg)
+        @test LibSance.sance_toy_dataset_dim("moons") == 0 && occursin("moons", Sance.last_error())
+        X16 = toy_dataset("gaussians16d", 50; seed = 4)
+        @test size(X16) == (16, 50) && all(isfinite, X16)
+        @test toy_dataset("gaussians16d", 50; seed = 4) == X16
     end
 
     @testset "config" begin
@@ -56,6 +67,10 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         @test c.hidden_width == 32 && c.learning_rate == 5f-4
         @test Langevin(steps = 7).steps == 7
         @test Config(arch = 1).arch == LibSance.SANCE_ARCH_CONV     # enums take their integer values
+        @test c.noise == LibSance.SANCE_NOISE_SNAPSHOT && c.langevin.metropolis == 0
+        @test Config(noise = 1).noise == LibSance.SANCE_NOISE_GAUSSIAN
+        @test Langevin(metropolis = 1).metropolis == 1
+        @test LibSance.SANCE_NOISE_FULL_COVARIANCE_MAX_DIM == 1024
         @test_throws ArgumentError Config(no_such_field = 1)
         err = try EBM(Config(learning_rate = -1)); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
@@ -72,7 +87,13 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         s = train_step!(ebm, X)
         @test s.step == 1 && s.refreshed == 1 && isfinite(s.loss)
         s = train_step!(ebm, Float64.(X))      # converted to Float32
-        @test s.step == 2
+        @test s.step == 2 && s.acceptance_rate == 1  # unadjusted Langevin rejects nothing
+        # fit_noise! is for GAUSSIAN noise only: on this SNAPSHOT model it throws, changing nothing.
+        e_before = energy(ebm, X)
+        err = try fit_noise!(ebm, X); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("SANCE_NOISE_SNAPSHOT", err.msg)
+        @test energy(ebm, X) == e_before && progress(ebm).step == 2 && progress(ebm).refresh_count == 1
         @test progress(ebm).step == 2 && progress(ebm).replay_len == 64
         refresh_noise!(ebm)
         @test progress(ebm).refresh_count == 2 && progress(ebm).log_z == 0
@@ -90,6 +111,10 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         C = copy(X)
         sample!(ebm, C; steps = 5)
         @test C != X && all(isfinite, C)
+        S = Sance.sample(ebm, 8; steps = 5, metropolis = 1)     # MALA for this call
+        @test size(S) == (2, 8) && all(isfinite, S)
+        err = try Sance.sample(ebm, 5; metropolis = 1, noise_std = 0); nothing catch ex; ex end
+        @test err isa SanceError && occursin("metropolis", err.msg)
 
         e = energy(ebm, X)
         @test length(e) == 64 && all(isfinite, e)
@@ -115,6 +140,36 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         @test !isopen(back)
         err = try energy(back, X); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_NULL_POINTER
+        close(ebm)
+    end
+
+    @testset "MALA" begin
+        ebm = EBM(Config(device = -1, hidden_width = 16, replay_capacity = 64, langevin = Langevin(metropolis = 1)))
+        @test config(ebm).langevin.metropolis == 1
+        s = train_step!(ebm, toy_dataset("8gaussians", 64; seed = 1))
+        @test s.step == 1 && isfinite(s.loss)
+        @test 0 < s.acceptance_rate <= 1
+        close(ebm)
+    end
+
+    @testset "classic NCE (GAUSSIAN noise)" begin
+        ebm = EBM(Config(device = -1, hidden_width = 16, data_dim = 16, noise = LibSance.SANCE_NOISE_GAUSSIAN))
+        @test config(ebm).noise == LibSance.SANCE_NOISE_GAUSSIAN && sample_size(ebm) == 16
+        X = toy_dataset("gaussians16d", 64; seed = 5)          # 16 × 64
+        @test fit_noise!(ebm, X) === nothing
+        fit_noise!(ebm, Float64.(X))                           # converted to Float32; replaces the fit
+        for t in 1:3
+            s = train_step!(ebm, X)
+            @test s.step == t && isfinite(s.loss)
+            @test s.acceptance_rate == 1 && s.langevin_grad_norm == 0
+        end
+        err = try refresh_noise!(ebm); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("SANCE_NOISE_GAUSSIAN", err.msg)
+        err = try fit_noise!(ebm, X[:, 1:1]); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test_throws SanceError fit_noise!(ebm, zeros(Float32, 20))
+        @test progress(ebm).step == 3
         close(ebm)
     end
 

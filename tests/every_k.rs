@@ -1,0 +1,81 @@
+//! No refresh interval ruins a model: every K in {1, 10, 25, 50, 100, 1000} on each of the five
+//! 2-D sets, with the defaults, gives a test log-likelihood (normalised on [−20, 20]², so mass
+//! that escapes the data's box counts against it) within `SLACK` nats of the best K on that
+//! set, and keeps ≥ 99 % of its mass inside [−6, 6]². A short budget (600 steps of batch
+//! 128) keeps this in the suite; `scripts/sweep-k --dataset all` gives the full table of
+//! docs/results.md. Before the default step was halved (0.01 → 0.005) K = 25 ended rings at
+//! −36 nats and 2spirals at −112 (4,000 steps), against −3.3 and −3.0 at K = 1000; the short
+//! budget cannot see that (the runaway starts after ~3,000 steps), so the second test trains
+//! rings at K = 25 for the full 4,000 steps.
+#[path = "../src/bin/sance-toy/eval.rs"]
+#[allow(dead_code)]
+mod eval;
+
+use sance::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
+use sance::model::toy::{toy_dataset, TOY_DATASETS};
+use sance::Ebm;
+use tch::Kind;
+
+const KS: [u32; 6] = [1, 10, 25, 50, 100, 1000];
+const STEPS: u64 = 600;
+const BATCH: usize = 128;
+/// How far below the best K's test log-likelihood a usable model may fall, in nats. A ruined
+/// model is tens of nats below; K = 1 (maximum likelihood) is expected to trail by about 0.5.
+const SLACK: f64 = 1.5;
+
+fn data(name: &str, n: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0f32; 2 * n];
+    toy_dataset(name, n, seed, &mut v).unwrap();
+    v
+}
+
+fn test_ll(name: &str, k: u32) -> (f64, f64) {
+    let cfg = SanceConfig { noise_update_interval: k, device: SANCE_DEVICE_CPU, ..Default::default() };
+    let mut ebm = Ebm::new(&cfg).unwrap();
+    for t in 0..STEPS {
+        let x = data(name, BATCH, 7 * t + 1);
+        ebm.train_step(&ebm.tensor_from(&x, BATCH).unwrap()).unwrap();
+    }
+    let z = eval::normaliser(&ebm);
+    let test = data(name, 4000, 1 << 40);
+    let e = ebm.energy(&ebm.tensor_from(&test, 4000).unwrap()).unwrap().to_kind(Kind::Double);
+    (-e.mean(Kind::Double).double_value(&[]) - z.log_z, z.mass_in_box)
+}
+
+#[test]
+fn every_refresh_interval_gives_a_usable_model_on_every_2d_set() {
+    let mut failures = Vec::new();
+    for name in TOY_DATASETS {
+        let rows: Vec<(u32, f64, f64)> = KS.iter().map(|&k| {
+            let (ll, mass) = test_ll(name, k);
+            (k, ll, mass)
+        }).collect();
+        let best = rows.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
+        for &(k, ll, mass) in &rows {
+            println!("{name:>12} K = {k:>4}: test LL {ll:8.3} nats (best {best:.3}), mass in box {mass:.4}");
+            if ll < best - SLACK || mass < 0.99 || !ll.is_finite() {
+                failures.push(format!("{name} K = {k}: LL {ll:.3} (best {best:.3}), mass in box {mass:.4}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "refresh intervals that ruin a model:\n{}", failures.join("\n"));
+}
+
+/// The case that broke before: rings at K = 25 with the default sampler, over the full 4,000
+/// steps of batch 256 (the runaway started after ~3,000 steps). With the old step λ = 0.01
+/// this ends at −36.5 nats; with the default λ = 0.005 at −3.42 (K = 1000: −3.38).
+#[test]
+fn rings_at_k25_do_not_run_away() {
+    let cfg = SanceConfig { noise_update_interval: 25, device: SANCE_DEVICE_CPU, ..Default::default() };
+    let mut ebm = Ebm::new(&cfg).unwrap();
+    for t in 0..4000u64 {
+        let x = data("rings", 256, 0u64.wrapping_mul(1_000_003).wrapping_add(t));
+        ebm.train_step(&ebm.tensor_from(&x, 256).unwrap()).unwrap();
+    }
+    let z = eval::normaliser(&ebm);
+    let test = data("rings", 5000, 1 << 40);
+    let e = ebm.energy(&ebm.tensor_from(&test, 5000).unwrap()).unwrap().to_kind(Kind::Double);
+    let ll = -e.mean(Kind::Double).double_value(&[]) - z.log_z;
+    println!("rings, K = 25, 4,000 steps: test LL {ll:.3} nats, mass in box {:.4}", z.mass_in_box);
+    assert!(ll > -4.0 && z.mass_in_box > 0.99, "rings at K = 25 ran away: test LL {ll:.3}");
+}
