@@ -7,11 +7,15 @@
 //!   trainer ([`model::ebm::Ebm`]), toy datasets;
 //! - [`ffi`]: the exported `extern "C"` functions;
 //! - [`checkpoint`]: save/load in safetensors, atomically;
-//! - [`fault`]: test-only fault injection (the `test-hooks` feature).
+//! - [`fault`]: test-only fault injection (the `test-hooks` feature);
+//! - [`datasets`], [`metrics`]: real data and sample-quality metrics for the tools and tests
+//!   (Rust only: nothing of them is exported to C).
 pub mod abi;
 pub mod checkpoint;
+pub mod datasets;
 pub mod fault;
 pub mod ffi;
+pub mod metrics;
 pub mod model;
 
 pub use crate::abi::config::{SanceConfig, SanceLangevin};

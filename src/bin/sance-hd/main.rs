@@ -1,0 +1,472 @@
+//! sance-hd: sance beyond 2-D. Trains on the 16-D Gaussian mixture, the 8×8 digits or
+//! Fashion-MNIST, with self-adapting NCE (snapshot noise, refresh every K steps; K = 0 never
+//! refreshes) or classic NCE (a fixed Gaussian fitted to the data), and scores the samples.
+//! `sance-hd help` lists the options; docs/results.md shows what they gave.
+#[path = "../sance-toy/plot.rs"]
+#[allow(dead_code)]
+mod plot;
+mod setup;
+
+use plot::Canvas;
+use setup::{batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels};
+use sance::abi::config::{SanceConfig, SanceLangevin, SanceNoise};
+use sance::datasets;
+use sance::metrics::{self, Classifier};
+
+use sance::model::toy;
+use sance::Ebm;
+use std::time::Instant;
+use tch::{Device, Kind};
+
+const USAGE: &str = "\
+usage:
+  sance-hd mixture [--methods k25,k100,k0,classic] [--steps 1000] [--seeds 0,1,2] [options]
+  sance-hd digits  [--arch mlp|conv] [--methods k1,k25,k0,classic] [--steps 1000] [--seeds 0] [options]
+  sance-hd fashion [--method k1|classic] [--steps 4000] [--dir fashion-run] [--resume] [options]
+methods: kN = self-adapting NCE refreshing the snapshot every N steps (k0: never after the
+first step); classic = NCE against a Gaussian fitted to the training data.
+options (each overrides the dataset's defaults; docs/results.md lists those):
+  --batch B  --lr R  --width W  --layers L  --langevin-steps T  --step-size λ  --noise-std σ
+  --clamp LO,HI  --data-noise S  --energy-l2 A  --mala  --sample-steps T  --device D
+  --out FILE.png  --log-every N
+";
+
+#[derive(Clone, Debug, PartialEq)]
+enum Method {
+    Snapshot(u32),
+    Classic,
+}
+
+impl Method {
+    fn parse(s: &str) -> Result<Method, String> {
+        if s == "classic" {
+            return Ok(Method::Classic);
+        }
+        s.strip_prefix('k')
+            .and_then(|k| k.parse().ok())
+            .map(Method::Snapshot)
+            .ok_or_else(|| format!("unknown method {s:?} (kN or classic)"))
+    }
+    fn label(&self) -> String {
+        match self {
+            Method::Snapshot(0) => "SA-NCE, K = 0 (never refreshed)".into(),
+            Method::Snapshot(k) => format!("SA-NCE, K = {k}"),
+            Method::Classic => "classic NCE (fitted Gaussian)".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+struct Opts {
+    methods: Vec<String>,
+    steps: Option<u64>,
+    seeds: Vec<u64>,
+    arch: String,
+    batch: Option<usize>,
+    lr: Option<f32>,
+    width: Option<u32>,
+    layers: Option<u32>,
+    langevin_steps: Option<u32>,
+    step_size: Option<f32>,
+    noise_std: Option<f32>,
+    clamp: Option<(f32, f32)>,
+    data_noise: Option<f32>,
+    energy_l2: Option<f32>,
+    mala: bool,
+    sample_steps: Option<u32>,
+    device: Option<i32>,
+    out: Option<String>,
+    log_every: u64,
+    dir: String,
+    resume: bool,
+}
+
+impl Opts {
+    /// `--arch`, or `default` when it was not given.
+    fn arch_or(&self, default: &str) -> String {
+        if self.arch.is_empty() { default.to_string() } else { self.arch.clone() }
+    }
+}
+
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let mut o = Opts { seeds: vec![0], arch: String::new(), log_every: 250, dir: "fashion-run".into(), ..Default::default() };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().cloned().ok_or(format!("{flag} needs a value"));
+        let f = |s: String| s.parse::<f32>().map_err(|_| format!("{flag}: not a number: {s}"));
+        let u = |s: String| s.parse::<u64>().map_err(|_| format!("{flag}: not a whole number: {s}"));
+        match flag.as_str() {
+            "--methods" | "--method" => o.methods = val()?.split(',').map(str::to_string).collect(),
+            "--steps" => o.steps = Some(u(val()?)?),
+            "--seeds" => o.seeds = val()?.split(',').map(|s| u(s.to_string())).collect::<Result<_, _>>()?,
+            "--arch" => o.arch = val()?,
+            "--batch" => o.batch = Some(u(val()?)? as usize),
+            "--lr" => o.lr = Some(f(val()?)?),
+            "--width" => o.width = Some(u(val()?)? as u32),
+            "--layers" => o.layers = Some(u(val()?)? as u32),
+            "--langevin-steps" => o.langevin_steps = Some(u(val()?)? as u32),
+            "--step-size" => o.step_size = Some(f(val()?)?),
+            "--noise-std" => o.noise_std = Some(f(val()?)?),
+            "--clamp" => {
+                let v = val()?;
+                let (a, b) = v.split_once(',').ok_or("--clamp takes LO,HI")?;
+                o.clamp = Some((f(a.into())?, f(b.into())?));
+            }
+            "--data-noise" => o.data_noise = Some(f(val()?)?),
+            "--energy-l2" => o.energy_l2 = Some(f(val()?)?),
+            "--mala" => o.mala = true,
+            "--sample-steps" => o.sample_steps = Some(u(val()?)? as u32),
+            "--device" => o.device = Some(val()?.parse().map_err(|_| "--device: not an integer")?),
+            "--out" => o.out = Some(val()?),
+            "--log-every" => o.log_every = u(val()?)?.max(1),
+            "--dir" => o.dir = val()?,
+            "--resume" => o.resume = true,
+            _ => return Err(format!("unknown option {flag}")),
+        }
+    }
+    Ok(o)
+}
+
+/// Applies the command-line overrides to a dataset's default config.
+fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfig {
+    c.seed = seed;
+    match method {
+        Method::Snapshot(k) => c.noise_update_interval = *k,
+        Method::Classic => c.noise = SanceNoise::Gaussian,
+    }
+    let l = &mut c.langevin;
+    if let Some(v) = o.langevin_steps {
+        l.steps = v;
+    }
+    if let Some(v) = o.step_size {
+        l.step_size = v;
+        l.noise_std = (2.0 * v).sqrt();
+    }
+    if let Some(v) = o.noise_std {
+        l.noise_std = v;
+    }
+    if let Some((a, b)) = o.clamp {
+        (l.clamp_min, l.clamp_max) = (a, b);
+    }
+    l.metropolis = o.mala as u32;
+    if let Some(v) = o.lr {
+        c.learning_rate = v;
+    }
+    if let Some(v) = o.width {
+        c.hidden_width = v;
+    }
+    if let Some(v) = o.layers {
+        c.hidden_layers = v;
+    }
+    if let Some(v) = o.data_noise {
+        c.data_noise_std = v;
+    }
+    if let Some(v) = o.energy_l2 {
+        c.energy_l2 = v;
+    }
+    if let Some(v) = o.device {
+        c.device = v;
+    }
+    c
+}
+
+/// Trains `ebm` for `steps` on batches that `batch(t)` returns; prints progress every
+/// `log_every` steps (`every` is also called then, e.g. to write a picture).
+fn train(ebm: &mut Ebm, steps: u64, b: usize, log_every: u64, verbose: bool, mut batch: impl FnMut(u64) -> Vec<f32>, mut every: impl FnMut(&mut Ebm)) -> Result<f64, String> {
+    let t0 = Instant::now();
+    let mut last = Instant::now();
+    if verbose {
+        println!("{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>6} {:>7}", "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "accept", "steps/s");
+    }
+    let start = ebm.step_count();
+    for t in start..steps {
+        let x = batch(t);
+        let s = ebm.train_step(&ebm.tensor_from(&x, b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        if s.step % log_every == 0 || s.step == steps {
+            if verbose {
+                let rate = log_every as f64 / last.elapsed().as_secs_f64();
+                last = Instant::now();
+                println!(
+                    "{:>6} {:>7.4} {:>6.3} {:>8.3} {:>8.3} {:>7.3} {:>8.3} {:>6.3} {:>7.1}",
+                    s.step, s.loss, s.accuracy, s.data_energy, s.noise_energy, s.log_z, s.langevin_grad_norm, s.acceptance_rate, rate
+                );
+            }
+            every(ebm);
+        }
+    }
+    Ok(t0.elapsed().as_secs_f64())
+}
+
+/// `n` samples of the model: fresh chains of the training sampler run for `steps` steps.
+fn samples(ebm: &mut Ebm, n: usize, steps: u32) -> Vec<f32> {
+    let l = SanceLangevin { steps, ..ebm.config().langevin };
+    let mut out = Vec::with_capacity(n * ebm.sample_size());
+    // Chunks keep the memory of image chains small.
+    for i in (0..n).step_by(500) {
+        let x = ebm.sample((n - i).min(500), &l).expect("valid sampler");
+        out.extend(Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap());
+    }
+    out
+}
+
+fn stats(v: &[f64], p: usize) -> String {
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    if v.len() == 1 {
+        return format!("{mean:.p$}");
+    }
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{mean:.p$} ({lo:.p$}–{hi:.p$})")
+}
+
+fn methods(o: &Opts, default: &[&str]) -> Result<Vec<Method>, String> {
+    let names: Vec<String> = if o.methods.is_empty() { default.iter().map(|s| s.to_string()).collect() } else { o.methods.clone() };
+    names.iter().map(|s| Method::parse(s)).collect()
+}
+
+// ---------------------------------------------------------------- 16-D mixture
+
+fn cmd_mixture(o: &Opts) -> Result<(), String> {
+    let steps = o.steps.unwrap_or(1000);
+    let b = o.batch.unwrap_or(256);
+    let sample_steps = o.sample_steps.unwrap_or(500);
+    let d = toy::GAUSSIANS16D_DIM;
+    let held_out = data16(2000, 1 << 40);
+    let median = metrics::median_distance(&held_out, d);
+    let floor = metrics::mmd2(&data16(1000, 1 << 41), &held_out, d, median);
+    println!("16-D mixture: {steps} steps of batch {b}, seeds {:?}; samples: 1000 fresh chains of {sample_steps} Langevin steps", o.seeds);
+    println!("MMD² to 2000 held-out points (sum of RBF kernels at 0.5, 1, 2, 4 × the median distance {median:.3}); real-vs-real floor {floor:.5}");
+    println!("| method | MMD² | modes covered (of 8) | share near a mode | seconds |");
+    println!("|---|---|---|---|---|");
+    let mut panels: Vec<(String, Vec<f32>)> = vec![("held-out data".into(), held_out[..1000 * d].to_vec())];
+    for m in methods(o, &["k25", "k100", "k0", "classic"])? {
+        let (mut mmd, mut modes, mut near, mut secs) = (vec![], vec![], vec![], 0.0);
+        for &seed in &o.seeds {
+            let cfg = apply(o, mixture_config(), &m, seed);
+            let mut ebm = Ebm::new(&cfg).map_err(|e| e.to_string())?;
+            secs += train(&mut ebm, steps, b, o.log_every, false, |t| data16(b, seed.wrapping_mul(1_000_003).wrapping_add(t)), |_| {})?;
+            let x = samples(&mut ebm, 1000, sample_steps);
+            mmd.push(metrics::mmd2(&x, &held_out, d, median));
+            if seed == o.seeds[0] {
+                panels.push((m.label(), x.clone()));
+            }
+            let c = metrics::coverage16(&x);
+            modes.push(c.modes as f64);
+            near.push(c.near);
+        }
+        println!("| {} | {} | {} | {} | {:.0} |", m.label(), stats(&mmd, 4), stats(&modes, 1), stats(&near, 3), secs / o.seeds.len() as f64);
+    }
+    let out = o.out.clone().unwrap_or_else(|| "sance-mixture16.png".into());
+    scatter_panels(&out, &panels, d).map_err(|e| format!("{out}: {e}"))?;
+    println!("wrote {out}: coordinates 1 and 2 of 1000 points per panel (the 8 modes project onto the 4 corners (±1, ±1)); panels: {}", panels.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" | "));
+    Ok(())
+}
+
+/// One square panel per point set: coordinates 1 and 2 (of `dim`) over [−3, 3]².
+fn scatter_panels(path: &str, panels: &[(String, Vec<f32>)], dim: usize) -> std::io::Result<()> {
+    const P: usize = 220;
+    const GAP: usize = 10;
+    const LIM: f64 = 3.0;
+    let mut c = Canvas::new(panels.len() * (P + GAP) + GAP, P + 2 * GAP, [255, 255, 255]);
+    for (k, (_, x)) in panels.iter().enumerate() {
+        let x0 = (GAP + k * (P + GAP)) as f64;
+        let col = if k == 0 { [31u8, 119, 180] } else { [214u8, 39, 40] };
+        for row in x.chunks_exact(dim) {
+            let (a, b) = (row[1] as f64, row[2] as f64);
+            if a.abs() < LIM && b.abs() < LIM {
+                c.dot(x0 + (a + LIM) / (2.0 * LIM) * P as f64, GAP as f64 + (LIM - b) / (2.0 * LIM) * P as f64, 1.4, col, 0.35);
+            }
+        }
+        c.rect_outline(x0 as i64 - 1, GAP as i64 - 1, x0 as i64 + P as i64, (GAP + P) as i64, [120, 120, 120]);
+    }
+    c.write_png(path)
+}
+
+fn data16(n: usize, seed: u64) -> Vec<f32> {
+    let mut v = vec![0f32; toy::GAUSSIANS16D_DIM * n];
+    toy::toy_dataset(toy::GAUSSIANS16D, n, seed, &mut v).expect("built-in set");
+    v
+}
+
+// ---------------------------------------------------------------- images
+
+/// A PNG of image rows: each row a labelled set of `cols` images of h×w pixels in [0, 1].
+fn image_grid(path: &str, rows_: &[(&str, &[f32])], h: usize, w: usize, cols: usize, scale: usize) -> std::io::Result<()> {
+    let gap = 2;
+    let cell = |n: usize| n * scale + gap;
+    let mut c = Canvas::new(cols * cell(w) + gap, rows_.len() * cell(h) + gap, [255, 255, 255]);
+    for (r, (_, imgs)) in rows_.iter().enumerate() {
+        for k in 0..cols.min(imgs.len() / (h * w)) {
+            for y in 0..h * scale {
+                for x in 0..w * scale {
+                    let p = imgs[k * h * w + (y / scale) * w + x / scale];
+                    let g = (255.0 * (1.0 - p.clamp(0.0, 1.0))) as u8;
+                    c.set((gap + k * cell(w) + x) as i64, (gap + r * cell(h) + y) as i64, [g, g, g]);
+                }
+            }
+        }
+    }
+    c.write_png(path)
+}
+
+fn cmd_digits(o: &Opts) -> Result<(), String> {
+    let all = datasets::load_digits(&datasets::digits_path())?;
+    let (train_set, test_set) = split(&all, 297, 2024);
+    let steps = o.steps.unwrap_or(1000);
+    let b = o.batch.unwrap_or(256);
+    let sample_steps = o.sample_steps.unwrap_or(500);
+    let t0 = Instant::now();
+    let judge = Classifier::train(&train_set, &test_set, 60, 0);
+    let (real_cls, _) = judge.predict(&test_set.pixels, 64);
+    let median = metrics::median_distance(&test_set.pixels, 64);
+    let floor = metrics::mmd2(&train_set.subset(&(0..500).collect::<Vec<_>>()).pixels, &test_set.pixels, 64, median);
+    println!(
+        "8×8 digits ({} train / {} held out), {} energy, {steps} steps of batch {b}, seeds {:?}; samples: 1000 fresh chains of {sample_steps} Langevin steps",
+        train_set.len(), test_set.len(), o.arch_or("mlp"), o.seeds
+    );
+    println!("judge: MLP classifier, held-out accuracy {:.1} % ({:.0} s); MMD² in pixel space [0, 1] (RBF sum at 0.5–4 × median {median:.3}); floor (500 train vs held out) {floor:.4}", 100.0 * judge.test_accuracy, t0.elapsed().as_secs_f64());
+    println!("| method | MMD² | classes seen (≥ 2 %) | class TV to real | mean confidence | seconds |");
+    println!("|---|---|---|---|---|---|");
+    // References: real training digits, and exact draws of the Gaussian that classic NCE
+    // fits (its noise itself, not its model's samples).
+    let reference = |label: &str, x: &[f32]| {
+        let (cls, conf) = judge.predict(x, 64);
+        let mut seen = [0usize; 10];
+        cls.iter().for_each(|&k| seen[k] += 1);
+        println!(
+            "| {label} | {:.4} | {} | {:.3} | {conf:.3} | — |",
+            metrics::mmd2(x, &test_set.pixels, 64, median),
+            seen.iter().filter(|&&n| n * 1000 >= 20 * cls.len()).count(),
+            metrics::class_tv(&cls, &real_cls)
+        );
+    };
+    reference("real: 500 training digits", &train_set.subset(&(0..500).collect::<Vec<_>>()).pixels);
+    let fitted = sance::model::gaussian::Gaussian::fit(
+        &tch::Tensor::from_slice(&to_model(&train_set.pixels)).view([train_set.len() as i64, 64]),
+        Kind::Float,
+        Device::Cpu,
+    )
+    .map_err(|e| e.to_string())?;
+    let draws = fitted.sample(&[1000, 64], &mut sance::model::rng::Rng::new(5)).map_err(|e| e.to_string())?;
+    reference("draws of the fitted Gaussian", &to_pixels(&Vec::<f32>::try_from(draws.flatten(0, -1)).unwrap()));
+    let mut pictures: Vec<(String, Vec<f32>)> = vec![("real".into(), test_set.pixels[..16 * 64].to_vec())];
+    for m in methods(o, &["k1", "k25", "k0", "classic"])? {
+        let (mut mmd, mut classes, mut tv, mut conf, mut secs) = (vec![], vec![], vec![], vec![], 0.0);
+        for &seed in &o.seeds {
+            let cfg = apply(o, image_config(&o.arch_or("mlp"), 8, 8)?, &m, seed);
+            let mut ebm = Ebm::new(&cfg).map_err(|e| e.to_string())?;
+            if m == Method::Classic {
+                ebm.fit_noise(&ebm.tensor_from(&to_model(&train_set.pixels), train_set.len()).unwrap()).map_err(|e| e.to_string())?;
+            }
+            secs += train(&mut ebm, steps, b, o.log_every, o.seeds.len() == 1 && o.log_every < steps, |t| batch_of(&train_set, b, seed * 7919 + t), |_| {})?;
+            let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
+            mmd.push(metrics::mmd2(&x, &test_set.pixels, 64, median));
+            let (cls, c) = judge.predict(&x, 64);
+            let mut seen = [0usize; 10];
+            cls.iter().for_each(|&k| seen[k] += 1);
+            classes.push(seen.iter().filter(|&&n| n >= 20).count() as f64);
+            tv.push(metrics::class_tv(&cls, &real_cls));
+            conf.push(c);
+            if seed == o.seeds[0] {
+                pictures.push((m.label(), x[..16 * 64].to_vec()));
+            }
+        }
+        println!("| {} | {} | {} | {} | {} | {:.0} |", m.label(), stats(&mmd, 4), stats(&classes, 1), stats(&tv, 3), stats(&conf, 3), secs / o.seeds.len() as f64);
+    }
+    let out = o.out.clone().unwrap_or_else(|| format!("sance-digits-{}.png", o.arch_or("mlp")));
+    let rows_: Vec<(&str, &[f32])> = pictures.iter().map(|(l, v)| (l.as_str(), v.as_slice())).collect();
+    image_grid(&out, &rows_, 8, 8, 16, 6).map_err(|e| format!("{out}: {e}"))?;
+    println!("wrote {out} (rows: {})", pictures.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" | "));
+    Ok(())
+}
+
+/// Fashion-MNIST: one long run with progress, a PNG grid and a checkpoint every `--log-every`
+/// steps (`--resume` continues from the checkpoint), then the Fréchet distance in the
+/// penultimate features of a conv classifier trained on the real training set.
+fn cmd_fashion(o: &Opts) -> Result<(), String> {
+    let dir = std::path::PathBuf::from(&o.dir);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let train_set = datasets::load_fashion(&datasets::fashion_dir(), true)?;
+    let test_set = datasets::load_fashion(&datasets::fashion_dir(), false)?;
+    let m = methods(o, &["k1"])?.remove(0);
+    let steps = o.steps.unwrap_or(4000);
+    let b = o.batch.unwrap_or(64);
+    let sample_steps = o.sample_steps.unwrap_or(200);
+    let seed = o.seeds[0];
+    let ckpt = dir.join(format!("{}.safetensors", if m == Method::Classic { "classic".to_string() } else { format!("k{}", match m { Method::Snapshot(k) => k, _ => 0 }) }));
+    if !o.arch.is_empty() && o.arch != "conv" {
+        return Err("fashion trains the conv energy only".into());
+    }
+    let cfg = apply(o, fashion_config(), &m, seed);
+    let mut ebm = if o.resume && ckpt.exists() {
+        let e = sance::checkpoint::load(&ckpt, cfg.device).map_err(|e| e.to_string())?;
+        println!("resumed {} at step {}", ckpt.display(), e.step_count());
+        e
+    } else {
+        let mut e = Ebm::new(&cfg).map_err(|e| e.to_string())?;
+        if m == Method::Classic {
+            e.fit_noise(&e.tensor_from(&to_model(&train_set.pixels[..10000 * 784]), 10000).unwrap()).map_err(|e| e.to_string())?;
+        }
+        e
+    };
+    println!(
+        "Fashion-MNIST ({} train / {} test), {} energy on {:?}, {}: {steps} steps of batch {b}; every {} steps a picture and a checkpoint in {}",
+        train_set.len(), test_set.len(), o.arch_or("conv"), ebm.device(), m.label(), o.log_every, dir.display()
+    );
+    let grid_path = dir.join("samples.png").to_string_lossy().into_owned();
+    let real = test_set.pixels[..16 * 784].to_vec();
+    let secs = train(&mut ebm, steps, b, o.log_every, true, |t| batch_of(&train_set, b, seed * 7919 + t), |e| {
+        let x = to_pixels(&samples(e, 32, sample_steps));
+        let _ = image_grid(&grid_path, &[("real", &real), ("model", &x[..16 * 784]), ("model", &x[16 * 784..])], 28, 28, 16, 2);
+        if let Err(err) = sance::checkpoint::save(e, &ckpt) {
+            eprintln!("checkpoint: {err}");
+        }
+    })?;
+    println!("trained in {secs:.0} s; scoring: a conv classifier on the training set (2 epochs), 1000 samples of {sample_steps} steps");
+    let judge = Classifier::train(&train_set.subset(&(0..60000).step_by(1).collect::<Vec<_>>()), &test_set, 2, 0);
+    let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
+    let held = test_set.subset(&(0..1000).collect::<Vec<_>>());
+    let real_train = train_set.subset(&(0..1000).collect::<Vec<_>>());
+    let fd = metrics::frechet(&judge.features(&x, 784), &judge.features(&held.pixels, 784));
+    let floor = metrics::frechet(&judge.features(&real_train.pixels, 784), &judge.features(&held.pixels, 784));
+    let (cls, conf) = judge.predict(&x, 784);
+    let (real_cls, _) = judge.predict(&held.pixels, 784);
+    println!("judge accuracy on the test set: {:.1} %", 100.0 * judge.test_accuracy);
+    println!("| run | Fréchet distance (classifier features) | class TV to real | mean confidence |");
+    println!("|---|---|---|---|");
+    println!("| real: 1000 train vs 1000 test images | {floor:.2} | {:.3} | — |", metrics::class_tv(&judge.predict(&real_train.pixels, 784).0, &real_cls));
+    println!("| {} after {} steps | {fd:.2} | {:.3} | {conf:.3} |", m.label(), ebm.step_count(), metrics::class_tv(&cls, &real_cls));
+    let out = o.out.clone().unwrap_or_else(|| dir.join("final.png").to_string_lossy().into_owned());
+    image_grid(&out, &[("real", &held.pixels[..16 * 784]), ("model", &x[..16 * 784]), ("model", &x[16 * 784..32 * 784])], 28, 28, 16, 2).map_err(|e| format!("{out}: {e}"))?;
+    println!("wrote {out}");
+    Ok(())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (cmd, rest) = match args.split_first() {
+        Some((c, r)) => (c.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let o = match parse(rest) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("sance-hd: {e}\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
+    let r = match cmd {
+        "mixture" => cmd_mixture(&o),
+        "digits" => cmd_digits(&o),
+        "fashion" => cmd_fashion(&o),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        c => Err(format!("unknown command {c}\n{USAGE}")),
+    };
+    if let Err(e) = r {
+        eprintln!("sance-hd: {e}");
+        std::process::exit(1);
+    }
+}
