@@ -423,7 +423,7 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
         }
     })?;
     println!("trained in {secs:.0} s; scoring: a conv classifier on the training set (2 epochs), 1000 samples of {sample_steps} steps");
-    let judge = Classifier::train(&train_set.subset(&(0..60000).step_by(1).collect::<Vec<_>>()), &test_set, 2, 0);
+    let judge = Classifier::train(&train_set, &test_set, 2, 0);
     let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
     let held = test_set.subset(&(0..1000).collect::<Vec<_>>());
     let real_train = train_set.subset(&(0..1000).collect::<Vec<_>>());
