@@ -12,10 +12,10 @@ fn gaussian_config() -> SanceConfig {
     SanceConfig { noise: SanceNoise::Gaussian, ..small_config() }
 }
 
-/// The sample covariance plus the documented ridge, and log q by the textbook formula
-/// −½(x−μ)ᵀΣ⁻¹(x−μ) − ½·log det(2πΣ), all in float64 with inverse and log-determinant (no
-/// Cholesky, unlike the library).
-fn reference_log_q(fit_data: &Tensor, x: &Tensor) -> Tensor {
+/// The sample covariance plus the documented ridge and the data noise's variance s², and log q
+/// by the textbook formula −½(x−μ)ᵀΣ⁻¹(x−μ) − ½·log det(2πΣ), all in float64 with inverse and
+/// log-determinant (no Cholesky, unlike the library).
+fn reference_log_q(fit_data: &Tensor, s: f64, x: &Tensor) -> Tensor {
     let d = fit_data.to_kind(Kind::Double).flatten(1, -1);
     let n = d.size()[0] as f64;
     let mu = d.mean_dim([0i64].as_slice(), true, Kind::Double);
@@ -23,7 +23,7 @@ fn reference_log_q(fit_data: &Tensor, x: &Tensor) -> Tensor {
     let mut cov = c.tr().mm(&c) / (n - 1.0);
     let dim = cov.size()[0];
     let ridge = 1e-3 * cov.diagonal(0, 0, 1).mean(Kind::Double).double_value(&[]) + 1e-6;
-    cov += Tensor::eye(dim, (Kind::Double, Device::Cpu)) * ridge;
+    cov += Tensor::eye(dim, (Kind::Double, Device::Cpu)) * (ridge + s * s);
     let u = x.to_kind(Kind::Double).flatten(1, -1) - &mu;
     let quad = (u.mm(&cov.inverse()) * &u).sum_dim_intlist([1i64].as_slice(), false, Kind::Double);
     let logdet = (cov * (2.0 * std::f64::consts::PI)).logdet().double_value(&[]);
@@ -32,8 +32,10 @@ fn reference_log_q(fit_data: &Tensor, x: &Tensor) -> Tensor {
 
 #[test]
 fn the_logit_uses_the_exact_log_density_of_the_fit() {
-    for (dim, name) in [(2usize, "8gaussians"), (16, "gaussians16d")] {
-        let cfg = SanceConfig { data_dim: dim as u32, noise_ratio: 2.0, ..gaussian_config() };
+    // With data noise s the fit is of the data convolved with N(0, s²I): what training sees.
+    for (dim, name, s) in [(2usize, "8gaussians", 0.0), (16, "gaussians16d", 0.0), (16, "gaussians16d", 0.3)] {
+        let cfg = SanceConfig { data_dim: dim as u32, noise_ratio: 2.0, data_noise_std: s as f32, ..gaussian_config() };
+        let s = s as f32 as f64;
         let mut ebm = Ebm::with_kind(&cfg, Kind::Double).unwrap();
         let fit = ebm.tensor_from(&data(name, 500, 1), 500).unwrap();
         ebm.fit_noise(&fit).unwrap();
@@ -42,10 +44,10 @@ fn the_logit_uses_the_exact_log_density_of_the_fit() {
         let (loss, h, _) = ebm.nce_loss(&x, &noise).unwrap();
         // h = −E − log q + c − ln ν over [data; noise]; the fit started c at the mean log q of
         // the fit data.
-        let c0 = reference_log_q(&fit, &fit).mean(Kind::Double).double_value(&[]);
+        let c0 = reference_log_q(&fit, s, &fit).mean(Kind::Double).double_value(&[]);
         assert!((ebm.log_z() - c0).abs() < 1e-9, "{name}: c starts at {} instead of {c0}", ebm.log_z());
         let all = Tensor::cat(&[&x, &noise], 0);
-        let want_h = -ebm.energy(&all).unwrap() - reference_log_q(&fit, &all) + c0 - 2f64.ln();
+        let want_h = -ebm.energy(&all).unwrap() - reference_log_q(&fit, s, &all) + c0 - 2f64.ln();
         let err = (&h - &want_h).abs().max().double_value(&[]);
         assert!(err < 1e-9, "{name}: logit differs from the reference by {err}");
         let sp = |t: Tensor| t.softplus().mean(Kind::Double).double_value(&[]);

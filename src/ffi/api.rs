@@ -167,7 +167,8 @@ pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceSta
 /// Classic NCE (`noise` = SANCE_NOISE_GAUSSIAN): fits the noise Gaussian's mean and covariance
 /// to `n` >= 2 samples (`n × sample_size` floats). The covariance is full, with a ridge of
 /// 1e-3 × its mean variance + 1e-6 on the diagonal, up to SANCE_NOISE_FULL_COVARIANCE_MAX_DIM
-/// (1024) floats per sample, and diagonal beyond. Without this call the first training batch
+/// (1024) floats per sample, and diagonal beyond; `data_noise_std`² is added to the diagonal
+/// too, since training classifies the data with that noise added against q. Without this call the first training batch
 /// is used. Before the first training step the fit also sets c to the mean of log q over
 /// `data`, so that the model's log density −E + c starts on q's scale; a later call replaces
 /// the fit and leaves c to adapt. The fit is saved in checkpoints. SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.

@@ -250,7 +250,9 @@ impl Ebm {
     /// that c need not climb tens of nats at the learning rate's pace first. A later refit
     /// leaves c to adapt. Nothing changes on failure.
     fn install_fit(&mut self, x: &Tensor) -> Result<()> {
-        let g = Gaussian::fit(x, self.kind, self.device)?;
+        // The trainer adds N(0, s²I) to every data batch; q is fitted to what it classifies.
+        let s = self.cfg.data_noise_std as f64;
+        let g = Gaussian::fit(x, s * s, self.kind, self.device)?;
         if self.step == 0 {
             let c0 = g.log_density(&x.f_to_device(self.device)?.f_to_kind(self.kind)?)?.f_mean(self.kind)?;
             tch::no_grad(|| self.c.f_copy_(&c0))?;

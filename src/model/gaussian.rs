@@ -1,10 +1,12 @@
 //! The fixed Gaussian noise of classic NCE (`SANCE_NOISE_GAUSSIAN`): fitted to data once,
 //! sampled exactly, and its exact log density used in the logit.
 //!
-//! Up to [`FULL_COVARIANCE_MAX_DIM`] coordinates the covariance is full, Σ̂ + ridge·I with
-//! ridge = [`RIDGE_RELATIVE`]·tr(Σ̂)/D + [`RIDGE_ABSOLUTE`] (the sample covariance of images is
-//! singular: constant border pixels, fewer images than pixels); beyond it, only the diagonal
-//! (D² floats would not fit, and a Cholesky factor costs D³). The fit runs in float64.
+//! Up to [`FULL_COVARIANCE_MAX_DIM`] coordinates the covariance is full, Σ̂ + (s² + ridge)·I
+//! with ridge = [`RIDGE_RELATIVE`]·tr(Σ̂)/D + [`RIDGE_ABSOLUTE`] (the sample covariance of
+//! images is singular: constant border pixels, fewer images than pixels) and s the config's
+//! `data_noise_std` (the trainer classifies data + N(0, s²I) against q, so q is fitted to
+//! that); beyond it, only the diagonal (D² floats would not fit, and a Cholesky factor costs
+//! D³). The fit runs in float64.
 use crate::model::net::copy_of;
 use crate::model::rng::Rng;
 use tch::{Device, Kind, TchError, Tensor};
@@ -30,9 +32,9 @@ pub struct Gaussian {
 }
 
 impl Gaussian {
-    /// Fits mean and covariance to `x` [N, ...] (N >= 2), in float64, then stores them in `kind`
-    /// on `device`.
-    pub fn fit(x: &Tensor, kind: Kind, device: Device) -> Result<Gaussian, TchError> {
+    /// Fits mean and covariance to `x` [N, ...] (N >= 2) convolved with N(0, `added_variance`·I)
+    /// (the trainer's data noise), in float64, then stores them in `kind` on `device`.
+    pub fn fit(x: &Tensor, added_variance: f64, kind: Kind, device: Device) -> Result<Gaussian, TchError> {
         let n = x.size()[0];
         let x = x.f_flatten(1, -1)?.f_to_kind(Kind::Double)?;
         let d = x.size()[1];
@@ -41,12 +43,12 @@ impl Gaussian {
         let scale = if d as usize <= FULL_COVARIANCE_MAX_DIM {
             let cov = centred.f_tr()?.f_matmul(&centred)?.f_div_scalar((n - 1) as f64)?;
             let ridge = RIDGE_RELATIVE * cov.f_diagonal(0, 0, 1)?.f_mean(Kind::Double)?.f_double_value(&[])? + RIDGE_ABSOLUTE;
-            let cov = cov.f_add(&Tensor::f_eye(d, (Kind::Double, cov.device()))?.f_mul_scalar(ridge)?)?;
+            let cov = cov.f_add(&Tensor::f_eye(d, (Kind::Double, cov.device()))?.f_mul_scalar(ridge + added_variance)?)?;
             cov.f_linalg_cholesky(false)?
         } else {
             let var = centred.f_square()?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?.f_div_scalar((n - 1) as f64)?;
             let ridge = RIDGE_RELATIVE * var.f_mean(Kind::Double)?.f_double_value(&[])? + RIDGE_ABSOLUTE;
-            var.f_add_scalar(ridge)?.f_sqrt()?
+            var.f_add_scalar(ridge + added_variance)?.f_sqrt()?
         };
         // Rounded to `kind` first, so that a checkpoint (which stores them in `kind`) rebuilds
         // exactly this Gaussian.

@@ -343,6 +343,7 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
     reference("real: 500 training digits", &train_set.subset(&(0..500).collect::<Vec<_>>()).pixels);
     let fitted = sance::model::gaussian::Gaussian::fit(
         &tch::Tensor::from_slice(&to_model(&train_set.pixels)).view([train_set.len() as i64, 64]),
+        0.0,
         Kind::Float,
         Device::Cpu,
     )
