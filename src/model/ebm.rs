@@ -371,7 +371,7 @@ impl Ebm {
             None => fresh,
         };
         let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step");
-        let (x, run) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng)?;
+        let (x, run) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng, true)?;
         Ok((x, draw, run))
     }
 
@@ -422,14 +422,11 @@ impl Ebm {
         if self.cfg.noise == SanceNoise::Gaussian {
             let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
             let noise = g.sample(&self.batch_shape(m as i64), &mut self.rng)?;
-            let (mut stats, _) = self.update(&data, &noise, None)?;
-            stats.acceptance_rate = 1.0;
+            let (stats, _) = self.update(&data, &noise, None, None)?;
             return Ok(stats);
         }
         let (noise, draw, run) = self.draw_noise(m)?;
-        let (mut stats, _) = self.update(&data, &noise, Some(&draw))?;
-        stats.langevin_grad_norm = run.grad_norm as f32;
-        stats.acceptance_rate = run.acceptance as f32;
+        let (stats, _) = self.update(&data, &noise, Some(&draw), Some(&run))?;
         self.last_draw = Some(draw);
         Ok(stats)
     }
@@ -441,7 +438,7 @@ impl Ebm {
     /// PyTorch reference.
     #[cfg(feature = "test-hooks")]
     pub fn update_on(&mut self, data: &Tensor, noise: &Tensor) -> Result<(SanceStepStats, Vec<Tensor>)> {
-        let r = self.update(data, noise, None)?;
+        let r = self.update(data, noise, None, None)?;
         self.step += 1;
         Ok(r)
     }
@@ -455,9 +452,19 @@ impl Ebm {
 
     /// Loss, gradients, clip, AdamW and the finiteness check on data [B, ...] and noise
     /// [M, ...]; then, when a draw is given, the chains go back to the replay buffer. On any
-    /// failure θ, c and Adam are restored. Returns the stats (without the Langevin norm) and
-    /// the gradients before clipping.
-    fn update(&mut self, data: &Tensor, noise: &Tensor, draw: Option<&Draw>) -> Result<(SanceStepStats, Vec<Tensor>)> {
+    /// failure θ, c and Adam are restored. Returns the stats and the gradients before clipping
+    /// (test hooks only).
+    ///
+    /// One host sync: everything is computed on the device, the update included, and the
+    /// statistics and the finiteness checks are read back together at the end. A step whose
+    /// loss or gradient turns out non-finite is then undone like one whose update blew up.
+    fn update(
+        &mut self,
+        data: &Tensor,
+        noise: &Tensor,
+        draw: Option<&Draw>,
+        run: Option<&langevin::RunStats>,
+    ) -> Result<(SanceStepStats, Vec<Tensor>)> {
         let b = data.size()[0];
         let m = noise.size()[0];
         let (loss, h, e) = self.nce_loss(data, noise)?;
@@ -467,31 +474,6 @@ impl Ebm {
 
         let sq = grads.iter().map(|g| g.f_square()?.f_sum(Kind::Double)).collect::<std::result::Result<Vec<_>, _>>()?;
         let gnorm = Tensor::f_stack(&sq, 0)?.f_sum(Kind::Double)?.f_sqrt()?;
-        let correct = h
-            .f_narrow(0, 0, b)?
-            .f_gt(0.0)?
-            .f_sum(Kind::Double)?
-            .f_add(&h.f_narrow(0, b, m as i64)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
-        let summary = Tensor::f_stack(
-            &[
-                loss.detach().f_to_kind(Kind::Double)?,
-                gnorm.shallow_clone(),
-                correct.f_div_scalar(b as f64 + m as f64)?,
-                e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
-                e.f_narrow(0, b, m as i64)?.f_mean(Kind::Double)?.detach(),
-            ],
-            0,
-        )?;
-        let s = Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?;
-        let (loss_v, gnorm_v) = (s[0], s[1]);
-        if !loss_v.is_finite() || !gnorm_v.is_finite() {
-            return Err(Error::non_finite(format!(
-                "step {}: the loss ({loss_v}) or gradient norm ({gnorm_v}) is not finite; the update \
-                 was skipped and the model left unchanged (lower learning_rate or langevin.step_size, \
-                 or set grad_clip / energy_l2)",
-                self.step + 1
-            )));
-        }
         // The test entry returns the gradients as they were before clipping.
         let raw_grads = if cfg!(feature = "test-hooks") && draw.is_none() {
             grads.iter().map(copy_of).collect::<std::result::Result<Vec<_>, _>>()?
@@ -499,10 +481,11 @@ impl Ebm {
             Vec::new()
         };
         let clip = self.cfg.grad_clip as f64;
-        if clip > 0.0 && gnorm_v > clip {
-            let scale = clip / gnorm_v;
+        if clip > 0.0 {
+            // g·min(1, clip/‖g‖), on the device (no read of ‖g‖).
+            let scale = gnorm.f_clamp_min(1e-300)?.f_reciprocal()?.f_mul_scalar(clip)?.f_clamp_max(1.0)?;
             for g in grads.iter_mut() {
-                let _ = g.f_mul_scalar_(scale)?;
+                let _ = g.f_mul_(&scale.f_to_kind(g.kind())?)?;
             }
         }
         let mut decay = vec![true; self.params.len()];
@@ -512,15 +495,50 @@ impl Ebm {
         // parameters whose energies overflow, and the next step could not recover. Every
         // failure from here on restores it.
         let undo = self.update_backup()?;
-        let checked = self.update_and_check(&grads, &decay, data, noise);
-        let after = match checked {
-            Ok(ok) => ok,
+        let read = self.update_and_check(&grads, &decay, data, noise).and_then(|energies_ok| {
+            let correct = h
+                .f_narrow(0, 0, b)?
+                .f_gt(0.0)?
+                .f_sum(Kind::Double)?
+                .f_add(&h.f_narrow(0, b, m as i64)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
+            let (lnorm, accept) = match run {
+                Some(r) => (r.grad_norm.shallow_clone(), r.acceptance.shallow_clone()),
+                None => (Tensor::f_zeros([], (Kind::Double, self.device))?, Tensor::f_ones([], (Kind::Double, self.device))?),
+            };
+            let summary = Tensor::f_stack(
+                &[
+                    loss.detach().f_to_kind(Kind::Double)?,
+                    gnorm.shallow_clone(),
+                    correct.f_div_scalar(b as f64 + m as f64)?,
+                    e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
+                    e.f_narrow(0, b, m as i64)?.f_mean(Kind::Double)?.detach(),
+                    self.c.detach().f_to_kind(Kind::Double)?,
+                    energies_ok.f_to_kind(Kind::Double)?,
+                    lnorm,
+                    accept,
+                ],
+                0,
+            )?;
+            Ok(Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?)
+        });
+        let s = match read {
+            Ok(s) => s,
             Err(e) => {
                 self.restore_backup(undo);
                 return Err(e);
             }
         };
-        if !after {
+        let (loss_v, gnorm_v) = (s[0], s[1]);
+        if !loss_v.is_finite() || !gnorm_v.is_finite() {
+            self.restore_backup(undo);
+            return Err(Error::non_finite(format!(
+                "step {}: the loss ({loss_v}) or gradient norm ({gnorm_v}) is not finite; the update \
+                 was skipped and the model left unchanged (lower learning_rate or langevin.step_size, \
+                 or set grad_clip / energy_l2)",
+                self.step + 1
+            )));
+        }
+        if s[6] != 1.0 {
             self.restore_backup(undo);
             return Err(Error::non_finite(format!(
                 "step {}: the update made the energies non-finite (learning_rate too large?); it was \
@@ -539,24 +557,26 @@ impl Ebm {
             accuracy: s[2] as f32,
             data_energy: s[3] as f32,
             noise_energy: s[4] as f32,
-            log_z: self.c.double_value(&[]) as f32,
+            log_z: s[5] as f32,
             grad_norm: gnorm_v as f32,
+            langevin_grad_norm: s[7] as f32,
+            acceptance_rate: s[8] as f32,
             ..Default::default()
         };
         Ok((stats, raw_grads))
     }
 
     /// Applies AdamW, then says whether c and the energies of the batch are still finite.
-    fn update_and_check(&mut self, grads: &[Tensor], decay: &[bool], data: &Tensor, noise: &Tensor) -> Result<bool> {
+    /// Returns a bool tensor (no host read).
+    fn update_and_check(&mut self, grads: &[Tensor], decay: &[bool], data: &Tensor, noise: &Tensor) -> Result<Tensor> {
         {
             let mut targets: Vec<&mut Tensor> = self.params.iter_mut().collect();
             targets.push(&mut self.c);
             self.adam.step(&mut targets, grads, decay)?;
         }
         let x = Tensor::f_cat(&[data, noise], 0)?;
-        // One device sync for both checks.
         let energies_ok = tch::no_grad(|| self.net.energy(&self.params, &x))?.f_isfinite()?.f_all()?;
-        Ok(energies_ok.f_logical_and(&self.c.f_isfinite()?)?.f_int64_value(&[])? == 1)
+        Ok(energies_ok.f_logical_and(&self.c.f_isfinite()?)?)
     }
 
     /// Copies of θ, c and Adam's state, taken before an update.
@@ -619,13 +639,13 @@ impl Ebm {
         let shape = self.batch_shape(n as i64);
         self.keeping_rng(|m| {
             let x0 = langevin::init_chains(l, &shape, m.kind, m.device, &mut m.rng)?;
-            Ok(langevin::run(&m.net, &m.params.detached(), x0, l, &mut m.rng)?.0)
+            Ok(langevin::run(&m.net, &m.params.detached(), x0, l, &mut m.rng, false)?.0)
         })
     }
 
     /// Langevin chains on E_θ from given starting points.
     pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
-        self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng)?.0))
+        self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng, false)?.0))
     }
 }

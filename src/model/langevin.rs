@@ -1,7 +1,7 @@
 //! Unadjusted Langevin dynamics on an energy network:
 //! `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I).
-use crate::abi::config::{SanceInit, SanceLangevin};
-use crate::model::net::{copy_of, Net, Params};
+use crate::abi::config::{SanceArch, SanceInit, SanceLangevin};
+use crate::model::net::{copy_of, ConvGrad, MlpGrad, Net, Params};
 use crate::model::rng::Rng;
 use tch::{Device, Kind, TchError, Tensor};
 
@@ -20,13 +20,23 @@ pub fn init_chains(
     }
 }
 
-/// What a run of the sampler reports besides the chains.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// What a run of the sampler reports besides the chains, left on the device (reading them
+/// is a host sync; the training step reads them with its other statistics, in one go).
+#[derive(Debug)]
 pub struct RunStats {
-    /// Mean per-sample ‖∇ₓE‖ (before the clip) over all steps and chains.
-    pub grad_norm: f64,
-    /// Share of moves accepted over all steps and chains (1 for unadjusted Langevin).
-    pub acceptance: f64,
+    /// Mean per-sample ‖∇ₓE‖ (before the clip) over all steps and chains, a float64 scalar
+    /// (0 when not asked for).
+    pub grad_norm: Tensor,
+    /// Share of moves accepted over all steps and chains (1 for unadjusted Langevin), a
+    /// float64 scalar.
+    pub acceptance: Tensor,
+}
+
+impl RunStats {
+    fn constant(grad_norm: f64, acceptance: f64, device: tch::Device) -> Result<RunStats, TchError> {
+        let c = |v: f64| Tensor::f_full([], v, (Kind::Double, device));
+        Ok(RunStats { grad_norm: c(grad_norm)?, acceptance: c(acceptance)? })
+    }
 }
 
 /// E(x) and the (per-sample clipped) ∇ₓE(x), plus the sum of the unclipped norms.
@@ -40,13 +50,90 @@ fn clipped_grad(net: &Net, p: &Params, x: &Tensor, l: &SanceLangevin, bshape: &[
     Ok((e, g, norms.f_sum(Kind::Double)?))
 }
 
+/// At most this many random numbers are drawn at once. The sampler draws the noise of many
+/// steps in one call (one reseed of libtorch's global generator, see `rng.rs`, instead of one
+/// per step) but in blocks, so that a long run on a large batch never holds all its noise.
+const NOISE_BLOCK_ELEMENTS: i64 = 1 << 22;
+
+/// The sampler's noise, σ·ξ for each step (or U[0, 1) with `uniform`), drawn a block of
+/// steps at a time.
+struct Noise {
+    shape: Vec<i64>,
+    sigma: f64,
+    uniform: bool,
+    steps_left: u32,
+    per_block: i64,
+    block: Option<Tensor>,
+    next: i64,
+    kind: Kind,
+    device: tch::Device,
+}
+
+impl Noise {
+    fn new(shape: &[i64], sigma: f64, steps: u32, kind: Kind, device: tch::Device) -> Noise {
+        let per_step: i64 = shape.iter().product::<i64>().max(1);
+        let per_block = (NOISE_BLOCK_ELEMENTS / per_step).clamp(1, steps.max(1) as i64);
+        Noise { shape: shape.to_vec(), sigma, uniform: false, steps_left: steps, per_block, block: None, next: 0, kind, device }
+    }
+
+    fn uniform(shape: &[i64], steps: u32, kind: Kind, device: tch::Device) -> Noise {
+        Noise { uniform: true, ..Noise::new(shape, 1.0, steps, kind, device) }
+    }
+
+    /// The next step's σ·ξ (a view into the current block).
+    fn next(&mut self, rng: &mut Rng) -> Result<Tensor, TchError> {
+        if self.block.as_ref().is_none_or(|b| self.next == b.size()[0]) {
+            let k = self.per_block.min(self.steps_left as i64);
+            let mut shape = vec![k];
+            shape.extend_from_slice(&self.shape);
+            let mut b = if self.uniform { rng.rand(&shape, self.kind, self.device)? } else { rng.randn(&shape, self.kind, self.device)? };
+            if self.sigma != 1.0 {
+                let _ = b.f_mul_scalar_(self.sigma)?;
+            }
+            self.block = Some(b);
+            self.next = 0;
+        }
+        self.steps_left = self.steps_left.saturating_sub(1);
+        self.next += 1;
+        self.block.as_ref().expect("drawn above").f_select(0, self.next - 1)
+    }
+}
+
+/// scale·∇ₓE for one batch shape, over and over, by the hand-written backward passes.
+enum ScaledGrad<'a> {
+    Mlp(MlpGrad<'a>),
+    Conv(ConvGrad<'a>),
+}
+
+impl<'a> ScaledGrad<'a> {
+    fn new(net: &'a Net, p: &'a Params, n: i64, scale: f64) -> Result<ScaledGrad<'a>, TchError> {
+        Ok(match net.arch {
+            SanceArch::Mlp => ScaledGrad::Mlp(MlpGrad::new(net, p, n, scale)?),
+            SanceArch::Conv => ScaledGrad::Conv(ConvGrad::new(net, p, scale)?),
+        })
+    }
+
+    fn at(&mut self, x: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            ScaledGrad::Mlp(w) => {
+                w.run(x, false)?;
+                Ok(w.gx.shallow_clone())
+            }
+            ScaledGrad::Conv(w) => w.run(x, false),
+        }
+    }
+}
+
 /// Runs `l.steps` Langevin steps from `x` on E with parameters `p` (never differentiated):
 /// unadjusted, or MALA when `l.metropolis == 1` (docs/algorithm.md gives the acceptance test).
-pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) -> Result<(Tensor, RunStats), TchError> {
+/// With `stats` false the gradient norms are not computed (unless the clip needs them) and
+/// `RunStats::grad_norm` is 0. Nothing reads a value back to the host.
+pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng, stats: bool) -> Result<(Tensor, RunStats), TchError> {
     tch::no_grad(|| {
         let n = x.size()[0];
         if n == 0 {
-            return Ok((x, RunStats { grad_norm: 0.0, acceptance: 1.0 }));
+            let stats = RunStats::constant(0.0, 1.0, x.device())?;
+            return Ok((x, stats));
         }
         if l.metropolis == 1 {
             return run_mala(net, p, x, l, rng);
@@ -54,22 +141,41 @@ pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) -
         let shape = x.size();
         let mut bshape = vec![n];
         bshape.resize(shape.len(), 1);
+        let lambda = l.step_size as f64;
         let mut x = copy_of(&x)?;
-        let mut norm_sum = Tensor::f_zeros([], (Kind::Double, x.device()))?;
+        let mut grad = ScaledGrad::new(net, p, n, -lambda)?;
+        let mut noise = Noise::new(&shape, l.noise_std as f64, l.steps, x.kind(), x.device());
+        // Σ over steps of λ·‖∇ₓE‖ per chain.
+        let norm_sum = if stats { Some(Tensor::f_zeros([n], (x.kind(), x.device()))?) } else { None };
+        let clip = l.grad_clip > 0.0;
         let clamp = l.clamp_min < l.clamp_max;
         for _ in 0..l.steps {
-            let (_, g, norms) = clipped_grad(net, p, &x, l, &bshape)?;
-            let _ = norm_sum.f_add_(&norms)?;
-            let _ = x.f_sub_(&g.f_mul_scalar(l.step_size as f64)?)?;
+            // g = −λ·∇ₓE: the step's drift.
+            let mut g = grad.at(&x)?;
+            if clip || stats {
+                let norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+                if let Some(s) = &norm_sum {
+                    let _ = s.f_add_out(s, &norms)?;
+                }
+                if clip {
+                    // min(1, clip/‖∇E‖) with ‖∇E‖ = ‖g‖/λ.
+                    let scale = norms.f_clamp_min(1e-12 * lambda)?.f_reciprocal()?.f_mul_scalar(l.grad_clip as f64 * lambda)?.f_clamp_max(1.0)?;
+                    let _ = g.f_mul_(&scale.f_view(bshape.as_slice())?)?;
+                }
+            }
+            let _ = x.f_add_(&g)?;
             if l.noise_std > 0.0 {
-                let _ = x.f_add_(&rng.randn(&shape, x.kind(), x.device())?.f_mul_scalar(l.noise_std as f64)?)?;
+                let _ = x.f_add_(&noise.next(rng)?)?;
             }
             if clamp {
-                x = x.f_clamp(l.clamp_min as f64, l.clamp_max as f64)?;
+                let _ = x.f_clamp_(l.clamp_min as f64, l.clamp_max as f64)?;
             }
         }
-        let grad_norm = norm_sum.f_double_value(&[])? / (l.steps as f64 * n as f64);
-        Ok((x, RunStats { grad_norm, acceptance: 1.0 }))
+        let mut stats = RunStats::constant(0.0, 1.0, x.device())?;
+        if let Some(s) = norm_sum {
+            stats.grad_norm = s.f_sum(Kind::Double)?.f_div_scalar(lambda * l.steps as f64 * n as f64)?;
+        }
+        Ok((x, stats))
     })
 }
 
@@ -96,9 +202,12 @@ fn run_mala(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) 
     let mut e = e0.f_to_kind(Kind::Double)?;
     let mut norm_sum = first_norms;
     let mut accepted = Tensor::f_zeros([], (Kind::Double, x.device()))?;
+    // ξ and the uniforms of the accept test, a block of steps per draw (see `Noise`).
+    let mut xis = Noise::new(&shape, 1.0, l.steps, x.kind(), x.device());
+    let mut us = Noise::uniform(&[n], l.steps, Kind::Double, x.device());
     for step in 0..l.steps {
-        let xi = rng.randn(&shape, x.kind(), x.device())?;
-        let u = rng.rand(&[n], Kind::Double, x.device())?;
+        let xi = xis.next(rng)?;
+        let u = us.next(rng)?;
         let y = x.f_sub(&g.f_mul_scalar(lambda)?)?.f_add(&xi.f_mul_scalar(sigma)?)?;
         let (e_y, g_y, norms_y) = clipped_grad(net, p, &y, l, &bshape)?;
         let e_y = e_y.f_to_kind(Kind::Double)?;
@@ -127,7 +236,6 @@ fn run_mala(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) 
         g = g_y.f_where_self(&keep, &g)?;
         e = e_y.f_where_self(&accept, &e)?;
     }
-    let summary = Vec::<f64>::try_from(Tensor::f_stack(&[norm_sum, accepted], 0)?.f_to_device(tch::Device::Cpu)?)?;
     let total = l.steps as f64 * n as f64;
-    Ok((x, RunStats { grad_norm: summary[0] / total, acceptance: summary[1] / total }))
+    Ok((x, RunStats { grad_norm: norm_sum.f_div_scalar(total)?, acceptance: accepted.f_div_scalar(total)? }))
 }

@@ -148,8 +148,8 @@ fn training_noise_is_sampled_from_the_snapshot() {
     assert_eq!(draw.fresh, 64);
     let x0 = langevin::init_chains(&l, &ebm.batch_shape(64), ebm.kind, ebm.device, &mut rng).unwrap();
     let mut rng_theta = rng.clone();
-    let on_snapshot = langevin::run(&ebm.net, ebm.snapshot.as_ref().unwrap(), x0.copy(), &l, &mut rng).unwrap().0;
-    let on_theta = langevin::run(&ebm.net, &ebm.params.detached(), x0, &l, &mut rng_theta).unwrap().0;
+    let on_snapshot = langevin::run(&ebm.net, ebm.snapshot.as_ref().unwrap(), x0.copy(), &l, &mut rng, false).unwrap().0;
+    let on_theta = langevin::run(&ebm.net, &ebm.params.detached(), x0, &l, &mut rng_theta, false).unwrap().0;
     assert!(noise.equal(&on_snapshot), "the training noise is not Langevin on θ̄");
     assert!(!noise.equal(&on_theta), "θ and θ̄ give the same chains: the test cannot tell them apart");
 }
