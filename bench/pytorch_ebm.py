@@ -1,0 +1,136 @@
+"""The computations sance is timed against, as a researcher would write them in PyTorch:
+the Langevin sampler (eager autograd, and torch.compile of torch.func.grad) and the SA-NCE
+training step (eager), all driven by a sance config (a dict of bench/sance_ctypes.Config) so
+that both sides run the same network, sampler and step, written from docs/algorithm.md.
+The networks are tests/python/twin.py's, which load a sance checkpoint as it is.
+"""
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "python"))
+from twin import SanceModel  # noqa: E402
+
+
+def frozen(module):
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
+def clip_per_sample(g, clip):
+    if clip <= 0:
+        return g
+    norms = g.flatten(1).norm(dim=1).clamp_min(1e-12)
+    return g * (clip / norms).clamp(max=1.0).view(-1, *([1] * (g.dim() - 1)))
+
+
+def langevin_eager(energy, x, lg):
+    """lg: the SanceLangevin fields as a dict. The usual loop: autograd.grad per step."""
+    lam, sigma, clip = lg["step_size"], lg["noise_std"], lg["grad_clip"]
+    clamp = lg["clamp_min"] < lg["clamp_max"]
+    for _ in range(lg["steps"]):
+        x = x.detach().requires_grad_(True)
+        (g,) = torch.autograd.grad(energy(x).sum(), x)
+        x = x - lam * clip_per_sample(g, clip) + sigma * torch.randn_like(x)
+        if clamp:
+            x = x.clamp(lg["clamp_min"], lg["clamp_max"])
+    return x.detach()
+
+
+def langevin_compiled(energy, lg):
+    """One whole Langevin step (gradient by torch.func.grad, update, noise) under torch.compile;
+    returns run(x) doing lg["steps"] of them. No clip or clamp (the sampler rows use neither)."""
+    lam, sigma = lg["step_size"], lg["noise_std"]
+    grad = torch.func.grad(lambda x: energy(x).sum())
+
+    @torch.compile(dynamic=False)
+    def step(x):
+        return x - lam * grad(x) + sigma * torch.randn_like(x)
+
+    def run(x):
+        for _ in range(lg["steps"]):
+            x = step(x)
+        return x
+
+    return run
+
+
+class Trainer:
+    """SA-NCE (snapshot noise) training in eager PyTorch, step for step what
+    docs/algorithm.md describes: refresh every K steps (c and its momentum reset), M = ν·B
+    chains from a replay buffer with fresh restarts, Langevin on the snapshot, the NCE loss with
+    data noise and energy_l2, the global clip, AdamW."""
+
+    def __init__(self, cfg, device="cpu"):
+        self.cfg, self.lg, self.device = cfg, cfg["langevin"], device
+        torch.manual_seed(cfg["seed"])
+        self.model = SanceModel(cfg).to(device)
+        self.energy, self.snapshot, self.c = self.model.energy, frozen(self.model.snapshot), self.model.c
+        self.opt = torch.optim.AdamW(
+            list(self.energy.parameters()) + [self.c],
+            lr=cfg["learning_rate"],
+            betas=(cfg["adam_beta1"], cfg["adam_beta2"]),
+            eps=1e-8,
+            weight_decay=0.0,
+        )
+        self.shape = SanceModel.sample_shape(cfg)
+        self.buffer = torch.empty(0, *self.shape, device=device)
+        self.t = 0
+
+    def fresh(self, m):
+        s = self.lg["init_scale"]
+        if self.lg["init"] == 0:
+            return torch.randn(m, *self.shape, device=self.device) * s
+        return torch.rand(m, *self.shape, device=self.device) * (2 * s) - s
+
+    def step(self, data):
+        cfg, k = self.cfg, self.cfg["noise_update_interval"]
+        if self.t == 0 or (k >= 1 and self.t % k == 0):
+            self.snapshot.load_state_dict(self.energy.state_dict())
+            with torch.no_grad():
+                self.c.zero_()
+            st = self.opt.state.get(self.c)
+            if st:
+                st["exp_avg"].zero_()
+        b = data.shape[0]
+        nu = cfg["noise_ratio"]
+        m = max(1, round(nu * b))
+        idx = None
+        if len(self.buffer) == 0:
+            x0 = self.fresh(m)
+        else:
+            idx = torch.randint(0, len(self.buffer), (m,), device=self.device)
+            restart = torch.rand(m, device=self.device) < cfg["replay_reinit_prob"]
+            x0 = torch.where(restart.view(-1, *([1] * len(self.shape))), self.fresh(m), self.buffer[idx])
+        noise = langevin_eager(self.snapshot, x0, self.lg)
+        if cfg["data_noise_std"] > 0:
+            data = data + cfg["data_noise_std"] * torch.randn_like(data)
+        both = torch.cat([data, noise])
+        with torch.no_grad():
+            e_bar = self.snapshot(both)
+        e = self.energy(both)
+        h = e_bar - e + self.c - math.log(nu)
+        loss = F.softplus(-h[:b]).mean() + nu * F.softplus(h[b:]).mean()
+        if cfg["energy_l2"] > 0:
+            loss = loss + cfg["energy_l2"] * (e[:b].square().mean() + e[b:].square().mean())
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg["grad_clip"] > 0:
+            torch.nn.utils.clip_grad_norm_(list(self.energy.parameters()) + [self.c], cfg["grad_clip"])
+        if cfg["weight_decay"] > 0:
+            with torch.no_grad():
+                for p in self.energy.parameters():
+                    p.mul_(1 - cfg["learning_rate"] * cfg["weight_decay"])
+        self.opt.step()
+        cap = cfg["replay_capacity"]
+        if cap > 0:
+            if len(self.buffer) < cap:
+                self.buffer = torch.cat([self.buffer, noise])[:cap]
+            elif idx is not None:
+                self.buffer[idx] = noise
+        self.t += 1
+        return loss.item()

@@ -1,0 +1,391 @@
+"""sance against the PyTorch a researcher writes, in one process on one libtorch.
+
+    bench/speed                      # every row, CPU (and CUDA when a GPU is present)
+    bench/speed --rows langevin-128-256,train-8gaussians --rounds 5 --json out.json
+
+sance runs through its C API (bench/sance_ctypes.py); PyTorch eager and torch.compile run
+the same computation (bench/pytorch_ebm.py) on the same network weights, threads and shapes.
+Each row alternates the implementations (A B C, then C B A, ...) for --rounds rounds; each
+measurement repeats the call until it lasts --min-time seconds. Printed: medians, min-max and
+the ratios reference time / sance time (> 1: sance is faster), plus a JSON file. torch.compile's
+compile time is reported apart and never enters the medians.
+
+The memory row trains 20,000 default steps in a child process that loads only sance and
+reports its resident set at steps 1,000 and 20,000.
+"""
+import argparse
+import ctypes
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pytorch_ebm import SanceModel, Trainer, langevin_compiled, langevin_eager  # noqa: E402
+from sance_ctypes import Sance, StepStats  # noqa: E402
+
+# Sampler rows: the untrained model, no clip, no clamp; `steps` Langevin steps per call.
+LANGEVIN = [
+    # name, arch, width, batch, target vs eager, target vs compile
+    ("langevin-128-256", dict(arch=0, data_dim=2, hidden_width=128, hidden_layers=3), 256, 1.8, 1.6),
+    ("langevin-128-4096", dict(arch=0, data_dim=2, hidden_width=128, hidden_layers=3), 4096, 1.3, None),
+    ("langevin-1024-256", dict(arch=0, data_dim=2, hidden_width=1024, hidden_layers=3), 256, 1.0, None),
+    # Fashion-MNIST's conv energy (src/bin/sance-hd/setup.rs, fashion_config).
+    ("langevin-conv28-64", dict(arch=1, channels=1, height=28, width=28, hidden_width=16, hidden_layers=2), 64, 1.2, None),
+]
+# Training rows: sance's defaults, and the 16-D and 8x8-image settings of
+# src/bin/sance-hd/setup.rs (mixture_config, image_config("conv", 8, 8)).
+IMAGE_LANGEVIN = dict(steps=40, step_size=1.0, noise_std=0.01, grad_clip=0.0, clamp_min=-1.0, clamp_max=1.0, init=1, init_scale=1.0, metropolis=0)
+TRAIN = [
+    ("train-8gaussians", dict(), "8gaussians", 256, 2.5),
+    ("train-16d", dict(data_dim=16), "gaussians16d", 256, 2.0),
+    (
+        "train-digits-conv",
+        dict(arch=1, channels=1, height=8, width=8, hidden_width=32, hidden_layers=1, data_noise_std=0.03,
+             learning_rate=1e-4, noise_update_interval=1, replay_capacity=10000, langevin=IMAGE_LANGEVIN),
+        "digits", 256, 2.0,
+    ),
+]
+
+
+def sync(device):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, min_time, reps=None):
+    """Seconds per call of fn, repeating it `reps` times (calibrated to min_time when None)."""
+    if reps is None:
+        reps, t = 1, 0.0
+        while True:
+            sync(device)
+            t0 = time.perf_counter()
+            for _ in range(reps):
+                fn()
+            sync(device)
+            t = time.perf_counter() - t0
+            if t >= min_time / 4 or reps >= 1 << 16:
+                break
+            reps *= 2
+        reps = max(1, int(reps * min_time / max(t, 1e-9)))
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    sync(device)
+    return (time.perf_counter() - t0) / reps, reps
+
+
+def rounds(impls, n_rounds, device, min_time, per_call_units):
+    """impls: {name: fn}. Alternates their order round by round; returns {name: [ms per unit]}."""
+    names = list(impls)
+    reps = {k: timed(impls[k], device, min_time)[1] for k in names}  # warm and calibrate
+    out = {k: [] for k in names}
+    for r in range(n_rounds):
+        for k in names if r % 2 == 0 else reversed(names):
+            s, _ = timed(impls[k], device, min_time, reps[k])
+            out[k].append(1e3 * s / per_call_units)
+    return out
+
+
+def summary(ms):
+    return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "runs": ms}
+
+
+def load_twin(sance, h, cfg, device):
+    """A twin.py model holding exactly the sance handle's θ."""
+    from safetensors.torch import load_file
+
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.safetensors")
+        sance.save(h, path)
+        model = SanceModel(cfg.as_dict())
+        model.load_state_dict(load_file(path), strict=False)
+    energy = model.energy.to(device)
+    for p in energy.parameters():
+        p.requires_grad_(False)
+    return energy
+
+
+def configure(sance, overrides, device_id):
+    cfg = sance.default_config()
+    for k, v in overrides.items():
+        if k == "langevin":
+            for lk, lv in v.items():
+                setattr(cfg.langevin, lk, lv)
+        else:
+            setattr(cfg, k, v)
+    cfg.device = device_id
+    return cfg
+
+
+def langevin_row(sance, name, overrides, batch, args, device, device_id):
+    cfg = configure(sance, overrides, device_id)
+    cfg.langevin.steps = args.langevin_steps
+    h = sance.new(cfg)
+    lg = cfg.langevin
+    lgd = {n: getattr(lg, n) for n, _ in type(lg)._fields_}
+    energy = load_twin(sance, h, cfg, device)
+    shape = [batch] + cfg.sample_shape()
+    g = torch.Generator().manual_seed(1)
+    x0 = torch.rand(shape, generator=g) * 2 - 1
+    # Same computation: without noise, sance's chains and eager PyTorch's agree.
+    quiet = dict(lgd, noise_std=0.0, steps=5)
+    chk = x0.clone()
+    lg_quiet = type(lg)(**quiet)
+    sance.check(sance.sample_from(h, ctypes.c_void_p(chk.data_ptr()), batch, lg_quiet), "sample_from")
+    want = langevin_eager(energy, x0.to(device), quiet).cpu()
+    err = ((chk - want).norm() / want.norm()).item()
+    if err > 1e-4:
+        raise RuntimeError(f"{name}: sance and PyTorch chains differ (relative {err:.2e})")
+    work = x0.clone()
+    ptr = ctypes.c_void_p(work.data_ptr())
+
+    def run_sance():
+        work.copy_(x0)
+        s = sance.sample_from(h, ptr, batch, lg)
+        if s != 0:
+            raise RuntimeError(f"sample_from: {s}")
+
+    def run_eager():
+        langevin_eager(energy, x0.to(device), lgd).cpu()
+
+    impls = {"sance": run_sance, "eager": run_eager}
+    compile_s = None
+    if args.compile and cfg.arch == 0:
+        try:
+            compiled = langevin_compiled(energy, lgd)
+            t0 = time.perf_counter()
+            compiled(x0.to(device)).cpu()
+            compile_s = time.perf_counter() - t0
+            impls["compile"] = lambda: compiled(x0.to(device)).cpu()
+        except Exception as e:  # noqa: BLE001 - reported, the row still runs
+            print(f"  {name}: torch.compile failed: {type(e).__name__}: {str(e)[:200]}", file=sys.stderr)
+    res = rounds(impls, args.rounds, device, args.min_time, args.langevin_steps)
+    sance.free(h)
+    return res, compile_s, err
+
+
+def data_pool(sance, dataset, cfg, n=20000):
+    dim = 1
+    for s in cfg.sample_shape():
+        dim *= s
+    if dataset == "digits":
+        import gzip
+
+        rows = gzip.open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data", "digits", "digits.csv.gz"), "rt").read().split()
+        px = torch.tensor([[float(v) for v in r.split(",")[:64]] for r in rows if r.count(",") >= 64]) / 16 * 2 - 1
+        return px[torch.randint(0, len(px), (n,), generator=torch.Generator().manual_seed(0))].contiguous()
+    out = torch.empty(n, dim)
+    sance.toy(dataset, n, 0, ctypes.c_void_p(out.data_ptr()))
+    return out
+
+
+def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
+    cfg = configure(sance, overrides, device_id)
+    h = sance.new(cfg)
+    pool = data_pool(sance, dataset, cfg)
+    shape = [batch] + cfg.sample_shape()
+    batches = [pool[i * batch:(i + 1) * batch].reshape(shape).contiguous() for i in range(len(pool) // batch)]
+    ref = Trainer(cfg.as_dict(), device)
+    stats = StepStats()
+    state = {"sance": 0, "ref": 0}
+
+    def run_sance():
+        x = batches[state["sance"] % len(batches)]
+        state["sance"] += 1
+        s = sance.train_step(h, ctypes.c_void_p(x.data_ptr()), batch, stats)
+        if s not in (0, 5):  # 5: a skipped non-finite step still costs its time
+            raise RuntimeError(f"train_step: {s}")
+
+    def run_ref():
+        x = batches[state["ref"] % len(batches)]
+        state["ref"] += 1
+        ref.step(x.to(device))
+
+    # Both past the replay buffer's filling and the first refreshes before timing.
+    for _ in range(args.warmup_steps):
+        run_sance()
+        run_ref()
+    res = rounds({"sance": run_sance, "eager": run_ref}, args.rounds, device, args.min_time, 1)
+    sance.free(h)
+    return res
+
+
+def scaling(sance, args):
+    """Time per Langevin step against batch and width (MLP 2 -> w x 3 -> 1), sance and eager,
+    with the arithmetic rate sance reaches; writes the table and an SVG plot."""
+    widths, batches = [32, 128, 512], [16, 64, 256, 1024, 4096]
+    args.compile = False
+    cells = []
+    for w in widths:
+        for b in batches:
+            ov = dict(arch=0, data_dim=2, hidden_width=w, hidden_layers=3)
+            res, _, _ = langevin_row(sance, f"scaling-{w}-{b}", ov, b, args, "cpu", -1)
+            s, e = statistics.median(res["sance"]), statistics.median(res["eager"])
+            # Forward 2·b·(2w + 2w² + w) FLOPs; the input gradient (no weight gradients) as much.
+            flops = 2 * 2 * b * (2 * w + 2 * w * w + w)
+            cells.append(dict(width=w, batch=b, sance_ms=s, eager_ms=e, gflops=flops / (s * 1e-3) / 1e9))
+            print(f"width {w:5d} batch {b:5d}: sance {s:8.3f} ms, eager {e:8.3f} ms (x{e / s:.2f}), sance {cells[-1]['gflops']:6.1f} GFLOP/s", flush=True)
+    svg = scaling_svg(cells, widths, batches)
+    with open(args.scaling, "w") as f:
+        f.write(svg)
+    print(f"wrote {args.scaling}")
+    return cells
+
+
+def scaling_svg(cells, widths, batches):
+    """A log-log plot: ms per step against batch, one colour per width; sance solid, eager dashed."""
+    import math
+
+    W, H, L, B, T, R = 520, 340, 60, 45, 20, 110
+    ys = [c[k] for c in cells for k in ("sance_ms", "eager_ms")]
+    ylo, yhi = math.floor(math.log10(min(ys))), math.ceil(math.log10(max(ys)))
+    xlo, xhi = math.log2(batches[0]), math.log2(batches[-1])
+    px = lambda b: L + (math.log2(b) - xlo) / (xhi - xlo) * (W - L - R)  # noqa: E731
+    py = lambda v: H - B - (math.log10(v) - ylo) / (yhi - ylo) * (H - B - T)  # noqa: E731
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+           f'<rect width="{W}" height="{H}" fill="white"/>']
+    for e in range(ylo, yhi + 1):
+        y = py(10 ** e)
+        out.append(f'<line x1="{L}" x2="{W - R}" y1="{y:.1f}" y2="{y:.1f}" stroke="#ddd"/>')
+        out.append(f'<text x="{L - 6}" y="{y + 4:.1f}" text-anchor="end">{10 ** e:g}</text>')
+    for b in batches:
+        x = px(b)
+        out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{T}" y2="{H - B}" stroke="#eee"/>')
+        out.append(f'<text x="{x:.1f}" y="{H - B + 15}" text-anchor="middle">{b}</text>')
+    out.append(f'<text x="{(L + W - R) / 2}" y="{H - 8}" text-anchor="middle">batch (chains)</text>')
+    out.append(f'<text x="14" y="{(T + H - B) / 2}" transform="rotate(-90 14 {(T + H - B) / 2})" text-anchor="middle">ms per Langevin step</text>')
+    colours = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a"]
+    for i, w in enumerate(widths):
+        for key, dash in (("sance_ms", ""), ("eager_ms", ' stroke-dasharray="5,4"')):
+            pts = " ".join(f"{px(c['batch']):.1f},{py(c[key]):.1f}" for c in cells if c["width"] == w)
+            out.append(f'<polyline points="{pts}" fill="none" stroke="{colours[i]}" stroke-width="2"{dash}/>')
+        y = T + 14 + 16 * i
+        out.append(f'<line x1="{W - R + 10}" x2="{W - R + 30}" y1="{y}" y2="{y}" stroke="{colours[i]}" stroke-width="2"/>')
+        out.append(f'<text x="{W - R + 35}" y="{y + 4}">width {w}</text>')
+    y = T + 14 + 16 * len(widths) + 8
+    out.append(f'<text x="{W - R + 10}" y="{y}">solid: sance</text><text x="{W - R + 10}" y="{y + 14}">dashed: eager</text>')
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def rss_probe(steps):
+    """Child process: sance only. Trains the defaults and prints the RSS at 1,000 and `steps`."""
+    sance = Sance()
+    cfg = sance.default_config()
+    cfg.device = -1
+    h = sance.new(cfg)
+    pool = torch.empty(256 * 64, 2)
+    sance.toy("8gaussians", len(pool), 0, ctypes.c_void_p(pool.data_ptr()))
+    stats = StepStats()
+    rss = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for t in range(1, steps + 1):
+        x = pool[(t % 64) * 256:(t % 64 + 1) * 256]
+        sance.check(sance.train_step(h, ctypes.c_void_p(x.data_ptr()), 256, stats), "train_step")
+        if t in (1000, steps):
+            with open("/proc/self/statm") as f:
+                rss[t] = int(f.read().split()[1]) * page
+    print(json.dumps({"rss_1000": rss[1000], f"rss_{steps}": rss[steps]}))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", default="all", help="comma-separated row names, or all")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--min-time", type=float, default=0.3, help="seconds per measurement")
+    ap.add_argument("--langevin-steps", type=int, default=50)
+    ap.add_argument("--warmup-steps", type=int, default=60)
+    ap.add_argument("--memory-steps", type=int, default=20000)
+    ap.add_argument("--no-compile", dest="compile", action="store_false")
+    ap.add_argument("--device", default="auto", help="cpu, cuda or auto (both when a GPU is present)")
+    ap.add_argument("--json", default="bench/speed.json")
+    ap.add_argument("--scaling", metavar="SVG", help="instead of the rows: time against batch and width, plot to SVG")
+    ap.add_argument("--rss-probe", type=int, default=0, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.rss_probe:
+        return rss_probe(args.rss_probe)
+
+    sance = Sance()
+    if args.scaling:
+        cells = scaling(sance, args)
+        with open(args.json, "w") as f:
+            json.dump({"scaling": cells}, f, indent=1)
+        return None
+    devices = ["cpu"]
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available() and sance.cuda_devices() > 0):
+        devices = ["cuda"] if args.device == "cuda" else ["cpu", "cuda"]
+    wanted = None if args.rows == "all" else set(args.rows.split(","))
+    known = {r[0] for r in LANGEVIN} | {r[0] for r in TRAIN} | {"memory"}
+    if wanted and wanted - known:
+        sys.exit(f"unknown rows {sorted(wanted - known)}; known: {sorted(known)}")
+    env = {
+        "sance": sance.version(),
+        "library": sance.path,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if "cuda" in devices else None,
+    }
+    print(f"{env['sance']} vs PyTorch {env['torch']}, {env['threads']} threads, {env['cores']} cores"
+          + (f", GPU {env['gpu']}" if env["gpu"] else ", no GPU"))
+    print(f"{args.rounds} alternating rounds, medians; ratio = PyTorch time / sance time (> 1: sance faster)\n")
+    rows = []
+    for device in devices:
+        device_id = -1 if device == "cpu" else 0
+        for name, ov, batch, t_eager, t_compile in LANGEVIN:
+            if wanted and name not in wanted:
+                continue
+            res, compile_s, err = langevin_row(sance, name, ov, batch, args, device, device_id)
+            rows.append(dict(row=name, device=device, unit="ms per Langevin step", batch=batch, compile_s=compile_s,
+                             check_rel_err=err, targets={"eager": t_eager, "compile": t_compile},
+                             **{k: summary(v) for k, v in res.items()}))
+            report(rows[-1])
+        for name, ov, dataset, batch, target in TRAIN:
+            if wanted and name not in wanted:
+                continue
+            res = train_row(sance, name, ov, dataset, batch, args, device, device_id)
+            rows.append(dict(row=name, device=device, unit="ms per training step", batch=batch,
+                             targets={"eager": target}, **{k: summary(v) for k, v in res.items()}))
+            report(rows[-1])
+    if wanted is None or "memory" in wanted:
+        out = subprocess.run([sys.executable, __file__, "--rss-probe", str(args.memory_steps)], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"memory probe failed: {out.stderr[-2000:]}")
+        rss = json.loads(out.stdout.strip().splitlines()[-1])
+        a, b = rss["rss_1000"], rss[f"rss_{args.memory_steps}"]
+        growth = (b - a) / a
+        rows.append(dict(row="memory", device="cpu", rss_1000=a, rss_end=b, steps=args.memory_steps, growth=growth))
+        ok = "meets" if abs(growth) <= 0.01 else "MISSES"
+        print(f"memory: RSS {a / 2**20:.1f} MiB at step 1000, {b / 2**20:.1f} MiB at step {args.memory_steps}: "
+              f"{100 * growth:+.2f} % ({ok} the 1 % target)")
+    with open(args.json, "w") as f:
+        json.dump({"env": env, "args": vars(args), "rows": rows}, f, indent=1)
+    print(f"\nwrote {args.json}")
+
+
+def report(r):
+    s = r["sance"]["median_ms"]
+    cells = [f"{r['row']:<20} {r['device']:<4} sance {s:8.3f} ms [{r['sance']['min_ms']:.3f}-{r['sance']['max_ms']:.3f}]"]
+    for ref in ("eager", "compile"):
+        if ref in r:
+            m = r[ref]["median_ms"]
+            target = r["targets"].get(ref)
+            verdict = "" if target is None else (" meets" if m / s >= target else " MISSES") + f" >= {target}"
+            cells.append(f"{ref} {m:8.3f} ms [{r[ref]['min_ms']:.3f}-{r[ref]['max_ms']:.3f}] x{m / s:.2f}{verdict}")
+    if r.get("compile_s") is not None:
+        cells.append(f"(compile {r['compile_s']:.1f} s)")
+    print(" | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
