@@ -20,8 +20,17 @@ const KS: [u32; 6] = [1, 10, 25, 50, 100, 1000];
 const STEPS: u64 = 600;
 const BATCH: usize = 128;
 /// How far below the best K's test log-likelihood a usable model may fall, in nats. A ruined
-/// model is tens of nats below; K = 1 (maximum likelihood) is expected to trail by about 0.5.
-const SLACK: f64 = 1.5;
+/// model is far below: −36.5 for rings at K = 25 with the old step, and a sampler planted to
+/// walk uphill leaves K ≤ 100 4.5 to 46,000 nats behind. K = 1 (unregularised maximum
+/// likelihood) trails most: on checkerboard by 1.65 on this test's stream and by up to 1.1
+/// across seeds 0–3 of `sance-toy sweep --dataset checkerboard --ks 1,25 --seeds 0,1,2,3
+/// --steps 600 --batch 128`.
+const SLACK: f64 = 2.5;
+/// The least share of the model's mass inside [−6, 6]² (of the [−20, 20]² grid). Healthy
+/// short runs leak a little: checkerboard at K = 1 and 10 ranges over 0.9956–1.0000 across
+/// seeds (`sance-toy sweep --dataset checkerboard --ks 1,10 --seeds 0,1,2,3 --steps 600
+/// --batch 128`) and this test's stream gave 0.988 once; an escaping density loses far more.
+const MIN_MASS_IN_BOX: f64 = 0.98;
 
 fn data(name: &str, n: usize, seed: u64) -> Vec<f32> {
     let mut v = vec![0f32; 2 * n];
@@ -53,7 +62,7 @@ fn every_refresh_interval_gives_a_usable_model_on_every_2d_set() {
         let best = rows.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
         for &(k, ll, mass) in &rows {
             println!("{name:>12} K = {k:>4}: test LL {ll:8.3} nats (best {best:.3}), mass in box {mass:.4}");
-            if ll < best - SLACK || mass < 0.99 || !ll.is_finite() {
+            if ll < best - SLACK || mass < MIN_MASS_IN_BOX || !ll.is_finite() {
                 failures.push(format!("{name} K = {k}: LL {ll:.3} (best {best:.3}), mass in box {mass:.4}"));
             }
         }
