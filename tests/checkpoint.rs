@@ -2,42 +2,44 @@
 //! kind of damaged file with SANCE_STATUS_CORRUPT (or IO for a missing/unreadable one).
 mod common;
 use common::*;
-use safetensors::tensor::{Dtype, SafeTensors, View};
+use safetensors::tensor::{Dtype, SafeTensors};
 use sance::abi::config::{SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU};
 use sance::fault::{inject_save_fault as inject_fault, FaultPoint};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::SanceStatus;
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
 use std::ptr;
 
-/// One tensor of a safetensors file, for tests that take checkpoints apart.
+/// One named tensor of a safetensors file, for tests that take checkpoints apart (the
+/// library's own entry type, so that the tests write tensors as it does).
 struct Entry {
     name: String,
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+    tensor: sance::checkpoint::Entry,
 }
 
-impl View for &Entry {
-    fn dtype(&self) -> Dtype {
-        self.dtype
+impl std::ops::Deref for Entry {
+    type Target = sance::checkpoint::Entry;
+    fn deref(&self) -> &Self::Target {
+        &self.tensor
     }
-    fn shape(&self) -> &[usize] {
-        &self.shape
+}
+
+impl std::ops::DerefMut for Entry {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tensor
     }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
+}
+
+impl Entry {
+    fn new(name: &str, dtype: Dtype, shape: Vec<usize>, data: Vec<u8>) -> Entry {
+        Entry { name: name.into(), tensor: sance::checkpoint::Entry { dtype, shape, data } }
     }
 }
 
 fn encode(entries: &[Entry], meta: &BTreeMap<String, String>) -> Vec<u8> {
     let meta: HashMap<String, String> = meta.clone().into_iter().collect();
-    safetensors::tensor::serialize(entries.iter().map(|e| (e.name.as_str(), e)), &Some(meta)).unwrap()
+    safetensors::tensor::serialize(entries.iter().map(|e| (e.name.as_str(), &e.tensor)), &Some(meta)).unwrap()
 }
 
 fn decode(bytes: &[u8]) -> (Vec<Entry>, BTreeMap<String, String>) {
@@ -47,7 +49,7 @@ fn decode(bytes: &[u8]) -> (Vec<Entry>, BTreeMap<String, String>) {
     let entries = st
         .tensors()
         .into_iter()
-        .map(|(name, t)| Entry { name, dtype: t.dtype(), shape: t.shape().to_vec(), data: t.data().to_vec() })
+        .map(|(name, t)| Entry::new(&name, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
         .collect();
     (entries, meta)
 }
@@ -203,7 +205,7 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "foreign",
             encode(
-                &[Entry { name: "weight".into(), dtype: Dtype::F32, shape: vec![2], data: vec![0; 8] }],
+                &[Entry::new("weight", Dtype::F32, vec![2], vec![0; 8])],
                 &BTreeMap::new(),
             ),
             "not a sance checkpoint",
@@ -258,7 +260,7 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "extra-tensor",
             rewrite(&good, |e, _| {
-                e.push(Entry { name: "evil".into(), dtype: Dtype::F32, shape: vec![1], data: vec![0; 4] })
+                e.push(Entry::new("evil", Dtype::F32, vec![1], vec![0; 4]))
             }),
             "evil",
         ),

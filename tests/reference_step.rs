@@ -5,42 +5,17 @@
 //! active. In float64, so the comparison (≤ 1e-5 relative) is of the arithmetic, not rounding.
 mod common;
 use common::scratch;
-use safetensors::tensor::{Dtype, View};
 use sance::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
 use sance::model::toy::toy_dataset;
-use sance::{checkpoint, Ebm, SanceLangevin};
-use std::borrow::Cow;
+use sance::checkpoint::{self, Entry};
+use sance::{Ebm, SanceLangevin};
 use std::collections::HashMap;
 use std::process::Command;
 use tch::{Kind, Tensor};
 
-struct Entry {
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-impl View for &Entry {
-    fn dtype(&self) -> Dtype {
-        Dtype::F64
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
-}
-
+/// The tensor in float64, as the reference reads everything.
 fn entry(t: &Tensor) -> Entry {
-    let t = t.detach().to_kind(Kind::Double).contiguous();
-    let v = Vec::<f64>::try_from(t.flatten(0, -1)).unwrap();
-    Entry {
-        shape: t.size().iter().map(|&d| d as usize).collect(),
-        data: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-    }
+    checkpoint::entry(&t.detach().to_kind(Kind::Double)).unwrap()
 }
 
 fn batch(ebm: &Ebm, n: usize, seed: u64) -> Tensor {

@@ -48,11 +48,15 @@ fn dtype_of(kind: Kind) -> Result<Dtype> {
     }
 }
 
-/// A tensor's bytes on the host, for the safetensors writer.
-struct Entry {
-    dtype: Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
+/// A tensor's bytes on the host, for the safetensors writer (`safetensors::serialize` takes
+/// `(name, &Entry)` pairs). Public so that tests which forge or rewrite checkpoints build their
+/// tensors the same way.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Entry {
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    /// Little-endian element bytes.
+    pub data: Vec<u8>,
 }
 
 impl View for &Entry {
@@ -70,7 +74,8 @@ impl View for &Entry {
     }
 }
 
-fn entry(t: &Tensor) -> Result<Entry> {
+/// `t`'s bytes on the host (float32 or float64; other kinds are refused).
+pub fn entry(t: &Tensor) -> Result<Entry> {
     let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
     let dtype = dtype_of(t.kind())?;
     let n = t.numel();

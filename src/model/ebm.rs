@@ -297,13 +297,7 @@ impl Ebm {
         let count_before = self.refresh_count;
         let r = if refresh { self.refresh_noise() } else { Ok(()) };
         match r.and_then(|()| self.step_inner(data)) {
-            Ok(mut stats) => {
-                self.step += 1;
-                stats.step = self.step;
-                stats.refresh_count = self.refresh_count;
-                stats.refreshed = refresh as i32;
-                Ok(stats)
-            }
+            Ok(stats) => Ok(self.finish_step(stats, refresh)),
             Err(e) => {
                 self.rng = rng_before;
                 // A copy into existing storage allocates nothing.
@@ -316,6 +310,15 @@ impl Ebm {
                 Err(e)
             }
         }
+    }
+
+    /// Counts a step that succeeded and stamps its statistics with the counters.
+    fn finish_step(&mut self, mut stats: SanceStepStats, refreshed: bool) -> SanceStepStats {
+        self.step += 1;
+        stats.step = self.step;
+        stats.refresh_count = self.refresh_count;
+        stats.refreshed = refreshed as i32;
+        stats
     }
 
     /// A classic-NCE step: the Gaussian is fitted to this batch if it never was; no snapshot,
@@ -337,12 +340,7 @@ impl Ebm {
             Ok(())
         };
         match r.and_then(|()| self.step_inner(data)) {
-            Ok(mut stats) => {
-                self.step += 1;
-                stats.step = self.step;
-                stats.refresh_count = self.refresh_count;
-                Ok(stats)
-            }
+            Ok(stats) => Ok(self.finish_step(stats, false)),
             Err(e) => {
                 self.rng = rng_before;
                 if fitted_here {
