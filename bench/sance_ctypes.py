@@ -129,7 +129,7 @@ class Sance:
         self.check(self.lib.sance_ebm_new(byref(cfg), byref(h)), "sance_ebm_new")
         back = Config()
         self.check(self.lib.sance_ebm_config(h, byref(back)), "sance_ebm_config")
-        if bytes(back) != bytes(cfg) and back.as_dict() != cfg.as_dict():
+        if back.as_dict() != cfg.as_dict():
             raise RuntimeError("the config read back differs from the one given: struct mirror out of date")
         return h
 

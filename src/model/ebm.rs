@@ -499,9 +499,14 @@ impl Ebm {
                 .f_gt(0.0)?
                 .f_sum(Kind::Double)?
                 .f_add(&h.f_narrow(0, b, m as i64)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
-            let (lnorm, accept) = match run {
-                Some(r) => (r.grad_norm.shallow_clone(), r.acceptance.shallow_clone()),
-                None => (Tensor::f_zeros([], (Kind::Double, self.device))?, Tensor::f_ones([], (Kind::Double, self.device))?),
+            // Gaussian noise has no sampler: its norm is 0 and every draw is accepted.
+            let none;
+            let run = match run {
+                Some(r) => r,
+                None => {
+                    none = langevin::RunStats::constant(0.0, 1.0, self.device)?;
+                    &none
+                }
             };
             let summary = Tensor::f_stack(
                 &[
@@ -512,53 +517,50 @@ impl Ebm {
                     e.f_narrow(0, b, m as i64)?.f_mean(Kind::Double)?.detach(),
                     self.c.detach().f_to_kind(Kind::Double)?,
                     energies_ok.f_to_kind(Kind::Double)?,
-                    lnorm,
-                    accept,
+                    run.grad_norm.shallow_clone(),
+                    run.acceptance.shallow_clone(),
                 ],
                 0,
             )?;
-            Ok(Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?)
+            let v = Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?;
+            Ok(<[f64; 9]>::try_from(v).expect("nine statistics were stacked"))
         });
-        let s = match read {
+        let [loss_v, gnorm_v, accuracy, data_energy, noise_energy, log_z, energies_ok, lnorm, acceptance] = match read {
             Ok(s) => s,
             Err(e) => {
                 self.restore_backup(undo);
                 return Err(e);
             }
         };
-        let (loss_v, gnorm_v) = (s[0], s[1]);
-        if !loss_v.is_finite() || !gnorm_v.is_finite() {
-            self.restore_backup(undo);
-            return Err(Error::non_finite(format!(
+        let failure = if !loss_v.is_finite() || !gnorm_v.is_finite() {
+            Some(Error::non_finite(format!(
                 "step {}: the loss ({loss_v}) or gradient norm ({gnorm_v}) is not finite; the update \
                  was skipped and the model left unchanged (lower learning_rate or langevin.step_size, \
                  or set grad_clip / energy_l2)",
                 self.step + 1
-            )));
-        }
-        if s[6] != 1.0 {
-            self.restore_backup(undo);
-            return Err(Error::non_finite(format!(
+            )))
+        } else if energies_ok != 1.0 {
+            Some(Error::non_finite(format!(
                 "step {}: the update made the energies non-finite (learning_rate too large?); it was \
                  undone and the model left unchanged",
                 self.step + 1
-            )));
-        }
-        if let Some(draw) = draw {
-            if let Err(e) = self.buffer.commit(draw, noise) {
-                self.restore_backup(undo);
-                return Err(e.into());
-            }
+            )))
+        } else {
+            draw.and_then(|d| self.buffer.commit(d, noise).err()).map(Into::into)
+        };
+        if let Some(e) = failure {
+            self.restore_backup(undo);
+            return Err(e);
         }
         let stats = SanceStepStats {
             loss: loss_v as f32,
-            accuracy: s[2] as f32,
-            data_energy: s[3] as f32,
-            noise_energy: s[4] as f32,
-            log_z: s[5] as f32,
+            accuracy: accuracy as f32,
+            data_energy: data_energy as f32,
+            noise_energy: noise_energy as f32,
+            log_z: log_z as f32,
             grad_norm: gnorm_v as f32,
-            langevin_grad_norm: s[7] as f32,
-            acceptance_rate: s[8] as f32,
+            langevin_grad_norm: lnorm as f32,
+            acceptance_rate: acceptance as f32,
             ..Default::default()
         };
         Ok((stats, raw_grads))

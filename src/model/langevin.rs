@@ -33,7 +33,8 @@ pub struct RunStats {
 }
 
 impl RunStats {
-    fn constant(grad_norm: f64, acceptance: f64, device: tch::Device) -> Result<RunStats, TchError> {
+    /// Fixed values: what a run without chains, or a step without a sampler, reports.
+    pub(crate) fn constant(grad_norm: f64, acceptance: f64, device: tch::Device) -> Result<RunStats, TchError> {
         let c = |v: f64| Tensor::f_full([], v, (Kind::Double, device));
         Ok(RunStats { grad_norm: c(grad_norm)?, acceptance: c(acceptance)? })
     }

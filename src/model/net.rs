@@ -373,16 +373,17 @@ impl<'a> ConvGrad<'a> {
 
     /// scale · ∇ₓE(x) (and E(x) into `energy` when asked).
     pub fn run(&mut self, x: &Tensor, with_energy: bool) -> TResult<Tensor> {
-        let mut inputs = Vec::with_capacity(self.layers.len());
+        // Each convolution's input height and width (for the transposed convolution's padding)
+        // and its pre-activation.
+        let mut in_sizes = Vec::with_capacity(self.layers.len());
         let mut pre = Vec::with_capacity(self.layers.len());
         let mut a = x.shallow_clone();
         for (w, b, s) in &self.layers {
+            in_sizes.push((a.size()[2], a.size()[3]));
             let z = a.f_conv2d(w, Some(*b), [*s, *s], [1, 1], [1, 1], 1)?;
             a = act(&z, self.activation)?;
-            inputs.push([a.size()[2], a.size()[3]]);
             pre.push(z);
         }
-        // inputs[i] is the output size of layer i; the input size of layer i is inputs[i − 1] or x's.
         if with_energy {
             let pooled = a.f_sum_dim_intlist([2i64, 3].as_slice(), false, a.kind())?;
             self.energy = Some(pooled.f_matmul(&self.w_out.f_tr()?)?.f_squeeze_dim(1)?);
@@ -408,7 +409,7 @@ impl<'a> ConvGrad<'a> {
                 SanceActivation::LeakyRelu => z.f_leaky_relu_backward(&g, LEAKY_SLOPE, false)?,
             };
             let (w, _, s) = &self.layers[i];
-            let (h_in, w_in) = if i == 0 { (x.size()[2], x.size()[3]) } else { (inputs[i - 1][0], inputs[i - 1][1]) };
+            let (h_in, w_in) = in_sizes[i];
             // The transposed convolution's output size is (out − 1)·s − 2·pad + k (+ padding
             // back to the input's size, which a stride of 2 rounds away).
             let (h_out, w_out) = (z.size()[2], z.size()[3]);
