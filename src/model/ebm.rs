@@ -12,6 +12,7 @@ use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{Error, Result};
 use crate::model::adam::Adam;
 use crate::model::gaussian::Gaussian;
+use crate::model::flat;
 use crate::model::langevin;
 use crate::model::net::{copy_of, Net, Params};
 use crate::model::replay::{Draw, ReplayBuffer};
@@ -60,9 +61,12 @@ pub struct Ebm {
     pub(crate) device: Device,
     pub(crate) kind: Kind,
     pub(crate) net: Net,
-    /// θ (leaf tensors requiring grad).
+    /// θ then c, end to end in one buffer (crate::model::flat): `params` and `c` are leaf
+    /// views of it, so AdamW, the backup and its restore each touch one tensor.
+    theta: Tensor,
+    /// θ (leaf tensors requiring grad, views of `theta`).
     pub(crate) params: Params,
-    /// c, a 0-d tensor requiring grad.
+    /// c, a 0-d tensor requiring grad (the last entry of `theta`).
     pub(crate) c: Tensor,
     /// θ̄ (no grad); None until the first refresh.
     pub(crate) snapshot: Option<Params>,
@@ -78,8 +82,8 @@ pub struct Ebm {
     pub(crate) gaussian: Option<Gaussian>,
 }
 
-/// What an update overwrites: θ and c, then Adam's moments and count.
-type Backup = (Vec<Tensor>, Vec<Tensor>, Vec<Tensor>, u64);
+/// What an update overwrites: θ and c (flat), then Adam's moments (flat) and count.
+type Backup = (Tensor, Tensor, Tensor, u64);
 
 impl Ebm {
     pub fn new(cfg: &SanceConfig) -> Result<Ebm> {
@@ -97,24 +101,29 @@ impl Ebm {
         };
         let net = Net::from_config(&cfg);
         let mut rng = Rng::new(cfg.seed);
-        let params = net.init_params(&mut rng, kind, device)?;
-        let c = Tensor::f_zeros([], (kind, device))?.set_requires_grad(true);
-        let adam = {
-            let mut all: Vec<&Tensor> = params.iter().collect();
-            all.push(&c);
-            Adam::new(
-                &all,
-                cfg.learning_rate as f64,
-                cfg.adam_beta1 as f64,
-                cfg.adam_beta2 as f64,
-                cfg.weight_decay as f64,
-            )
-        };
+        let init = net.init_params(&mut rng, kind, device)?;
+        // θ as initialised, then c = 0, moved into one buffer of leaf views.
+        let mut shapes: Vec<Vec<i64>> = init.iter().map(|p| p.size()).collect();
+        shapes.push(vec![]);
+        let c0 = Tensor::f_zeros([], (kind, device))?;
+        let theta = tch::no_grad(|| flat::concat(init.iter().chain([&c0])))?;
+        let mut views = flat::views(&theta, &shapes)?.into_iter().map(|v| v.detach().set_requires_grad(true));
+        let params = init.try_map(|_| Ok(views.next().expect("one view per tensor")))?;
+        let c = views.next().expect("c's view");
+        let adam = Adam::new(
+            &shapes,
+            (kind, device),
+            cfg.learning_rate as f64,
+            cfg.adam_beta1 as f64,
+            cfg.adam_beta2 as f64,
+            cfg.weight_decay as f64,
+        )?;
         Ok(Ebm {
             cfg,
             device,
             kind,
             net,
+            theta,
             params,
             c,
             snapshot: None,
@@ -468,32 +477,24 @@ impl Ebm {
         let (loss, h, e) = self.nce_loss(data, noise)?;
         let mut inputs: Vec<&Tensor> = self.params.iter().collect();
         inputs.push(&self.c);
-        let mut grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
-
-        let sq = grads.iter().map(|g| g.f_square()?.f_sum(Kind::Double)).collect::<std::result::Result<Vec<_>, _>>()?;
-        let gnorm = Tensor::f_stack(&sq, 0)?.f_sum(Kind::Double)?.f_sqrt()?;
+        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
+        // One flat gradient in θ's layout (θ then c); clipping scales it, not `grads`.
+        let mut g = flat::concat(&grads)?;
+        let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
         // The test entry returns the gradients as they were before clipping.
-        let raw_grads = if cfg!(feature = "test-hooks") && draw.is_none() {
-            grads.iter().map(copy_of).collect::<std::result::Result<Vec<_>, _>>()?
-        } else {
-            Vec::new()
-        };
+        let raw_grads = if cfg!(feature = "test-hooks") && draw.is_none() { grads } else { Vec::new() };
         let clip = self.cfg.grad_clip as f64;
         if clip > 0.0 {
             // g·min(1, clip/‖g‖), on the device (no read of ‖g‖).
             let scale = gnorm.f_clamp_min(1e-300)?.f_reciprocal()?.f_mul_scalar(clip)?.f_clamp_max(1.0)?;
-            for g in grads.iter_mut() {
-                let _ = g.f_mul_(&scale.f_to_kind(g.kind())?)?;
-            }
+            let _ = g.f_mul_(&scale.f_to_kind(g.kind())?)?;
         }
-        let mut decay = vec![true; self.params.len()];
-        decay.push(false);
         // Keep what the update overwrites, so that an update that blows the model up can be
         // undone: a finite gradient times an absurd learning rate gives finite but useless
         // parameters whose energies overflow, and the next step could not recover. Every
         // failure from here on restores it.
         let undo = self.update_backup()?;
-        let read = self.update_and_check(&grads, &decay, data, noise).and_then(|energies_ok| {
+        let read = self.update_and_check(&g, data, noise).and_then(|energies_ok| {
             let correct = h
                 .f_narrow(0, 0, b)?
                 .f_gt(0.0)?
@@ -568,12 +569,10 @@ impl Ebm {
 
     /// Applies AdamW, then says whether c and the energies of the batch are still finite.
     /// Returns a bool tensor (no host read).
-    fn update_and_check(&mut self, grads: &[Tensor], decay: &[bool], data: &Tensor, noise: &Tensor) -> Result<Tensor> {
-        {
-            let mut targets: Vec<&mut Tensor> = self.params.iter_mut().collect();
-            targets.push(&mut self.c);
-            self.adam.step(&mut targets, grads, decay)?;
-        }
+    fn update_and_check(&mut self, g: &Tensor, data: &Tensor, noise: &Tensor) -> Result<Tensor> {
+        // Weight decay for θ, not for c (the last entry).
+        let decayed = self.theta.size()[0] - 1;
+        self.adam.step(&mut self.theta, g, decayed)?;
         let x = Tensor::f_cat(&[data, noise], 0)?;
         let energies_ok = tch::no_grad(|| self.net.energy(&self.params, &x))?.f_isfinite()?.f_all()?;
         Ok(energies_ok.f_logical_and(&self.c.f_isfinite()?)?)
@@ -581,25 +580,17 @@ impl Ebm {
 
     /// Copies of θ, c and Adam's state, taken before an update.
     fn update_backup(&self) -> Result<Backup> {
-        let copy = |v: &mut dyn Iterator<Item = &Tensor>| -> Result<Vec<Tensor>> {
-            Ok(v.map(copy_of).collect::<std::result::Result<Vec<_>, _>>()?)
-        };
-        let mut theta = copy(&mut self.params.iter())?;
-        theta.push(copy_of(&self.c)?);
-        Ok((theta, copy(&mut self.adam.m.iter())?, copy(&mut self.adam.v.iter())?, self.adam.t))
+        Ok((copy_of(&self.theta)?, copy_of(&self.adam.m_flat)?, copy_of(&self.adam.v_flat)?, self.adam.t))
     }
 
-    /// Puts back what [`Ebm::update_backup`] saved. Copies into existing storage and moves
-    /// tensors: nothing here allocates.
+    /// Puts back what [`Ebm::update_backup`] saved. Copies into existing storage (the views
+    /// stay views): nothing here allocates.
     fn restore_backup(&mut self, (theta, m, v, t): Backup) {
         tch::no_grad(|| {
-            let targets = self.params.iter_mut().chain(std::iter::once(&mut self.c));
-            for (p, b) in targets.zip(&theta) {
-                p.copy_(b);
-            }
+            self.theta.copy_(&theta);
+            self.adam.m_flat.copy_(&m);
+            self.adam.v_flat.copy_(&v);
         });
-        self.adam.m = m;
-        self.adam.v = v;
         self.adam.t = t;
     }
 

@@ -3,6 +3,7 @@
 //! Nothing here knows about C; `crate::ffi` wraps it.
 pub mod adam;
 pub mod ebm;
+pub mod flat;
 pub mod gaussian;
 pub mod langevin;
 pub mod net;
