@@ -10,6 +10,9 @@ measurement repeats the call until it lasts --min-time seconds. Printed: medians
 the ratios reference time / sance time (> 1: sance is faster), plus a JSON file. torch.compile's
 compile time is reported apart and never enters the medians.
 
+`--threads` instead measures one intra-op thread against the default two for small batches
+(docs/speed.md, "Threads"), with sance's own thread policy off.
+
 The memory row trains 20,000 default steps in a child process that loads only sance and
 reports its resident set at steps 1,000 and 20,000.
 """
@@ -241,6 +244,42 @@ def scaling(sance, args):
     return cells
 
 
+def threads_table(sance, args):
+    """Langevin time with the calling thread's OpenMP count at 1 against libtorch's default,
+    alternating, per net and batch. The count is set through the OpenMP runtime libtorch loaded
+    (found in torch/lib), on this thread only, as sance's policy does."""
+    omp = ctypes.CDLL(os.path.join(os.path.dirname(torch.__file__), "lib", "libgomp.so.1"))
+    default = torch.get_num_threads()
+    mlp = lambda w: dict(arch=0, data_dim=2, hidden_width=w, hidden_layers=3)  # noqa: E731
+    conv = dict(arch=1, channels=1, height=28, width=28, hidden_width=16, hidden_layers=2)
+    cases = [(f"mlp-{w}", mlp(w), b) for w in (32, 128, 512) for b in (4, 16, 32, 64, 128)]
+    cases += [("conv28", conv, b) for b in (1, 4, 16)]
+    cells = []
+    for name, ov, b in cases:
+        cfg = configure(sance, ov, -1)
+        cfg.langevin.steps = 20
+        h = sance.new(cfg)
+        x0 = torch.rand([b] + cfg.sample_shape(), generator=torch.Generator().manual_seed(1)) * 2 - 1
+        work = x0.clone()
+        ptr = ctypes.c_void_p(work.data_ptr())
+
+        def run():
+            work.copy_(x0)
+            sance.check(sance.sample_from(h, ptr, b, cfg.langevin), "sample_from")
+
+        t = {default: [], 1: []}
+        for r in range(args.rounds):
+            for n in ((default, 1) if r % 2 == 0 else (1, default)):
+                omp.omp_set_num_threads(n)
+                t[n].append(timed(run, "cpu", args.min_time)[0] / cfg.langevin.steps * 1e3)
+        omp.omp_set_num_threads(default)
+        sance.free(h)
+        one, dflt = statistics.median(t[1]), statistics.median(t[default])
+        cells.append(dict(net=name, batch=b, one_ms=one, default_ms=dflt, default_threads=default, ratio=one / dflt))
+        print(f"{name:<8} batch {b:4d}: 1 thread {one:8.4f} ms, {default} threads {dflt:8.4f} ms, ratio {one / dflt:.2f}", flush=True)
+    return cells
+
+
 def scaling_svg(cells, widths, batches):
     """A log-log plot: ms per step against batch, one colour per width; sance solid, eager dashed."""
     import math
@@ -309,11 +348,19 @@ def main():
     ap.add_argument("--device", default="auto", help="cpu, cuda or auto (both when a GPU is present)")
     ap.add_argument("--json", default="bench/speed.json")
     ap.add_argument("--scaling", metavar="SVG", help="instead of the rows: time against batch and width, plot to SVG")
+    ap.add_argument("--threads", action="store_true", help="instead of the rows: one thread against the default, small batches")
     ap.add_argument("--rss-probe", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_probe:
         return rss_probe(args.rss_probe)
 
+    if args.threads:
+        # sance's own policy would change the count under the measurement: off.
+        os.environ["SANCE_NUM_THREADS"] = "host"
+        cells = threads_table(Sance(), args)
+        with open(args.json, "w") as f:
+            json.dump({"threads": cells}, f, indent=1)
+        return None
     sance = Sance()
     if args.scaling:
         cells = scaling(sance, args)

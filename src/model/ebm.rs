@@ -17,6 +17,7 @@ use crate::model::langevin;
 use crate::model::net::{copy_of, Net, Params};
 use crate::model::replay::{Draw, ReplayBuffer};
 use crate::model::rng::Rng;
+use crate::model::threads;
 use tch::{Device, Kind, Tensor};
 
 /// Resolves `SanceConfig::device` to a libtorch device.
@@ -294,6 +295,8 @@ impl Ebm {
     /// libtorch error (Torch) — nothing changes: θ, θ̄, c, Adam, buffer, counters and the
     /// random stream are as before the call.
     pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        let b = data.size().first().copied().unwrap_or(0);
+        let _threads = threads::Scope::for_call(self.net.arch, b.max(self.noise_rows(b)));
         if self.cfg.noise == SanceNoise::Gaussian {
             return self.train_step_gaussian(data);
         }
@@ -417,9 +420,14 @@ impl Ebm {
         Ok((loss, h, e))
     }
 
+    /// M = round(ν·B) noise chains per step, at least one.
+    fn noise_rows(&self, b: i64) -> i64 {
+        ((self.cfg.noise_ratio as f64 * b as f64).round() as i64).max(1)
+    }
+
     fn step_inner(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         let b = data.size()[0];
-        let m = ((self.cfg.noise_ratio as f64 * b as f64).round() as i64).max(1) as usize;
+        let m = self.noise_rows(b) as usize;
         let data = if self.cfg.data_noise_std > 0.0 {
             let noise = self.rng.randn(&data.size(), self.kind, self.device)?;
             data.f_add(&noise.f_mul_scalar(self.cfg.data_noise_std as f64)?)?
@@ -606,11 +614,13 @@ impl Ebm {
 
     /// E_θ(x) for a batch [N, ...] → [N].
     pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
+        let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
         Ok(tch::no_grad(|| self.net.energy(&self.params, x))?)
     }
 
     /// (E_θ(x), ∇ₓE_θ(x)).
     pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
         Ok(self.net.energy_and_grad(&self.params.detached(), x)?)
     }
 
@@ -628,6 +638,7 @@ impl Ebm {
     pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
         let shape = self.batch_shape(n as i64);
+        let _threads = threads::Scope::for_call(self.net.arch, n as i64);
         self.keeping_rng(|m| {
             let x0 = langevin::init_chains(l, &shape, m.kind, m.device, &mut m.rng)?;
             Ok(langevin::run(&m.net, &m.params.detached(), x0, l, &mut m.rng, false)?.0)
@@ -637,6 +648,7 @@ impl Ebm {
     /// Langevin chains on E_θ from given starting points.
     pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
+        let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
         self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng, false)?.0))
     }
 }

@@ -9,6 +9,7 @@ pub mod langevin;
 pub mod net;
 pub mod replay;
 pub mod rng;
+pub mod threads;
 pub mod toy;
 
 #[cfg(test)]

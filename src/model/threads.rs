@@ -1,0 +1,198 @@
+//! Intra-op threads for small shapes, per call and per calling thread.
+//!
+//! Measured on two cores (docs/speed.md, "Threads"): a Langevin step of an MLP with 9 to 32
+//! rows runs 20–40 % faster on one thread at widths 128 and 512 (MKL splits so few rows badly
+//! over two threads), equal at width 32, and from 64 rows on — and for convolutions at any
+//! batch — two threads win. So by default a call on an MLP with 9 to 32 rows runs on one
+//! thread, and everything else on whatever the host has set.
+//!
+//! The count is changed through OpenMP's per-thread setting (`omp_set_num_threads` applies to
+//! parallel regions started by the calling thread only; libtorch's intra-op parallelism, MKL and
+//! oneDNN all follow it) and put back when the call returns, so neither the host's other
+//! threads nor its own later libtorch calls see a difference. `at::set_num_threads` would not
+//! do: it also resizes a process-wide pool and clears oneDNN's cache.
+//!
+//! `SANCE_NUM_THREADS`, read once per process, overrides the policy: `auto` (or unset) as
+//! above; `host` to never change the count; a number N ≥ 1 to run every computing call on N
+//! threads. Anything else is treated as `auto`.
+use crate::abi::config::SanceArch;
+use std::ffi::{c_int, c_void, CStr};
+use std::sync::OnceLock;
+
+/// What `SANCE_NUM_THREADS` asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    Auto,
+    Host,
+    Fixed(i32),
+}
+
+impl Policy {
+    pub fn parse(v: Option<&str>) -> Policy {
+        match v.map(str::trim) {
+            Some("host") => Policy::Host,
+            Some(s) => match s.parse::<i32>() {
+                Ok(n) if n >= 1 => Policy::Fixed(n),
+                _ => Policy::Auto,
+            },
+            None => Policy::Auto,
+        }
+    }
+
+    /// The thread count for a call on `rows` rows of a net of kind `arch`; None: leave it.
+    pub fn threads_for(self, arch: SanceArch, rows: i64) -> Option<i32> {
+        match self {
+            Policy::Host => None,
+            Policy::Fixed(n) => Some(n),
+            Policy::Auto => (arch == SanceArch::Mlp && (9..=32).contains(&rows)).then_some(1),
+        }
+    }
+}
+
+fn policy() -> Policy {
+    static P: OnceLock<Policy> = OnceLock::new();
+    *P.get_or_init(|| Policy::parse(std::env::var("SANCE_NUM_THREADS").ok().as_deref()))
+}
+
+/// The OpenMP runtime libtorch uses, found through libtorch_cpu (which is loaded: sance links
+/// it), so that sance sets the same runtime's count whatever its name. None when libtorch
+/// was built without OpenMP.
+struct Omp {
+    get: unsafe extern "C" fn() -> c_int,
+    set: unsafe extern "C" fn(c_int),
+}
+
+fn omp() -> Option<&'static Omp> {
+    static OMP: OnceLock<Option<Omp>> = OnceLock::new();
+    OMP.get_or_init(|| {
+        let name = CStr::from_bytes_with_nul(b"libtorch_cpu.so\0").expect("nul-terminated");
+        // SAFETY: RTLD_NOLOAD only returns a handle to a library already loaded (or null); the
+        // symbols looked up have exactly the OpenMP API's C signatures.
+        unsafe {
+            let h = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            if h.is_null() {
+                return None;
+            }
+            let get = libc::dlsym(h, b"omp_get_max_threads\0".as_ptr().cast());
+            let set = libc::dlsym(h, b"omp_set_num_threads\0".as_ptr().cast());
+            // The library stays loaded (sance needs it); drop the extra reference.
+            libc::dlclose(h);
+            if get.is_null() || set.is_null() {
+                return None;
+            }
+            Some(Omp {
+                get: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(get),
+                set: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int)>(set),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// The calling thread's intra-op thread count as OpenMP reports it (None without OpenMP).
+pub fn current() -> Option<i32> {
+    // libtorch sets each thread's count on its first parallel call; make that happen first so
+    // that it cannot overwrite a count set here.
+    let _ = tch::get_num_threads();
+    // SAFETY: omp_get_max_threads has no preconditions.
+    omp().map(|o| unsafe { (o.get)() })
+}
+
+/// Sets the calling thread's count (no-op without OpenMP).
+pub fn set_current(n: i32) {
+    if let Some(o) = omp() {
+        // SAFETY: any n >= 1 is valid.
+        unsafe { (o.set)(n.max(1)) }
+    }
+}
+
+/// While alive, the calling thread runs libtorch's intra-op work on the count the policy
+/// picks; dropping it (also on an error or a panic) restores the thread's previous count.
+pub struct Scope {
+    restore: Option<i32>,
+}
+
+impl Scope {
+    pub fn for_call(arch: SanceArch, rows: i64) -> Scope {
+        Scope::with_policy(policy(), arch, rows)
+    }
+
+    pub fn with_policy(p: Policy, arch: SanceArch, rows: i64) -> Scope {
+        let restore = p.threads_for(arch, rows).and_then(|n| {
+            let before = current()?;
+            (before != n).then(|| {
+                set_current(n);
+                before
+            })
+        });
+        Scope { restore }
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        if let Some(n) = self.restore {
+            set_current(n);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_the_knob() {
+        assert_eq!(Policy::parse(None), Policy::Auto);
+        assert_eq!(Policy::parse(Some("auto")), Policy::Auto);
+        assert_eq!(Policy::parse(Some("host")), Policy::Host);
+        assert_eq!(Policy::parse(Some(" 3 ")), Policy::Fixed(3));
+        assert_eq!(Policy::parse(Some("0")), Policy::Auto);
+        assert_eq!(Policy::parse(Some("-2")), Policy::Auto);
+        assert_eq!(Policy::parse(Some("many")), Policy::Auto);
+    }
+
+    #[test]
+    fn auto_picks_one_thread_for_small_mlp_batches_only() {
+        let p = Policy::Auto;
+        assert_eq!(p.threads_for(SanceArch::Mlp, 8), None);
+        assert_eq!(p.threads_for(SanceArch::Mlp, 9), Some(1));
+        assert_eq!(p.threads_for(SanceArch::Mlp, 32), Some(1));
+        assert_eq!(p.threads_for(SanceArch::Mlp, 33), None);
+        assert_eq!(p.threads_for(SanceArch::Conv, 16), None);
+        assert_eq!(Policy::Host.threads_for(SanceArch::Mlp, 16), None);
+        assert_eq!(Policy::Fixed(3).threads_for(SanceArch::Conv, 1000), Some(3));
+    }
+
+    /// The count changes on the calling thread only, and comes back when the scope ends.
+    #[test]
+    fn scope_sets_and_restores_the_calling_threads_count() {
+        assert!(current().is_some(), "the PyPI libtorch uses OpenMP; its runtime must be found");
+        set_current(3);
+        {
+            let _s = Scope::with_policy(Policy::Auto, SanceArch::Mlp, 16);
+            assert_eq!(current(), Some(1));
+            // Another thread keeps its own count.
+            let other = std::thread::spawn(|| {
+                set_current(2);
+                current()
+            })
+            .join()
+            .unwrap();
+            assert_eq!(other, Some(2));
+            assert_eq!(current(), Some(1));
+        }
+        assert_eq!(current(), Some(3));
+        {
+            let _s = Scope::with_policy(Policy::Auto, SanceArch::Mlp, 256);
+            assert_eq!(current(), Some(3), "large batches keep the host's count");
+        }
+        let r = std::panic::catch_unwind(|| {
+            let _s = Scope::with_policy(Policy::Fixed(2), SanceArch::Conv, 4);
+            assert_eq!(current(), Some(2));
+            panic!("unwinds through the scope");
+        });
+        assert!(r.is_err());
+        assert_eq!(current(), Some(3), "restored on unwinding");
+    }
+}
