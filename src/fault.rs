@@ -1,5 +1,7 @@
 //! Test-only fault injection: make the next save fail at a chosen point (as a full disk
-//! would), or the next call on a handle panic (as a bug would). The hooks exist only with
+//! would), the next call on a handle panic (as a bug would), or libtorch fail at the n-th of
+//! the points marked with `torch_point` (as a CUDA out-of-memory error would, mid-call: either
+//! as an error from a fallible op or as the panic an infallible tch op raises). The hooks exist only with
 //! the `test-hooks` feature, which the test suite turns on (Cargo.toml's
 //! dev-dependency on this crate); the release library has neither the hooks nor their checks.
 
@@ -14,14 +16,55 @@ pub enum FaultPoint {
     BeforeRename,
 }
 
+/// How an injected libtorch failure shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TorchFault {
+    /// A fallible op returns `TchError::Torch`.
+    Error,
+    /// An infallible op panics with the libtorch error, as tch's unwrapping wrappers do.
+    Panic,
+}
+
+/// The message of an injected libtorch failure.
+pub const INJECTED_TORCH: &str = "injected libtorch failure (test hook)";
+
 #[cfg(feature = "test-hooks")]
 mod hooks {
-    use super::FaultPoint;
+    use super::{FaultPoint, TorchFault, INJECTED_TORCH};
     use std::cell::Cell;
 
     thread_local! {
         static SAVE_FAULT: Cell<Option<FaultPoint>> = const { Cell::new(None) };
         static PANIC: Cell<bool> = const { Cell::new(false) };
+        static TORCH_FAULT: Cell<Option<(u32, TorchFault)>> = const { Cell::new(None) };
+    }
+
+    /// libtorch fails at the (n+1)-th torch point passed on this thread from now (None: never).
+    pub fn inject_torch_fault(f: Option<(u32, TorchFault)>) {
+        TORCH_FAULT.with(|t| t.set(f));
+    }
+
+    /// Whether an injected libtorch failure is still waiting (the call passed too few points).
+    pub fn torch_fault_pending() -> bool {
+        TORCH_FAULT.with(|t| t.get().is_some())
+    }
+
+    pub(crate) fn torch_point() -> Result<(), tch::TchError> {
+        match TORCH_FAULT.with(|t| t.get()) {
+            Some((0, how)) => {
+                TORCH_FAULT.with(|t| t.set(None));
+                match how {
+                    TorchFault::Error => Err(tch::TchError::Torch(INJECTED_TORCH.into())),
+                    // The text tch's infallible wrappers panic with.
+                    TorchFault::Panic => panic!("called `Result::unwrap()` on an `Err` value: Torch(\"{INJECTED_TORCH}\")"),
+                }
+            }
+            Some((n, how)) => {
+                TORCH_FAULT.with(|t| t.set(Some((n - 1, how))));
+                Ok(())
+            }
+            None => Ok(()),
+        }
     }
 
     /// The next save on this thread fails at `p` (None: no fault).
@@ -50,9 +93,9 @@ mod hooks {
 }
 
 #[cfg(feature = "test-hooks")]
-pub use hooks::{inject_panic, inject_save_fault};
+pub use hooks::{inject_panic, inject_save_fault, inject_torch_fault, torch_fault_pending};
 #[cfg(feature = "test-hooks")]
-pub(crate) use hooks::{panic_point, save_fault};
+pub(crate) use hooks::{panic_point, save_fault, torch_point};
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
@@ -63,3 +106,10 @@ pub(crate) fn save_fault(_: FaultPoint) -> std::io::Result<()> {
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
 pub(crate) fn panic_point() {}
+
+/// A point where a test can make libtorch fail (a no-op in the release library).
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn torch_point() -> Result<(), tch::TchError> {
+    Ok(())
+}

@@ -285,3 +285,34 @@ fn a_panic_inside_a_call_is_caught_and_the_handle_refuses_further_calls() {
     train(g, 0..2);
     unsafe { sance_ebm_free(g) };
 }
+
+/// A call that only reads the model (sample, energy, energy_grad, save, config, progress)
+/// leaves it as it was whatever happens inside, so a panic there is reported and the handle
+/// stays usable, its random stream included.
+#[test]
+fn a_panic_inside_a_read_only_call_does_not_poison_the_handle() {
+    let (h, twin) = (new(&small_config()), new(&small_config()));
+    train(h, 0..2);
+    train(twin, 0..2);
+    let mut out = [0f32; 16];
+    sance::fault::inject_panic();
+    let s = unsafe { sance_ebm_sample(h, 8, ptr::null(), out.as_mut_ptr()) };
+    assert_eq!(s, SanceStatus::Panic);
+    assert!(last_error().contains("injected panic"), "{}", last_error());
+    sance::fault::inject_panic();
+    let d = data("8gaussians", 8, 0);
+    let s = unsafe { sance_ebm_energy(h, d.as_ptr(), 8, out.as_mut_ptr()) };
+    assert_eq!(s, SanceStatus::Panic);
+    // Still usable, and exactly where its twin is.
+    train(h, 2..4);
+    train(twin, 2..4);
+    assert_eq!(bits(&probe(h)), bits(&probe(twin)));
+    let (mut a, mut b) = ([0f32; 16], [0f32; 16]);
+    assert_eq!(unsafe { sance_ebm_sample(h, 8, ptr::null(), a.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(unsafe { sance_ebm_sample(twin, 8, ptr::null(), b.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(bits(&a), bits(&b), "the random stream was put back");
+    unsafe {
+        sance_ebm_free(h);
+        sance_ebm_free(twin);
+    }
+}

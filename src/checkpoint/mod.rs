@@ -133,6 +133,7 @@ impl Names {
 
 /// The checkpoint of a model, as bytes.
 pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
+    crate::fault::torch_point()?;
     let names = Names::new(FORMAT_VERSION as u64, &ebm.net().param_names());
     let mut entries: Vec<(String, Entry)> = Vec::new();
     for (name, p) in names.energy.iter().zip(ebm.params().iter()) {
@@ -424,7 +425,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         .and_then(Rng::from_state)
         .ok_or_else(|| corrupt("metadata \"rng\" is not a valid generator state"))?;
 
-    tch::no_grad(|| -> Result<()> {
+    crate::model::no_grad(|| -> Result<()> {
         for (p, t) in ebm.params.iter_mut().zip(&theta) {
             p.f_copy_(t)?;
         }

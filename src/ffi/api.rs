@@ -201,7 +201,7 @@ pub unsafe extern "C" fn sance_ebm_sample(
     out: *mut f32,
 ) -> SanceStatus {
     guard("sance_ebm_sample", || {
-        handle(ebm)?.with(|m| {
+        handle(ebm)?.read(|m| {
             let count = sample_floats(m, n, "n")?;
             let l = langevin_or_default(params, m)?;
             let out = floats_mut(out, count, "out")?;
@@ -222,7 +222,7 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
     params: *const SanceLangevin,
 ) -> SanceStatus {
     guard("sance_ebm_sample_from", || {
-        handle(ebm)?.with(|m| {
+        handle(ebm)?.read(|m| {
             let x0 = m.tensor_from(input_samples(m, chains, n, "n", "chains")?, n)?;
             let l = langevin_or_default(params, m)?;
             let x = to_host(&m.sample_from(&x0, &l)?)?;
@@ -240,7 +240,7 @@ pub unsafe extern "C" fn sance_ebm_energy(
     out: *mut f32,
 ) -> SanceStatus {
     guard("sance_ebm_energy", || {
-        handle(ebm)?.with(|m| {
+        handle(ebm)?.read(|m| {
             let x = input_samples(m, x, n, "n", "x")?;
             let out = floats_mut(out, n, "out")?;
             write_out(&to_host(&m.energy(&m.tensor_from(x, n)?)?)?, out)
@@ -259,7 +259,7 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
     grad: *mut f32,
 ) -> SanceStatus {
     guard("sance_ebm_energy_grad", || {
-        handle(ebm)?.with(|m| {
+        handle(ebm)?.read(|m| {
             let x = input_samples(m, x, n, "n", "x")?;
             let grad = floats_mut(grad, x.len(), "grad")?;
             let energy = if energy.is_null() { None } else { Some(floats_mut(energy, n, "energy")?) };
@@ -279,7 +279,7 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_progress(ebm: *const SanceEbm, out: *mut SanceProgress) -> SanceStatus {
     guard("sance_ebm_progress", || {
-        let p = handle(ebm)?.with(|m| Ok(m.progress()))?;
+        let p = handle(ebm)?.read(|m| Ok(m.progress()))?;
         non_null(out, "out")?;
         out.write(p);
         Ok(())
@@ -289,7 +289,7 @@ pub unsafe extern "C" fn sance_ebm_progress(ebm: *const SanceEbm, out: *mut Sanc
 /// Floats per sample (data_dim for MLP, channels·height·width for CONV); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_sample_size(ebm: *const SanceEbm) -> usize {
-    match handle(ebm).and_then(|h| h.with(|m| Ok(m.sample_size()))) {
+    match handle(ebm).and_then(|h| h.read(|m| Ok(m.sample_size()))) {
         Ok(n) => n,
         Err(e) => {
             set_last_error(&format!("sance_ebm_sample_size: {}", e.message));
@@ -303,7 +303,7 @@ pub unsafe extern "C" fn sance_ebm_sample_size(ebm: *const SanceEbm) -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_config(ebm: *const SanceEbm, out: *mut SanceConfig) -> SanceStatus {
     guard("sance_ebm_config", || {
-        let cfg = handle(ebm)?.with(|m| Ok(m.config()))?;
+        let cfg = handle(ebm)?.read(|m| Ok(m.config()))?;
         non_null(out, "out")?;
         out.write(cfg);
         Ok(())
@@ -332,7 +332,7 @@ pub unsafe extern "C" fn sance_ebm_save(ebm: *const SanceEbm, path: *const c_cha
     guard("sance_ebm_save", || {
         let h = handle(ebm)?;
         let path = c_path(path)?;
-        h.with(|m| checkpoint::save(m, path))
+        h.read(|m| checkpoint::save(m, path))
     })
 }
 

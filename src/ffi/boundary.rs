@@ -61,6 +61,29 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
     r.map_err(panic_error)
 }
 
+/// Runs `f`; a panic that carries a libtorch error (an infallible tch op failing: a CUDA
+/// out-of-memory error, say) becomes that error, with status TORCH, so that the caller can
+/// undo what the call changed. Any other panic is a bug and keeps unwinding.
+pub fn catch_torch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    install_hook();
+    DEPTH.with(|d| d.set(d.get() + 1));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    DEPTH.with(|d| d.set(d.get() - 1));
+    match r {
+        Ok(r) => r,
+        Err(payload) => {
+            let text = payload_text(&*payload);
+            match text.find("Torch(") {
+                Some(i) => {
+                    PANIC_TEXT.with(|t| t.borrow_mut().take());
+                    Err(Error::new(SanceStatus::Torch, format!("libtorch: {}", &text[i..])))
+                }
+                None => panic::resume_unwind(payload),
+            }
+        }
+    }
+}
+
 /// Runs `f`, turning a panic into an error.
 pub fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_panic(f).and_then(|r| r)

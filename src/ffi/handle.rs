@@ -21,7 +21,34 @@ impl SanceEbm {
         SanceEbm { state: Mutex::new(State { ebm, poisoned: None }) }
     }
 
-    /// Runs `f` on the model under the handle's lock. A panic inside poisons the handle.
+    /// Runs `f`, a call that only reads the model, under the handle's lock. The random stream
+    /// is the one thing such a call may change (the sampler draws from it), and a failure puts
+    /// it back; so a panic inside — a libtorch error raised by an infallible op, or a bug —
+    /// leaves the model exactly as it was and does not poison the handle.
+    pub fn read<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
+        let mut st = self.state.lock();
+        if let Some(why) = &st.poisoned {
+            return Err(Error::new(
+                SanceStatus::Panic,
+                format!("this handle is unusable since an earlier call failed part-way ({why}); free it"),
+            ));
+        }
+        let rng = st.ebm.rng.clone();
+        let r = catch_panic(|| {
+            crate::fault::panic_point();
+            f(&mut st.ebm)
+        })
+        .and_then(|r| r);
+        if r.is_err() {
+            st.ebm.rng = rng;
+        }
+        r
+    }
+
+    /// Runs `f`, a call that may change the model, under the handle's lock. Such calls undo
+    /// their own changes on an error, libtorch's included (`Ebm` turns libtorch's panics into
+    /// errors where it changes the model); a panic that still gets here is a bug that may have
+    /// left the model half-updated, so it poisons the handle.
     pub fn with<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         if let Some(why) = &st.poisoned {

@@ -134,7 +134,7 @@ impl Classifier {
 
     /// Penultimate features [n, width] of images [n, dim].
     pub fn features(&self, x: &[f32], dim: usize) -> Tensor {
-        tch::no_grad(|| {
+        crate::model::no_grad(|| {
             let t = Tensor::from_slice(x).view([-1, dim as i64]);
             let chunks: Vec<Tensor> = (0..t.size()[0])
                 .step_by(1000)
@@ -146,7 +146,7 @@ impl Classifier {
 
     /// Predicted classes and the mean confidence (the largest softmax probability).
     pub fn predict(&self, x: &[f32], dim: usize) -> (Vec<usize>, f64) {
-        let p = tch::no_grad(|| self.head.forward(&self.features(x, dim).to_kind(Kind::Float)).softmax(-1, Kind::Double));
+        let p = crate::model::no_grad(|| self.head.forward(&self.features(x, dim).to_kind(Kind::Float)).softmax(-1, Kind::Double));
         let (conf, cls) = p.max_dim(1, false);
         (Vec::<i64>::try_from(cls).unwrap().into_iter().map(|c| c as usize).collect(), conf.mean(Kind::Double).double_value(&[]))
     }

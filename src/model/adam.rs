@@ -47,7 +47,7 @@ impl Adam {
     /// (libtorch could not allocate, say) `p` or the moments may be half updated: the caller
     /// restores its backup.
     pub fn step(&mut self, p: &mut Tensor, g: &Tensor, decayed: i64) -> Result<(), TchError> {
-        tch::no_grad(|| {
+        crate::model::no_grad(|| {
             self.t += 1;
             let bc1 = 1.0 - self.beta1.powi(self.t as i32);
             let bc2 = 1.0 - self.beta2.powi(self.t as i32);

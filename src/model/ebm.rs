@@ -10,6 +10,8 @@ use crate::abi::config::{
 };
 use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{Error, Result};
+use crate::fault::torch_point;
+use crate::ffi::boundary::catch_torch;
 use crate::model::adam::Adam;
 use crate::model::gaussian::Gaussian;
 use crate::model::flat;
@@ -107,7 +109,7 @@ impl Ebm {
         let mut shapes: Vec<Vec<i64>> = init.iter().map(|p| p.size()).collect();
         shapes.push(vec![]);
         let c0 = Tensor::f_zeros([], (kind, device))?;
-        let theta = tch::no_grad(|| flat::concat(init.iter().chain([&c0])))?;
+        let theta = crate::model::no_grad(|| flat::concat(init.iter().chain([&c0])))?;
         let mut views = flat::views(&theta, &shapes)?.into_iter().map(|v| v.detach().set_requires_grad(true));
         let params = init.try_map(|_| Ok(views.next().expect("one view per tensor")))?;
         let c = views.next().expect("c's view");
@@ -252,7 +254,12 @@ impl Ebm {
         if n < 2 {
             return Err(Error::invalid(format!("fit_noise: n must be at least 2 to estimate a covariance (got {n})")));
         }
-        self.install_fit(x)
+        let c_before = copy_of(&self.c)?;
+        let r = catch_torch(|| self.install_fit(x));
+        if r.is_err() {
+            crate::model::no_grad(|| self.c.copy_(&c_before));
+        }
+        r
     }
 
     /// Fits q to `x` and, before the first step, starts c at the mean of log q over `x`:
@@ -263,9 +270,10 @@ impl Ebm {
         // The trainer adds N(0, s²I) to every data batch; q is fitted to what it classifies.
         let s = self.cfg.data_noise_std as f64;
         let g = Gaussian::fit(x, s * s, self.kind, self.device)?;
+        torch_point()?;
         if self.step == 0 {
             let c0 = g.log_density(&x.f_to_device(self.device)?.f_to_kind(self.kind)?)?.f_mean(self.kind)?;
-            tch::no_grad(|| self.c.f_copy_(&c0))?;
+            crate::model::no_grad(|| self.c.f_copy_(&c0))?;
         }
         self.gaussian = Some(g);
         Ok(())
@@ -282,10 +290,28 @@ impl Ebm {
                  refresh (refit it with fit_noise)",
             ));
         }
-        let snapshot = self.params.detached_copy()?;
+        let snapshot = catch_torch(|| {
+            let s = self.params.detached_copy()?;
+            torch_point()?;
+            Ok(s)
+        })?;
+        let c_before = copy_of(&self.c)?;
+        let m_before = copy_of(self.adam.m.last().expect("c has moments"))?;
+        let zeroed = catch_torch(|| {
+            let _ = crate::model::no_grad(|| self.c.f_zero_())?;
+            torch_point()?;
+            let _ = self.adam.m.last_mut().expect("c has moments").f_zero_()?;
+            Ok(())
+        });
+        if let Err(e) = zeroed {
+            // Copies into existing storage: nothing to allocate, nothing to fail.
+            crate::model::no_grad(|| {
+                self.c.copy_(&c_before);
+                self.adam.m.last_mut().expect("c has moments").copy_(&m_before);
+            });
+            return Err(e);
+        }
         self.snapshot = Some(snapshot);
-        let _ = tch::no_grad(|| self.c.f_zero_())?;
-        let _ = self.adam.m.last_mut().expect("c has moments").f_zero_()?;
         self.refresh_count += 1;
         Ok(())
     }
@@ -307,17 +333,24 @@ impl Ebm {
         let snap_before = if refresh { self.snapshot.take() } else { None };
         let c_momentum_before = copy_of(self.adam.m.last().expect("c has moments"))?;
         let count_before = self.refresh_count;
-        let r = if refresh { self.refresh_noise() } else { Ok(()) };
-        match r.and_then(|()| self.step_inner(data)) {
+        // A libtorch failure anywhere, as an error or as the panic of an infallible op, ends
+        // in the restore below.
+        let r = catch_torch(|| {
+            if refresh {
+                self.refresh_noise()?;
+            }
+            self.step_inner(data)
+        });
+        match r {
             Ok(stats) => Ok(self.finish_step(stats, refresh)),
             Err(e) => {
                 self.rng = rng_before;
                 // A copy into existing storage allocates nothing.
-                tch::no_grad(|| self.c.copy_(&c_before));
+                crate::model::no_grad(|| self.c.copy_(&c_before));
                 if refresh {
                     self.snapshot = snap_before;
                     self.refresh_count = count_before;
-                    tch::no_grad(|| self.adam.m.last_mut().expect("c has moments").copy_(&c_momentum_before));
+                    crate::model::no_grad(|| self.adam.m.last_mut().expect("c has moments").copy_(&c_momentum_before));
                 }
                 Err(e)
             }
@@ -339,25 +372,25 @@ impl Ebm {
         let rng_before = self.rng.clone();
         let fitted_here = self.gaussian.is_none();
         let c_before = copy_of(&self.c)?;
-        let r = if fitted_here {
-            if data.size()[0] < 2 {
-                Err(Error::invalid(
-                    "the first step of SANCE_NOISE_GAUSSIAN fits the noise to its batch, which needs n >= 2 \
-                     (or call fit_noise first)",
-                ))
-            } else {
-                self.install_fit(data)
+        let r = catch_torch(|| {
+            if fitted_here {
+                if data.size()[0] < 2 {
+                    return Err(Error::invalid(
+                        "the first step of SANCE_NOISE_GAUSSIAN fits the noise to its batch, which needs n >= 2 \
+                         (or call fit_noise first)",
+                    ));
+                }
+                self.install_fit(data)?;
             }
-        } else {
-            Ok(())
-        };
-        match r.and_then(|()| self.step_inner(data)) {
+            self.step_inner(data)
+        });
+        match r {
             Ok(stats) => Ok(self.finish_step(stats, false)),
             Err(e) => {
                 self.rng = rng_before;
                 if fitted_here {
                     self.gaussian = None;
-                    tch::no_grad(|| self.c.copy_(&c_before));
+                    crate::model::no_grad(|| self.c.copy_(&c_before));
                 }
                 Err(e)
             }
@@ -398,7 +431,7 @@ impl Ebm {
         let neg_log_q = match self.cfg.noise {
             SanceNoise::Snapshot => {
                 let snapshot = self.snapshot.as_ref().expect("snapshot exists");
-                tch::no_grad(|| self.net.energy(snapshot, &x))?
+                crate::model::no_grad(|| self.net.energy(snapshot, &x))?
             }
             SanceNoise::Gaussian => {
                 let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
@@ -483,9 +516,11 @@ impl Ebm {
         let b = data.size()[0];
         let m = noise.size()[0];
         let (loss, h, e) = self.nce_loss(data, noise)?;
+        torch_point()?;
         let mut inputs: Vec<&Tensor> = self.params.iter().collect();
         inputs.push(&self.c);
         let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
+        torch_point()?;
         // One flat gradient in θ's layout (θ then c); clipping scales it, not `grads`.
         let mut g = flat::concat(&grads)?;
         let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
@@ -502,7 +537,11 @@ impl Ebm {
         // parameters whose energies overflow, and the next step could not recover. Every
         // failure from here on restores it.
         let undo = self.update_backup()?;
-        let read = self.update_and_check(&g, data, noise).and_then(|energies_ok| {
+        // A panic of libtorch's (an infallible op failing) in here is an error too: the
+        // backup is restored below.
+        let read = catch_torch(|| {
+            let energies_ok = self.update_and_check(&g, data, noise)?;
+            torch_point()?;
             let correct = h
                 .f_narrow(0, 0, b)?
                 .f_gt(0.0)?
@@ -555,7 +594,7 @@ impl Ebm {
                 self.step + 1
             )))
         } else {
-            draw.and_then(|d| self.buffer.commit(d, noise).err()).map(Into::into)
+            draw.and_then(|d| catch_torch(|| Ok(self.buffer.commit(d, noise)?)).err())
         };
         if let Some(e) = failure {
             self.restore_backup(undo);
@@ -581,8 +620,9 @@ impl Ebm {
         // Weight decay for θ, not for c (the last entry).
         let decayed = self.theta.size()[0] - 1;
         self.adam.step(&mut self.theta, g, decayed)?;
+        torch_point()?;
         let x = Tensor::f_cat(&[data, noise], 0)?;
-        let energies_ok = tch::no_grad(|| self.net.energy(&self.params, &x))?.f_isfinite()?.f_all()?;
+        let energies_ok = crate::model::no_grad(|| self.net.energy(&self.params, &x))?.f_isfinite()?.f_all()?;
         Ok(energies_ok.f_logical_and(&self.c.f_isfinite()?)?)
     }
 
@@ -594,7 +634,7 @@ impl Ebm {
     /// Puts back what [`Ebm::update_backup`] saved. Copies into existing storage (the views
     /// stay views): nothing here allocates.
     fn restore_backup(&mut self, (theta, m, v, t): Backup) {
-        tch::no_grad(|| {
+        crate::model::no_grad(|| {
             self.theta.copy_(&theta);
             self.adam.m_flat.copy_(&m);
             self.adam.v_flat.copy_(&v);
@@ -615,13 +655,17 @@ impl Ebm {
     /// E_θ(x) for a batch [N, ...] → [N].
     pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
         let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
-        Ok(tch::no_grad(|| self.net.energy(&self.params, x))?)
+        let e = crate::model::no_grad(|| self.net.energy(&self.params, x))?;
+        torch_point()?;
+        Ok(e)
     }
 
     /// (E_θ(x), ∇ₓE_θ(x)).
     pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
-        Ok(self.net.energy_and_grad(&self.params.detached(), x)?)
+        let r = self.net.energy_and_grad(&self.params.detached(), x)?;
+        torch_point()?;
+        Ok(r)
     }
 
     /// Runs `f` with the random stream, which is put back as it was if `f` fails.

@@ -130,7 +130,7 @@ impl<'a> ScaledGrad<'a> {
 /// With `stats` false the gradient norms are not computed (unless the clip needs them) and
 /// `RunStats::grad_norm` is 0. Nothing reads a value back to the host.
 pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng, stats: bool) -> Result<(Tensor, RunStats), TchError> {
-    tch::no_grad(|| {
+    crate::model::no_grad(|| {
         let n = x.size()[0];
         if n == 0 {
             let stats = RunStats::constant(0.0, 1.0, x.device())?;
@@ -151,6 +151,7 @@ pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng, s
         let clip = l.grad_clip > 0.0;
         let clamp = l.clamp_min < l.clamp_max;
         for _ in 0..l.steps {
+            crate::fault::torch_point()?;
             // g = −λ·∇ₓE: the step's drift.
             let mut g = grad.at(&x)?;
             if clip || stats {
@@ -207,6 +208,7 @@ fn run_mala(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) 
     let mut xis = Noise::new(&shape, 1.0, l.steps, x.kind(), x.device());
     let mut us = Noise::uniform(&[n], l.steps, Kind::Double, x.device());
     for step in 0..l.steps {
+        crate::fault::torch_point()?;
         let xi = xis.next(rng)?;
         let u = us.next(rng)?;
         let y = x.f_sub(&g.f_mul_scalar(lambda)?)?.f_add(&xi.f_mul_scalar(sigma)?)?;

@@ -14,3 +14,12 @@ pub mod toy;
 
 #[cfg(test)]
 mod tests;
+
+/// Runs `f` with gradient tracking off, and turns it back on even when `f` unwinds.
+/// `tch::no_grad` restores the mode only when `f` returns, so a libtorch error raised as a
+/// panic inside it (which sance catches and reports) would leave the thread's autograd off
+/// and the next training step without a graph.
+pub fn no_grad<T>(f: impl FnOnce() -> T) -> T {
+    let _guard = tch::no_grad_guard();
+    f()
+}

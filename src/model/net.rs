@@ -26,7 +26,7 @@ type TResult<T> = Result<T, TchError>;
 /// A copy of `t` in new storage, outside any autograd graph (a fallible `detach().copy()`).
 pub(crate) fn copy_of(t: &Tensor) -> TResult<Tensor> {
     // Under no_grad, so that the copy of a parameter does not require grad itself.
-    tch::no_grad(|| t.f_detach_copy())
+    crate::model::no_grad(|| t.f_detach_copy())
 }
 
 const LEAKY_SLOPE: f64 = 0.2;
@@ -247,7 +247,7 @@ impl Net {
 
     /// E(x) and ∇ₓE(x), with no gradient built or kept for any parameter.
     pub fn energy_and_grad(&self, p: &Params, x: &Tensor) -> TResult<(Tensor, Tensor)> {
-        tch::no_grad(|| match self.arch {
+        crate::model::no_grad(|| match self.arch {
             SanceArch::Mlp => self.mlp_energy_and_grad(p, x),
             SanceArch::Conv => {
                 let mut w = ConvGrad::new(self, p, 1.0)?;
