@@ -37,6 +37,16 @@ mod hooks {
         static SAVE_FAULT: Cell<Option<FaultPoint>> = const { Cell::new(None) };
         static PANIC: Cell<bool> = const { Cell::new(false) };
         static TORCH_FAULT: Cell<Option<(u32, TorchFault)>> = const { Cell::new(None) };
+        static CHUNK_BYTES: Cell<Option<usize>> = const { Cell::new(None) };
+    }
+
+    /// Working memory per chunk of the chunked calls on this thread (None: the default).
+    pub fn set_chunk_bytes(b: Option<usize>) {
+        CHUNK_BYTES.with(|c| c.set(b));
+    }
+
+    pub(crate) fn chunk_bytes() -> usize {
+        CHUNK_BYTES.with(|c| c.get()).unwrap_or(super::CHUNK_BYTES)
     }
 
     /// libtorch fails at the (n+1)-th torch point passed on this thread from now (None: never).
@@ -93,9 +103,9 @@ mod hooks {
 }
 
 #[cfg(feature = "test-hooks")]
-pub use hooks::{inject_panic, inject_save_fault, inject_torch_fault, torch_fault_pending};
+pub use hooks::{inject_panic, inject_save_fault, inject_torch_fault, set_chunk_bytes, torch_fault_pending};
 #[cfg(feature = "test-hooks")]
-pub(crate) use hooks::{panic_point, save_fault, torch_point};
+pub(crate) use hooks::{chunk_bytes, panic_point, save_fault, torch_point};
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
@@ -112,4 +122,15 @@ pub(crate) fn panic_point() {}
 #[inline(always)]
 pub(crate) fn torch_point() -> Result<(), tch::TchError> {
     Ok(())
+}
+
+/// Working memory per chunk of `sample`, `sample_from`, `energy` and `energy_grad`: a fixed
+/// number, so that how a call is cut (and so the sampler's random stream) depends on the
+/// model and `n` only, never on the machine.
+pub const CHUNK_BYTES: usize = 256 << 20;
+
+#[cfg(not(feature = "test-hooks"))]
+#[inline(always)]
+pub(crate) fn chunk_bytes() -> usize {
+    CHUNK_BYTES
 }

@@ -41,7 +41,9 @@ fn step(h: *mut SanceEbm, t: u64) {
 #[test]
 fn out_of_memory_is_a_torch_status_and_the_handle_stays_usable() {
     // Wide layers: a million samples need 1 GB per hidden layer, while the inputs stay small.
-    // K = 5, so the failing training step is also a refresh step.
+    // K = 5, so the failing training step is also a refresh step. Chunks of 16 MiB of work
+    // (on this thread), so that one fits under the cap below.
+    sance::fault::set_chunk_bytes(Some(16 << 20));
     let cfg = SanceConfig { hidden_width: 256, noise_update_interval: 5, ..small_config() };
     let (h, twin) = (new(&cfg), new(&cfg));
     for t in 0..5 {
@@ -51,26 +53,40 @@ fn out_of_memory_is_a_torch_status_and_the_handle_stays_usable() {
     let before = checkpoint(h, "oom-before");
     assert!(before == checkpoint(twin, "oom-twin-before"), "twins differ before the test");
 
-    // Everything the calls need from Rust is allocated before the cap.
-    let n = 1usize << 20;
-    let x: Vec<f32> = (0..2 * n).map(|i| ((i % 97) as f32) * 0.05 - 2.4).collect();
-    let mut chains = x.clone();
+    // Everything the calls need from Rust is allocated before the cap. `n` samples fit in
+    // chunks, not at once; `big` samples do not even fit as one copy of the input.
+    let (n, big) = (1usize << 20, 1usize << 25);
+    let points = |n: usize| -> Vec<f32> { (0..2 * n).map(|i| ((i % 97) as f32) * 0.05 - 2.4).collect() };
+    let (x, xb) = (points(n), points(big));
+    let mut chains = xb.clone();
     let sentinel = -7.25f32;
-    let mut out = vec![sentinel; 2 * n];
-    let mut energies = vec![sentinel; n];
+    let mut out = vec![sentinel; 2 * big];
+    let mut energies = vec![sentinel; big];
     let mut stats = sance::SanceStepStats { step: u64::MAX, ..Default::default() };
+    // What the chunked calls on `n` samples write, capped and (on the twin) not.
+    let run_chunked = |m: *mut SanceEbm| -> (Vec<SanceStatus>, Vec<f32>) {
+        let mut r = vec![0f32; 6 * n];
+        let (e, rest) = r.split_at_mut(n);
+        let (e2, rest) = rest.split_at_mut(n);
+        let (g, rest) = rest.split_at_mut(2 * n);
+        let s1 = unsafe { sance_ebm_energy(m, x.as_ptr(), n, e.as_mut_ptr()) };
+        let s2 = unsafe { sance_ebm_energy_grad(m, x.as_ptr(), n, e2.as_mut_ptr(), g.as_mut_ptr()) };
+        let s3 = unsafe { sance_ebm_sample(m, n / 2, ptr::null(), rest.as_mut_ptr()) };
+        let s4 = unsafe { sance_ebm_sample_from(m, rest.as_mut_ptr(), n / 2, ptr::null()) };
+        (vec![s1, s2, s3, s4], r)
+    };
     let unlimited = {
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) };
         lim.rlim_cur
     };
-    set_address_space_limit(vm_size_bytes() + (256 << 20));
+    set_address_space_limit(vm_size_bytes() + (160 << 20));
     let results = [
         ("train_step", unsafe { sance_ebm_train_step(h, x.as_ptr(), n, &mut stats) }),
-        ("energy", unsafe { sance_ebm_energy(h, x.as_ptr(), n, energies.as_mut_ptr()) }),
-        ("energy_grad", unsafe { sance_ebm_energy_grad(h, x.as_ptr(), n, energies.as_mut_ptr(), out.as_mut_ptr()) }),
-        ("sample", unsafe { sance_ebm_sample(h, n, ptr::null(), out.as_mut_ptr()) }),
-        ("sample_from", unsafe { sance_ebm_sample_from(h, chains.as_mut_ptr(), n, ptr::null()) }),
+        ("energy", unsafe { sance_ebm_energy(h, xb.as_ptr(), big, energies.as_mut_ptr()) }),
+        ("energy_grad", unsafe { sance_ebm_energy_grad(h, xb.as_ptr(), big, energies.as_mut_ptr(), out.as_mut_ptr()) }),
+        ("sample", unsafe { sance_ebm_sample(h, big, ptr::null(), out.as_mut_ptr()) }),
+        ("sample_from", unsafe { sance_ebm_sample_from(h, chains.as_mut_ptr(), big, ptr::null()) }),
     ];
     let message = last_error();
     set_address_space_limit(unlimited);
@@ -80,9 +96,17 @@ fn out_of_memory_is_a_torch_status_and_the_handle_stays_usable() {
     }
     assert!(message.contains("libtorch") && message.contains("alloc"), "message: {message}");
     assert!(out.iter().chain(&energies).all(|&v| v == sentinel), "outputs written by failed calls");
-    assert!(chains == x, "chains changed by a failed sample_from");
+    assert!(chains == xb, "chains changed by a failed sample_from");
     assert_eq!(stats.step, u64::MAX, "stats written by a failed step");
     assert!(checkpoint(h, "oom-after") == before, "the failed calls changed the model");
+    set_address_space_limit(vm_size_bytes() + (160 << 20));
+    let (chunked_status, chunked) = run_chunked(h);
+    let chunked_error = last_error();
+    set_address_space_limit(unlimited);
+    assert!(chunked_status.iter().all(|&s| s == SanceStatus::Ok), "chunked calls under the cap: {chunked_status:?}: {chunked_error}");
+    let (twin_status, twin_chunked) = run_chunked(twin);
+    assert!(twin_status.iter().all(|&s| s == SanceStatus::Ok), "{}", last_error());
+    assert!(bits(&chunked) == bits(&twin_chunked), "chunked results under the cap differ from the uncapped twin's");
 
     // Usable, and on exactly the path of a twin that never saw the failures.
     for t in 5..12 {

@@ -41,17 +41,17 @@ fn write_out(t: &Tensor, out: &mut [f32]) -> Result<()> {
 }
 
 /// The checks every entry point that takes `n` samples makes before touching the model: `n`
-/// is non-zero, `n × sample_size` floats are addressable and the work fits in this machine's
-/// memory. Returns the number of floats.
-fn sample_floats(m: &Ebm, n: usize, what: &str) -> Result<usize> {
+/// is non-zero, `n × sample_size` floats are addressable and the work (one chunk's when the
+/// call works in chunks) fits in the device's memory. Returns the number of floats.
+fn sample_floats(m: &Ebm, n: usize, what: &str, chunked: bool) -> Result<usize> {
     let count = element_count(n, m.sample_size(), what)?;
-    m.check_work_size(n, what)?;
+    m.check_work_size(n, what, chunked)?;
     Ok(count)
 }
 
 /// [`sample_floats`], then borrows the caller's `n` samples at `p` and checks they are finite.
-unsafe fn input_samples<'a>(m: &Ebm, p: *const f32, n: usize, what: &str, name: &str) -> Result<&'a [f32]> {
-    let count = sample_floats(m, n, what)?;
+unsafe fn input_samples<'a>(m: &Ebm, p: *const f32, n: usize, what: &str, name: &str, chunked: bool) -> Result<&'a [f32]> {
+    let count = sample_floats(m, n, what, chunked)?;
     let x = floats(p, count, name)?;
     all_finite(x, m.sample_size(), name)?;
     Ok(x)
@@ -141,7 +141,7 @@ pub unsafe extern "C" fn sance_ebm_train_step(
     guard("sance_ebm_train_step", || {
         let h = handle(ebm)?;
         h.with(|m| {
-            let data = input_samples(m, data, batch, "batch", "data")?;
+            let data = input_samples(m, data, batch, "batch", "data", false)?;
             if !stats.is_null() {
                 non_null(stats, "stats")?; // alignment, checked before the model changes
             }
@@ -176,7 +176,7 @@ pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceSta
 pub unsafe extern "C" fn sance_ebm_fit_noise(ebm: *mut SanceEbm, data: *const f32, n: usize) -> SanceStatus {
     guard("sance_ebm_fit_noise", || {
         handle(ebm)?.with(|m| {
-            let x = input_samples(m, data, n, "n", "data")?;
+            let x = input_samples(m, data, n, "n", "data", false)?;
             m.fit_noise(&m.tensor_from(x, n)?)
         })
     })
@@ -202,7 +202,7 @@ pub unsafe extern "C" fn sance_ebm_sample(
 ) -> SanceStatus {
     guard("sance_ebm_sample", || {
         handle(ebm)?.read(|m| {
-            let count = sample_floats(m, n, "n")?;
+            let count = sample_floats(m, n, "n", true)?;
             let l = langevin_or_default(params, m)?;
             let out = floats_mut(out, count, "out")?;
             let x = to_host(&m.sample(n, &l)?)?;
@@ -223,7 +223,7 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
 ) -> SanceStatus {
     guard("sance_ebm_sample_from", || {
         handle(ebm)?.read(|m| {
-            let x0 = m.tensor_from(input_samples(m, chains, n, "n", "chains")?, n)?;
+            let x0 = m.tensor_from(input_samples(m, chains, n, "n", "chains", true)?, n)?;
             let l = langevin_or_default(params, m)?;
             let x = to_host(&m.sample_from(&x0, &l)?)?;
             write_out(&x, floats_mut(chains, x.numel(), "chains")?)
@@ -241,7 +241,7 @@ pub unsafe extern "C" fn sance_ebm_energy(
 ) -> SanceStatus {
     guard("sance_ebm_energy", || {
         handle(ebm)?.read(|m| {
-            let x = input_samples(m, x, n, "n", "x")?;
+            let x = input_samples(m, x, n, "n", "x", true)?;
             let out = floats_mut(out, n, "out")?;
             write_out(&to_host(&m.energy(&m.tensor_from(x, n)?)?)?, out)
         })
@@ -260,7 +260,7 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
 ) -> SanceStatus {
     guard("sance_ebm_energy_grad", || {
         handle(ebm)?.read(|m| {
-            let x = input_samples(m, x, n, "n", "x")?;
+            let x = input_samples(m, x, n, "n", "x", true)?;
             let grad = floats_mut(grad, x.len(), "grad")?;
             let energy = if energy.is_null() { None } else { Some(floats_mut(energy, n, "energy")?) };
             let (e, g) = m.energy_grad(&m.tensor_from(x, n)?)?;

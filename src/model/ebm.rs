@@ -47,16 +47,6 @@ pub fn resolve_device(d: i32) -> Result<Device> {
     }
 }
 
-fn physical_memory() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, size) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && size > 0 {
-        pages as f64 * size as f64
-    } else {
-        f64::INFINITY
-    }
-}
-
 #[derive(Debug)]
 pub struct Ebm {
     /// The validated config, with `device` resolved (-1 or a CUDA index).
@@ -193,26 +183,40 @@ impl Ebm {
         }
     }
 
-    /// Refuses, before any allocation, a call on `n` samples whose working memory (inputs,
-    /// outputs, gradients and the network's activations, roughly) exceeds this machine's
-    /// physical memory: an absurd size is an error, not an out-of-memory crash.
-    pub fn check_work_size(&self, n: usize, what: &str) -> Result<()> {
+    /// Working memory of one sample in a pass over the net (input, output, gradients and
+    /// the network's activations, roughly), in bytes.
+    fn work_bytes_per_row(&self) -> f64 {
         let c = &self.cfg;
         let activations = match c.arch {
             crate::abi::config::SanceArch::Mlp => c.hidden_width as f64 * c.hidden_layers as f64,
             crate::abi::config::SanceArch::Conv => {
-                c.hidden_width as f64
-                    * c.height as f64
-                    * c.width as f64
-                    * (1.0 + c.hidden_layers as f64 * 0.5)
+                c.hidden_width as f64 * c.height as f64 * c.width as f64 * (1.0 + c.hidden_layers as f64 * 0.5)
             }
         };
-        let bytes = n as f64 * (4.0 * self.sample_size() as f64 + 3.0 * activations) * 4.0;
-        let limit = physical_memory();
+        (4.0 * self.sample_size() as f64 + 3.0 * activations) * 4.0
+    }
+
+    /// Refuses, before any allocation, a call on `n` samples whose working memory exceeds
+    /// what the model's device has: the machine's physical memory on the CPU, the device's
+    /// free memory on CUDA. An absurd size is an error, not an out-of-memory crash. A
+    /// `chunked` call (sample, sample_from, energy, energy_grad) needs one chunk's work plus
+    /// its inputs and outputs (three copies of n samples: the caller's, the device's, the
+    /// host's gathered result); a training step or a fit needs the work of all n.
+    pub fn check_work_size(&self, n: usize, what: &str, chunked: bool) -> Result<()> {
+        let per_row = self.work_bytes_per_row();
+        let bytes = if chunked {
+            n.min(self.chunk_rows()) as f64 * per_row + 3.0 * 4.0 * n as f64 * self.sample_size() as f64
+        } else {
+            n as f64 * per_row
+        };
+        let limit = crate::model::memory::available(self.device);
         if bytes > limit {
+            let place = match self.device {
+                Device::Cuda(k) => format!("CUDA device {k}'s free"),
+                _ => "this machine's".to_string(),
+            };
             return Err(Error::invalid(format!(
-                "{what} = {n} would need about {:.3e} bytes of working memory, more than this machine's {:.3e}",
-                bytes, limit
+                "{what} = {n} would need about {bytes:.3e} bytes of working memory, more than {place} {limit:.3e}"
             )));
         }
         Ok(())
@@ -652,20 +656,57 @@ impl Ebm {
         Ok(())
     }
 
-    /// E_θ(x) for a batch [N, ...] → [N].
-    pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
-        let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
-        let e = crate::model::no_grad(|| self.net.energy(&self.params, x))?;
-        torch_point()?;
-        Ok(e)
+    /// Rows per chunk of the chunked calls: as many as fit `CHUNK_BYTES` of working memory
+    /// (crate::fault), at least one. Depends on the config only.
+    pub fn chunk_rows(&self) -> usize {
+        ((crate::fault::chunk_bytes() as f64 / self.work_bytes_per_row()) as usize).max(1)
     }
 
-    /// (E_θ(x), ∇ₓE_θ(x)).
+    /// Runs `f` on consecutive row ranges (start, rows) of `n` rows, chunk by chunk.
+    fn in_chunks(&self, n: usize, mut f: impl FnMut(i64, i64) -> Result<()>) -> Result<()> {
+        let chunk = self.chunk_rows();
+        let mut start = 0;
+        while start < n {
+            let k = chunk.min(n - start);
+            f(start as i64, k as i64)?;
+            start += k;
+        }
+        Ok(())
+    }
+
+    /// E_θ(x) for a batch [N, ...] → [N], in chunks of [`Ebm::chunk_rows`] rows.
+    pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.size()[0] as usize;
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
+        let mut parts = Vec::new();
+        self.in_chunks(n, |start, k| {
+            parts.push(crate::model::no_grad(|| self.net.energy(&self.params, &x.f_narrow(0, start, k)?))?);
+            torch_point()?;
+            Ok(())
+        })?;
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? })
+    }
+
+    /// (E_θ(x), ∇ₓE_θ(x)), in chunks; with more than one chunk the gradients are gathered on
+    /// the host, so that the device holds one chunk's work at a time.
     pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
-        let r = self.net.energy_and_grad(&self.params.detached(), x)?;
-        torch_point()?;
-        Ok(r)
+        let n = x.size()[0] as usize;
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
+        if n <= self.chunk_rows() {
+            let r = self.net.energy_and_grad(&self.params.detached(), x)?;
+            torch_point()?;
+            return Ok(r);
+        }
+        let p = self.params.detached();
+        let (mut energies, grads) = (Vec::new(), Tensor::f_empty(x.size(), (self.kind, Device::Cpu))?);
+        self.in_chunks(n, |start, k| {
+            let (e, g) = self.net.energy_and_grad(&p, &x.f_narrow(0, start, k)?)?;
+            torch_point()?;
+            grads.f_narrow(0, start, k)?.f_copy_(&g)?;
+            energies.push(e);
+            Ok(())
+        })?;
+        Ok((Tensor::f_cat(&energies, 0)?, grads))
     }
 
     /// Runs `f` with the random stream, which is put back as it was if `f` fails.
@@ -678,21 +719,53 @@ impl Ebm {
         r
     }
 
-    /// Langevin chains on E_θ from `l`'s init distribution.
+    /// Langevin chains on E_θ from `l`'s init distribution. Chains are independent, so `n`
+    /// chains run in chunks of [`Ebm::chunk_rows`], each drawing its start and noise from the
+    /// stream in turn; with more than one chunk the result is gathered on the host.
     pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
-        let shape = self.batch_shape(n as i64);
-        let _threads = threads::Scope::for_call(self.net.arch, n as i64);
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
+        let single = n <= self.chunk_rows();
+        let out = if single { None } else { Some(Tensor::f_empty(self.batch_shape(n as i64), (self.kind, Device::Cpu))?) };
         self.keeping_rng(|m| {
-            let x0 = langevin::init_chains(l, &shape, m.kind, m.device, &mut m.rng)?;
-            Ok(langevin::run(&m.net, &m.params.detached(), x0, l, &mut m.rng, false)?.0)
+            let p = m.params.detached();
+            let mut last = None;
+            let chunk = m.chunk_rows();
+            let mut start = 0;
+            while start < n {
+                let k = chunk.min(n - start);
+                let x0 = langevin::init_chains(l, &m.batch_shape(k as i64), m.kind, m.device, &mut m.rng)?;
+                let x = langevin::run(&m.net, &p, x0, l, &mut m.rng, false)?.0;
+                match &out {
+                    Some(o) => o.f_narrow(0, start as i64, k as i64)?.f_copy_(&x)?,
+                    None => last = Some(x),
+                }
+                start += k;
+            }
+            Ok(out.unwrap_or_else(|| last.expect("n > 0")))
         })
     }
 
-    /// Langevin chains on E_θ from given starting points.
+    /// Langevin chains on E_θ from given starting points, in chunks like [`Ebm::sample`].
     pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
-        let _threads = threads::Scope::for_call(self.net.arch, x.size()[0]);
-        self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng, false)?.0))
+        let n = x.size()[0] as usize;
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
+        if n <= self.chunk_rows() {
+            return self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng, false)?.0));
+        }
+        let out = Tensor::f_empty(x.size(), (self.kind, Device::Cpu))?;
+        let chunk = self.chunk_rows();
+        self.keeping_rng(|m| {
+            let p = m.params.detached();
+            let mut start = 0;
+            while start < n {
+                let k = chunk.min(n - start);
+                let y = langevin::run(&m.net, &p, x.f_narrow(0, start as i64, k as i64)?, l, &mut m.rng, false)?.0;
+                out.f_narrow(0, start as i64, k as i64)?.f_copy_(&y)?;
+                start += k;
+            }
+            Ok(out)
+        })
     }
 }

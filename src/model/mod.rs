@@ -6,6 +6,7 @@ pub mod ebm;
 pub mod flat;
 pub mod gaussian;
 pub mod langevin;
+pub mod memory;
 pub mod net;
 pub mod replay;
 pub mod rng;
