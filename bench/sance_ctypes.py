@@ -102,6 +102,7 @@ class Sance:
         lib.sance_ebm_train_step.argtypes = [c_void_p, c_void_p, c_size_t, POINTER(StepStats)]
         lib.sance_ebm_sample_from.argtypes = [c_void_p, c_void_p, c_size_t, POINTER(Langevin)]
         lib.sance_ebm_config.argtypes = [c_void_p, POINTER(Config)]
+        lib.sance_ebm_device.argtypes = [c_void_p, POINTER(c_int32)]
         lib.sance_ebm_save.argtypes = [c_void_p, c_char_p]
         lib.sance_toy_dataset.argtypes = [c_char_p, c_size_t, c_uint64, c_void_p]
         lib.sance_cuda_device_count.restype = c_int32
@@ -132,6 +133,12 @@ class Sance:
         if back.as_dict() != cfg.as_dict():
             raise RuntimeError("the config read back differs from the one given: struct mirror out of date")
         return h
+
+    def device(self, h):
+        """-1 the CPU, else the CUDA index the handle runs on (SANCE_DEVICE_AUTO resolved)."""
+        d = c_int32(-99)
+        self.check(self.lib.sance_ebm_device(h, byref(d)), "sance_ebm_device")
+        return d.value
 
     def free(self, h):
         self.lib.sance_ebm_free(h)

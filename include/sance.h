@@ -509,6 +509,14 @@ size_t sance_ebm_sample_size(const SanceEbm *ebm);
 SanceStatus sance_ebm_config(const SanceEbm *ebm, SanceConfig *out);
 
 /**
+ * The device the model runs on, as resolved when it was made or loaded: -1 for the CPU,
+ * else the CUDA index. `SANCE_DEVICE_AUTO` becomes the CPU when libtorch sees no GPU (no
+ * GPU, a driver too old for libtorch's CUDA, or a CPU-only libtorch), so a program that
+ * needs the GPU checks this. The same value as `sance_ebm_config`'s `device`.
+ */
+SanceStatus sance_ebm_device(const SanceEbm *ebm, int32_t *out_device);
+
+/**
  * Saves everything training needs to continue exactly — θ, the snapshot, c, the optimizer's
  * moments and step count, the counters, the replay buffer and the random stream — to one
  * safetensors file (see docs/checkpoints.md). The write is atomic: a temporary file in the

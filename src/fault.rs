@@ -127,7 +127,7 @@ pub(crate) fn torch_point() -> Result<(), tch::TchError> {
 /// Working memory per chunk of `sample`, `sample_from`, `energy` and `energy_grad`: a fixed
 /// number, so that how a call is cut (and so the sampler's random stream) depends on the
 /// model and `n` only, never on the machine.
-pub const CHUNK_BYTES: usize = 256 << 20;
+pub(crate) const CHUNK_BYTES: usize = 256 << 20;
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]

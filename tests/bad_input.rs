@@ -187,6 +187,8 @@ rows! {
     config_null_handle: "sance_ebm_config", "ebm NULL" => NullPointer, "ebm", |c| unsafe { sance_ebm_config(ptr::null(), &mut c.cfg) };
     progress_null_handle: "sance_ebm_progress", "ebm NULL" => NullPointer, "ebm", |_c| { let mut p = SanceProgress::default(); unsafe { sance_ebm_progress(ptr::null(), &mut p) } };
     progress_null_out: "sance_ebm_progress", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_progress(c.h, ptr::null_mut()) };
+    device_null_handle: "sance_ebm_device", "ebm NULL" => NullPointer, "ebm", |_c| { let mut d = 0i32; unsafe { sance_ebm_device(ptr::null(), &mut d) } };
+    device_null_out: "sance_ebm_device", "out_device NULL" => NullPointer, "out_device", |c| unsafe { sance_ebm_device(c.h, ptr::null_mut()) };
     toy_null_name: "sance_toy_dataset", "name NULL" => NullPointer, "name", |c| { let o = c.out(); unsafe { sance_toy_dataset(ptr::null(), 4, 0, o) } };
     toy_unknown_name: "sance_toy_dataset", "an unknown dataset name" => InvalidArgument, "\"moons\"", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"moons".as_ptr(), 4, 0, o) } };
     toy_non_utf8_name: "sance_toy_dataset", "a non-UTF-8 name" => InvalidArgument, "UTF-8", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"\xff\xfe".as_ptr(), 4, 0, o) } };

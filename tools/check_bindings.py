@@ -67,6 +67,7 @@ JULIA_NAMES = {
     "sance_ebm_progress": "progress(",
     "sance_ebm_sample_size": "sample_size(",
     "sance_ebm_config": "config(",
+    "sance_ebm_device": "device(",
     "sance_ebm_save": "save(",
     "sance_ebm_load": "Sance.load(",
     "sance_toy_dataset": "toy_dataset(",

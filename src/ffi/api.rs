@@ -310,6 +310,20 @@ pub unsafe extern "C" fn sance_ebm_config(ebm: *const SanceEbm, out: *mut SanceC
     })
 }
 
+/// The device the model runs on, as resolved when it was made or loaded: -1 for the CPU,
+/// else the CUDA index. `SANCE_DEVICE_AUTO` becomes the CPU when libtorch sees no GPU (no
+/// GPU, a driver too old for libtorch's CUDA, or a CPU-only libtorch), so a program that
+/// needs the GPU checks this. The same value as `sance_ebm_config`'s `device`.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_device(ebm: *const SanceEbm, out_device: *mut i32) -> SanceStatus {
+    guard("sance_ebm_device", || {
+        let d = handle(ebm)?.read(|m| Ok(m.config().device))?;
+        non_null(out_device, "out_device")?;
+        out_device.write(d);
+        Ok(())
+    })
+}
+
 /// A path from C: any bytes but NUL (POSIX paths need not be UTF-8).
 unsafe fn c_path<'a>(path: *const c_char) -> Result<&'a Path> {
     non_null(path, "path")?;

@@ -158,14 +158,16 @@ static void probe(SanceEbm *m, float *out) {
     if (st != SANCE_STATUS_OK) memset(out, 0xFF, sizeof(float) * NPROBE); /* NaNs: match nothing */
 }
 
-/* The device a model runs on, as sance_ebm_config reports it: -1 the CPU, k CUDA device k
- * (SANCE_DEVICE_AUTO is resolved there). */
+/* The device a model runs on, as sance_ebm_device reports it: -1 the CPU, k CUDA device k
+ * (SANCE_DEVICE_AUTO is resolved there); sance_ebm_config's device must say the same. */
 static int32_t device_of(SanceEbm *m) {
     SanceConfig c;
-    SanceStatus st = sance_ebm_config(m, &c);
-    CHECK(st == SANCE_STATUS_OK && c.device >= SANCE_DEVICE_CPU, "config: %s, device %d", sance_last_error(),
-          st == SANCE_STATUS_OK ? (int)c.device : 0);
-    return st == SANCE_STATUS_OK ? c.device : INT32_MIN;
+    int32_t d = INT32_MIN;
+    SanceStatus st = sance_ebm_device(m, &d);
+    CHECK(st == SANCE_STATUS_OK && d >= SANCE_DEVICE_CPU, "device: %s, device %d", sance_last_error(), (int)d);
+    CHECK(sance_ebm_config(m, &c) == SANCE_STATUS_OK && c.device == d, "config's device %d equals sance_ebm_device's %d",
+          (int)c.device, (int)d);
+    return st == SANCE_STATUS_OK ? d : INT32_MIN;
 }
 
 /* Bit for bit is a same-device promise: the same kernels on the same inputs. Across devices

@@ -101,6 +101,7 @@ int main() {
     CHECK(static_cast<bool>(m) && m.raw() != nullptr, "handle");
     CHECK(m.sample_size() == 2, "sample size");
     CHECK(m.config().hidden_width == 16 && m.config().device == SANCE_DEVICE_CPU, "config");
+    CHECK(m.device() == SANCE_DEVICE_CPU && m.device() == m.config().device, "device() is the resolved device");
 
     // Training, both overloads.
     std::vector<float> batch = sance::toy_dataset("8gaussians", 64, 1);
@@ -109,6 +110,7 @@ int main() {
     s = m.train_step(batch.data(), 64);
     CHECK(s.step == 2 && s.refreshed == 0, "train_step(ptr)");
     CHECK(s.acceptance_rate == 1.0f, "unadjusted Langevin accepts every move");
+
     sance::Progress p = m.progress();
     CHECK(p.step == 2 && p.refresh_count == 1 && p.replay_len == 64, "progress");
     m.refresh_noise();

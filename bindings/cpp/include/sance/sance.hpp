@@ -165,6 +165,14 @@ class Ebm {
         return Config(c);
     }
 
+    /// The device the model runs on: -1 the CPU, else the CUDA index (SANCE_DEVICE_AUTO
+    /// resolved: the CPU when libtorch sees no GPU).
+    int32_t device() const {
+        int32_t d = 0;
+        detail::check(sance_ebm_device(h_.get(), &d));
+        return d;
+    }
+
     Progress progress() const {
         Progress p{};
         detail::check(sance_ebm_progress(h_.get(), &p));

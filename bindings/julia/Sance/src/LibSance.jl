@@ -49,6 +49,7 @@ struct Functions
     sance_ebm_progress::Ptr{Cvoid}
     sance_ebm_sample_size::Ptr{Cvoid}
     sance_ebm_config::Ptr{Cvoid}
+    sance_ebm_device::Ptr{Cvoid}
     sance_ebm_save::Ptr{Cvoid}
     sance_ebm_load::Ptr{Cvoid}
     sance_toy_dataset::Ptr{Cvoid}
@@ -236,6 +237,7 @@ sance_ebm_energy_grad(ebm, x, n, energy, grad) =
 sance_ebm_progress(ebm, out) = ccall(sym(:sance_ebm_progress), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceProgress}), ebm, out)
 sance_ebm_sample_size(ebm) = ccall(sym(:sance_ebm_sample_size), Csize_t, (Ptr{SanceEbm},), ebm)
 sance_ebm_config(ebm, out) = ccall(sym(:sance_ebm_config), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceConfig}), ebm, out)
+sance_ebm_device(ebm, out_device) = ccall(sym(:sance_ebm_device), SanceStatus, (Ptr{SanceEbm}, Ptr{Int32}), ebm, out_device)
 sance_ebm_save(ebm, path) = ccall(sym(:sance_ebm_save), SanceStatus, (Ptr{SanceEbm}, Cstring), ebm, path)
 sance_ebm_load(path, device, out) = ccall(sym(:sance_ebm_load), SanceStatus, (Cstring, Int32, Ptr{Ptr{SanceEbm}}), path, device, out)
 sance_toy_dataset(name, n, seed, out) =

@@ -18,7 +18,7 @@ using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, Sanc
 # `sample`, `save`, `load` and `version` stay qualified (Sance.sample, ...): StatsBase and
 # FileIO export the first three, and unqualified uses would then be ambiguous.
 export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!,
-       energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
+       energy, energy_grad, progress, config, device, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
 
 """
     SanceError(status, msg)
@@ -119,6 +119,14 @@ function config(ebm::EBM)
     out = Ref{SanceConfig}()
     check(LibSance.sance_ebm_config(ebm, out))
     return out[]
+end
+
+"""The device the model runs on: -1 the CPU, else the CUDA index (`SANCE_DEVICE_AUTO` resolved;
+it is the CPU when libtorch sees no GPU)."""
+function device(ebm::EBM)
+    out = Ref{Int32}(typemin(Int32))
+    check(LibSance.sance_ebm_device(ebm, out))
+    return Int(out[])
 end
 
 """Steps, refreshes, replay-buffer fill and the offset c."""
