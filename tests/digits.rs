@@ -4,11 +4,13 @@
 //! real training digits, and their pixel-space MMD² to held-out digits is below half of
 //! what classic NCE reaches with the same network, sampler and steps. docs/results.md has the
 //! full comparison (`sance-hd digits`).
+mod common;
+use common::test_device;
 #[path = "../src/bin/sance-hd/setup.rs"]
 #[allow(dead_code)]
 mod setup;
 
-use sance::abi::config::{SanceLangevin, SanceNoise, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceLangevin, SanceNoise};
 use sance::datasets;
 use sance::metrics::{self, Classifier};
 use sance::Ebm;
@@ -21,7 +23,7 @@ const BATCH: usize = 128;
 fn train_and_sample(noise: SanceNoise, train: &datasets::Images) -> Vec<f32> {
     let mut cfg = image_config("mlp", 8, 8).unwrap();
     cfg.noise = noise;
-    cfg.device = SANCE_DEVICE_CPU;
+    cfg.device = test_device();
     let mut ebm = Ebm::new(&cfg).unwrap();
     if noise == SanceNoise::Gaussian {
         ebm.fit_noise(&ebm.tensor_from(&to_model(&train.pixels), train.len()).unwrap()).unwrap();

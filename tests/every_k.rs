@@ -7,11 +7,13 @@
 //! −36 nats and 2spirals at −112 (4,000 steps), against −3.3 and −3.0 at K = 1000; the short
 //! budget cannot see that (the runaway starts after ~3,000 steps), so the second test trains
 //! rings at K = 25 for the full 4,000 steps.
+mod common;
+use common::test_device;
 #[path = "../src/bin/sance-toy/eval.rs"]
 #[allow(dead_code)]
 mod eval;
 
-use sance::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceConfig};
 use sance::model::toy::{toy_dataset, TOY_DATASETS};
 use sance::Ebm;
 use tch::Kind;
@@ -39,7 +41,7 @@ fn data(name: &str, n: usize, seed: u64) -> Vec<f32> {
 }
 
 fn test_ll(name: &str, k: u32) -> (f64, f64) {
-    let cfg = SanceConfig { noise_update_interval: k, device: SANCE_DEVICE_CPU, ..Default::default() };
+    let cfg = SanceConfig { noise_update_interval: k, device: test_device(), ..Default::default() };
     let mut ebm = Ebm::new(&cfg).unwrap();
     for t in 0..STEPS {
         let x = data(name, BATCH, 7 * t + 1);
@@ -75,7 +77,7 @@ fn every_refresh_interval_gives_a_usable_model_on_every_2d_set() {
 /// this ends at −36.5 nats; with the default λ = 0.005 at −3.42 (K = 1000: −3.38).
 #[test]
 fn rings_at_k25_do_not_run_away() {
-    let cfg = SanceConfig { noise_update_interval: 25, device: SANCE_DEVICE_CPU, ..Default::default() };
+    let cfg = SanceConfig { noise_update_interval: 25, device: test_device(), ..Default::default() };
     let mut ebm = Ebm::new(&cfg).unwrap();
     for t in 0..4000u64 {
         let x = data("rings", 256, 0u64.wrapping_mul(1_000_003).wrapping_add(t));

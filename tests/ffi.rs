@@ -1,12 +1,13 @@
 //! The C API driven from Rust: the convolutional model end to end, per-thread errors, a
 //! handle shared by threads.
-use sance::abi::config::{SanceArch, SanceConfig, SanceLangevin, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceArch, SanceConfig, SanceLangevin};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceStatus, SanceStepStats};
 use std::ptr;
 
 mod common;
+use common::test_device;
 use common::{last_error, new};
 
 #[test]
@@ -18,7 +19,7 @@ fn conv_model_trains_and_samples_with_image_shapes() {
         width: 10,
         hidden_width: 8,
         hidden_layers: 2,
-        device: SANCE_DEVICE_CPU,
+        device: test_device(),
         ..Default::default()
     };
     cfg.langevin.steps = 5;
@@ -84,7 +85,7 @@ fn last_error_is_per_thread() {
 
 #[test]
 fn one_handle_shared_by_threads() {
-    let cfg = SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 32, ..Default::default() };
+    let cfg = SanceConfig { device: test_device(), hidden_width: 32, ..Default::default() };
     let h = new(&cfg) as usize;
     let workers: Vec<_> = (0..4)
         .map(|w| {
@@ -115,7 +116,7 @@ fn one_handle_shared_by_threads() {
 
 #[test]
 fn sampler_params_validation_names_the_field() {
-    let cfg = SanceConfig { device: SANCE_DEVICE_CPU, ..Default::default() };
+    let cfg = SanceConfig { device: test_device(), ..Default::default() };
     let h = new(&cfg);
     let mut out = [0f32; 4];
     let mut bad: SanceLangevin = cfg.langevin;

@@ -134,7 +134,7 @@ fn misuse_is_refused_and_leaves_the_model_unchanged() {
 
 #[test]
 fn without_a_fit_the_first_batch_is_used() {
-    let cfg = SanceConfig { device: SANCE_DEVICE_CPU, ..gaussian_config() };
+    let cfg = SanceConfig { device: test_device(), ..gaussian_config() };
     let mut a = Ebm::with_kind(&cfg, Kind::Double).unwrap();
     let mut b = Ebm::with_kind(&cfg, Kind::Double).unwrap();
     let first = a.tensor_from(&data("rings", 256, 0), 256).unwrap();

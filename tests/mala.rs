@@ -3,7 +3,9 @@
 //! a narrowest std of about 0.13), MALA's sample mean and covariance match the model's own
 //! (computed by normalising exp(−E) on a grid), within sampling error; ULA's covariance is off
 //! by a multiple of it.
-use sance::abi::config::{SanceConfig, SanceInit, SanceLangevin, SANCE_DEVICE_CPU};
+mod common;
+use common::test_device;
+use sance::abi::config::{SanceConfig, SanceInit, SanceLangevin};
 use sance::model::rng::Rng;
 use sance::Ebm;
 use tch::{Device, Kind, Tensor};
@@ -29,7 +31,7 @@ fn moments(x: &Tensor, w: &Tensor) -> [f64; 5] {
 
 #[test]
 fn mala_matches_the_grid_normalised_model_where_ula_does_not() {
-    let cfg = SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 64, seed: 3, ..Default::default() };
+    let cfg = SanceConfig { device: test_device(), hidden_width: 64, seed: 3, ..Default::default() };
     let mut ebm = Ebm::new(&cfg).unwrap();
     let mut rng = Rng::new(11);
     for _ in 0..1200 {
@@ -81,7 +83,7 @@ fn mala_matches_the_grid_normalised_model_where_ula_does_not() {
 
 #[test]
 fn mala_acceptance_is_reported_and_high_at_small_steps() {
-    let cfg = SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 16, replay_capacity: 64, ..Default::default() };
+    let cfg = SanceConfig { device: test_device(), hidden_width: 16, replay_capacity: 64, ..Default::default() };
     let mut cfg_mala = cfg;
     cfg_mala.langevin.metropolis = 1;
     cfg_mala.langevin.step_size = 1e-4;

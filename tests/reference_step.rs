@@ -4,8 +4,9 @@
 //! global gradient clip that is active; the Langevin step has its per-sample clip and clamp
 //! active. In float64, so the comparison (≤ 1e-5 relative) is of the arithmetic, not rounding.
 mod common;
+use common::test_device;
 use common::scratch;
-use sance::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceConfig};
 use sance::model::toy::toy_dataset;
 use sance::checkpoint::{self, Entry};
 use sance::{Ebm, SanceLangevin};
@@ -28,7 +29,7 @@ fn batch(ebm: &Ebm, n: usize, seed: u64) -> Tensor {
 fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
     let python = std::env::var("SANCE_PYTHON").expect("SANCE_PYTHON is unset: run through scripts/test");
     let cfg = SanceConfig {
-        device: SANCE_DEVICE_CPU,
+        device: test_device(),
         hidden_width: 32,
         hidden_layers: 3,
         noise_ratio: 2.0,

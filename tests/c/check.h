@@ -35,6 +35,26 @@ static void __attribute__((noinline)) check_plant_leak(void) {
 }
 #endif
 
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The device the tests put their models on: SANCE_TEST_DEVICE is "cpu" (the default), "cuda"
+ * (CUDA device 0) or "cuda:K". Anything else stops the harness, so that a typo cannot quietly
+ * run the suite on the CPU. */
+static int32_t test_device(void) {
+    const char *v = getenv("SANCE_TEST_DEVICE");
+    if (v == NULL || *v == '\0' || strcmp(v, "cpu") == 0) return -1;
+    if (strcmp(v, "cuda") == 0) return 0;
+    if (strncmp(v, "cuda:", 5) == 0 && v[5] >= '0' && v[5] <= '9') {
+        char *end = NULL;
+        long k = strtol(v + 5, &end, 10);
+        if (*end == '\0' && k < 1000) return (int32_t)k;
+    }
+    printf("FAIL SANCE_TEST_DEVICE=%s: expected cpu, cuda or cuda:K\n", v);
+    exit(2);
+}
+
 static int check_summary(void) {
 #ifdef SANCE_TEST_PLANT_LEAK
     check_plant_leak();

@@ -29,7 +29,7 @@ static double rss_bytes(void) {
 static SanceConfig config(void) {
     SanceConfig c;
     if (sance_config_init(&c, SANCE_ABI_VERSION) != SANCE_STATUS_OK) fprintf(stderr, "config_init: %s\n", sance_last_error());
-    c.device = SANCE_DEVICE_CPU;
+    c.device = test_device();
     c.hidden_width = 32;
     c.replay_capacity = 1024;
     return c;

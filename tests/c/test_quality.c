@@ -63,7 +63,7 @@ static double train_and_score(SanceNoise noise, const float *held, double median
     if (sance_config_init(&cfg, SANCE_ABI_VERSION) != SANCE_STATUS_OK) return NAN;
     cfg.data_dim = DIM;
     cfg.noise = noise;
-    cfg.device = SANCE_DEVICE_CPU;
+    cfg.device = test_device();
     if (sance_ebm_new(&cfg, &ebm) != SANCE_STATUS_OK) {
         printf("sance_ebm_new: %s\n", sance_last_error());
         return NAN;

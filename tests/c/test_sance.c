@@ -488,7 +488,7 @@ static void test_training_and_bad_input(void) {
 static void test_divergence(void) {
     SanceConfig cfg;
     CHECK(sance_config_init(&cfg, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
-    cfg.device = SANCE_DEVICE_CPU;
+    cfg.device = test_device();
     cfg.learning_rate = 1e30f;
     SanceEbm *m = NULL;
     if (sance_ebm_new(&cfg, &m) != SANCE_STATUS_OK) { CHECK(0, "new: %s", sance_last_error()); return; }
@@ -519,7 +519,7 @@ static void test_divergence(void) {
 static void test_determinism(void) {
     SanceConfig cfg;
     CHECK(sance_config_init(&cfg, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
-    cfg.device = SANCE_DEVICE_CPU;
+    cfg.device = test_device();
     cfg.seed = 7;
     SanceEbm *a = NULL, *b = NULL, *other = NULL;
     CHECK(sance_ebm_new(&cfg, &a) == SANCE_STATUS_OK, "new a: %s", sance_last_error());

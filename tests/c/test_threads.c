@@ -27,7 +27,7 @@ static atomic_long shared_steps;
 static SanceConfig small_config(uint64_t seed) {
     SanceConfig c;
     CHECK(sance_config_init(&c, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init");
-    c.device = SANCE_DEVICE_CPU;
+    c.device = test_device();
     c.hidden_width = 16;
     c.replay_capacity = 128;
     c.seed = seed;
@@ -120,7 +120,7 @@ int main(void) {
         char path[128];
         snprintf(path, sizeof path, "%s/shared.safetensors", dir);
         SanceEbm *back = NULL;
-        CHECK(sance_ebm_load(path, SANCE_DEVICE_CPU, &back) == SANCE_STATUS_OK, "shared checkpoint loads: %s",
+        CHECK(sance_ebm_load(path, test_device(), &back) == SANCE_STATUS_OK, "shared checkpoint loads: %s",
               sance_last_error());
         sance_ebm_free(back);
         sance_ebm_free(shared);

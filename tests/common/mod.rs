@@ -11,9 +11,24 @@ pub fn last_error() -> String {
     unsafe { CStr::from_ptr(sance_last_error()) }.to_string_lossy().into_owned()
 }
 
-/// A small CPU model, quick to train and to checkpoint.
+/// The device the tests put their models on: SANCE_TEST_DEVICE is `cpu` (the default),
+/// `cuda` (CUDA device 0) or `cuda:K`; anything else stops the test, so that a typo cannot
+/// quietly run the suite on the CPU.
+pub fn test_device() -> i32 {
+    match std::env::var("SANCE_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("") | Ok("cpu") => SANCE_DEVICE_CPU,
+        Ok("cuda") => 0,
+        Ok(v) => v
+            .strip_prefix("cuda:")
+            .and_then(|k| k.parse::<i32>().ok())
+            .filter(|&k| k >= 0)
+            .unwrap_or_else(|| panic!("SANCE_TEST_DEVICE={v}: expected cpu, cuda or cuda:K")),
+    }
+}
+
+/// A small model on the test device, quick to train and to checkpoint.
 pub fn small_config() -> SanceConfig {
-    SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 16, replay_capacity: 64, ..Default::default() }
+    SanceConfig { device: test_device(), hidden_width: 16, replay_capacity: 64, ..Default::default() }
 }
 
 pub fn new(cfg: &SanceConfig) -> *mut SanceEbm {
