@@ -93,6 +93,9 @@ impl Ebm {
             _ => SANCE_DEVICE_CPU,
         };
         let net = Net::from_config(&cfg);
+        if matches!(device, Device::Cuda(_)) && cfg.arch == crate::abi::config::SanceArch::Conv {
+            crate::model::cudnn::make_deterministic();
+        }
         let mut rng = Rng::new(cfg.seed);
         let init = net.init_params(&mut rng, kind, device)?;
         // θ as initialised, then c = 0, moved into one buffer of leaf views.
