@@ -102,9 +102,32 @@ def summary(ms):
     return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "runs": ms}
 
 
+def load_safetensors(path):
+    """The float32 tensors of a safetensors file: the `safetensors` package when installed,
+    else the format read directly (8-byte header length, JSON header, raw little-endian data),
+    so that the benchmark runs where only PyTorch is (the GPU bundle, docs/gpu.md)."""
+    try:
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    except ImportError:
+        with open(path, "rb") as f:
+            raw = f.read()
+        n = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8:8 + n])
+        out = {}
+        for name, t in header.items():
+            if name == "__metadata__" or t["dtype"] != "F32":
+                continue
+            a, b = t["data_offsets"]
+            buf = bytearray(raw[8 + n + a:8 + n + b])
+            out[name] = torch.frombuffer(buf, dtype=torch.float32).reshape(t["shape"]).clone()
+        return out
+
+
 def load_twin(sance, h, cfg, device):
     """A twin.py model holding exactly the sance handle's θ."""
-    from safetensors.torch import load_file
+    load_file = load_safetensors
 
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "m.safetensors")

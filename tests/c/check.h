@@ -42,7 +42,7 @@ static void __attribute__((noinline)) check_plant_leak(void) {
 /* The device the tests put their models on: SANCE_TEST_DEVICE is "cpu" (the default), "cuda"
  * (CUDA device 0) or "cuda:K". Anything else stops the harness, so that a typo cannot quietly
  * run the suite on the CPU. */
-static int32_t test_device(void) {
+static inline int32_t test_device(void) {
     const char *v = getenv("SANCE_TEST_DEVICE");
     if (v == NULL || *v == '\0' || strcmp(v, "cpu") == 0) return -1;
     if (strcmp(v, "cuda") == 0) return 0;
