@@ -27,8 +27,9 @@ this page is stale. Conventions that hold for every function are in [c-api.md](c
   strings returned by the library are owned by it.
 - **Failure**: out-parameters are written only on success, and the model is left exactly as it
   was. Besides the statuses listed, any status-returning function may return
-  `SANCE_STATUS_TORCH` (a libtorch error, with its message) or `SANCE_STATUS_PANIC` (a bug,
-  caught; the handle then refuses further calls).
+  `SANCE_STATUS_TORCH` (a libtorch error, with its message; the model is unchanged) or
+  `SANCE_STATUS_PANIC` (a bug, caught; after one in a call that changes the model the handle
+  refuses further calls, while calls that only read it leave it usable).
 - **Threads**: calls on one handle are serialized by a lock inside it; different handles run in
   parallel.
 """

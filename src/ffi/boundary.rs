@@ -66,6 +66,7 @@ pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
 /// undo what the call changed. Any other panic is a bug and keeps unwinding.
 pub fn catch_torch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     install_hook();
+    let outer = DEPTH.with(|d| d.get());
     DEPTH.with(|d| d.set(d.get() + 1));
     let r = panic::catch_unwind(AssertUnwindSafe(f));
     DEPTH.with(|d| d.set(d.get() - 1));
@@ -78,8 +79,31 @@ pub fn catch_torch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
                     PANIC_TEXT.with(|t| t.borrow_mut().take());
                     Err(Error::new(SanceStatus::Torch, format!("libtorch: {}", &text[i..])))
                 }
-                None => panic::resume_unwind(payload),
+                None => {
+                    // Outside an exported call (a Rust caller) nothing else will report it:
+                    // the hook only recorded it, and resume_unwind does not run the hook.
+                    if outer == 0 {
+                        if let Some(t) = PANIC_TEXT.with(|t| t.borrow_mut().take()) {
+                            eprintln!("panicked: {t}");
+                        }
+                    }
+                    panic::resume_unwind(payload)
+                }
             }
+        }
+    }
+}
+
+/// Runs a restore made after a failure. Restores copy into existing storage and should not
+/// fail; if one does (a sticky CUDA error, say) the model may be half-restored, so the panic
+/// goes on as one that is not a libtorch error: `catch_torch` lets it through and the
+/// handle's lock marks the handle unusable.
+pub fn restoring<T>(f: impl FnOnce() -> T) -> T {
+    match panic::catch_unwind(AssertUnwindSafe(f)) {
+        Ok(v) => v,
+        Err(p) => {
+            let text = payload_text(&*p).replace("Torch(", "libtorch error (");
+            panic!("restoring the model after a failure failed, it may be half-restored: {text}")
         }
     }
 }

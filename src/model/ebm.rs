@@ -11,7 +11,7 @@ use crate::abi::config::{
 use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{Error, Result};
 use crate::fault::torch_point;
-use crate::ffi::boundary::catch_torch;
+use crate::ffi::boundary::{catch_torch, restoring};
 use crate::model::adam::Adam;
 use crate::model::gaussian::Gaussian;
 use crate::model::flat;
@@ -201,21 +201,23 @@ impl Ebm {
 
     /// Refuses, before any allocation, a call on `n` samples whose working memory exceeds
     /// what the model's device has: the machine's physical memory on the CPU, the device's
-    /// free memory on CUDA. An absurd size is an error, not an out-of-memory crash. A
-    /// `chunked` call (sample, sample_from, energy, energy_grad) needs one chunk's work plus
-    /// its inputs and outputs (three copies of n samples: the caller's, the device's, the
-    /// host's gathered result); a training step or a fit needs the work of all n.
+    /// total memory on CUDA (crate::model::memory says why not what is free). An absurd size
+    /// is an error, not an out-of-memory crash. A `chunked` call (sample, sample_from, energy,
+    /// energy_grad) needs one chunk's work plus the n samples themselves on the device (on the
+    /// CPU three copies: the caller's, the tensor's, the gathered result); a training step or
+    /// a fit needs the work of all n.
     pub fn check_work_size(&self, n: usize, what: &str, chunked: bool) -> Result<()> {
         let per_row = self.work_bytes_per_row();
+        let copies = if self.device == Device::Cpu { 3.0 } else { 1.0 };
         let bytes = if chunked {
-            n.min(self.chunk_rows()) as f64 * per_row + 3.0 * 4.0 * n as f64 * self.sample_size() as f64
+            n.min(self.chunk_rows()) as f64 * per_row + copies * 4.0 * n as f64 * self.sample_size() as f64
         } else {
             n as f64 * per_row
         };
         let limit = crate::model::memory::available(self.device);
         if bytes > limit {
             let place = match self.device {
-                Device::Cuda(k) => format!("CUDA device {k}'s free"),
+                Device::Cuda(k) => format!("CUDA device {k}'s"),
                 _ => "this machine's".to_string(),
             };
             return Err(Error::invalid(format!(
@@ -264,7 +266,7 @@ impl Ebm {
         let c_before = copy_of(&self.c)?;
         let r = catch_torch(|| self.install_fit(x));
         if r.is_err() {
-            crate::model::no_grad(|| self.c.copy_(&c_before));
+            restoring(|| crate::model::no_grad(|| self.c.copy_(&c_before)));
         }
         r
     }
@@ -312,9 +314,11 @@ impl Ebm {
         });
         if let Err(e) = zeroed {
             // Copies into existing storage: nothing to allocate, nothing to fail.
-            crate::model::no_grad(|| {
-                self.c.copy_(&c_before);
-                self.adam.m.last_mut().expect("c has moments").copy_(&m_before);
+            restoring(|| {
+                crate::model::no_grad(|| {
+                    self.c.copy_(&c_before);
+                    self.adam.m.last_mut().expect("c has moments").copy_(&m_before);
+                })
             });
             return Err(e);
         }
@@ -353,11 +357,11 @@ impl Ebm {
             Err(e) => {
                 self.rng = rng_before;
                 // A copy into existing storage allocates nothing.
-                crate::model::no_grad(|| self.c.copy_(&c_before));
+                restoring(|| crate::model::no_grad(|| self.c.copy_(&c_before)));
                 if refresh {
                     self.snapshot = snap_before;
                     self.refresh_count = count_before;
-                    crate::model::no_grad(|| self.adam.m.last_mut().expect("c has moments").copy_(&c_momentum_before));
+                    restoring(|| crate::model::no_grad(|| self.adam.m.last_mut().expect("c has moments").copy_(&c_momentum_before)));
                 }
                 Err(e)
             }
@@ -397,7 +401,7 @@ impl Ebm {
                 self.rng = rng_before;
                 if fitted_here {
                     self.gaussian = None;
-                    crate::model::no_grad(|| self.c.copy_(&c_before));
+                    restoring(|| crate::model::no_grad(|| self.c.copy_(&c_before)));
                 }
                 Err(e)
             }
@@ -641,10 +645,12 @@ impl Ebm {
     /// Puts back what [`Ebm::update_backup`] saved. Copies into existing storage (the views
     /// stay views): nothing here allocates.
     fn restore_backup(&mut self, (theta, m, v, t): Backup) {
-        crate::model::no_grad(|| {
-            self.theta.copy_(&theta);
-            self.adam.m_flat.copy_(&m);
-            self.adam.v_flat.copy_(&v);
+        restoring(|| {
+            crate::model::no_grad(|| {
+                self.theta.copy_(&theta);
+                self.adam.m_flat.copy_(&m);
+                self.adam.v_flat.copy_(&v);
+            })
         });
         self.adam.t = t;
     }
@@ -680,6 +686,9 @@ impl Ebm {
     /// E_θ(x) for a batch [N, ...] → [N], in chunks of [`Ebm::chunk_rows`] rows.
     pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
         let n = x.size()[0] as usize;
+        if n == 0 {
+            return Ok(Tensor::f_zeros([0], (self.kind, self.device))?);
+        }
         let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
         let mut parts = Vec::new();
         self.in_chunks(n, |start, k| {
@@ -727,6 +736,9 @@ impl Ebm {
     /// stream in turn; with more than one chunk the result is gathered on the host.
     pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
+        if n == 0 {
+            return Ok(Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?);
+        }
         let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
         let single = n <= self.chunk_rows();
         let out = if single { None } else { Some(Tensor::f_empty(self.batch_shape(n as i64), (self.kind, Device::Cpu))?) };

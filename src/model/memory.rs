@@ -1,5 +1,9 @@
 //! How much memory a call may use: the machine's physical memory on the CPU, the device's
-//! free memory on CUDA.
+//! total memory on CUDA. Totals, not what is free at the moment: libtorch's caching allocator
+//! keeps freed memory for reuse (and a host using libtorch holds its own), so "free" would
+//! refuse a step that ran fine a moment before. The check only refuses absurd sizes; a size
+//! that does not fit after all fails in libtorch and comes back as SANCE_STATUS_TORCH with
+//! the model unchanged.
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 use tch::Device;
@@ -7,7 +11,7 @@ use tch::Device;
 /// Bytes a call on `device` can hope to allocate; infinite when unknown.
 pub fn available(device: Device) -> f64 {
     match device {
-        Device::Cuda(k) => cuda_free(k).unwrap_or(f64::INFINITY),
+        Device::Cuda(k) => cuda_total(k).unwrap_or(f64::INFINITY),
         _ => physical(),
     }
 }
@@ -22,57 +26,49 @@ fn physical() -> f64 {
     }
 }
 
-/// The CUDA runtime libtorch loaded (found through libtorch_cuda, which links it); None
-/// with a CPU-only libtorch.
-struct Cudart {
-    get_device: unsafe extern "C" fn(*mut c_int) -> c_int,
-    set_device: unsafe extern "C" fn(c_int) -> c_int,
-    mem_get_info: unsafe extern "C" fn(*mut usize, *mut usize) -> c_int,
+/// The CUDA driver's device queries, which need no context (so asking about one device never
+/// creates a context on another). None until libtorch has loaded the driver, or without one.
+struct Driver {
+    device_get: unsafe extern "C" fn(*mut c_int, c_int) -> c_int,
+    total_mem: unsafe extern "C" fn(*mut usize, c_int) -> c_int,
 }
 
-fn cudart() -> Option<&'static Cudart> {
-    static RT: OnceLock<Option<Cudart>> = OnceLock::new();
-    RT.get_or_init(|| {
-        // SAFETY: RTLD_NOLOAD returns a handle only to a library already loaded; the symbols
-        // have the CUDA runtime API's C signatures.
+fn driver() -> Option<&'static Driver> {
+    static DRV: OnceLock<Option<Driver>> = OnceLock::new();
+    DRV.get_or_init(|| {
+        // SAFETY: RTLD_NOLOAD only returns a library already loaded (libtorch's CUDA runtime
+        // loads the driver when it first looks for devices, which making a CUDA model did);
+        // the symbols have the driver API's C signatures (CUdevice is an int).
         unsafe {
-            let h = libc::dlopen(c"libtorch_cuda.so".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
+            let h = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
             if h.is_null() {
                 return None;
             }
-            let sym = |name: &std::ffi::CStr| libc::dlsym(h, name.as_ptr());
-            let (g, s, m) = (sym(c"cudaGetDevice"), sym(c"cudaSetDevice"), sym(c"cudaMemGetInfo"));
+            let g = libc::dlsym(h, c"cuDeviceGet".as_ptr());
+            let t = libc::dlsym(h, c"cuDeviceTotalMem_v2".as_ptr());
             libc::dlclose(h);
-            if g.is_null() || s.is_null() || m.is_null() {
+            if g.is_null() || t.is_null() {
                 return None;
             }
-            Some(Cudart {
-                get_device: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_int) -> c_int>(g),
-                set_device: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int) -> c_int>(s),
-                mem_get_info: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut usize, *mut usize) -> c_int>(m),
+            Some(Driver {
+                device_get: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_int, c_int) -> c_int>(g),
+                total_mem: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut usize, c_int) -> c_int>(t),
             })
         }
     })
     .as_ref()
 }
 
-/// Free bytes on CUDA device `k` (cudaMemGetInfo; the calling thread's current device is put
-/// back). libtorch's caching allocator holds memory it has freed, so this undercounts what
-/// libtorch can reuse: a conservative bound.
-pub fn cuda_free(k: usize) -> Option<f64> {
-    let rt = cudart()?;
-    // SAFETY: plain CUDA runtime calls on valid pointers.
+/// Total bytes of CUDA device `k` (its index as libtorch and CUDA_VISIBLE_DEVICES number it).
+pub fn cuda_total(k: usize) -> Option<f64> {
+    let d = driver()?;
+    // SAFETY: plain driver calls writing to valid pointers.
     unsafe {
-        let mut prev: c_int = 0;
-        if (rt.get_device)(&mut prev) != 0 {
+        let mut dev: c_int = 0;
+        if (d.device_get)(&mut dev, k as c_int) != 0 {
             return None;
         }
-        if (rt.set_device)(k as c_int) != 0 {
-            return None;
-        }
-        let (mut free, mut total) = (0usize, 0usize);
-        let ok = (rt.mem_get_info)(&mut free, &mut total) == 0;
-        (rt.set_device)(prev);
-        ok.then_some(free as f64)
+        let mut bytes = 0usize;
+        ((d.total_mem)(&mut bytes, dev) == 0).then_some(bytes as f64)
     }
 }

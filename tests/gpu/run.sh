@@ -9,6 +9,8 @@
 set -uo pipefail
 cd "$(dirname "$0")"
 start=$(date +%s)
+# Everything within ten minutes: each part gets its own limit or what is left, if less.
+deadline=$((start + ${SANCE_BUNDLE_SECONDS:-570}))
 py=${PYTHON:-python3}
 torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))' 2>/dev/null || true)
 if [ -n "$torch_lib" ]; then
@@ -31,9 +33,16 @@ skip() {
 # its counts; a timeout, a crash or a missing tally is one failure. Its own "skipped:" lines
 # are counted as skipped.
 part() {
-    local name=$1 limit=$2 rc=0 line p f s
+    local name=$1 limit=$2 rc=0 line p f s left
     shift 2
     echo "== $name"
+    left=$((deadline - $(date +%s)))
+    [ "$left" -lt "$limit" ] && limit=$left
+    if [ "$limit" -lt 5 ]; then
+        echo "FAIL: $name: no time left in the ten minutes"
+        failed=$((failed + 1))
+        return
+    fi
     timeout "$limit" "$@" >"$log" 2>&1 || rc=$?
     cat "$log"
     line=$(tail -n 1 "$log")
@@ -49,33 +58,38 @@ part() {
     skipped=$((skipped + s))
 }
 
-gpu=0
+nvsmi=0
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
-    gpu=1
+    nvsmi=1
     nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv
 else
-    echo "no GPU: nvidia-smi is missing or lists none"
+    echo "nvidia-smi is missing or lists no GPU"
 fi
-# cuda_check fails loudly when nvidia-smi sees a GPU that libtorch does not.
-export SANCE_REQUIRE_GPU=$gpu
-part cuda_check 240 ./cuda_check
+# cuda_check fails loudly when nvidia-smi sees a GPU that libtorch does not. What libtorch
+# sees (cuda_check's first line) decides whether the CUDA parts run.
+export SANCE_REQUIRE_GPU=$nvsmi
+part cuda_check 150 ./cuda_check
+gpus=$(grep -Eo 'libtorch sees [0-9]+ CUDA' "$log" | grep -Eo '[0-9]+' || echo 0)
+gpu=0
+[ "$gpus" -gt 0 ] && gpu=1
 
 if [ "$gpu" -eq 1 ]; then
-    SANCE_TEST_DEVICE=cuda part "test_sance on CUDA" 240 ./test_sance
-    SANCE_TEST_DEVICE=cuda part "test_threads on CUDA" 240 ./test_threads
-    SANCE_TEST_DEVICE=cuda part "test_quality on CUDA" 240 ./test_quality
+    SANCE_TEST_DEVICE=cuda part "test_sance on CUDA" 90 ./test_sance
+    SANCE_TEST_DEVICE=cuda part "test_threads on CUDA" 60 ./test_threads
+    SANCE_TEST_DEVICE=cuda part "test_quality on CUDA" 90 ./test_quality
 else
     skip "test_sance on CUDA" "no GPU"
     skip "test_threads on CUDA" "no GPU"
     skip "test_quality on CUDA" "no GPU"
 fi
-CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_sance on the CPU" 240 ./test_sance
-CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_threads on the CPU" 240 ./test_threads
+CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_sance on the CPU" 90 ./test_sance
+CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_threads on the CPU" 60 ./test_threads
 
 if [ "$gpu" -eq 1 ]; then
     echo "== speed: CUDA against PyTorch eager on the same GPU, and the CPU rows"
     rc=0
-    SANCE_LIB="$PWD/libsance.so" timeout 360 "$py" -W ignore bench/speed.py --device auto --rounds 3 --min-time 0.2 \
+    left=$((deadline - $(date +%s)))
+    SANCE_LIB="$PWD/libsance.so" timeout "$((left > 10 ? left : 10))" "$py" -W ignore bench/speed.py --device auto --rounds 3 --min-time 0.2 \
         --rows langevin-128-256,langevin-128-4096,langevin-1024-256,langevin-conv28-64,train-8gaussians,train-digits-conv \
         --json speed.json || rc=$?
     if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else echo "FAIL: the speed benchmark exited with status $rc"; failed=$((failed + 1)); fi

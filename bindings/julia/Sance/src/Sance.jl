@@ -15,10 +15,10 @@ include("LibSance.jl")
 using .LibSance
 using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
 
-# `sample`, `save`, `load` and `version` stay qualified (Sance.sample, ...): StatsBase and
-# FileIO export the first three, and unqualified uses would then be ambiguous.
+# `sample`, `save`, `load`, `version` and `device` stay qualified (Sance.sample, ...): StatsBase,
+# FileIO and CUDA.jl export them, and unqualified uses would then be ambiguous.
 export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!,
-       energy, energy_grad, progress, config, device, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
+       energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
 
 """
     SanceError(status, msg)

@@ -82,7 +82,7 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
     @testset "training and sampling" begin
         ebm = EBM(small())
         @test sample_size(ebm) == 2
-        @test config(ebm).hidden_width == 16 && config(ebm).device == -1 && device(ebm) == -1
+        @test config(ebm).hidden_width == 16 && config(ebm).device == -1 && Sance.device(ebm) == -1
         X = toy_dataset("8gaussians", 64; seed = 1)
         s = train_step!(ebm, X)
         @test s.step == 1 && s.refreshed == 1 && isfinite(s.loss)
