@@ -6,7 +6,7 @@
 #
 # Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X — libsance.so.0.Y before 1.0, where
 # a minor version may break the ABI (0.2 and 0.3 did) — and the SONAME / .so links,
-# include/sance.h, include/sance/sance.hpp, lib/pkgconfig/sance.pc and
+# include/sance.h, include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
 # lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance).
 # The installed library keeps its rpath to libtorch: no LD_LIBRARY_PATH is needed.
 
@@ -37,6 +37,7 @@ install: $(LIB)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsance.so
 	install -m 644 include/sance.h $(DESTDIR)$(INCLUDEDIR)/sance.h
 	install -m 644 bindings/cpp/include/sance/sance.hpp $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp
+	install -m 644 bindings/cpp/include/sance/mpi.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
 	    -e 's|@VERSION@|$(VERSION)|g' packaging/sance.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sance.pc
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@SONAME@|$(SONAME)|g' \
@@ -46,7 +47,7 @@ install: $(LIB)
 
 uninstall:
 	rm -f $(DESTDIR)$(LIBDIR)/libsance.so $(DESTDIR)$(LIBDIR)/$(SONAME) $(DESTDIR)$(LIBDIR)/libsance.so.$(VERSION)
-	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp
+	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/sance.pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/sance
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sance

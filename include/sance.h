@@ -88,6 +88,11 @@ typedef enum {
    * An internal panic was caught at the API boundary (a bug: please report it).
    */
   SANCE_STATUS_PANIC = 8,
+  /**
+   * The host's allreduce (`sance_ebm_set_allreduce`) returned non-zero: the step was
+   * abandoned and this rank's model left unchanged; the communicator is the host's.
+   */
+  SANCE_STATUS_COLLECTIVE = 9,
 } SanceStatus;
 
 /**
@@ -364,6 +369,13 @@ typedef struct {
 } SanceStepStats;
 
 /**
+ * The host's reduction for data-parallel training: sums `buf[0 .. n]` in place over all
+ * ranks (e.g. `MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, comm)`) and returns 0,
+ * or non-zero on failure. `user` is the pointer given to `sance_ebm_set_allreduce`.
+ */
+typedef int32_t (*SanceAllreduceFn)(float *buf, size_t n, void *user);
+
+/**
  * Where a model stands: counters and the current offset c.
  */
 typedef struct {
@@ -431,6 +443,27 @@ SanceStatus sance_ebm_train_step(SanceEbm *ebm,
                                  const float *data,
                                  size_t batch,
                                  SanceStepStats *stats);
+
+/**
+ * Makes training data-parallel across ranks through the host's reduction `fn` (NULL
+ * unregisters). Every rank calls it, with its `rank` in 0 .. `world_size` − 1: registration is
+ * itself one reduction, which checks that all ranks hold the same θ, c, counters and config
+ * (the device may differ) and fails on every rank with SANCE_STATUS_INVALID_ARGUMENT
+ * otherwise. A model that has not trained yet then draws its noise chains from a stream of its
+ * own per rank. From then on each `sance_ebm_train_step` makes exactly two reductions on every
+ * rank: the gradient of θ and c with the step's statistics (averaged: every rank applies the
+ * same update and reports the same loss), then a one-float check that the update kept the
+ * energies finite everywhere; when any rank's data, loss, gradient or update is bad, every rank
+ * skips or undoes the step (SANCE_STATUS_NON_FINITE). A non-zero return from `fn` is
+ * SANCE_STATUS_COLLECTIVE, with this rank's model unchanged (docs/mpi.md says what the host must
+ * do then). `user` must stay valid while registered; `fn` is called on the thread that calls
+ * sance.
+ */
+SanceStatus sance_ebm_set_allreduce(SanceEbm *ebm,
+                                    SanceAllreduceFn fn,
+                                    void *user,
+                                    uint32_t rank,
+                                    uint32_t world_size);
 
 /**
  * Refreshes the noise snapshot now: θ̄ ← θ, c ← 0. This is the only refresh when

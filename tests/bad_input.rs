@@ -56,6 +56,11 @@ impl Ctx {
     }
 }
 
+/// A reduction over a world of one rank: the sum is the buffer itself.
+unsafe extern "C" fn no_op_sum(_buf: *mut f32, _n: usize, _user: *mut std::ffi::c_void) -> i32 {
+    0
+}
+
 fn progress(h: *mut SanceEbm) -> SanceProgress {
     let mut p = SanceProgress::default();
     assert_eq!(unsafe { sance_ebm_progress(h, &mut p) }, SanceStatus::Ok);
@@ -189,6 +194,9 @@ rows! {
     progress_null_out: "sance_ebm_progress", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_progress(c.h, ptr::null_mut()) };
     device_null_handle: "sance_ebm_device", "ebm NULL" => NullPointer, "ebm", |_c| { let mut d = 0i32; unsafe { sance_ebm_device(ptr::null(), &mut d) } };
     device_null_out: "sance_ebm_device", "out_device NULL" => NullPointer, "out_device", |c| unsafe { sance_ebm_device(c.h, ptr::null_mut()) };
+    allreduce_null_handle: "sance_ebm_set_allreduce", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_set_allreduce(ptr::null_mut(), Some(no_op_sum), ptr::null_mut(), 0, 1) };
+    allreduce_rank_too_large: "sance_ebm_set_allreduce", "rank >= world_size" => InvalidArgument, "rank", |c| unsafe { sance_ebm_set_allreduce(c.h, Some(no_op_sum), ptr::null_mut(), 2, 2) };
+    allreduce_world_zero: "sance_ebm_set_allreduce", "world_size 0" => InvalidArgument, "world_size", |c| unsafe { sance_ebm_set_allreduce(c.h, Some(no_op_sum), ptr::null_mut(), 0, 0) };
     toy_null_name: "sance_toy_dataset", "name NULL" => NullPointer, "name", |c| { let o = c.out(); unsafe { sance_toy_dataset(ptr::null(), 4, 0, o) } };
     toy_unknown_name: "sance_toy_dataset", "an unknown dataset name" => InvalidArgument, "\"moons\"", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"moons".as_ptr(), 4, 0, o) } };
     toy_non_utf8_name: "sance_toy_dataset", "a non-UTF-8 name" => InvalidArgument, "UTF-8", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"\xff\xfe".as_ptr(), 4, 0, o) } };

@@ -73,6 +73,13 @@ fn public_names(header: &str) -> Vec<String> {
                 let d = &tokens[start..i];
                 start = i + 1;
                 if d.first().map(String::as_str) == Some("typedef") {
+                    if d.last().map(String::as_str) == Some(")") {
+                        // A function pointer type: `typedef R (*Name)(args);`.
+                        if let Some(w) = d.windows(3).find(|w| w[0] == "(" && w[1] == "*") {
+                            names.push(w[2].clone());
+                        }
+                        continue;
+                    }
                     names.push(d.last().unwrap().clone()); // the type's name
                     if d.get(1).map(String::as_str) == Some("enum") {
                         // Enum values: identifiers after '{' or ',' at the body's level.

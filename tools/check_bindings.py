@@ -68,6 +68,7 @@ JULIA_NAMES = {
     "sance_ebm_sample_size": "sample_size(",
     "sance_ebm_config": "config(",
     "sance_ebm_device": "device(",
+    "sance_ebm_set_allreduce": "set_allreduce!(",
     "sance_ebm_save": "save(",
     "sance_ebm_load": "Sance.load(",
     "sance_toy_dataset": "toy_dataset(",
@@ -164,8 +165,14 @@ def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
     """Returns (checks made, list of problems)."""
     enums, structs, opaque, functions, macros = parse_header(header_text)
     jstructs, jenums, ccalls, consts = parse_julia(libsance_text)
-    named = set(enums) | set(structs) | opaque
+    # Function pointer types (typedef R (*Name)(...);): a Ptr{Cvoid} alias of the same name in Julia.
+    fnptrs = set(re.findall(r"typedef [^;(]*\(\*(\w+)\)\(", header_text))
+    named = set(enums) | set(structs) | opaque | fnptrs
     problems, n = [], 0
+    for name in sorted(fnptrs):
+        n += 1
+        if not re.search(rf"^const {name} = Ptr{{Cvoid}}$", libsance_text, re.M):
+            problems.append(f"{name}: function pointer type without `const {name} = Ptr{{Cvoid}}` in LibSance.jl")
 
     def need(cond, msg):
         nonlocal n

@@ -27,10 +27,13 @@ pub enum SanceStatus {
     Torch = 7,
     /// An internal panic was caught at the API boundary (a bug: please report it).
     Panic = 8,
+    /// The host's allreduce (`sance_ebm_set_allreduce`) returned non-zero: the step was
+    /// abandoned and this rank's model left unchanged; the communicator is the host's.
+    Collective = 9,
 }
 
 /// Every status, in value order.
-const ALL_STATUSES: [SanceStatus; 9] = [
+const ALL_STATUSES: [SanceStatus; 10] = [
     SanceStatus::Ok,
     SanceStatus::NullPointer,
     SanceStatus::InvalidArgument,
@@ -40,6 +43,7 @@ const ALL_STATUSES: [SanceStatus; 9] = [
     SanceStatus::Corrupt,
     SanceStatus::Torch,
     SanceStatus::Panic,
+    SanceStatus::Collective,
 ];
 
 impl SanceStatus {
@@ -55,6 +59,7 @@ impl SanceStatus {
             SanceStatus::Corrupt => c"SANCE_STATUS_CORRUPT",
             SanceStatus::Torch => c"SANCE_STATUS_TORCH",
             SanceStatus::Panic => c"SANCE_STATUS_PANIC",
+            SanceStatus::Collective => c"SANCE_STATUS_COLLECTIVE",
         }
     }
 

@@ -14,9 +14,10 @@ use crate::abi::version::{version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
 use crate::ffi::boundary::{all_finite, catch, catch_panic, element_count, floats, floats_mut, guard, non_null};
 use crate::ffi::handle::SanceEbm;
+use crate::model::collective::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
 use crate::model::toy;
-use libc::c_char;
+use libc::{c_char, c_void};
 use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -141,16 +142,60 @@ pub unsafe extern "C" fn sance_ebm_train_step(
     guard("sance_ebm_train_step", || {
         let h = handle(ebm)?;
         h.with(|m| {
-            let data = input_samples(m, data, batch, "batch", "data", false)?;
-            if !stats.is_null() {
-                non_null(stats, "stats")?; // alignment, checked before the model changes
-            }
-            let s = m.train_step(&m.tensor_from(data, batch)?)?;
+            // With a reduction registered, a step refused here still makes the reductions the
+            // other ranks make (flagged bad), so that they skip it too instead of waiting.
+            m.begin_step();
+            let step = (|| {
+                let data = input_samples(m, data, batch, "batch", "data", false)?;
+                if !stats.is_null() {
+                    non_null(stats, "stats")?; // alignment, checked before the model changes
+                }
+                m.train_step(&m.tensor_from(data, batch)?)
+            })();
+            let s = match step {
+                Ok(s) => s,
+                Err(e) => {
+                    m.abandon_step();
+                    return Err(e);
+                }
+            };
             if !stats.is_null() {
                 stats.write(s);
             }
             Ok(())
         })
+    })
+}
+
+/// The host's reduction for data-parallel training: sums `buf[0 .. n]` in place over all
+/// ranks (e.g. `MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, comm)`) and returns 0,
+/// or non-zero on failure. `user` is the pointer given to `sance_ebm_set_allreduce`.
+pub type SanceAllreduceFn = Option<unsafe extern "C" fn(buf: *mut f32, n: usize, user: *mut c_void) -> i32>;
+
+/// Makes training data-parallel across ranks through the host's reduction `fn` (NULL
+/// unregisters). Every rank calls it, with its `rank` in 0 .. `world_size` − 1: registration is
+/// itself one reduction, which checks that all ranks hold the same θ, c, counters and config
+/// (the device may differ) and fails on every rank with SANCE_STATUS_INVALID_ARGUMENT
+/// otherwise. A model that has not trained yet then draws its noise chains from a stream of its
+/// own per rank. From then on each `sance_ebm_train_step` makes exactly two reductions on every
+/// rank: the gradient of θ and c with the step's statistics (averaged: every rank applies the
+/// same update and reports the same loss), then a one-float check that the update kept the
+/// energies finite everywhere; when any rank's data, loss, gradient or update is bad, every rank
+/// skips or undoes the step (SANCE_STATUS_NON_FINITE). A non-zero return from `fn` is
+/// SANCE_STATUS_COLLECTIVE, with this rank's model unchanged (docs/mpi.md says what the host must
+/// do then). `user` must stay valid while registered; `fn` is called on the thread that calls
+/// sance.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_set_allreduce(
+    ebm: *mut SanceEbm,
+    r#fn: SanceAllreduceFn,
+    user: *mut c_void,
+    rank: u32,
+    world_size: u32,
+) -> SanceStatus {
+    guard("sance_ebm_set_allreduce", || {
+        let c = r#fn.map(|f| Collective { f, user: UserPtr(user), rank, world: world_size });
+        handle(ebm)?.with(|m| m.set_allreduce(c))
     })
 }
 

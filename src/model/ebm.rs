@@ -14,6 +14,7 @@ use crate::fault::torch_point;
 use crate::ffi::boundary::{catch_torch, restoring};
 use crate::model::adam::Adam;
 use crate::model::gaussian::Gaussian;
+use crate::model::collective::{self, Collective, Phase};
 use crate::model::flat;
 use crate::model::langevin;
 use crate::model::net::{copy_of, Net, Params};
@@ -73,7 +74,15 @@ pub struct Ebm {
     pub(crate) last_draw: Option<Draw>,
     /// GAUSSIAN noise: the fitted density; None until `fit_noise` or the first step.
     pub(crate) gaussian: Option<Gaussian>,
+    /// The host's reduction over ranks (data-parallel training), once registered.
+    collective: Option<Collective>,
+    /// Which reductions the current training step still owes the other ranks.
+    phase: Phase,
 }
+
+/// Statistics averaged over ranks with the gradient: loss, accuracy, mean data energy, mean
+/// noise energy, the sampler's gradient norm, its acceptance rate.
+const STATS_REDUCED: usize = 6;
 
 /// What an update overwrites: θ and c (flat), then Adam's moments (flat) and count.
 type Backup = (Tensor, Tensor, Tensor, u64);
@@ -130,6 +139,8 @@ impl Ebm {
             refresh_count: 0,
             last_draw: None,
             gaussian: None,
+            collective: None,
+            phase: Phase::Done,
         })
     }
 
@@ -332,6 +343,92 @@ impl Ebm {
     /// libtorch error (Torch) — nothing changes: θ, θ̄, c, Adam, buffer, counters and the
     /// random stream are as before the call.
     pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        self.begin_step();
+        let r = self.train_step_local(data);
+        if r.is_err() {
+            self.abandon_step();
+        }
+        r
+    }
+
+    /// Marks the start of a training step: with a reduction registered, its reductions are
+    /// owed to the other ranks from here on.
+    pub fn begin_step(&mut self) {
+        self.phase = Phase::Start;
+    }
+
+    /// After a step failed on this rank: makes the reductions it still owes the other ranks,
+    /// each flagged bad, so that every rank skips or undoes the step and none waits forever.
+    /// The C entry point calls it too when a step fails before it reaches the model (NaN in
+    /// the data, say).
+    pub fn abandon_step(&mut self) {
+        let Some(c) = self.collective else { return };
+        match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Start => {
+                let mut buf = vec![0f32; self.gradient_buffer_len()];
+                *buf.last_mut().expect("non-empty") = 1.0;
+                let _ = c.reduce(&mut buf, "a skipped step's gradient reduction");
+            }
+            Phase::Reduced => {
+                let _ = c.reduce(&mut [1.0], "a skipped step's update check");
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// θ and c, then the statistics averaged over ranks, then the flag of a bad rank.
+    fn gradient_buffer_len(&self) -> usize {
+        self.theta.numel() + STATS_REDUCED + 1
+    }
+
+    /// Registers the host's reduction (None unregisters); with one, training steps average
+    /// the gradient, the statistics and the skip decisions over ranks. Registration is itself
+    /// a reduction: it checks that all ranks hold the same θ, c, counters and config (the
+    /// device aside). A model that has not trained yet then takes a stream of its own per rank
+    /// for its noise chains (rank 0 keeps the seed's); a trained one (say, each rank resuming
+    /// from its own checkpoint) keeps the stream it has. On failure nothing changes.
+    pub fn set_allreduce(&mut self, c: Option<Collective>) -> Result<()> {
+        let Some(c) = c else {
+            self.collective = None;
+            return Ok(());
+        };
+        if c.world == 0 || c.rank >= c.world {
+            return Err(Error::invalid(format!(
+                "set_allreduce: rank must be < world_size, world_size >= 1 (got rank {}, world_size {})",
+                c.rank, c.world
+            )));
+        }
+        let mut buf = collective::registration_buffer(self.fingerprint()?, c.rank, c.world);
+        c.reduce(&mut buf, "registration")?;
+        collective::check_registration(&buf, c.rank, c.world)?;
+        if self.step == 0 && c.rank > 0 {
+            let s = self.rng.state();
+            let mut seed = collective::fnv1a(&c.rank.to_le_bytes(), collective::FNV_OFFSET);
+            for w in s {
+                seed = collective::fnv1a(&w.to_le_bytes(), seed);
+            }
+            self.rng = Rng::new(seed);
+        }
+        self.collective = Some(c);
+        Ok(())
+    }
+
+    /// What every rank must agree on: the config (its device aside), θ and c, the counters.
+    fn fingerprint(&self) -> Result<u64> {
+        let mut cfg = self.cfg;
+        cfg.device = SANCE_DEVICE_CPU;
+        let mut h = collective::fnv1a(crate::checkpoint::config_json::to_json(&cfg).as_bytes(), collective::FNV_OFFSET);
+        let theta = Vec::<f32>::try_from(self.theta.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)?;
+        for v in theta {
+            h = collective::fnv1a(&v.to_bits().to_le_bytes(), h);
+        }
+        for n in [self.step, self.refresh_count, self.adam.t] {
+            h = collective::fnv1a(&n.to_le_bytes(), h);
+        }
+        Ok(h)
+    }
+
+    fn train_step_local(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         let b = data.size().first().copied().unwrap_or(0);
         let _threads = threads::Scope::for_call(self.net.arch, b.max(self.noise_rows(b)));
         if self.cfg.noise == SanceNoise::Gaussian {
@@ -524,6 +621,9 @@ impl Ebm {
         draw: Option<&Draw>,
         run: Option<&langevin::RunStats>,
     ) -> Result<(SanceStepStats, Vec<Tensor>)> {
+        if let Some(c) = self.collective {
+            return self.update_collective(c, data, noise, draw, run);
+        }
         let b = data.size()[0];
         let m = noise.size()[0];
         let (loss, h, e) = self.nce_loss(data, noise)?;
@@ -623,6 +723,139 @@ impl Ebm {
             ..Default::default()
         };
         Ok((stats, raw_grads))
+    }
+
+    /// [`Ebm::update`] with the host's reduction: the flat gradient and the statistics are summed
+    /// over ranks in one reduction and averaged, so every rank clips and applies the same
+    /// update; any rank's non-finite loss or gradient makes every rank skip (a flag in the same
+    /// buffer). After the update a one-float reduction says whether the energies stayed finite
+    /// on every rank; if not, every rank undoes it. Two reductions per step, always, on every
+    /// rank (a rank that fails in between still makes them: [`Ebm::abandon_step`]).
+    fn update_collective(
+        &mut self,
+        c: Collective,
+        data: &Tensor,
+        noise: &Tensor,
+        draw: Option<&Draw>,
+        run: Option<&langevin::RunStats>,
+    ) -> Result<(SanceStepStats, Vec<Tensor>)> {
+        let b = data.size()[0];
+        let m = noise.size()[0];
+        let (loss, h, e) = self.nce_loss(data, noise)?;
+        torch_point()?;
+        let mut inputs: Vec<&Tensor> = self.params.iter().collect();
+        inputs.push(&self.c);
+        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
+        torch_point()?;
+        let g = flat::concat(&grads)?;
+        let bad = loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
+        let correct = h
+            .f_narrow(0, 0, b)?
+            .f_gt(0.0)?
+            .f_sum(Kind::Double)?
+            .f_add(&h.f_narrow(0, b, m)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
+        let none;
+        let run = match run {
+            Some(r) => r,
+            None => {
+                none = langevin::RunStats::constant(0.0, 1.0, self.device)?;
+                &none
+            }
+        };
+        let local = Tensor::f_stack(
+            &[
+                loss.detach().f_to_kind(Kind::Double)?,
+                correct.f_div_scalar(b as f64 + m as f64)?,
+                e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
+                e.f_narrow(0, b, m)?.f_mean(Kind::Double)?.detach(),
+                run.grad_norm.shallow_clone(),
+                run.acceptance.shallow_clone(),
+                bad.f_to_kind(Kind::Double)?,
+            ],
+            0,
+        )?;
+        let host = Tensor::f_cat(&[g.detach().f_to_kind(Kind::Float)?, local.f_to_kind(Kind::Float)?], 0)?;
+        let mut buf = Vec::<f32>::try_from(host.f_to_device(Device::Cpu)?)?;
+        debug_assert_eq!(buf.len(), self.gradient_buffer_len());
+        // Past this reduction the other ranks' steps depend on this one's: a failure of the
+        // host's reduction owes nothing more (calling it again could hang).
+        self.phase = Phase::Done;
+        c.reduce(&mut buf, "the gradient reduction")?;
+        let p = g.numel();
+        let w = c.world as f64;
+        if buf[p + STATS_REDUCED] > 0.0 {
+            return Err(Error::non_finite(format!(
+                "step {}: {} rank(s) saw a non-finite loss or gradient (or failed before the reduction); every \
+                 rank skipped the step and left its model unchanged",
+                self.step + 1,
+                buf[p + STATS_REDUCED]
+            )));
+        }
+        self.phase = Phase::Reduced;
+        let stats: Vec<f64> = buf[p..p + STATS_REDUCED].iter().map(|&v| v as f64 / w).collect();
+        // Every rank divides the same sums the same way: the same update everywhere.
+        let mut g = Tensor::f_from_slice(&buf[..p])?
+            .f_to_device(self.device)?
+            .f_to_kind(self.kind)?
+            .f_div_scalar(w)?;
+        let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
+        let clip = self.cfg.grad_clip as f64;
+        if clip > 0.0 {
+            let scale = gnorm.f_clamp_min(1e-300)?.f_reciprocal()?.f_mul_scalar(clip)?.f_clamp_max(1.0)?;
+            let _ = g.f_mul_(&scale.f_to_kind(g.kind())?)?;
+        }
+        let undo = self.update_backup()?;
+        // This rank's verdict on its update (finite energies, replay buffer room reserved),
+        // then every rank's: the step stands only if all kept theirs.
+        let local_ok = catch_torch(|| {
+            let ok = self.update_and_check(&g, data, noise)?;
+            torch_point()?;
+            if draw.is_some() {
+                self.buffer.reserve(noise)?;
+            }
+            let read = Tensor::f_stack(&[ok.f_to_kind(Kind::Double)?, gnorm.shallow_clone(), self.c.detach().f_to_kind(Kind::Double)?], 0)?;
+            Ok(Vec::<f64>::try_from(read.f_to_device(Device::Cpu)?)?)
+        });
+        let mut flag = [match &local_ok {
+            Ok(v) if v[0] == 1.0 => 0.0f32,
+            _ => 1.0,
+        }];
+        self.phase = Phase::Done;
+        let agreed = c.reduce(&mut flag, "the update check");
+        let failure = match (&local_ok, agreed) {
+            (Err(e), _) => Some(e.clone()),
+            (_, Err(e)) => Some(e),
+            _ if flag[0] > 0.0 => Some(Error::non_finite(format!(
+                "step {}: the update made the energies non-finite on {} rank(s) (learning_rate too large?); \
+                 every rank undid it and left its model unchanged",
+                self.step + 1,
+                flag[0]
+            ))),
+            _ => None,
+        };
+        if let Some(e) = failure {
+            self.restore_backup(undo);
+            return Err(e);
+        }
+        // Every rank has applied the update. Room in the replay buffer was reserved above, so
+        // storing the chains cannot run out of memory; if it still failed, undoing θ here alone
+        // would set this rank apart from the others, so the buffer just keeps its old chains.
+        if let Some(d) = draw {
+            let _ = catch_torch(|| Ok(self.buffer.commit(d, noise)?));
+        }
+        let v = local_ok.expect("checked above");
+        let stats = SanceStepStats {
+            loss: stats[0] as f32,
+            accuracy: stats[1] as f32,
+            data_energy: stats[2] as f32,
+            noise_energy: stats[3] as f32,
+            log_z: v[2] as f32,
+            grad_norm: v[1] as f32,
+            langevin_grad_norm: stats[4] as f32,
+            acceptance_rate: stats[5] as f32,
+            ..Default::default()
+        };
+        Ok((stats, Vec::new()))
     }
 
     /// Applies AdamW, then says whether c and the energies of the batch are still finite.

@@ -2,6 +2,7 @@
 //! the replay buffer, AdamW, the SA-NCE trainer ([`ebm::Ebm`]) and the 2-D toy datasets.
 //! Nothing here knows about C; `crate::ffi` wraps it.
 pub mod adam;
+pub mod collective;
 pub mod cudnn;
 pub mod ebm;
 pub mod flat;

@@ -10,6 +10,8 @@
 #include <unistd.h>
 
 std::string second_tu_version();
+// The sum over a world of one rank is the buffer itself.
+extern "C" int32_t world_of_one(float *, size_t, void *) { return 0; }
 size_t second_tu_sample_size();
 
 static int passed = 0, failed = 0;
@@ -102,6 +104,22 @@ int main() {
     CHECK(m.sample_size() == 2, "sample size");
     CHECK(m.config().hidden_width == 16 && m.config().device == SANCE_DEVICE_CPU, "config");
     CHECK(m.device() == SANCE_DEVICE_CPU && m.device() == m.config().device, "device() is the resolved device");
+    {
+        // A world of one rank: registration's check passes, a step trains through the
+        // reduction, and unregistering works.
+        sance::Ebm solo(small());
+        solo.set_allreduce(&world_of_one, nullptr, 0, 1);
+        std::vector<float> b = sance::toy_dataset("8gaussians", 32, 3);
+        CHECK(solo.train_step(b).step == 1, "a step through a world of one");
+        bool threw = false;
+        try {
+            solo.set_allreduce(&world_of_one, nullptr, 1, 1);
+        } catch (const sance::Error &e) {
+            threw = e.status() == SANCE_STATUS_INVALID_ARGUMENT;
+        }
+        CHECK(threw, "rank 1 of a world of 1 is refused");
+        solo.set_allreduce(nullptr, nullptr, 0, 1);
+    }
 
     // Training, both overloads.
     std::vector<float> batch = sance::toy_dataset("8gaussians", 64, 1);

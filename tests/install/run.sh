@@ -29,7 +29,7 @@ soname_version=${version%%.*}
 
 ok "make install PREFIX=<tmp>" make -C "$root" install PREFIX="$prefix"
 for f in lib/libsance.so "lib/libsance.so.$soname_version" "lib/libsance.so.$version" include/sance.h \
-    include/sance/sance.hpp lib/pkgconfig/sance.pc lib/cmake/sance/sanceConfig.cmake \
+    include/sance/sance.hpp include/sance/mpi.hpp lib/pkgconfig/sance.pc lib/cmake/sance/sanceConfig.cmake \
     lib/cmake/sance/sanceConfigVersion.cmake; do
     ok "installed $f" test -e "$prefix/$f"
 done

@@ -165,6 +165,13 @@ class Ebm {
         return Config(c);
     }
 
+    /// Data-parallel training through the host's reduction (collective; docs/mpi.md).
+    /// `fn` sums a float buffer over all ranks in place and returns 0; nullptr unregisters.
+    /// `sance/mpi.hpp` adapts an MPI communicator.
+    void set_allreduce(SanceAllreduceFn fn, void *user, uint32_t rank, uint32_t world_size) {
+        detail::check(sance_ebm_set_allreduce(h_.get(), fn, user, rank, world_size));
+    }
+
     /// The device the model runs on: -1 the CPU, else the CUDA index (SANCE_DEVICE_AUTO
     /// resolved: the CPU when libtorch sees no GPU).
     int32_t device() const {

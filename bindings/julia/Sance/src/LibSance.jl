@@ -50,6 +50,7 @@ struct Functions
     sance_ebm_sample_size::Ptr{Cvoid}
     sance_ebm_config::Ptr{Cvoid}
     sance_ebm_device::Ptr{Cvoid}
+    sance_ebm_set_allreduce::Ptr{Cvoid}
     sance_ebm_save::Ptr{Cvoid}
     sance_ebm_load::Ptr{Cvoid}
     sance_toy_dataset::Ptr{Cvoid}
@@ -128,6 +129,7 @@ name, it compiles to an atomic load, a type check and a field load.
     SANCE_STATUS_CORRUPT = 6
     SANCE_STATUS_TORCH = 7
     SANCE_STATUS_PANIC = 8
+    SANCE_STATUS_COLLECTIVE = 9
 end
 
 @enum SanceArch::Cint begin
@@ -237,6 +239,10 @@ sance_ebm_energy_grad(ebm, x, n, energy, grad) =
 sance_ebm_progress(ebm, out) = ccall(sym(:sance_ebm_progress), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceProgress}), ebm, out)
 sance_ebm_sample_size(ebm) = ccall(sym(:sance_ebm_sample_size), Csize_t, (Ptr{SanceEbm},), ebm)
 sance_ebm_config(ebm, out) = ccall(sym(:sance_ebm_config), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceConfig}), ebm, out)
+# SanceAllreduceFn: int32_t (*)(float *buf, size_t n, void *user), a @cfunction pointer.
+const SanceAllreduceFn = Ptr{Cvoid}
+sance_ebm_set_allreduce(ebm, fn, user, rank, world_size) =
+    ccall(sym(:sance_ebm_set_allreduce), SanceStatus, (Ptr{SanceEbm}, SanceAllreduceFn, Ptr{Cvoid}, UInt32, UInt32), ebm, fn, user, rank, world_size)
 sance_ebm_device(ebm, out_device) = ccall(sym(:sance_ebm_device), SanceStatus, (Ptr{SanceEbm}, Ptr{Int32}), ebm, out_device)
 sance_ebm_save(ebm, path) = ccall(sym(:sance_ebm_save), SanceStatus, (Ptr{SanceEbm}, Cstring), ebm, path)
 sance_ebm_load(path, device, out) = ccall(sym(:sance_ebm_load), SanceStatus, (Cstring, Int32, Ptr{Ptr{SanceEbm}}), path, device, out)

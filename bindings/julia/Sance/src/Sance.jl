@@ -17,7 +17,7 @@ using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, Sanc
 
 # `sample`, `save`, `load`, `version` and `device` stay qualified (Sance.sample, ...): StatsBase,
 # FileIO and CUDA.jl export them, and unqualified uses would then be ambiguous.
-export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!,
+export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!, set_allreduce!,
        energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
 
 """
@@ -81,9 +81,11 @@ A model and its trainer. Freed by the garbage collector, or at once by `close(eb
 """
 mutable struct EBM
     ptr::Ptr{SanceEbm}
+    # What the C side holds a pointer to (set_allreduce!'s `user`), kept alive with the model.
+    keep::Any
     function EBM(ptr::Ptr{SanceEbm})
         ptr == C_NULL && throw(ArgumentError("null handle"))
-        ebm = new(ptr)
+        ebm = new(ptr, nothing)
         finalizer(close, ebm)
         return ebm
     end
@@ -127,6 +129,30 @@ function device(ebm::EBM)
     out = Ref{Int32}(typemin(Int32))
     check(LibSance.sance_ebm_device(ebm, out))
     return Int(out[])
+end
+
+"""
+    set_allreduce!(ebm, fn::Ptr{Cvoid}, user, rank, world_size)
+    set_allreduce!(ebm, nothing)
+
+Data-parallel training through the host's reduction (docs/mpi.md): `fn` is a C function
+`int32_t (float *buf, size_t n, void *user)` (a `@cfunction`) that sums `buf` over all ranks in
+place and returns 0. Collective: every rank calls it with its `rank` in `0:world_size-1`. `user`
+(a mutable object, or `nothing`) is kept alive with the model and handed back to `fn` as a
+pointer (`unsafe_pointer_to_objref` turns it back). With MPI.jl
+loaded, `set_allreduce!(ebm, comm::MPI.Comm)` does all of this (the SanceMPIExt extension).
+"""
+function set_allreduce!(ebm::EBM, fn::Ptr{Cvoid}, user, rank::Integer, world_size::Integer)
+    ptr = user === nothing ? C_NULL : pointer_from_objref(user)
+    check(LibSance.sance_ebm_set_allreduce(ebm, fn, ptr, UInt32(rank), UInt32(world_size)))
+    ebm.keep = user
+    return ebm
+end
+
+function set_allreduce!(ebm::EBM, ::Nothing)
+    check(LibSance.sance_ebm_set_allreduce(ebm, C_NULL, C_NULL, UInt32(0), UInt32(1)))
+    ebm.keep = nothing
+    return ebm
 end
 
 """Steps, refreshes, replay-buffer fill and the offset c."""

@@ -7,6 +7,9 @@ using Sance.LibSance
 
 small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
 
+# A reduction over a world of one rank: the sum is the buffer itself.
+world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
+
 @testset "Sance" begin
     # Must run first: nothing before it may have called into the library.
     @testset "first use from many tasks" begin
@@ -83,6 +86,14 @@ small() = Config(device = -1, hidden_width = 16, replay_capacity = 64)
         ebm = EBM(small())
         @test sample_size(ebm) == 2
         @test config(ebm).hidden_width == 16 && config(ebm).device == -1 && Sance.device(ebm) == -1
+        # A world of one rank: the sum is the buffer itself.
+        solo = EBM(Config(hidden_width = 16, device = -1))
+        one = @cfunction(world_of_one, Int32, (Ptr{Float32}, Csize_t, Ptr{Cvoid}))
+        set_allreduce!(solo, one, nothing, 0, 1)
+        @test train_step!(solo, toy_dataset("8gaussians", 32; seed = 3)).step == 1
+        @test_throws SanceError set_allreduce!(solo, one, nothing, 1, 1)
+        set_allreduce!(solo, nothing)
+        close(solo)
         X = toy_dataset("8gaussians", 64; seed = 1)
         s = train_step!(ebm, X)
         @test s.step == 1 && s.refreshed == 1 && isfinite(s.loss)
