@@ -625,13 +625,7 @@ impl Ebm {
             return self.update_collective(c, data, noise, draw, run);
         }
         let b = data.size()[0];
-        let m = noise.size()[0];
-        let (loss, h, e) = self.nce_loss(data, noise)?;
-        torch_point()?;
-        let mut inputs: Vec<&Tensor> = self.params.iter().collect();
-        inputs.push(&self.c);
-        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
-        torch_point()?;
+        let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
         // One flat gradient in θ's layout (θ then c); clipping scales it, not `grads`.
         let mut g = flat::concat(&grads)?;
         let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
@@ -653,38 +647,20 @@ impl Ebm {
         let read = catch_torch(|| {
             let energies_ok = self.update_and_check(&g, data, noise)?;
             torch_point()?;
-            let correct = h
-                .f_narrow(0, 0, b)?
-                .f_gt(0.0)?
-                .f_sum(Kind::Double)?
-                .f_add(&h.f_narrow(0, b, m as i64)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
-            // Gaussian noise has no sampler: its norm is 0 and every draw is accepted.
-            let none;
-            let run = match run {
-                Some(r) => r,
-                None => {
-                    none = langevin::RunStats::constant(0.0, 1.0, self.device)?;
-                    &none
-                }
-            };
-            let summary = Tensor::f_stack(
+            let summary = Tensor::f_cat(
                 &[
-                    loss.detach().f_to_kind(Kind::Double)?,
-                    gnorm.shallow_clone(),
-                    correct.f_div_scalar(b as f64 + m as f64)?,
-                    e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
-                    e.f_narrow(0, b, m as i64)?.f_mean(Kind::Double)?.detach(),
-                    self.c.detach().f_to_kind(Kind::Double)?,
-                    energies_ok.f_to_kind(Kind::Double)?,
-                    run.grad_norm.shallow_clone(),
-                    run.acceptance.shallow_clone(),
+                    self.step_statistics(&loss, &h, &e, b, run)?,
+                    Tensor::f_stack(
+                        &[gnorm.shallow_clone(), self.c.detach().f_to_kind(Kind::Double)?, energies_ok.f_to_kind(Kind::Double)?],
+                        0,
+                    )?,
                 ],
                 0,
             )?;
             let v = Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?;
             Ok(<[f64; 9]>::try_from(v).expect("nine statistics were stacked"))
         });
-        let [loss_v, gnorm_v, accuracy, data_energy, noise_energy, log_z, energies_ok, lnorm, acceptance] = match read {
+        let [loss_v, accuracy, data_energy, noise_energy, lnorm, acceptance, gnorm_v, log_z, energies_ok] = match read {
             Ok(s) => s,
             Err(e) => {
                 self.restore_backup(undo);
@@ -740,40 +716,10 @@ impl Ebm {
         run: Option<&langevin::RunStats>,
     ) -> Result<(SanceStepStats, Vec<Tensor>)> {
         let b = data.size()[0];
-        let m = noise.size()[0];
-        let (loss, h, e) = self.nce_loss(data, noise)?;
-        torch_point()?;
-        let mut inputs: Vec<&Tensor> = self.params.iter().collect();
-        inputs.push(&self.c);
-        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
-        torch_point()?;
+        let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
         let g = flat::concat(&grads)?;
         let bad = loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
-        let correct = h
-            .f_narrow(0, 0, b)?
-            .f_gt(0.0)?
-            .f_sum(Kind::Double)?
-            .f_add(&h.f_narrow(0, b, m)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
-        let none;
-        let run = match run {
-            Some(r) => r,
-            None => {
-                none = langevin::RunStats::constant(0.0, 1.0, self.device)?;
-                &none
-            }
-        };
-        let local = Tensor::f_stack(
-            &[
-                loss.detach().f_to_kind(Kind::Double)?,
-                correct.f_div_scalar(b as f64 + m as f64)?,
-                e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
-                e.f_narrow(0, b, m)?.f_mean(Kind::Double)?.detach(),
-                run.grad_norm.shallow_clone(),
-                run.acceptance.shallow_clone(),
-                bad.f_to_kind(Kind::Double)?,
-            ],
-            0,
-        )?;
+        let local = Tensor::f_cat(&[self.step_statistics(&loss, &h, &e, b, run)?, bad.f_to_kind(Kind::Double)?.f_view([1])?], 0)?;
         let host = Tensor::f_cat(&[g.detach().f_to_kind(Kind::Float)?, local.f_to_kind(Kind::Float)?], 0)?;
         let mut buf = Vec::<f32>::try_from(host.f_to_device(Device::Cpu)?)?;
         debug_assert_eq!(buf.len(), self.gradient_buffer_len());
@@ -856,6 +802,50 @@ impl Ebm {
             ..Default::default()
         };
         Ok((stats, Vec::new()))
+    }
+
+    /// The NCE loss on data [B, ...] and noise [M, ...], its logits and energies, and its
+    /// gradients for θ (in `Params::named` order) then c.
+    fn loss_and_gradients(&self, data: &Tensor, noise: &Tensor) -> Result<(Tensor, Tensor, Tensor, Vec<Tensor>)> {
+        let (loss, h, e) = self.nce_loss(data, noise)?;
+        torch_point()?;
+        let mut inputs: Vec<&Tensor> = self.params.iter().collect();
+        inputs.push(&self.c);
+        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
+        torch_point()?;
+        Ok((loss, h, e, grads))
+    }
+
+    /// The step's statistics on the device, in float64, [`STATS_REDUCED`] of them: loss,
+    /// accuracy of the classifier, mean data energy, mean noise energy, the sampler's gradient
+    /// norm and acceptance rate (Gaussian noise has no sampler: 0 and 1). `b` data rows come
+    /// first in `h` and `e`, the noise after them.
+    fn step_statistics(&self, loss: &Tensor, h: &Tensor, e: &Tensor, b: i64, run: Option<&langevin::RunStats>) -> Result<Tensor> {
+        let m = h.size()[0] - b;
+        let correct = h
+            .f_narrow(0, 0, b)?
+            .f_gt(0.0)?
+            .f_sum(Kind::Double)?
+            .f_add(&h.f_narrow(0, b, m)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
+        let none;
+        let run = match run {
+            Some(r) => r,
+            None => {
+                none = langevin::RunStats::constant(0.0, 1.0, self.device)?;
+                &none
+            }
+        };
+        Ok(Tensor::f_stack(
+            &[
+                loss.detach().f_to_kind(Kind::Double)?,
+                correct.f_div_scalar((b + m) as f64)?,
+                e.f_narrow(0, 0, b)?.f_mean(Kind::Double)?.detach(),
+                e.f_narrow(0, b, m)?.f_mean(Kind::Double)?.detach(),
+                run.grad_norm.shallow_clone(),
+                run.acceptance.shallow_clone(),
+            ],
+            0,
+        )?)
     }
 
     /// Applies AdamW, then says whether c and the energies of the batch are still finite.
