@@ -164,6 +164,23 @@ fn different_models_are_refused_on_every_rank() {
     }
 }
 
+/// A rank passing an impossible rank still takes part in the registration's reduction, so
+/// the others get an error instead of waiting for it.
+#[test]
+fn a_bad_rank_fails_every_rank_without_a_hang() {
+    const W: usize = 2;
+    let g = group(W);
+    let out = ranks(W, move |rank| {
+        let h = new(&small_config());
+        let mut ctx = RankCtx { group: g.clone(), rank, fail_next: false };
+        let claimed = if rank == 1 { 5 } else { 0 };
+        let s = unsafe { sance_ebm_set_allreduce(h, Some(sum), &mut ctx as *mut RankCtx as *mut c_void, claimed, W as u32) };
+        unsafe { sance_ebm_free(h) };
+        s
+    });
+    assert_eq!(out, [SanceStatus::InvalidArgument; 2]);
+}
+
 #[test]
 fn a_failing_reduction_is_a_collective_status_and_changes_nothing() {
     let h = new(&small_config());

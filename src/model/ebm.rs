@@ -392,13 +392,27 @@ impl Ebm {
             self.collective = None;
             return Ok(());
         };
-        if c.world == 0 || c.rank >= c.world {
-            return Err(Error::invalid(format!(
+        let fingerprint = if c.world == 0 || c.rank >= c.world {
+            Err(Error::invalid(format!(
                 "set_allreduce: rank must be < world_size, world_size >= 1 (got rank {}, world_size {})",
                 c.rank, c.world
-            )));
-        }
-        let mut buf = collective::registration_buffer(self.fingerprint()?, c.rank, c.world);
+            )))
+        } else {
+            self.fingerprint()
+        };
+        let fingerprint = match fingerprint {
+            Ok(f) => f,
+            Err(e) => {
+                // The other ranks are entering the registration's reduction: take part with a
+                // buffer that fails their check too (its size does not depend on the
+                // arguments), so that every rank gets an error and none waits.
+                let mut buf = collective::registration_buffer(0, 0, 1);
+                buf[1] = f32::NAN;
+                let _ = c.reduce(&mut buf, "registration");
+                return Err(e);
+            }
+        };
+        let mut buf = collective::registration_buffer(fingerprint, c.rank, c.world);
         c.reduce(&mut buf, "registration")?;
         collective::check_registration(&buf, c.rank, c.world)?;
         if self.step == 0 && c.rank > 0 {
