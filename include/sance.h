@@ -448,13 +448,14 @@ SanceStatus sance_ebm_train_step(SanceEbm *ebm,
  * Makes training data-parallel across ranks through the host's reduction `fn` (NULL
  * unregisters). Every rank calls it, with its `rank` in 0 .. `world_size` − 1: registration is
  * itself one reduction, which checks that all ranks hold the same θ, c, counters and config
- * (the device may differ) and fails on every rank with SANCE_STATUS_INVALID_ARGUMENT
- * otherwise. A model that has not trained yet then draws its noise chains from a stream of its
- * own per rank. From then on each `sance_ebm_train_step` makes exactly two reductions on every
- * rank: the gradient of θ and c with the step's statistics (averaged: every rank applies the
- * same update and reports the same loss), then a one-float check that the update kept the
- * energies finite everywhere; when any rank's data, loss, gradient or update is bad, every rank
- * skips or undoes the step (SANCE_STATUS_NON_FINITE). A non-zero return from `fn` is
+ * (the device index may differ, not its kind) and fails on every rank with
+ * SANCE_STATUS_INVALID_ARGUMENT otherwise; SANCE_NOISE_GAUSSIAN models are refused. A model
+ * that has not trained yet then draws its noise chains from a stream of its own per rank. From
+ * then on each `sance_ebm_train_step` makes the same reductions on every rank: the gradient of θ
+ * and c with the step's statistics (averaged: every rank applies the same update and reports
+ * the same loss), then, unless every rank skipped there, a one-float check that the update kept
+ * the energies finite everywhere; when any rank's data, loss, gradient or update is bad, every
+ * rank skips or undoes the step (SANCE_STATUS_NON_FINITE). A non-zero return from `fn` is
  * SANCE_STATUS_COLLECTIVE, with this rank's model unchanged (docs/mpi.md says what the host must
  * do then). `user` must stay valid while registered; `fn` is called on the thread that calls
  * sance.

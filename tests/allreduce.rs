@@ -60,14 +60,24 @@ fn group(world: usize) -> Arc<Group> {
     Arc::new(Group { barrier: Barrier::new(world), acc: Mutex::new(Vec::new()), calls: Mutex::new(vec![0; world]) })
 }
 
-/// Runs `f(rank)` on `world` threads at once and returns their results in rank order.
+/// Runs `f(rank)` on `world` threads at once and returns their results in rank order. A rank
+/// left waiting in a reduction fails the test after two minutes instead of hanging it.
 fn ranks<T: Send + 'static>(world: usize, f: impl Fn(usize) -> T + Send + Sync + 'static) -> Vec<T> {
     let f = Arc::new(f);
-    let hs: Vec<_> = (0..world).map(|r| {
-        let f = f.clone();
-        std::thread::spawn(move || f(r))
-    }).collect();
-    hs.into_iter().map(|h| h.join().expect("a rank panicked")).collect()
+    let (tx, rx) = std::sync::mpsc::channel();
+    for r in 0..world {
+        let (f, tx) = (f.clone(), tx.clone());
+        std::thread::spawn(move || {
+            let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(r)));
+            let _ = tx.send((r, out));
+        });
+    }
+    let mut out: Vec<Option<T>> = (0..world).map(|_| None).collect();
+    for _ in 0..world {
+        let (r, v) = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("a rank is stuck in a reduction");
+        out[r] = Some(v.unwrap_or_else(|_| panic!("rank {r} panicked")));
+    }
+    out.into_iter().map(|v| v.expect("every rank reported")).collect()
 }
 
 fn register(h: *mut SanceEbm, ctx: &mut RankCtx, world: usize) -> SanceStatus {
@@ -123,8 +133,9 @@ fn ranks_stay_identical_and_skip_together() {
         }
         let mut p = sance::SanceProgress::default();
         assert_eq!(unsafe { sance_ebm_progress(h, &mut p) }, SanceStatus::Ok);
-        let e = probe(h);
-        // The same model, but each rank's own random stream.
+        let mut e = probe(h);
+        e.push(p.log_z);
+        // The same model (θ and c), but each rank's own random stream.
         let mut x = vec![0f32; 16];
         assert_eq!(unsafe { sance_ebm_sample(h, 8, ptr::null(), x.as_mut_ptr()) }, SanceStatus::Ok);
         unsafe { sance_ebm_free(h) };
@@ -161,6 +172,25 @@ fn different_models_are_refused_on_every_rank() {
         assert_eq!(s, SanceStatus::InvalidArgument);
         assert!(msg.contains("do not hold the same model"), "{msg}");
         assert_eq!(alone, SanceStatus::Ok);
+    }
+}
+
+#[test]
+fn classic_nce_is_refused_on_every_rank() {
+    const W: usize = 2;
+    let g = group(W);
+    let out = ranks(W, move |rank| {
+        let cfg = SanceConfig { noise: sance::abi::config::SanceNoise::Gaussian, ..small_config() };
+        let h = new(&cfg);
+        let mut ctx = RankCtx { group: g.clone(), rank, fail_next: false };
+        let s = register(h, &mut ctx, W);
+        let msg = last_error();
+        unsafe { sance_ebm_free(h) };
+        (s, msg)
+    });
+    for (s, msg) in out {
+        assert_eq!(s, SanceStatus::InvalidArgument);
+        assert!(msg.contains("SANCE_NOISE_GAUSSIAN"), "{msg}");
     }
 }
 

@@ -63,6 +63,10 @@ impl SanceEbm {
         }) {
             Ok(r) => r,
             Err(e) => {
+                // With a reduction registered, a training step that panicked still makes the
+                // reductions it owes the other ranks (flagged bad), so that they are not left
+                // waiting in this step; the host must still abort the job (docs/mpi.md).
+                let _ = catch_panic(|| st.ebm.abandon_step());
                 st.poisoned = Some(e.message.clone());
                 Err(e)
             }

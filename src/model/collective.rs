@@ -72,52 +72,54 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// The registration buffer, the same size on every rank whatever each passed: a count, the
-/// world size, the rank and its square, and the 16 nibbles of the fingerprint with their
-/// squares. After the sum: every rank agrees on the world size when Σworld = world², the ranks
-/// are 0 .. world − 1 (each once, for the mistakes that happen: all ranks 0, a rank twice) when
-/// Σrank and Σrank² are those of 0 .. world − 1, and every rank holds the same θ and config
-/// exactly when world · Σx² = (Σx)² for each nibble (small integers, exact in float32 up to
-/// 74,000 ranks). Every rank sees the same sums, so all reach the same verdict.
+/// world size and its square, the rank and its square, and the 16 nibbles of the fingerprint
+/// with their squares. The verdict is a function of the sums alone, so every rank reaches the
+/// same one: all ranks passed the same world size when count · Σworld² = (Σworld)², and it is
+/// the number of ranks taking part when Σworld = count²; the ranks are 0 .. W − 1 when Σrank and
+/// Σrank² are those of 0 .. W − 1 (this catches the mistakes that happen — every rank 0, a rank
+/// twice — though not every permutation of duplicates); every rank holds the same θ and config
+/// exactly when W · Σx² = (Σx)² for each nibble (small integers, exact in float32 up to 74,000
+/// ranks).
 pub fn registration_buffer(fingerprint: u64, rank: u32, world: u32) -> Vec<f32> {
-    let mut buf = vec![0f32; 4 + 32];
-    buf[0] = 1.0;
-    buf[1] = world as f32;
-    buf[2] = rank as f32;
-    buf[3] = (rank as f32) * (rank as f32);
+    let mut buf = vec![0f32; REGISTRATION_LEN];
+    let (w, r) = (world as f32, rank as f32);
+    buf[..5].copy_from_slice(&[1.0, w, w * w, r, r * r]);
     for j in 0..16 {
         let x = ((fingerprint >> (4 * j)) & 0xF) as f32;
-        buf[4 + j] = x;
-        buf[4 + 16 + j] = x * x;
+        buf[5 + j] = x;
+        buf[5 + 16 + j] = x * x;
     }
     buf
 }
 
-/// The verdict on a summed registration buffer.
-pub fn check_registration(buf: &[f32], rank: u32, world: u32) -> Result<()> {
-    let w = world as f64;
-    let close = |a: f32, b: f64| (a as f64 - b).abs() <= 1e-6 * b.abs().max(1.0);
-    if !close(buf[0], w) || !close(buf[1], w * w) {
+pub(crate) const REGISTRATION_LEN: usize = 5 + 32;
+
+/// The verdict on a summed registration buffer (the same on every rank: it reads only the sums).
+pub fn check_registration(buf: &[f32]) -> Result<()> {
+    let n = buf[0] as f64;
+    let close = |a: f64, b: f64| a.is_finite() && (a - b).abs() <= 1e-6 * b.abs().max(1.0);
+    let (sw, sw2) = (buf[1] as f64, buf[2] as f64);
+    if !close(n * sw2, sw * sw) || !close(sw, n * n) {
         return Err(Error::invalid(format!(
-            "set_allreduce: world_size is {world} on this rank (rank {rank}), but {} ranks took part in the \
-             reduction, or they passed different world sizes: every rank of the communicator must call \
-             set_allreduce with the same world_size",
-            buf[0]
+            "set_allreduce: the {n} ranks taking part did not all pass world_size = {n} (the world sizes passed \
+             sum to {sw}): every rank of the communicator must call set_allreduce with the same world_size, the \
+             number of ranks"
         )));
     }
-    if !close(buf[2], w * (w - 1.0) / 2.0) || !close(buf[3], (w - 1.0) * w * (2.0 * w - 1.0) / 6.0) {
+    if !close(buf[3] as f64, n * (n - 1.0) / 2.0) || !close(buf[4] as f64, (n - 1.0) * n * (2.0 * n - 1.0) / 6.0) {
         return Err(Error::invalid(format!(
-            "set_allreduce: the ranks passed are not 0 .. {} once each (this rank says {rank})",
-            world - 1
+            "set_allreduce: the ranks passed are not 0 .. {} once each",
+            n - 1.0
         )));
     }
     let same = (0..16).all(|j| {
-        let (s1, s2) = (buf[4 + j] as f64, buf[4 + 16 + j] as f64);
-        s2 * w == s1 * s1
+        let (s1, s2) = (buf[5 + j] as f64, buf[5 + 16 + j] as f64);
+        s2 * n == s1 * s1
     });
     if !same {
         return Err(Error::invalid(
-            "set_allreduce: the ranks do not hold the same model: θ, c, the step count or the config (seed, \
-             sizes, learning rate, …; the device may differ) differ between ranks. Create every rank's model \
+            "set_allreduce: the ranks do not hold the same model: θ, c, the step count, the config (seed, \
+             sizes, learning rate, …) or the kind of device differ between ranks. Create every rank's model \
              from the same config and seed, or load the same checkpoint step on every rank",
         ));
     }
@@ -133,7 +135,7 @@ mod tests {
         let bufs: Vec<Vec<f32>> =
             (0..fps.len()).map(|i| registration_buffer(fps[i], ranks[i], worlds[i])).collect();
         let sum: Vec<f32> = (0..bufs[0].len()).map(|k| bufs.iter().map(|b| b[k]).sum()).collect();
-        (0..fps.len()).map(|i| check_registration(&sum, ranks[i], worlds[i]).is_ok()).collect()
+        (0..fps.len()).map(|_| check_registration(&sum).is_ok()).collect()
     }
 
     #[test]
@@ -146,6 +148,8 @@ mod tests {
         assert_eq!(verdicts(&[fp, fp, fp], &[3, 3, 3], &[0, 1, 1]), [false; 3]);
         assert_eq!(verdicts(&[fp, fp], &[2, 2], &[0, 0]), [false; 2]);
         assert_eq!(verdicts(&[fp, fp, fp], &[3, 4, 3], &[0, 1, 2]), [false; 3]);
+        // World sizes 2, 3, 4 sum to 3²: the square sums tell them apart.
+        assert_eq!(verdicts(&[fp, fp, fp], &[2, 3, 4], &[0, 1, 2]), [false; 3]);
         assert_eq!(verdicts(&[fp], &[1], &[0]), [true]);
     }
 

@@ -397,6 +397,11 @@ impl Ebm {
                 "set_allreduce: rank must be < world_size, world_size >= 1 (got rank {}, world_size {})",
                 c.rank, c.world
             )))
+        } else if self.cfg.noise == SanceNoise::Gaussian {
+            Err(Error::invalid(
+                "set_allreduce: a SANCE_NOISE_GAUSSIAN model cannot train data-parallel: each rank would fit its \
+                 own noise density (and c) to its own data, and the ranks would drift apart",
+            ))
         } else {
             self.fingerprint()
         };
@@ -407,14 +412,14 @@ impl Ebm {
                 // buffer that fails their check too (its size does not depend on the
                 // arguments), so that every rank gets an error and none waits.
                 let mut buf = collective::registration_buffer(0, 0, 1);
-                buf[1] = f32::NAN;
+                buf[2] = f32::NAN;
                 let _ = c.reduce(&mut buf, "registration");
                 return Err(e);
             }
         };
         let mut buf = collective::registration_buffer(fingerprint, c.rank, c.world);
         c.reduce(&mut buf, "registration")?;
-        collective::check_registration(&buf, c.rank, c.world)?;
+        collective::check_registration(&buf)?;
         if self.step == 0 && c.rank > 0 {
             let s = self.rng.state();
             let mut seed = collective::fnv1a(&c.rank.to_le_bytes(), collective::FNV_OFFSET);
@@ -429,8 +434,10 @@ impl Ebm {
 
     /// What every rank must agree on: the config (its device aside), θ and c, the counters.
     fn fingerprint(&self) -> Result<u64> {
+        // The device index may differ (each rank its own GPU), its kind may not: the CPU and
+        // CUDA round the update differently.
         let mut cfg = self.cfg;
-        cfg.device = SANCE_DEVICE_CPU;
+        cfg.device = if self.device == Device::Cpu { SANCE_DEVICE_CPU } else { 0 };
         let mut h = collective::fnv1a(crate::checkpoint::config_json::to_json(&cfg).as_bytes(), collective::FNV_OFFSET);
         let theta = Vec::<f32>::try_from(self.theta.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)?;
         for v in theta {
@@ -758,11 +765,13 @@ impl Ebm {
             .f_to_device(self.device)?
             .f_to_kind(self.kind)?
             .f_div_scalar(w)?;
-        let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
+        // The norm and the clip from the host's copy, summed in order: the same bits on every
+        // rank (libtorch's sum rounds by its thread count, which follows each rank's batch).
+        let gnorm_v = buf[..p].iter().map(|&v| (v as f64 / w) * (v as f64 / w)).sum::<f64>().sqrt();
+        let gnorm = Tensor::f_from_slice(&[gnorm_v])?.f_to_device(self.device)?.f_squeeze()?;
         let clip = self.cfg.grad_clip as f64;
-        if clip > 0.0 {
-            let scale = gnorm.f_clamp_min(1e-300)?.f_reciprocal()?.f_mul_scalar(clip)?.f_clamp_max(1.0)?;
-            let _ = g.f_mul_(&scale.f_to_kind(g.kind())?)?;
+        if clip > 0.0 && gnorm_v > clip {
+            let _ = g.f_mul_scalar_(clip / gnorm_v)?;
         }
         let undo = self.update_backup()?;
         // This rank's verdict on its update (finite energies, replay buffer room reserved),

@@ -124,7 +124,9 @@ int main(int argc, char **argv) {
             }
         }
         CHECK(m.progress().step == 199, "199 steps counted (got %llu)", (unsigned long long)m.progress().step);
-        CHECK(same_on_all_ranks(probe(m), comm), "after 200 steps every rank's model is bit-identical");
+        std::vector<float> fingerprint = probe(m);
+        fingerprint.push_back(m.progress().log_z); // c
+        CHECK(same_on_all_ranks(fingerprint, comm), "after 200 steps every rank's model is bit-identical");
         // The same model, but each rank's own noise chains.
         std::vector<float> s = m.sample(16);
         CHECK(world == 1 || !same_on_all_ranks(s, comm), "ranks draw different chains");

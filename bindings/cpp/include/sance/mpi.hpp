@@ -29,9 +29,9 @@
 namespace sance {
 namespace mpi {
 
-/// A SanceAllreduceFn: sums buf[0, n) over the MPI_Comm that `user` points to, in place, in
+/// A SanceAllreduceFn (C linkage, hence the prefixed name): sums buf[0, n) over the MPI_Comm that `user` points to, in place, in
 /// pieces of at most INT_MAX floats (MPI counts are int). Returns MPI's error code, 0 on success.
-extern "C" inline int32_t allreduce_sum(float *buf, size_t n, void *user) {
+extern "C" inline int32_t sance_mpi_allreduce_sum(float *buf, size_t n, void *user) {
     MPI_Comm comm = *static_cast<MPI_Comm *>(user);
     while (n > 0) {
         int count = n > static_cast<size_t>(INT_MAX) ? INT_MAX : static_cast<int>(n);
@@ -50,7 +50,7 @@ inline void attach(Ebm &model, MPI_Comm &comm) {
     int rank = 0, size = 1;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    model.set_allreduce(&allreduce_sum, &comm, static_cast<uint32_t>(rank), static_cast<uint32_t>(size));
+    model.set_allreduce(&sance_mpi_allreduce_sum, &comm, static_cast<uint32_t>(rank), static_cast<uint32_t>(size));
 }
 
 /// Unregisters the reduction (local; no communication).
