@@ -20,21 +20,16 @@ pub fn make_deterministic() -> bool {
         if std::env::var("SANCE_CUDNN").as_deref() == Ok("host") {
             return false;
         }
-        // SAFETY: RTLD_NOLOAD only returns an already loaded library. The symbols are
-        // `at::Context& at::globalContext()` and `void at::Context::set…(bool)`: under the
-        // Itanium C++ ABI a non-virtual member function takes `this` as its first argument.
+        let Some([ctx, det, tf32]) = crate::model::loaded::symbols(
+            c"libtorch_cpu.so",
+            [c"_ZN2at13globalContextEv", c"_ZN2at7Context21setDeterministicCuDNNEb", c"_ZN2at7Context17setAllowTF32CuDNNEb"],
+        ) else {
+            return false;
+        };
+        // SAFETY: the symbols are `at::Context& at::globalContext()` and
+        // `void at::Context::set…(bool)`: under the Itanium C++ ABI a non-virtual member
+        // function takes `this` as its first argument.
         unsafe {
-            let h = libc::dlopen(c"libtorch_cpu.so".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-            if h.is_null() {
-                return false;
-            }
-            let ctx = libc::dlsym(h, c"_ZN2at13globalContextEv".as_ptr());
-            let det = libc::dlsym(h, c"_ZN2at7Context21setDeterministicCuDNNEb".as_ptr());
-            let tf32 = libc::dlsym(h, c"_ZN2at7Context17setAllowTF32CuDNNEb".as_ptr());
-            libc::dlclose(h);
-            if ctx.is_null() || det.is_null() || tf32.is_null() {
-                return false;
-            }
             let ctx = std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> *mut c_void>(ctx)();
             std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void, bool)>(det)(ctx, true);
             std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_void, bool)>(tf32)(ctx, false);
@@ -50,13 +45,11 @@ mod tests {
     #[test]
     fn sets_the_flag_through_libtorchs_entry_points() {
         assert!(super::make_deterministic(), "libtorch's cuDNN entry points were not found");
+        let [ctx, get] =
+            crate::model::loaded::symbols(c"libtorch_cpu.so", [c"_ZN2at13globalContextEv", c"_ZNK2at7Context18deterministicCuDNNEv"])
+                .expect("libtorch's cuDNN getter");
         // SAFETY: as above; `bool at::Context::deterministicCuDNN() const`.
         let on = unsafe {
-            let h = libc::dlopen(c"libtorch_cpu.so".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-            let ctx = libc::dlsym(h, c"_ZN2at13globalContextEv".as_ptr());
-            let get = libc::dlsym(h, c"_ZNK2at7Context18deterministicCuDNNEv".as_ptr());
-            libc::dlclose(h);
-            assert!(!ctx.is_null() && !get.is_null());
             let ctx = std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn() -> *mut std::ffi::c_void>(ctx)();
             std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn(*mut std::ffi::c_void) -> bool>(get)(ctx)
         };

@@ -36,20 +36,11 @@ struct Driver {
 fn driver() -> Option<&'static Driver> {
     static DRV: OnceLock<Option<Driver>> = OnceLock::new();
     DRV.get_or_init(|| {
-        // SAFETY: RTLD_NOLOAD only returns a library already loaded (libtorch's CUDA runtime
-        // loads the driver when it first looks for devices, which making a CUDA model did);
-        // the symbols have the driver API's C signatures (CUdevice is an int).
+        // libtorch's CUDA runtime loads the driver when it first looks for devices, which
+        // making a CUDA model did.
+        let [g, t] = crate::model::loaded::symbols(c"libcuda.so.1", [c"cuDeviceGet", c"cuDeviceTotalMem_v2"])?;
+        // SAFETY: the symbols have the driver API's C signatures (CUdevice is an int).
         unsafe {
-            let h = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-            if h.is_null() {
-                return None;
-            }
-            let g = libc::dlsym(h, c"cuDeviceGet".as_ptr());
-            let t = libc::dlsym(h, c"cuDeviceTotalMem_v2".as_ptr());
-            libc::dlclose(h);
-            if g.is_null() || t.is_null() {
-                return None;
-            }
             Some(Driver {
                 device_get: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_int, c_int) -> c_int>(g),
                 total_mem: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut usize, c_int) -> c_int>(t),

@@ -8,6 +8,7 @@ pub mod ebm;
 pub mod flat;
 pub mod gaussian;
 pub mod langevin;
+pub mod loaded;
 pub mod memory;
 pub mod net;
 pub mod replay;

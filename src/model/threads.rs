@@ -16,7 +16,7 @@
 //! above; `host` to never change the count; a number N ≥ 1 to run every computing call on N
 //! threads. Anything else is treated as `auto`.
 use crate::abi::config::SanceArch;
-use std::ffi::{c_int, c_void, CStr};
+use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
 /// What `SANCE_NUM_THREADS` asks for.
@@ -65,21 +65,9 @@ struct Omp {
 fn omp() -> Option<&'static Omp> {
     static OMP: OnceLock<Option<Omp>> = OnceLock::new();
     OMP.get_or_init(|| {
-        let name = CStr::from_bytes_with_nul(b"libtorch_cpu.so\0").expect("nul-terminated");
-        // SAFETY: RTLD_NOLOAD only returns a handle to a library already loaded (or null); the
-        // symbols looked up have exactly the OpenMP API's C signatures.
+        let [get, set] = crate::model::loaded::symbols(c"libtorch_cpu.so", [c"omp_get_max_threads", c"omp_set_num_threads"])?;
+        // SAFETY: the symbols have exactly the OpenMP API's C signatures.
         unsafe {
-            let h = libc::dlopen(name.as_ptr(), libc::RTLD_LAZY | libc::RTLD_NOLOAD);
-            if h.is_null() {
-                return None;
-            }
-            let get = libc::dlsym(h, b"omp_get_max_threads\0".as_ptr().cast());
-            let set = libc::dlsym(h, b"omp_set_num_threads\0".as_ptr().cast());
-            // The library stays loaded (sance needs it); drop the extra reference.
-            libc::dlclose(h);
-            if get.is_null() || set.is_null() {
-                return None;
-            }
             Some(Omp {
                 get: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(get),
                 set: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int)>(set),
