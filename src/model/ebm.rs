@@ -726,8 +726,9 @@ impl Ebm {
     /// over ranks in one reduction and averaged, so every rank clips and applies the same
     /// update; any rank's non-finite loss or gradient makes every rank skip (a flag in the same
     /// buffer). After the update a one-float reduction says whether the energies stayed finite
-    /// on every rank; if not, every rank undoes it. Two reductions per step, always, on every
-    /// rank (a rank that fails in between still makes them: [`Ebm::abandon_step`]).
+    /// on every rank; if not, every rank undoes it. Every rank makes the same reductions: two,
+    /// or one when every rank skips at the first (a rank that fails in between still makes
+    /// them: [`Ebm::abandon_step`]).
     fn update_collective(
         &mut self,
         c: Collective,
@@ -768,7 +769,6 @@ impl Ebm {
         // The norm and the clip from the host's copy, summed in order: the same bits on every
         // rank (libtorch's sum rounds by its thread count, which follows each rank's batch).
         let gnorm_v = buf[..p].iter().map(|&v| (v as f64 / w) * (v as f64 / w)).sum::<f64>().sqrt();
-        let gnorm = Tensor::f_from_slice(&[gnorm_v])?.f_to_device(self.device)?.f_squeeze()?;
         let clip = self.cfg.grad_clip as f64;
         if clip > 0.0 && gnorm_v > clip {
             let _ = g.f_mul_scalar_(clip / gnorm_v)?;
@@ -782,7 +782,7 @@ impl Ebm {
             if draw.is_some() {
                 self.buffer.reserve(noise)?;
             }
-            let read = Tensor::f_stack(&[ok.f_to_kind(Kind::Double)?, gnorm.shallow_clone(), self.c.detach().f_to_kind(Kind::Double)?], 0)?;
+            let read = Tensor::f_stack(&[ok.f_to_kind(Kind::Double)?, self.c.detach().f_to_kind(Kind::Double)?], 0)?;
             Ok(Vec::<f64>::try_from(read.f_to_device(Device::Cpu)?)?)
         });
         let mut flag = [match &local_ok {
@@ -818,8 +818,8 @@ impl Ebm {
             accuracy: stats[1] as f32,
             data_energy: stats[2] as f32,
             noise_energy: stats[3] as f32,
-            log_z: v[2] as f32,
-            grad_norm: v[1] as f32,
+            log_z: v[1] as f32,
+            grad_norm: gnorm_v as f32,
             langevin_grad_norm: stats[4] as f32,
             acceptance_rate: stats[5] as f32,
             ..Default::default()
@@ -917,31 +917,19 @@ impl Ebm {
         ((crate::fault::chunk_bytes() as f64 / self.work_bytes_per_row()) as usize).max(1)
     }
 
-    /// Runs `f` on consecutive row ranges (start, rows) of `n` rows, chunk by chunk.
-    fn in_chunks(&self, n: usize, mut f: impl FnMut(i64, i64) -> Result<()>) -> Result<()> {
-        let chunk = self.chunk_rows();
-        let mut start = 0;
-        while start < n {
-            let k = chunk.min(n - start);
-            f(start as i64, k as i64)?;
-            start += k;
-        }
-        Ok(())
-    }
-
     /// E_θ(x) for a batch [N, ...] → [N], in chunks of [`Ebm::chunk_rows`] rows.
     pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
         let n = x.size()[0] as usize;
         if n == 0 {
             return Ok(Tensor::f_zeros([0], (self.kind, self.device))?);
         }
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
         let mut parts = Vec::new();
-        self.in_chunks(n, |start, k| {
+        for (start, k) in row_chunks(n, chunk) {
             parts.push(crate::model::no_grad(|| self.net.energy(&self.params, &x.f_narrow(0, start, k)?))?);
             torch_point()?;
-            Ok(())
-        })?;
+        }
         Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? })
     }
 
@@ -949,22 +937,17 @@ impl Ebm {
     /// the host, so that the device holds one chunk's work at a time.
     pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let n = x.size()[0] as usize;
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
-        if n <= self.chunk_rows() {
-            let r = self.net.energy_and_grad(&self.params.detached(), x)?;
-            torch_point()?;
-            return Ok(r);
-        }
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
         let p = self.params.detached();
-        let (mut energies, grads) = (Vec::new(), Tensor::f_empty(x.size(), (self.kind, Device::Cpu))?);
-        self.in_chunks(n, |start, k| {
+        let mut energies = Vec::new();
+        let grads = gathered(n, chunk, x.size(), self.kind, |start, k| {
             let (e, g) = self.net.energy_and_grad(&p, &x.f_narrow(0, start, k)?)?;
             torch_point()?;
-            grads.f_narrow(0, start, k)?.f_copy_(&g)?;
             energies.push(e);
-            Ok(())
+            Ok(g)
         })?;
-        Ok((Tensor::f_cat(&energies, 0)?, grads))
+        Ok((if energies.len() == 1 { energies.remove(0) } else { Tensor::f_cat(&energies, 0)? }, grads))
     }
 
     /// Runs `f` with the random stream, which is put back as it was if `f` fails.
@@ -985,25 +968,15 @@ impl Ebm {
         if n == 0 {
             return Ok(Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?);
         }
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
-        let single = n <= self.chunk_rows();
-        let out = if single { None } else { Some(Tensor::f_empty(self.batch_shape(n as i64), (self.kind, Device::Cpu))?) };
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let (shape, kind) = (self.batch_shape(n as i64), self.kind);
         self.keeping_rng(|m| {
             let p = m.params.detached();
-            let mut last = None;
-            let chunk = m.chunk_rows();
-            let mut start = 0;
-            while start < n {
-                let k = chunk.min(n - start);
-                let x0 = langevin::init_chains(l, &m.batch_shape(k as i64), m.kind, m.device, &mut m.rng)?;
-                let x = langevin::run(&m.net, &p, x0, l, &mut m.rng, false)?.0;
-                match &out {
-                    Some(o) => o.f_narrow(0, start as i64, k as i64)?.f_copy_(&x)?,
-                    None => last = Some(x),
-                }
-                start += k;
-            }
-            Ok(out.unwrap_or_else(|| last.expect("n > 0")))
+            gathered(n, chunk, shape, kind, |_, k| {
+                let x0 = langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, &mut m.rng)?;
+                Ok(langevin::run(&m.net, &p, x0, l, &mut m.rng, false)?.0)
+            })
         })
     }
 
@@ -1011,22 +984,39 @@ impl Ebm {
     pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
         let n = x.size()[0] as usize;
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(self.chunk_rows()) as i64);
-        if n <= self.chunk_rows() {
-            return self.keeping_rng(|m| Ok(langevin::run(&m.net, &m.params.detached(), x.shallow_clone(), l, &mut m.rng, false)?.0));
-        }
-        let out = Tensor::f_empty(x.size(), (self.kind, Device::Cpu))?;
         let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let kind = self.kind;
         self.keeping_rng(|m| {
             let p = m.params.detached();
-            let mut start = 0;
-            while start < n {
-                let k = chunk.min(n - start);
-                let y = langevin::run(&m.net, &p, x.f_narrow(0, start as i64, k as i64)?, l, &mut m.rng, false)?.0;
-                out.f_narrow(0, start as i64, k as i64)?.f_copy_(&y)?;
-                start += k;
-            }
-            Ok(out)
+            gathered(n, chunk, x.size(), kind, |start, k| {
+                Ok(langevin::run(&m.net, &p, x.f_narrow(0, start, k)?, l, &mut m.rng, false)?.0)
+            })
         })
     }
+}
+
+/// (start, rows) of the consecutive chunks of at most `chunk` rows that cover `n` rows.
+fn row_chunks(n: usize, chunk: usize) -> impl Iterator<Item = (i64, i64)> {
+    (0..n).step_by(chunk.max(1)).map(move |s| (s as i64, chunk.min(n - s) as i64))
+}
+
+/// `f(start, rows)` for each chunk of `n` rows, as one tensor of `shape`: with one chunk its
+/// result as it is (on the device), with several gathered chunk by chunk on the host, so that
+/// the device holds one chunk's work at a time.
+fn gathered(
+    n: usize,
+    chunk: usize,
+    shape: Vec<i64>,
+    kind: Kind,
+    mut f: impl FnMut(i64, i64) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if n <= chunk {
+        return f(0, n as i64);
+    }
+    let out = Tensor::f_empty(shape, (kind, Device::Cpu))?;
+    for (start, k) in row_chunks(n, chunk) {
+        let _ = out.f_narrow(0, start, k)?.f_copy_(&f(start, k)?)?;
+    }
+    Ok(out)
 }
