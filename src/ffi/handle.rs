@@ -16,6 +16,19 @@ struct State {
     poisoned: Option<String>,
 }
 
+impl State {
+    /// The error every call on a poisoned handle returns.
+    fn refuse_if_poisoned(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(why) => Err(Error::new(
+                SanceStatus::Panic,
+                format!("this handle is unusable since an earlier call failed part-way ({why}); free it"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
 impl SanceEbm {
     pub fn new(ebm: Ebm) -> SanceEbm {
         SanceEbm { state: Mutex::new(State { ebm, poisoned: None }) }
@@ -27,12 +40,7 @@ impl SanceEbm {
     /// leaves the model exactly as it was and does not poison the handle.
     pub fn read<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
-        if let Some(why) = &st.poisoned {
-            return Err(Error::new(
-                SanceStatus::Panic,
-                format!("this handle is unusable since an earlier call failed part-way ({why}); free it"),
-            ));
-        }
+        st.refuse_if_poisoned()?;
         let rng = st.ebm.rng.clone();
         let r = catch_panic(|| {
             crate::fault::panic_point();
@@ -51,12 +59,7 @@ impl SanceEbm {
     /// left the model half-updated, so it poisons the handle.
     pub fn with<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
-        if let Some(why) = &st.poisoned {
-            return Err(Error::new(
-                SanceStatus::Panic,
-                format!("this handle is unusable since an earlier call failed part-way ({why}); free it"),
-            ));
-        }
+        st.refuse_if_poisoned()?;
         match catch_panic(|| {
             crate::fault::panic_point();
             f(&mut st.ebm)
