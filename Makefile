@@ -8,6 +8,7 @@
 # a minor version may break the ABI (0.2 and 0.3 did) — and the SONAME / .so links,
 # include/sance.h, include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
 # lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance).
+# The library carries its SONAME from the link (build.rs, same rule) and is copied as it is.
 # The installed library keeps its rpath to libtorch: no LD_LIBRARY_PATH is needed.
 
 PREFIX ?= /usr/local
@@ -29,10 +30,10 @@ $(LIB):
 	$(MAKE) build
 
 install: $(LIB)
-	@command -v patchelf >/dev/null || { echo "make install needs patchelf (apt-get install patchelf)"; exit 1; }
+	@readelf -d $(LIB) | grep -q 'SONAME.*\[$(SONAME)\]' || \
+	    { echo "$(LIB) lacks the SONAME $(SONAME): rebuild it (make build)"; exit 1; }
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sance $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/sance
 	install -m 755 $(LIB) $(DESTDIR)$(LIBDIR)/libsance.so.$(VERSION)
-	patchelf --set-soname $(SONAME) $(DESTDIR)$(LIBDIR)/libsance.so.$(VERSION)
 	ln -sf libsance.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libsance.so
 	install -m 644 include/sance.h $(DESTDIR)$(INCLUDEDIR)/sance.h

@@ -17,6 +17,10 @@ fn main() {
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    // The SONAME at link time, so `make install` needs no patchelf and every build carries it.
+    let soname = soname(&env::var("CARGO_PKG_VERSION").unwrap());
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,{soname}");
+    soname_link(&soname);
     println!("cargo:rustc-env=SANCE_LIBTORCH_VERSION={}", libtorch_version(Path::new(&lib)));
     println!("cargo:rustc-env=SANCE_LIBTORCH_LIB={lib}");
 
@@ -28,6 +32,35 @@ fn main() {
             bindings.write_to_file(&out);
         }
         Err(e) => panic!("cbindgen failed: {e}"),
+    }
+}
+
+/// The SONAME for a crate version, as the Makefile computes it: `libsance.so.0.Y` for 0.Y.Z (a
+/// minor version may break the ABI before 1.0), `libsance.so.X` for X.Y.Z with X >= 1.
+fn soname(version: &str) -> String {
+    let mut parts = version.split('.');
+    let major = parts.next().unwrap_or("0");
+    let minor = parts.next().unwrap_or("0");
+    if major == "0" {
+        format!("libsance.so.0.{minor}")
+    } else {
+        format!("libsance.so.{major}")
+    }
+}
+
+/// Programs linked against the build tree (`-Ltarget/release -lsance`) need the SONAME at run
+/// time, as with an installed library: target/<profile>/libsance.so.0.Y -> libsance.so.
+fn soname_link(soname: &str) {
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    // OUT_DIR is target/<profile>/build/sance-<hash>/out.
+    let Some(profile) = out.ancestors().nth(3) else { return };
+    let link = profile.join(soname);
+    if std::fs::read_link(&link).is_ok_and(|to| to == Path::new("libsance.so")) {
+        return;
+    }
+    let _ = std::fs::remove_file(&link);
+    if let Err(e) = std::os::unix::fs::symlink("libsance.so", &link) {
+        println!("cargo:warning=cannot create {}: {e}", link.display());
     }
 }
 
