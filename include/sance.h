@@ -478,14 +478,13 @@ SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);
  * to `n` >= 2 samples (`n × sample_size` floats). The covariance is full, with a ridge of
  * 1e-3 × its mean variance + 1e-6 on the diagonal, up to SANCE_NOISE_FULL_COVARIANCE_MAX_DIM
  * (1024) floats per sample, and diagonal beyond; `data_noise_std`² is added to the diagonal
- * too, since training classifies the data with that noise added against q. Without this call the first training batch
- * is used. Before the first training step the fit also sets c to the mean of log q over
- * `data`, so that the model's log density −E + c starts on q's scale; a later call replaces
- * the fit and leaves c to adapt. The fit is saved in checkpoints. SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.
+ * too, since training classifies the data with that noise added against q. Without this call
+ * the first training batch is used. Before the first training step the fit also sets c to
+ * the mean of log q over `data`, so that the model's log density −E + c starts on q's scale;
+ * a later call replaces the fit and leaves c to adapt. The fit is saved in checkpoints.
+ * SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.
  */
-SanceStatus sance_ebm_fit_noise(SanceEbm *ebm,
-                                const float *data,
-                                size_t n);
+SanceStatus sance_ebm_fit_noise(SanceEbm *ebm, const float *data, size_t n);
 
 /**
  * Sets the Adam learning rate used from the next step on (e.g. to continue after a step was
@@ -563,10 +562,11 @@ SanceStatus sance_ebm_save(const SanceEbm *ebm, const char *path);
 
 /**
  * Loads a checkpoint written by `sance_ebm_save` onto `device` (-1 CPU, k CUDA k,
- * SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller).
+ * SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller). Reads format
+ * versions 1 (sance 0.1) and 2 (written since 0.2); see docs/checkpoints.md.
  *
  * Returns SANCE_STATUS_IO for a missing or unreadable file, SANCE_STATUS_CORRUPT (naming the
- * problem) for anything that is not a valid checkpoint of this format version, and
+ * problem) for anything that is not a valid checkpoint of a version it reads, and
  * SANCE_STATUS_DEVICE for a device that does not exist.
  */
 SanceStatus sance_ebm_load(const char *path, int32_t device, SanceEbm **out);
@@ -599,7 +599,7 @@ const char *sance_last_error(void);
 const char *sance_status_name(int32_t status);
 
 /**
- * Library, tch and libtorch versions, e.g. "sance 0.1.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
+ * Library, tch and libtorch versions, e.g. "sance 0.3.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
  * The string is static.
  */
 const char *sance_version(void);

@@ -45,8 +45,9 @@ mod hooks {
         CHUNK_BYTES.with(|c| c.set(b));
     }
 
-    pub(crate) fn chunk_bytes() -> usize {
-        CHUNK_BYTES.with(|c| c.get()).unwrap_or(super::CHUNK_BYTES)
+    /// The test's chunk size on this thread, if it set one.
+    pub(crate) fn chunk_bytes_override() -> Option<usize> {
+        CHUNK_BYTES.with(|c| c.get())
     }
 
     /// libtorch fails at the (n+1)-th torch point passed on this thread from now (None: never).
@@ -66,7 +67,9 @@ mod hooks {
                 match how {
                     TorchFault::Error => Err(tch::TchError::Torch(INJECTED_TORCH.into())),
                     // The text tch's infallible wrappers panic with.
-                    TorchFault::Panic => panic!("called `Result::unwrap()` on an `Err` value: Torch(\"{INJECTED_TORCH}\")"),
+                    TorchFault::Panic => {
+                        panic!("called `Result::unwrap()` on an `Err` value: Torch(\"{INJECTED_TORCH}\")")
+                    }
                 }
             }
             Some((n, how)) => {
@@ -103,9 +106,9 @@ mod hooks {
 }
 
 #[cfg(feature = "test-hooks")]
-pub use hooks::{inject_panic, inject_save_fault, inject_torch_fault, set_chunk_bytes, torch_fault_pending};
+pub(crate) use hooks::{chunk_bytes_override, panic_point, save_fault, torch_point};
 #[cfg(feature = "test-hooks")]
-pub(crate) use hooks::{chunk_bytes, panic_point, save_fault, torch_point};
+pub use hooks::{inject_panic, inject_save_fault, inject_torch_fault, set_chunk_bytes, torch_fault_pending};
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
@@ -124,13 +127,9 @@ pub(crate) fn torch_point() -> Result<(), tch::TchError> {
     Ok(())
 }
 
-/// Working memory per chunk of `sample`, `sample_from`, `energy` and `energy_grad`: a fixed
-/// number, so that how a call is cut (and so the sampler's random stream) depends on the
-/// model and `n` only, never on the machine.
-pub(crate) const CHUNK_BYTES: usize = 256 << 20;
-
+/// No test override of the chunk size in the release library.
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]
-pub(crate) fn chunk_bytes() -> usize {
-    CHUNK_BYTES
+pub(crate) fn chunk_bytes_override() -> Option<usize> {
+    None
 }

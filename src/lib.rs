@@ -5,11 +5,16 @@
 //!   statistics structs, status codes and errors, version numbers;
 //! - [`model`]: the model on libtorch: networks, Langevin sampler, replay buffer, AdamW, the
 //!   trainer ([`model::ebm::Ebm`]), toy datasets;
+//! - [`runtime`]: libtorch's process-wide plumbing (threads, memory limits, cuDNN flags);
+//! - [`panic`]: panics and libtorch errors raised as panics, caught for the model and for C;
 //! - [`ffi`]: the exported `extern "C"` functions;
 //! - [`checkpoint`]: save/load in safetensors, atomically;
 //! - [`fault`]: test-only fault injection (the `test-hooks` feature);
 //! - [`datasets`], [`metrics`]: real data and sample-quality metrics for the tools and tests
 //!   (Rust only: nothing of them is exported to C).
+//!
+//! Imports run down: `ffi` → `checkpoint` → `model` → `runtime`, `panic`, `abi`
+//! (docs/architecture.md).
 pub mod abi;
 pub mod checkpoint;
 pub mod datasets;
@@ -17,6 +22,8 @@ pub mod fault;
 pub mod ffi;
 pub mod metrics;
 pub mod model;
+pub mod panic;
+pub mod runtime;
 
 pub use crate::abi::config::{SanceConfig, SanceLangevin};
 pub use crate::abi::stats::{SanceProgress, SanceStepStats};

@@ -1,5 +1,5 @@
 //! sample, sample_from, energy and energy_grad cut large calls into chunks of rows (a fixed
-//! working-memory budget, src/fault.rs CHUNK_BYTES). Cut or not, the results are the same up
+//! working-memory budget, src/runtime/memory.rs CHUNK_BYTES). Cut or not, the results are the same up
 //! to float rounding (matrix products may round differently with fewer rows), and a cut call
 //! is reproducible bit for bit.
 mod common;
@@ -30,8 +30,16 @@ fn cut_and_uncut_calls_agree() {
         chains.copy_from_slice(&x);
         let quiet = SanceLangevin { noise_std: 0.0, steps: 10, ..Default::default() };
         unsafe {
-            assert_eq!(sance_ebm_energy(h, x.as_ptr(), n, e.as_mut_ptr()), SanceStatus::Ok, "{}", last_error());
-            assert_eq!(sance_ebm_energy_grad(h, x.as_ptr(), n, e2.as_mut_ptr(), g.as_mut_ptr()), SanceStatus::Ok);
+            assert_eq!(
+                sance_ebm_energy(h, x.as_ptr(), n, e.as_mut_ptr()),
+                SanceStatus::Ok,
+                "{}",
+                last_error()
+            );
+            assert_eq!(
+                sance_ebm_energy_grad(h, x.as_ptr(), n, e2.as_mut_ptr(), g.as_mut_ptr()),
+                SanceStatus::Ok
+            );
             assert_eq!(sance_ebm_sample_from(h, chains.as_mut_ptr(), n, &quiet), SanceStatus::Ok);
         }
         sance::fault::set_chunk_bytes(None);
@@ -40,7 +48,12 @@ fn cut_and_uncut_calls_agree() {
     let whole = run(None);
     // small_config: 16 hidden units, 2 layers: (4·2 + 3·32)·4 = 416 bytes per row.
     let cut = run(Some(37 * 416));
-    for (name, range) in [("energy", 0..n), ("energy_grad energies", n..2 * n), ("gradients", 2 * n..4 * n), ("chains", 4 * n..6 * n)] {
+    for (name, range) in [
+        ("energy", 0..n),
+        ("energy_grad energies", n..2 * n),
+        ("gradients", 2 * n..4 * n),
+        ("chains", 4 * n..6 * n),
+    ] {
         let err = max_rel(&cut[range.clone()], &whole[range]);
         assert!(err < 1e-5, "{name}: cut and uncut differ by {err}");
     }

@@ -3,8 +3,8 @@
 //! Structs arriving from C are read with [`read_config`] / [`read_langevin`], which check the
 //! enum fields' raw integer values *before* a Rust value of the struct exists: an out-of-range
 //! enum read into a Rust enum would be undefined behaviour, not an error.
-use crate::abi::version::SANCE_ABI_VERSION;
 use crate::abi::status::{Error, Result};
+use crate::abi::version::SANCE_ABI_VERSION;
 use serde::{Deserialize, Serialize};
 use std::ptr::addr_of;
 
@@ -241,7 +241,8 @@ mod u64_as_string {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-        let s = String::deserialize(d).map_err(|_| D::Error::custom("seed must be a u64 written as a string"))?;
+        let s =
+            String::deserialize(d).map_err(|_| D::Error::custom("seed must be a u64 written as a string"))?;
         s.parse().map_err(|_| D::Error::custom(format!("seed {s:?} is not a u64")))
     }
 }
@@ -329,7 +330,8 @@ pub fn validate_langevin(l: &SanceLangevin, field: &str) -> Result<()> {
     finite_ge(l.grad_clip, 0.0, &format!("{field}.grad_clip"))?;
     if !l.clamp_min.is_finite() || !l.clamp_max.is_finite() {
         return Err(Error::invalid(format!(
-            "{field}.clamp_min/clamp_max must be finite (got [{}, {}]; clamp_min >= clamp_max disables clamping)",
+            "{field}.clamp_min/clamp_max must be finite (got [{}, {}]; clamp_min >= clamp_max disables \
+             clamping)",
             l.clamp_min, l.clamp_max
         )));
     }

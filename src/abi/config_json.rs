@@ -1,6 +1,6 @@
-//! SanceConfig ↔ JSON for checkpoint metadata, by serde's derive (src/abi/config.rs): enums
-//! as their C values, the seed as a string (JSON numbers are doubles in most readers),
-//! unknown fields refused. Errors name the field, e.g. "missing field `noise_ratio`".
+//! SanceConfig ↔ JSON (checkpoint metadata, the data-parallel fingerprint), by serde's derive
+//! (src/abi/config.rs): enums as their C values, the seed as a string (JSON numbers are
+//! doubles in most readers), unknown fields refused. Errors name the field, e.g. "missing field `noise_ratio`".
 use crate::abi::config::SanceConfig;
 
 pub fn to_json(c: &SanceConfig) -> String {
@@ -17,7 +17,8 @@ mod tests {
 
     #[test]
     fn round_trips_bit_exactly() {
-        let mut c = SanceConfig { learning_rate: 3.0e-4, seed: u64::MAX - 5, device: -1, ..Default::default() };
+        let mut c =
+            SanceConfig { learning_rate: 3.0e-4, seed: u64::MAX - 5, device: -1, ..Default::default() };
         c.langevin.noise_std = (2.0f32 * 0.0123).sqrt();
         assert_eq!(super::from_json(&super::to_json(&c)).unwrap(), c);
     }

@@ -23,7 +23,7 @@ static VERSION: Lazy<CString> = Lazy::new(|| {
     .expect("no NUL in the version string")
 });
 
-/// "sance 0.2.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
+/// "sance 0.3.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
 pub fn version_cstr() -> &'static CStr {
     &VERSION
 }

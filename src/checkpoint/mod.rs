@@ -6,10 +6,11 @@
 //! `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` (AdamW's moments, named after
 //! the parameter, `c` included) and `replay` (the filled rows of the buffer, absent when
 //! empty), and for classic NCE (`SANCE_NOISE_GAUSSIAN`) the fitted noise: `noise.mean` [D] and
-//! `noise.scale` (its Cholesky factor [D, D], or its std [D] when diagonal). Metadata: `format` = "sance-checkpoint", `format_version`, `library`, `dtype`,
-//! `config` (JSON), `step`, `refresh_count`, `adam_t`, `rng` (the handle's xoshiro256**
-//! state). libtorch's global generator holds no state of a handle's (it is reseeded from the
-//! handle's stream for every draw), so resuming is exact.
+//! `noise.scale` (its Cholesky factor [D, D], or its std [D] when diagonal). Metadata:
+//! `format` = "sance-checkpoint", `format_version`, `library`, `dtype`, `config` (JSON),
+//! `step`, `refresh_count`, `adam_t`, `rng` (the handle's xoshiro256** state). libtorch's
+//! global generator holds no state of a handle's (it is reseeded from the handle's stream for
+//! every draw), so resuming is exact.
 //!
 //! Version 1 files (sance 0.1: tensors `theta.{i}`, `snapshot.{i}`, `adam.m.{i}`,
 //! `adam.v.{i}` by position) load too; saving always writes version 2.
@@ -19,11 +20,12 @@
 //! module adds the checks of a sance checkpoint: names, dtypes, shapes, finite values,
 //! counters, the config.
 pub mod atomic;
-pub mod config_json;
 
 use crate::abi::config::validate_config;
+use crate::abi::config_json;
 use crate::abi::status::{Error, Result, SanceStatus};
 use crate::abi::version::{version_string, SANCE_ABI_VERSION};
+use crate::model::ebm::state::TrainerState;
 use crate::model::ebm::Ebm;
 use crate::model::rng::Rng;
 use safetensors::tensor::{Dtype, SafeTensorError, SafeTensors, View};
@@ -134,45 +136,48 @@ impl Names {
 /// The checkpoint of a model, as bytes.
 pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     crate::fault::torch_point()?;
+    let state = ebm.persistent_state();
     let names = Names::new(FORMAT_VERSION as u64, &ebm.net().param_names());
     let mut entries: Vec<(String, Entry)> = Vec::new();
-    for (name, p) in names.energy.iter().zip(ebm.params().iter()) {
+    for (name, p) in names.energy.iter().zip(&state.theta) {
         entries.push((name.clone(), entry(p)?));
     }
-    if let Some(snapshot) = ebm.snapshot() {
-        for (name, p) in names.snapshot.iter().zip(snapshot.iter()) {
+    if let Some(snapshot) = &state.snapshot {
+        for (name, p) in names.snapshot.iter().zip(snapshot) {
             entries.push((name.clone(), entry(p)?));
         }
     }
-    entries.push(("c".into(), entry(&ebm.c)?));
-    for (i, (m, v)) in ebm.adam.m.iter().zip(&ebm.adam.v).enumerate() {
+    entries.push(("c".into(), entry(&state.c)?));
+    for (i, (m, v)) in state.exp_avg.iter().zip(&state.exp_avg_sq).enumerate() {
         entries.push((names.exp_avg[i].clone(), entry(m)?));
         entries.push((names.exp_avg_sq[i].clone(), entry(v)?));
     }
-    if let Some(rows) = ebm.buffer.contents() {
-        entries.push(("replay".into(), entry(&rows)?));
+    if let Some(rows) = &state.replay {
+        entries.push(("replay".into(), entry(rows)?));
     }
-    if let Some(g) = ebm.gaussian() {
-        entries.push(("noise.mean".into(), entry(&g.mean)?));
-        entries.push(("noise.scale".into(), entry(&g.scale)?));
+    if let Some((mean, scale)) = &state.gaussian_noise {
+        entries.push(("noise.mean".into(), entry(mean)?));
+        entries.push(("noise.scale".into(), entry(scale)?));
     }
-    let s = ebm.rng.state();
+    let s = state.rng.state();
     let meta: HashMap<String, String> = [
         ("format", FORMAT.to_string()),
         ("format_version", FORMAT_VERSION.to_string()),
         ("library", version_string().to_string()),
-        ("dtype", format!("{:?}", dtype_of(ebm.kind)?)),
+        ("dtype", format!("{:?}", dtype_of(ebm.kind())?)),
         ("config", config_json::to_json(&ebm.config())),
-        ("step", ebm.step.to_string()),
-        ("refresh_count", ebm.refresh_count.to_string()),
-        ("adam_t", ebm.adam.t.to_string()),
+        ("step", state.step.to_string()),
+        ("refresh_count", state.refresh_count.to_string()),
+        ("adam_t", state.adam_t.to_string()),
         ("rng", format!("{},{},{},{}", s[0], s[1], s[2], s[3])),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let mut bytes = safetensors::tensor::serialize(entries.iter().map(|(n, e)| (n.as_str(), e)), &Some(meta))
-        .map_err(|e| Error::new(SanceStatus::Io, format!("cannot encode the checkpoint: {}", describe(&e))))?;
+        .map_err(|e| {
+            Error::new(SanceStatus::Io, format!("cannot encode the checkpoint: {}", describe(&e)))
+        })?;
     sort_header(&mut bytes)?;
     Ok(bytes)
 }
@@ -279,7 +284,10 @@ fn tensor(f: &File, name: &str, shape: &[i64], dtype: Dtype, kind: Kind, device:
     let t = f.tensors.get(name).ok_or_else(|| corrupt(format!("tensor {name} is missing")))?;
     let want: Vec<usize> = shape.iter().map(|&x| x as usize).collect();
     if t.dtype != dtype || t.shape != want {
-        return Err(corrupt(format!("tensor {name} is {:?} {:?}, expected {dtype:?} {want:?}", t.dtype, t.shape)));
+        return Err(corrupt(format!(
+            "tensor {name} is {:?} {:?}, expected {dtype:?} {want:?}",
+            t.dtype, t.shape
+        )));
     }
     let bytes = t.data;
     let host = match dtype {
@@ -303,8 +311,10 @@ fn tensor(f: &File, name: &str, shape: &[i64], dtype: Dtype, kind: Kind, device:
     Ok(host.f_view(shape)?.f_to_kind(kind)?.f_to_device(device)?)
 }
 
-/// Rebuilds a model from checkpoint bytes. Every problem is SANCE_STATUS_CORRUPT naming what
-/// is wrong, except a device that does not exist (SANCE_STATUS_DEVICE).
+/// Rebuilds a model from checkpoint bytes: a fresh model of the stored config, and the
+/// decoded and validated [`TrainerState`] that the model then installs. Every problem is
+/// SANCE_STATUS_CORRUPT naming what is wrong, except a device that does not exist
+/// (SANCE_STATUS_DEVICE).
 pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     let f = decode(&bytes)?;
     if f.meta.get("format").map(String::as_str) != Some(FORMAT) {
@@ -313,7 +323,8 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     let version = meta_u64(&f, "format_version")?;
     if !(1..=FORMAT_VERSION as u64).contains(&version) {
         return Err(corrupt(format!(
-            "checkpoint format version {version} is not supported: this library reads versions 1 to {FORMAT_VERSION}{}",
+            "checkpoint format version {version} is not supported: this library reads versions 1 to \
+             {FORMAT_VERSION}{}",
             if version > FORMAT_VERSION as u64 { " (written by a newer sance)" } else { "" }
         )));
     }
@@ -331,7 +342,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     let kind = if dtype == Dtype::F64 { Kind::Double } else { Kind::Float };
     cfg.device = device;
     let mut ebm = Ebm::with_kind(&cfg, kind)?;
-    let dev = ebm.device;
+    let dev = ebm.device();
     let names = Names::new(version, &ebm.net().param_names());
 
     let mut expected: BTreeSet<String> = BTreeSet::new();
@@ -390,13 +401,16 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
             let bad_tril = scale.dim() == 2 && scale.f_triu(1)?.f_ne(0.0)?.f_any()?.f_int64_value(&[])? != 0;
             if bad_diag || bad_tril {
                 return Err(corrupt(
-                    "tensor noise.scale is not a Cholesky factor (lower triangular, positive diagonal) or a positive std",
+                    "tensor noise.scale is not a Cholesky factor (lower triangular, positive diagonal) or a \
+                     positive std",
                 ));
             }
-            Some(crate::model::gaussian::Gaussian::from_parts(t[0].shallow_clone(), t[1].shallow_clone(), kind, dev)?)
+            Some((t[0].shallow_clone(), t[1].shallow_clone()))
         }
         (Some(_), Some(_)) => {
-            return Err(corrupt("tensors noise.mean and noise.scale are present, but config.noise is SANCE_NOISE_SNAPSHOT"))
+            return Err(corrupt(
+                "tensors noise.mean and noise.scale are present, but config.noise is SANCE_NOISE_SNAPSHOT",
+            ))
         }
         _ => return Err(corrupt("tensors noise.mean and noise.scale must be present together")),
     };
@@ -407,7 +421,11 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     let refresh_count = meta_u64(&f, "refresh_count")?;
     let adam_t = meta_u64(&f, "adam_t")?;
     let noise_missing = if gaussian_noise { noise.is_none() } else { !has_snapshot };
-    let refresh_bad = if gaussian_noise { refresh_count != 0 || has_snapshot } else { refresh_count > step + 1 + u32::MAX as u64 };
+    let refresh_bad = if gaussian_noise {
+        refresh_count != 0 || has_snapshot
+    } else {
+        refresh_count > step + 1 + u32::MAX as u64
+    };
     if refresh_bad || adam_t > step || (step > 0 && noise_missing) {
         return Err(corrupt(format!(
             "counters are inconsistent: step {step}, refresh_count {refresh_count}, adam_t {adam_t}, {} {}",
@@ -425,28 +443,18 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         .and_then(Rng::from_state)
         .ok_or_else(|| corrupt("metadata \"rng\" is not a valid generator state"))?;
 
-    crate::model::no_grad(|| -> Result<()> {
-        for (p, t) in ebm.params.iter_mut().zip(&theta) {
-            p.f_copy_(t)?;
-        }
-        ebm.c.f_copy_(&c)?;
-        for (i, (m, v)) in exp_avg.iter().zip(&exp_avg_sq).enumerate() {
-            ebm.adam.m[i].f_copy_(m)?;
-            ebm.adam.v[i].f_copy_(v)?;
-        }
-        Ok(())
+    ebm.install_state(TrainerState {
+        theta,
+        snapshot,
+        c,
+        exp_avg,
+        exp_avg_sq,
+        adam_t,
+        replay,
+        gaussian_noise: noise,
+        rng,
+        step,
+        refresh_count,
     })?;
-    if let Some(snap) = snapshot {
-        let mut it = snap.into_iter();
-        ebm.snapshot = Some(ebm.params.try_map(|_| Ok(it.next().expect("one tensor per parameter")))?);
-    }
-    ebm.adam.t = adam_t;
-    if let Some(rows) = replay {
-        ebm.buffer.restore(&rows)?;
-    }
-    ebm.gaussian = noise;
-    ebm.rng = rng;
-    ebm.step = step;
-    ebm.refresh_count = refresh_count;
     Ok(ebm)
 }

@@ -43,7 +43,9 @@ pub fn digits_path() -> PathBuf {
 
 /// The 1,797 8×8 digits, pixels / 16.
 pub fn load_digits(path: &Path) -> Result<Images, String> {
-    let f = std::fs::File::open(path).map_err(|e| format!("cannot open {}: {e} (it ships in the repository's data/digits)", path.display()))?;
+    let f = std::fs::File::open(path).map_err(|e| {
+        format!("cannot open {}: {e} (it ships in the repository's data/digits)", path.display())
+    })?;
     let mut text = String::new();
     GzDecoder::new(f).read_to_string(&mut text).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut pixels = Vec::with_capacity(1797 * 64);
@@ -55,7 +57,11 @@ pub fn load_digits(path: &Path) -> Result<Images, String> {
             .collect::<Result<_, _>>()
             .map_err(|e| format!("{} line {}: {e}", path.display(), i + 1))?;
         if v.len() != 65 || v[..64].iter().any(|&p| p > 16) || v[64] > 9 {
-            return Err(format!("{} line {}: expected 64 pixels in 0..=16 and a class 0..=9", path.display(), i + 1));
+            return Err(format!(
+                "{} line {}: expected 64 pixels in 0..=16 and a class 0..=9",
+                path.display(),
+                i + 1
+            ));
         }
         pixels.extend(v[..64].iter().map(|&p| p as f32 / 16.0));
         labels.push(v[64]);
@@ -75,14 +81,19 @@ fn read_maybe_gz(dir: &Path, stem: &str) -> Result<Vec<u8>, String> {
         let p = dir.join(&name);
         if let Ok(f) = std::fs::File::open(&p) {
             let mut v = Vec::new();
-            let r = if gz { GzDecoder::new(f).read_to_end(&mut v) } else { std::io::BufReader::new(f).read_to_end(&mut v) };
+            let r = if gz {
+                GzDecoder::new(f).read_to_end(&mut v)
+            } else {
+                std::io::BufReader::new(f).read_to_end(&mut v)
+            };
             r.map_err(|e| format!("{}: {e}", p.display()))?;
             return Ok(v);
         }
     }
     Err(format!(
         "Fashion-MNIST file {stem}[.gz] not found in {}: install Debian's dataset-fashion-mnist \
-         (sudo apt-get install dataset-fashion-mnist), or set SANCE_FASHION_MNIST to a folder holding the IDX files",
+         (sudo apt-get install dataset-fashion-mnist), or set SANCE_FASHION_MNIST to a folder holding \
+         the IDX files",
         dir.display()
     ))
 }

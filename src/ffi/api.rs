@@ -12,11 +12,12 @@ use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
 use crate::abi::version::{version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
-use crate::ffi::boundary::{all_finite, catch, catch_panic, element_count, floats, floats_mut, guard, non_null};
+use crate::ffi::boundary::{all_finite, catch, element_count, floats, floats_mut, guard, non_null};
 use crate::ffi::handle::SanceEbm;
-use crate::model::collective::{Collective, UserPtr};
+use crate::model::ebm::parallel::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
 use crate::model::toy;
+use crate::panic::catch_panic;
 use libc::{c_char, c_void};
 use std::ffi::{CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
@@ -51,7 +52,14 @@ fn sample_floats(m: &Ebm, n: usize, what: &str, chunked: bool) -> Result<usize> 
 }
 
 /// [`sample_floats`], then borrows the caller's `n` samples at `p` and checks they are finite.
-unsafe fn input_samples<'a>(m: &Ebm, p: *const f32, n: usize, what: &str, name: &str, chunked: bool) -> Result<&'a [f32]> {
+unsafe fn input_samples<'a>(
+    m: &Ebm,
+    p: *const f32,
+    n: usize,
+    what: &str,
+    name: &str,
+    chunked: bool,
+) -> Result<&'a [f32]> {
     let count = sample_floats(m, n, what, chunked)?;
     let x = floats(p, count, name)?;
     all_finite(x, m.sample_size(), name)?;
@@ -142,23 +150,16 @@ pub unsafe extern "C" fn sance_ebm_train_step(
     guard("sance_ebm_train_step", || {
         let h = handle(ebm)?;
         h.with(|m| {
-            // With a reduction registered, a step refused here still makes the reductions the
-            // other ranks make (flagged bad), so that they skip it too instead of waiting.
-            m.begin_step();
-            let step = (|| {
+            // The checks run inside the step: with a reduction registered, a step refused here
+            // still makes the reductions the other ranks make (flagged bad), so that they skip
+            // it too instead of waiting.
+            let s = m.train_step_with(|m| {
                 let data = input_samples(m, data, batch, "batch", "data", false)?;
                 if !stats.is_null() {
                     non_null(stats, "stats")?; // alignment, checked before the model changes
                 }
-                m.train_step(&m.tensor_from(data, batch)?)
-            })();
-            let s = match step {
-                Ok(s) => s,
-                Err(e) => {
-                    m.abandon_step();
-                    return Err(e);
-                }
-            };
+                m.tensor_from(data, batch)
+            })?;
             if !stats.is_null() {
                 stats.write(s);
             }
@@ -205,19 +206,18 @@ pub unsafe extern "C" fn sance_ebm_set_allreduce(
 /// With `noise` = SANCE_NOISE_GAUSSIAN there is no snapshot: SANCE_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceStatus {
-    guard("sance_ebm_refresh_noise", || {
-        handle(ebm)?.with(|m| m.refresh_noise())
-    })
+    guard("sance_ebm_refresh_noise", || handle(ebm)?.with(|m| m.refresh_noise()))
 }
 
 /// Classic NCE (`noise` = SANCE_NOISE_GAUSSIAN): fits the noise Gaussian's mean and covariance
 /// to `n` >= 2 samples (`n × sample_size` floats). The covariance is full, with a ridge of
 /// 1e-3 × its mean variance + 1e-6 on the diagonal, up to SANCE_NOISE_FULL_COVARIANCE_MAX_DIM
 /// (1024) floats per sample, and diagonal beyond; `data_noise_std`² is added to the diagonal
-/// too, since training classifies the data with that noise added against q. Without this call the first training batch
-/// is used. Before the first training step the fit also sets c to the mean of log q over
-/// `data`, so that the model's log density −E + c starts on q's scale; a later call replaces
-/// the fit and leaves c to adapt. The fit is saved in checkpoints. SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.
+/// too, since training classifies the data with that noise added against q. Without this call
+/// the first training batch is used. Before the first training step the fit also sets c to
+/// the mean of log q over `data`, so that the model's log density −E + c starts on q's scale;
+/// a later call replaces the fit and leaves c to adapt. The fit is saved in checkpoints.
+/// SANCE_STATUS_INVALID_ARGUMENT with SANCE_NOISE_SNAPSHOT or for n < 2.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_fit_noise(ebm: *mut SanceEbm, data: *const f32, n: usize) -> SanceStatus {
     guard("sance_ebm_fit_noise", || {
@@ -397,10 +397,11 @@ pub unsafe extern "C" fn sance_ebm_save(ebm: *const SanceEbm, path: *const c_cha
 }
 
 /// Loads a checkpoint written by `sance_ebm_save` onto `device` (-1 CPU, k CUDA k,
-/// SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller).
+/// SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller). Reads format
+/// versions 1 (sance 0.1) and 2 (written since 0.2); see docs/checkpoints.md.
 ///
 /// Returns SANCE_STATUS_IO for a missing or unreadable file, SANCE_STATUS_CORRUPT (naming the
-/// problem) for anything that is not a valid checkpoint of this format version, and
+/// problem) for anything that is not a valid checkpoint of a version it reads, and
 /// SANCE_STATUS_DEVICE for a device that does not exist.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_load(
@@ -485,7 +486,7 @@ pub extern "C" fn sance_status_name(status: i32) -> *const c_char {
     }
 }
 
-/// Library, tch and libtorch versions, e.g. "sance 0.1.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
+/// Library, tch and libtorch versions, e.g. "sance 0.3.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
 /// The string is static.
 #[no_mangle]
 pub extern "C" fn sance_version() -> *const c_char {

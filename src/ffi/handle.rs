@@ -1,7 +1,7 @@
 //! The opaque handle behind `SanceEbm *`.
-use crate::model::ebm::Ebm;
-use crate::ffi::boundary::catch_panic;
 use crate::abi::status::{Error, Result, SanceStatus};
+use crate::model::ebm::Ebm;
+use crate::panic::catch_panic;
 use parking_lot::Mutex;
 
 /// A model and its trainer. Calls on one handle are serialized by the lock inside it.
@@ -35,28 +35,27 @@ impl SanceEbm {
     }
 
     /// Runs `f`, a call that only reads the model, under the handle's lock. The random stream
-    /// is the one thing such a call may change (the sampler draws from it), and a failure puts
-    /// it back; so a panic inside — a libtorch error raised by an infallible op, or a bug —
-    /// leaves the model exactly as it was and does not poison the handle.
+    /// is the one thing such a call may change (the sampler draws from it), and it runs under
+    /// the model's undo of the stream (crate::model::ebm::saved): a failure anywhere in the
+    /// call — the model's part or the C layer's copy-out, a libtorch error raised by an
+    /// infallible op, or a bug's panic — leaves the model exactly as it was and does not
+    /// poison the handle.
     pub fn read<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         st.refuse_if_poisoned()?;
-        let rng = st.ebm.rng.clone();
-        let r = catch_panic(|| {
-            crate::fault::panic_point();
-            f(&mut st.ebm)
+        catch_panic(|| {
+            st.ebm.read_only(|m| {
+                crate::fault::panic_point();
+                f(m)
+            })
         })
-        .and_then(|r| r);
-        if r.is_err() {
-            st.ebm.rng = rng;
-        }
-        r
+        .and_then(|r| r)
     }
 
-    /// Runs `f`, a call that may change the model, under the handle's lock. Such calls undo
-    /// their own changes on an error, libtorch's included (`Ebm` turns libtorch's panics into
-    /// errors where it changes the model); a panic that still gets here is a bug that may have
-    /// left the model half-updated, so it poisons the handle.
+    /// Runs `f`, a call that may change the model, under the handle's lock. The model undoes
+    /// its own changes on an error, libtorch's included, and a training step settles what it
+    /// owes the other ranks however it ends; a panic that still gets here is a bug that may
+    /// have left the model half-updated, so it poisons the handle.
     pub fn with<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         st.refuse_if_poisoned()?;
@@ -66,10 +65,6 @@ impl SanceEbm {
         }) {
             Ok(r) => r,
             Err(e) => {
-                // With a reduction registered, a training step that panicked still makes the
-                // reductions it owes the other ranks (flagged bad), so that they are not left
-                // waiting in this step; the host must still abort the job (docs/mpi.md).
-                let _ = catch_panic(|| st.ebm.abandon_step());
                 st.poisoned = Some(e.message.clone());
                 Err(e)
             }

@@ -47,8 +47,8 @@ pub fn mmd2(a: &[f32], b: &[f32], dim: usize, median: f64) -> f64 {
 pub struct Coverage {
     /// Modes holding at least a quarter of their share (n/32) of samples near them.
     pub modes: usize,
-    /// Share of samples near some mode: ‖x − μ‖² below D·σ² + 4·σ²·√(2D), the χ²_D mean plus
-    /// four standard deviations (9.66 for D = 16, σ = 0.5).
+    /// Share of samples near some mode: ‖x − μ‖² below D·σ² + 4·σ²·√(2D), the χ²_D mean
+    /// plus four standard deviations (9.66 for D = 16, σ = 0.5).
     pub near: f64,
 }
 
@@ -59,7 +59,9 @@ pub fn coverage16(x: &[f32]) -> Coverage {
     let mut counts = [0usize; toy::GAUSSIANS16D_MODES];
     for row in x.chunks_exact(d) {
         let (k, d2) = (0..toy::GAUSSIANS16D_MODES)
-            .map(|k| (k, (0..d).map(|j| (row[j] as f64 - toy::gaussians16d_centre(k, j)).powi(2)).sum::<f64>()))
+            .map(|k| {
+                (k, (0..d).map(|j| (row[j] as f64 - toy::gaussians16d_centre(k, j)).powi(2)).sum::<f64>())
+            })
             .min_by(|a, b| a.1.total_cmp(&b.1))
             .expect("8 modes");
         if d2 < radius2 {
@@ -86,7 +88,12 @@ pub struct Classifier {
 impl Classifier {
     /// Trains with Adam (lr 1e-3, batch 128) for `epochs` on `train` (pixels [n, h·w] in [0, 1]),
     /// and measures the accuracy on `test`. Seeded: the same data give the same classifier.
-    pub fn train(train: &crate::datasets::Images, test: &crate::datasets::Images, epochs: usize, seed: i64) -> Classifier {
+    pub fn train(
+        train: &crate::datasets::Images,
+        test: &crate::datasets::Images,
+        epochs: usize,
+        seed: i64,
+    ) -> Classifier {
         tch::manual_seed(seed);
         let vs = nn::VarStore::new(Device::Cpu);
         let p = vs.root();
@@ -146,9 +153,14 @@ impl Classifier {
 
     /// Predicted classes and the mean confidence (the largest softmax probability).
     pub fn predict(&self, x: &[f32], dim: usize) -> (Vec<usize>, f64) {
-        let p = crate::model::no_grad(|| self.head.forward(&self.features(x, dim).to_kind(Kind::Float)).softmax(-1, Kind::Double));
+        let p = crate::model::no_grad(|| {
+            self.head.forward(&self.features(x, dim).to_kind(Kind::Float)).softmax(-1, Kind::Double)
+        });
         let (conf, cls) = p.max_dim(1, false);
-        (Vec::<i64>::try_from(cls).unwrap().into_iter().map(|c| c as usize).collect(), conf.mean(Kind::Double).double_value(&[]))
+        (
+            Vec::<i64>::try_from(cls).unwrap().into_iter().map(|c| c as usize).collect(),
+            conf.mean(Kind::Double).double_value(&[]),
+        )
     }
 }
 
@@ -164,7 +176,8 @@ pub fn class_tv(a: &[usize], b: &[usize]) -> f64 {
 }
 
 /// Fréchet distance between Gaussians fitted to two feature sets [n, f]:
-/// ‖μa − μb‖² + tr(Σa + Σb − 2(Σa^½ Σb Σa^½)^½), the square roots by symmetric eigendecomposition.
+/// ‖μa − μb‖² + tr(Σa + Σb − 2(Σa^½ Σb Σa^½)^½), the square roots by symmetric
+/// eigendecomposition.
 pub fn frechet(a: &Tensor, b: &Tensor) -> f64 {
     let stats = |x: &Tensor| {
         let mu = x.mean_dim([0i64].as_slice(), false, Kind::Double);
@@ -192,7 +205,8 @@ mod tests {
         // N(0, I) against N(m, 4I) in 3-D: ‖m‖² + tr(I + 4I − 2·2I) = ‖m‖² + 3.
         tch::manual_seed(0);
         let a = Tensor::randn([200000, 3], (Kind::Double, Device::Cpu));
-        let b = Tensor::randn([200000, 3], (Kind::Double, Device::Cpu)) * 2.0 + Tensor::from_slice(&[1.0, 2.0, 0.0]);
+        let b = Tensor::randn([200000, 3], (Kind::Double, Device::Cpu)) * 2.0
+            + Tensor::from_slice(&[1.0, 2.0, 0.0]);
         let f = frechet(&a, &b);
         assert!((f - 8.0).abs() < 0.1, "{f}");
     }

@@ -43,7 +43,7 @@ mod tests {
         let shapes = vec![vec![2, 3], vec![3], vec![]];
         let (mut flat, v) = zeros(&shapes, Kind::Double, Device::Cpu).unwrap();
         assert_eq!(flat.size(), [10]);
-        let _ = flat.copy_(&Tensor::arange(10, (Kind::Double, Device::Cpu)));
+        flat.copy_(&Tensor::arange(10, (Kind::Double, Device::Cpu)));
         assert_eq!(Vec::<f64>::try_from(&v[1]).unwrap(), [6.0, 7.0, 8.0]);
         assert_eq!(v[2].size(), Vec::<i64>::new());
         assert_eq!(v[2].double_value(&[]), 9.0);

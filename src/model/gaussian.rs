@@ -7,7 +7,6 @@
 //! `data_noise_std` (the trainer classifies data + N(0, s²I) against q, so q is fitted to
 //! that); beyond it, only the diagonal (D² floats would not fit, and a Cholesky factor costs
 //! D³). The fit runs in float64.
-use crate::model::net::copy_of;
 use crate::model::rng::Rng;
 use tch::{Device, Kind, TchError, Tensor};
 
@@ -42,11 +41,17 @@ impl Gaussian {
         let centred = x.f_sub(&mean)?;
         let scale = if d as usize <= FULL_COVARIANCE_MAX_DIM {
             let cov = centred.f_tr()?.f_matmul(&centred)?.f_div_scalar((n - 1) as f64)?;
-            let ridge = RIDGE_RELATIVE * cov.f_diagonal(0, 0, 1)?.f_mean(Kind::Double)?.f_double_value(&[])? + RIDGE_ABSOLUTE;
-            let cov = cov.f_add(&Tensor::f_eye(d, (Kind::Double, cov.device()))?.f_mul_scalar(ridge + added_variance)?)?;
+            let ridge = RIDGE_RELATIVE * cov.f_diagonal(0, 0, 1)?.f_mean(Kind::Double)?.f_double_value(&[])?
+                + RIDGE_ABSOLUTE;
+            let cov = cov.f_add(
+                &Tensor::f_eye(d, (Kind::Double, cov.device()))?.f_mul_scalar(ridge + added_variance)?,
+            )?;
             cov.f_linalg_cholesky(false)?
         } else {
-            let var = centred.f_square()?.f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?.f_div_scalar((n - 1) as f64)?;
+            let var = centred
+                .f_square()?
+                .f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?
+                .f_div_scalar((n - 1) as f64)?;
             let ridge = RIDGE_RELATIVE * var.f_mean(Kind::Double)?.f_double_value(&[])? + RIDGE_ABSOLUTE;
             var.f_add_scalar(ridge + added_variance)?.f_sqrt()?
         };
@@ -92,20 +97,25 @@ impl Gaussian {
     /// log q(x) for x [N, ...] → [N].
     pub fn log_density(&self, x: &Tensor) -> Result<Tensor, TchError> {
         let centred = x.f_flatten(1, -1)?.f_sub(&self.mean)?;
-        let u = if self.is_full() { centred.f_matmul(&self.inv_scale.f_tr()?)? } else { centred.f_mul(&self.inv_scale)? };
+        let u = if self.is_full() {
+            centred.f_matmul(&self.inv_scale.f_tr()?)?
+        } else {
+            centred.f_mul(&self.inv_scale)?
+        };
         u.f_square()?
             .f_sum_dim_intlist([1i64].as_slice(), false, x.kind())?
             .f_mul_scalar(-0.5)?
             .f_add_scalar(self.log_norm)
     }
 
-    /// A deep copy (for rollbacks).
-    pub fn copy(&self) -> Result<Gaussian, TchError> {
-        Ok(Gaussian {
-            mean: copy_of(&self.mean)?,
-            scale: copy_of(&self.scale)?,
-            inv_scale: copy_of(&self.inv_scale)?,
+    /// The same Gaussian, sharing its tensors: a fit replaces a Gaussian whole and never
+    /// writes into one, so an undo keeps the handles.
+    pub fn shallow(&self) -> Gaussian {
+        Gaussian {
+            mean: self.mean.shallow_clone(),
+            scale: self.scale.shallow_clone(),
+            inv_scale: self.inv_scale.shallow_clone(),
             log_norm: self.log_norm,
-        })
+        }
     }
 }

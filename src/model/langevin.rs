@@ -1,5 +1,8 @@
-//! Unadjusted Langevin dynamics on an energy network:
-//! `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I).
+//! Langevin dynamics on an energy network, unadjusted or Metropolis-adjusted:
+//! - ULA (the default): `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I), biased by O(λ);
+//! - MALA (`metropolis == 1`): the same move, unclamped, is a proposal that a Metropolis–Hastings
+//!   test accepts or rejects, so the chains target exp(−E/T), T = σ²/(2λ), restricted to the
+//!   clamp box (`run_mala` gives the test).
 use crate::abi::config::{SanceArch, SanceInit, SanceLangevin};
 use crate::model::net::{copy_of, ConvGrad, MlpGrad, Net, Params};
 use crate::model::rng::Rng;
@@ -34,18 +37,29 @@ pub struct RunStats {
 
 impl RunStats {
     /// Fixed values: what a run without chains, or a step without a sampler, reports.
-    pub(crate) fn constant(grad_norm: f64, acceptance: f64, device: tch::Device) -> Result<RunStats, TchError> {
+    pub(crate) fn constant(
+        grad_norm: f64,
+        acceptance: f64,
+        device: tch::Device,
+    ) -> Result<RunStats, TchError> {
         let c = |v: f64| Tensor::f_full([], v, (Kind::Double, device));
         Ok(RunStats { grad_norm: c(grad_norm)?, acceptance: c(acceptance)? })
     }
 }
 
 /// E(x) and the (per-sample clipped) ∇ₓE(x), plus the sum of the unclipped norms.
-fn clipped_grad(net: &Net, p: &Params, x: &Tensor, l: &SanceLangevin, bshape: &[i64]) -> Result<(Tensor, Tensor, Tensor), TchError> {
+fn clipped_grad(
+    net: &Net,
+    p: &Params,
+    x: &Tensor,
+    l: &SanceLangevin,
+    bshape: &[i64],
+) -> Result<(Tensor, Tensor, Tensor), TchError> {
     let (e, mut g) = net.energy_and_grad(p, x)?;
     let norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
     if l.grad_clip > 0.0 {
-        let scale = norms.f_clamp_min(1e-12)?.f_reciprocal()?.f_mul_scalar(l.grad_clip as f64)?.f_clamp_max(1.0)?;
+        let scale =
+            norms.f_clamp_min(1e-12)?.f_reciprocal()?.f_mul_scalar(l.grad_clip as f64)?.f_clamp_max(1.0)?;
         let _ = g.f_mul_(&scale.f_view(bshape)?)?;
     }
     Ok((e, g, norms.f_sum(Kind::Double)?))
@@ -74,7 +88,17 @@ impl Noise {
     fn new(shape: &[i64], sigma: f64, steps: u32, kind: Kind, device: tch::Device) -> Noise {
         let per_step: i64 = shape.iter().product::<i64>().max(1);
         let per_block = (NOISE_BLOCK_ELEMENTS / per_step).clamp(1, steps.max(1) as i64);
-        Noise { shape: shape.to_vec(), sigma, uniform: false, steps_left: steps, per_block, block: None, next: 0, kind, device }
+        Noise {
+            shape: shape.to_vec(),
+            sigma,
+            uniform: false,
+            steps_left: steps,
+            per_block,
+            block: None,
+            next: 0,
+            kind,
+            device,
+        }
     }
 
     fn uniform(shape: &[i64], steps: u32, kind: Kind, device: tch::Device) -> Noise {
@@ -87,7 +111,11 @@ impl Noise {
             let k = self.per_block.min(self.steps_left as i64);
             let mut shape = vec![k];
             shape.extend_from_slice(&self.shape);
-            let mut b = if self.uniform { rng.rand(&shape, self.kind, self.device)? } else { rng.randn(&shape, self.kind, self.device)? };
+            let mut b = if self.uniform {
+                rng.rand(&shape, self.kind, self.device)?
+            } else {
+                rng.randn(&shape, self.kind, self.device)?
+            };
             if self.sigma != 1.0 {
                 let _ = b.f_mul_scalar_(self.sigma)?;
             }
@@ -129,7 +157,14 @@ impl<'a> ScaledGrad<'a> {
 /// unadjusted, or MALA when `l.metropolis == 1` (docs/algorithm.md gives the acceptance test).
 /// With `stats` false the gradient norms are not computed (unless the clip needs them) and
 /// `RunStats::grad_norm` is 0. Nothing reads a value back to the host.
-pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng, stats: bool) -> Result<(Tensor, RunStats), TchError> {
+pub fn run(
+    net: &Net,
+    p: &Params,
+    x: Tensor,
+    l: &SanceLangevin,
+    rng: &mut Rng,
+    stats: bool,
+) -> Result<(Tensor, RunStats), TchError> {
     crate::model::no_grad(|| {
         let n = x.size()[0];
         if n == 0 {
@@ -161,7 +196,11 @@ pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng, s
                 }
                 if clip {
                     // min(1, clip/‖∇E‖) with ‖∇E‖ = ‖g‖/λ.
-                    let scale = norms.f_clamp_min(1e-12 * lambda)?.f_reciprocal()?.f_mul_scalar(l.grad_clip as f64 * lambda)?.f_clamp_max(1.0)?;
+                    let scale = norms
+                        .f_clamp_min(1e-12 * lambda)?
+                        .f_reciprocal()?
+                        .f_mul_scalar(l.grad_clip as f64 * lambda)?
+                        .f_clamp_max(1.0)?;
                     let _ = g.f_mul_(&scale.f_view(bshape.as_slice())?)?;
                 }
             }
@@ -186,7 +225,13 @@ pub fn run(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng, s
 /// q(b | a) ∝ exp(−‖b − a + λ·g(a)‖² / (2σ²)). The clip keeps g a function of the point, so
 /// the test stays exact; with a clamp box a move that leaves it is rejected (the target is π
 /// restricted to the box). One uniform per chain and step comes from the handle's stream.
-fn run_mala(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) -> Result<(Tensor, RunStats), TchError> {
+fn run_mala(
+    net: &Net,
+    p: &Params,
+    x: Tensor,
+    l: &SanceLangevin,
+    rng: &mut Rng,
+) -> Result<(Tensor, RunStats), TchError> {
     let n = x.size()[0];
     let shape = x.size();
     let mut bshape = vec![n];
@@ -194,7 +239,9 @@ fn run_mala(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) 
     let (lambda, sigma) = (l.step_size as f64, l.noise_std as f64);
     let temperature = sigma * sigma / (2.0 * lambda);
     let clamp = l.clamp_min < l.clamp_max;
-    let sq_norm = |t: &Tensor| -> Result<Tensor, TchError> { t.f_flatten(1, -1)?.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double) };
+    let sq_norm = |t: &Tensor| -> Result<Tensor, TchError> {
+        t.f_flatten(1, -1)?.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+    };
     let mut x = copy_of(&x)?;
     if clamp {
         // Chains must start inside the box that the target is restricted to.
@@ -217,7 +264,8 @@ fn run_mala(net: &Net, p: &Params, x: Tensor, l: &SanceLangevin, rng: &mut Rng) 
         if step + 1 < l.steps {
             let _ = norm_sum.f_add_(&norms_y)?;
         }
-        // log q(y | x) = −‖ξ‖²/2 and log q(x | y) = −‖x − y + λ·g(y)‖²/(2σ²), up to the same constant.
+        // log q(y | x) = −‖ξ‖²/2 and log q(x | y) = −‖x − y + λ·g(y)‖²/(2σ²), up to the same
+        // constant.
         let back = x.f_sub(&y)?.f_add(&g_y.f_mul_scalar(lambda)?)?;
         let log_ratio = e
             .f_sub(&e_y)?

@@ -1,19 +1,16 @@
 //! The model, computed with libtorch: energy networks with named layers, the Langevin sampler,
 //! the replay buffer, AdamW, the SA-NCE trainer ([`ebm::Ebm`]) and the 2-D toy datasets.
-//! Nothing here knows about C; `crate::ffi` wraps it.
+//! Nothing here knows about C or checkpoints: it imports only `crate::abi` (config, statuses),
+//! `crate::panic`, `crate::runtime` and the test hooks of `crate::fault`; `crate::ffi` and
+//! `crate::checkpoint` build on it.
 pub mod adam;
-pub mod collective;
-pub mod cudnn;
 pub mod ebm;
 pub mod flat;
 pub mod gaussian;
 pub mod langevin;
-pub mod loaded;
-pub mod memory;
 pub mod net;
 pub mod replay;
 pub mod rng;
-pub mod threads;
 pub mod toy;
 
 #[cfg(test)]

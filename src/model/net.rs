@@ -100,6 +100,12 @@ impl Params {
         self.try_map(copy_of)
     }
 
+    /// The same tensors (handles to the same storage, gradient tracking as it is): for an
+    /// undo that keeps a snapshot which is replaced whole, never written in place.
+    pub fn shallow(&self) -> Params {
+        self.try_map(|t| Ok(t.shallow_clone())).expect("shallow_clone does not fail")
+    }
+
     /// Views detached from the graph, sharing storage (no copy).
     pub fn detached(&self) -> Params {
         self.try_map(|t| Ok(t.detach())).expect("detach does not fail")
@@ -166,7 +172,12 @@ impl Net {
                     v.push(Shape { name: format!("net.{}", 2 * i), weight, bias: true, fan_in });
                     fan_in = self.hidden_width;
                 }
-                v.push(Shape { name: format!("net.{}", 2 * l), weight: vec![1, fan_in], bias: false, fan_in });
+                v.push(Shape {
+                    name: format!("net.{}", 2 * l),
+                    weight: vec![1, fan_in],
+                    bias: false,
+                    fan_in,
+                });
             }
             SanceArch::Conv => {
                 let mut cin = self.in_shape[0];
@@ -180,7 +191,12 @@ impl Net {
                     cin = cout;
                 }
                 // net.{2L+1} is the last activation, net.{2L+2} the sum pooling.
-                v.push(Shape { name: format!("net.{}", 2 * l + 3), weight: vec![1, cin], bias: false, fan_in: cin });
+                v.push(Shape {
+                    name: format!("net.{}", 2 * l + 3),
+                    weight: vec![1, cin],
+                    bias: false,
+                    fan_in: cin,
+                });
             }
         }
         v
@@ -316,7 +332,9 @@ impl<'a> MlpGrad<'a> {
             if i < last || with_energy {
                 let _ = match self.activation {
                     SanceActivation::Silu => self.z[i].f_silu_out(&self.a[i])?,
-                    SanceActivation::LeakyRelu => self.z[i].f_mul_scalar(LEAKY_SLOPE)?.f_maximum_out(&self.a[i], &self.z[i])?,
+                    SanceActivation::LeakyRelu => {
+                        self.z[i].f_mul_scalar(LEAKY_SLOPE)?.f_maximum_out(&self.a[i], &self.z[i])?
+                    }
                 };
             }
         }
@@ -328,7 +346,9 @@ impl<'a> MlpGrad<'a> {
             let z = &self.z[i];
             let _ = match self.activation {
                 SanceActivation::Silu => z.f_silu_backward_grad_input(z, upstream)?,
-                SanceActivation::LeakyRelu => z.f_leaky_relu_backward_grad_input(z, upstream, LEAKY_SLOPE, false)?,
+                SanceActivation::LeakyRelu => {
+                    z.f_leaky_relu_backward_grad_input(z, upstream, LEAKY_SLOPE, false)?
+                }
             };
             let down = if i == 0 { &self.gx } else { &self.a[i - 1] };
             let _ = z.f_mm_out(down, self.layers[i].0)?;
@@ -366,9 +386,22 @@ impl<'a> ConvGrad<'a> {
         let layers = convs
             .iter()
             .enumerate()
-            .map(|(i, l)| Ok((channels_last(&l.weight.f_detach()?)?, l.bias.as_ref().expect("convolutions have a bias"), if i == 0 { 1 } else { 2 })))
+            .map(|(i, l)| {
+                Ok((
+                    channels_last(&l.weight.f_detach()?)?,
+                    l.bias.as_ref().expect("convolutions have a bias"),
+                    if i == 0 { 1 } else { 2 },
+                ))
+            })
             .collect::<TResult<_>>()?;
-        Ok(ConvGrad { activation: net.activation, layers, w_out: &out[0].weight, scale, seed: None, energy: None })
+        Ok(ConvGrad {
+            activation: net.activation,
+            layers,
+            w_out: &out[0].weight,
+            scale,
+            seed: None,
+            energy: None,
+        })
     }
 
     /// scale · ∇ₓE(x) (and E(x) into `energy` when asked).
@@ -392,7 +425,12 @@ impl<'a> ConvGrad<'a> {
         let fits = self.seed.as_ref().is_some_and(|t| t.size() == last.size());
         if !fits {
             let c = self.w_out.size()[1];
-            let seed = self.w_out.f_detach()?.f_mul_scalar(self.scale)?.f_view([1, c, 1, 1])?.f_expand(last.size(), false)?;
+            let seed = self
+                .w_out
+                .f_detach()?
+                .f_mul_scalar(self.scale)?
+                .f_view([1, c, 1, 1])?
+                .f_expand(last.size(), false)?;
             // Materialised: the fused derivative runs several times slower on a broadcast view.
             self.seed = Some(channels_last(&seed)?);
         }
@@ -481,7 +519,10 @@ mod tests {
         );
         let conv = SanceConfig { arch: SanceArch::Conv, hidden_layers: 1, ..Default::default() };
         let conv = Net::from_config(&conv);
-        assert_eq!(conv.param_names(), ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.5.weight"]);
+        assert_eq!(
+            conv.param_names(),
+            ["net.0.weight", "net.0.bias", "net.2.weight", "net.2.bias", "net.5.weight"]
+        );
         let p = conv.init_params(&mut Rng::new(0), Kind::Float, Device::Cpu).unwrap();
         let names: Vec<String> = p.named().into_iter().map(|(n, _)| n).collect();
         assert_eq!(names, conv.param_names());

@@ -48,6 +48,16 @@ impl ReplayBuffer {
         self.capacity
     }
 
+    /// The same buffer, sharing its storage: an undo keeps the length and the storage's
+    /// handle, which is all a step changes before [`ReplayBuffer::commit`], its last act.
+    pub fn shallow(&self) -> ReplayBuffer {
+        ReplayBuffer {
+            capacity: self.capacity,
+            len: self.len,
+            data: self.data.as_ref().map(Tensor::shallow_clone),
+        }
+    }
+
     /// The stored chains, [len, ...].
     pub fn contents(&self) -> Option<Tensor> {
         // Storage may exist while empty (reserved by a step that was then rejected).

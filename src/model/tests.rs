@@ -91,7 +91,8 @@ fn refresh_timing_for_k_1_3_and_manual() {
         ebm.train_step(&b).unwrap();
     }
     let snap_before: Vec<Tensor> = ebm.snapshot.as_ref().unwrap().iter().map(|p| p.copy()).collect();
-    assert!(!snap_before.iter().zip(&ebm.params).all(|(a, b)| a.equal(&b.detach())), "θ moved away from θ̄");
+    let moved = !snap_before.iter().zip(&ebm.params).all(|(a, b)| a.equal(&b.detach()));
+    assert!(moved, "θ moved away from θ̄");
     ebm.refresh_noise().unwrap();
     assert_eq!(ebm.refresh_count(), 2);
     assert!(ebm.snapshot.as_ref().unwrap().iter().zip(&ebm.params).all(|(a, b)| a.equal(&b.detach())));
@@ -148,7 +149,8 @@ fn training_noise_is_sampled_from_the_snapshot() {
     assert_eq!(draw.fresh, 64);
     let x0 = langevin::init_chains(&l, &ebm.batch_shape(64), ebm.kind, ebm.device, &mut rng).unwrap();
     let mut rng_theta = rng.clone();
-    let on_snapshot = langevin::run(&ebm.net, ebm.snapshot.as_ref().unwrap(), x0.copy(), &l, &mut rng, false).unwrap().0;
+    let on_snapshot =
+        langevin::run(&ebm.net, ebm.snapshot.as_ref().unwrap(), x0.copy(), &l, &mut rng, false).unwrap().0;
     let on_theta = langevin::run(&ebm.net, &ebm.params.detached(), x0, &l, &mut rng_theta, false).unwrap().0;
     assert!(noise.equal(&on_snapshot), "the training noise is not Langevin on θ̄");
     assert!(!noise.equal(&on_theta), "θ and θ̄ give the same chains: the test cannot tell them apart");
@@ -281,7 +283,10 @@ fn input_gradient_error(cfg: SanceConfig) -> f64 {
     }
     let fd = Tensor::stack(&fd, 1);
     let err = ((&g - &fd).norm().double_value(&[])) / fd.norm().double_value(&[]);
-    eprintln!("{:?} {:?} depth {}: ∇ₓE vs central differences, relative error {err:.2e}", cfg.arch, cfg.activation, cfg.hidden_layers);
+    eprintln!(
+        "{:?} {:?} depth {}: ∇ₓE vs central differences, relative error {err:.2e}",
+        cfg.arch, cfg.activation, cfg.hidden_layers
+    );
     err
 }
 

@@ -1,8 +1,8 @@
 //! Built-in toy datasets, drawn i.i.d. from the handle-free generator so that a (name, n,
 //! seed) triple always gives the same data: five 2-D sets following FFJORD's
 //! `lib/toy_data.py` conventions, and a 16-D mixture of 8 Gaussians.
-use crate::model::rng::Rng;
 use crate::abi::status::{Error, Result};
+use crate::model::rng::Rng;
 use std::f64::consts::{PI, SQRT_2};
 
 /// The 2-D sets accepted by [`toy_dataset`].
@@ -19,7 +19,7 @@ pub const GAUSSIANS16D_STD: f64 = 0.5;
 /// Sylvester–Hadamard matrix, (−1)^popcount((k+1) & j). Every centre has norm 4 and every two
 /// are √32 ≈ 5.66 apart (8 standard deviations along the line between them).
 pub fn gaussians16d_centre(k: usize, j: usize) -> f64 {
-    if ((k + 1) & j).count_ones() % 2 == 0 {
+    if ((k + 1) & j).count_ones().is_multiple_of(2) {
         1.0
     } else {
         -1.0
@@ -175,7 +175,9 @@ mod tests {
         for row in v.chunks_exact(16) {
             // Nearest centre, and the squared distance to it.
             let (k, d2) = (0..8)
-                .map(|k| (k, (0..16).map(|j| (row[j] as f64 - gaussians16d_centre(k, j)).powi(2)).sum::<f64>()))
+                .map(|k| {
+                    (k, (0..16).map(|j| (row[j] as f64 - gaussians16d_centre(k, j)).powi(2)).sum::<f64>())
+                })
                 .min_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap();
             counts[k] += 1;
@@ -186,7 +188,8 @@ mod tests {
         assert!((sq / n as f64 - 4.0).abs() < 0.1, "{}", sq / n as f64);
         for a in 0..8 {
             for b in 0..a {
-                let d2: f64 = (0..16).map(|j| (gaussians16d_centre(a, j) - gaussians16d_centre(b, j)).powi(2)).sum();
+                let d2: f64 =
+                    (0..16).map(|j| (gaussians16d_centre(a, j) - gaussians16d_centre(b, j)).powi(2)).sum();
                 assert_eq!(d2, 32.0);
             }
         }

@@ -20,9 +20,13 @@ pub fn make_deterministic() -> bool {
         if std::env::var("SANCE_CUDNN").as_deref() == Ok("host") {
             return false;
         }
-        let Some([ctx, det, tf32]) = crate::model::loaded::symbols(
+        let Some([ctx, det, tf32]) = crate::runtime::loaded::symbols(
             c"libtorch_cpu.so",
-            [c"_ZN2at13globalContextEv", c"_ZN2at7Context21setDeterministicCuDNNEb", c"_ZN2at7Context17setAllowTF32CuDNNEb"],
+            [
+                c"_ZN2at13globalContextEv",
+                c"_ZN2at7Context21setDeterministicCuDNNEb",
+                c"_ZN2at7Context17setAllowTF32CuDNNEb",
+            ],
         ) else {
             return false;
         };
@@ -45,13 +49,20 @@ mod tests {
     #[test]
     fn sets_the_flag_through_libtorchs_entry_points() {
         assert!(super::make_deterministic(), "libtorch's cuDNN entry points were not found");
-        let [ctx, get] =
-            crate::model::loaded::symbols(c"libtorch_cpu.so", [c"_ZN2at13globalContextEv", c"_ZNK2at7Context18deterministicCuDNNEv"])
-                .expect("libtorch's cuDNN getter");
+        let [ctx, get] = crate::runtime::loaded::symbols(
+            c"libtorch_cpu.so",
+            [c"_ZN2at13globalContextEv", c"_ZNK2at7Context18deterministicCuDNNEv"],
+        )
+        .expect("libtorch's cuDNN getter");
         // SAFETY: as above; `bool at::Context::deterministicCuDNN() const`.
         let on = unsafe {
-            let ctx = std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn() -> *mut std::ffi::c_void>(ctx)();
-            std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn(*mut std::ffi::c_void) -> bool>(get)(ctx)
+            let ctx = std::mem::transmute::<
+                *mut std::ffi::c_void,
+                unsafe extern "C" fn() -> *mut std::ffi::c_void,
+            >(ctx)();
+            std::mem::transmute::<*mut std::ffi::c_void, unsafe extern "C" fn(*mut std::ffi::c_void) -> bool>(
+                get,
+            )(ctx)
         };
         assert!(on, "deterministicCuDNN reads back false");
     }

@@ -1,4 +1,6 @@
-//! How much memory a call may use: the machine's physical memory on the CPU, the device's
+//! How much memory a call may use, and how much one chunk of a chunked call works in.
+//!
+//! A call may use the machine's physical memory on the CPU, the device's
 //! total memory on CUDA. Totals, not what is free at the moment: libtorch's caching allocator
 //! keeps freed memory for reuse (and a host using libtorch holds its own), so "free" would
 //! refuse a step that ran fine a moment before. The check only refuses absurd sizes; a size
@@ -7,6 +9,16 @@
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 use tch::Device;
+
+/// Working memory per chunk of `sample`, `sample_from`, `energy` and `energy_grad`: a fixed
+/// number, so that how a call is cut (and so the sampler's random stream) depends on the
+/// model and `n` only, never on the machine.
+pub(crate) const CHUNK_BYTES: usize = 256 << 20;
+
+/// [`CHUNK_BYTES`], or what a test set on this thread (`crate::fault::set_chunk_bytes`).
+pub(crate) fn chunk_bytes() -> usize {
+    crate::fault::chunk_bytes_override().unwrap_or(CHUNK_BYTES)
+}
 
 /// Bytes a call on `device` can hope to allocate; infinite when unknown.
 pub fn available(device: Device) -> f64 {
@@ -38,12 +50,15 @@ fn driver() -> Option<&'static Driver> {
     DRV.get_or_init(|| {
         // libtorch's CUDA runtime loads the driver when it first looks for devices, which
         // making a CUDA model did.
-        let [g, t] = crate::model::loaded::symbols(c"libcuda.so.1", [c"cuDeviceGet", c"cuDeviceTotalMem_v2"])?;
+        let names = [c"cuDeviceGet", c"cuDeviceTotalMem_v2"];
+        let [g, t] = crate::runtime::loaded::symbols(c"libcuda.so.1", names)?;
+        type DeviceGet = unsafe extern "C" fn(*mut c_int, c_int) -> c_int;
+        type TotalMem = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
         // SAFETY: the symbols have the driver API's C signatures (CUdevice is an int).
         unsafe {
             Some(Driver {
-                device_get: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut c_int, c_int) -> c_int>(g),
-                total_mem: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(*mut usize, c_int) -> c_int>(t),
+                device_get: std::mem::transmute::<*mut c_void, DeviceGet>(g),
+                total_mem: std::mem::transmute::<*mut c_void, TotalMem>(t),
             })
         }
     })

@@ -65,7 +65,10 @@ struct Omp {
 fn omp() -> Option<&'static Omp> {
     static OMP: OnceLock<Option<Omp>> = OnceLock::new();
     OMP.get_or_init(|| {
-        let [get, set] = crate::model::loaded::symbols(c"libtorch_cpu.so", [c"omp_get_max_threads", c"omp_set_num_threads"])?;
+        let [get, set] = crate::runtime::loaded::symbols(
+            c"libtorch_cpu.so",
+            [c"omp_get_max_threads", c"omp_set_num_threads"],
+        )?;
         // SAFETY: the symbols have exactly the OpenMP API's C signatures.
         unsafe {
             Some(Omp {

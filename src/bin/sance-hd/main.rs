@@ -8,10 +8,10 @@ mod plot;
 mod setup;
 
 use plot::Canvas;
-use setup::{batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels};
 use sance::abi::config::{SanceConfig, SanceLangevin, SanceNoise};
 use sance::datasets;
 use sance::metrics::{self, Classifier};
+use setup::{batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels};
 
 use sance::model::toy;
 use sance::Ebm;
@@ -84,12 +84,22 @@ struct Opts {
 impl Opts {
     /// `--arch`, or `default` when it was not given.
     fn arch_or(&self, default: &str) -> String {
-        if self.arch.is_empty() { default.to_string() } else { self.arch.clone() }
+        if self.arch.is_empty() {
+            default.to_string()
+        } else {
+            self.arch.clone()
+        }
     }
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts { seeds: vec![0], arch: String::new(), log_every: 250, dir: "fashion-run".into(), ..Default::default() };
+    let mut o = Opts {
+        seeds: vec![0],
+        arch: String::new(),
+        log_every: 250,
+        dir: "fashion-run".into(),
+        ..Default::default()
+    };
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut val = || it.next().cloned().ok_or(format!("{flag} needs a value"));
@@ -172,23 +182,43 @@ fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfi
 
 /// Trains `ebm` for `steps` on batches that `batch(t)` returns; prints progress every
 /// `log_every` steps (`every` is also called then, e.g. to write a picture).
-fn train(ebm: &mut Ebm, steps: u64, b: usize, log_every: u64, verbose: bool, mut batch: impl FnMut(u64) -> Vec<f32>, mut every: impl FnMut(&mut Ebm)) -> Result<f64, String> {
+fn train(
+    ebm: &mut Ebm,
+    steps: u64,
+    b: usize,
+    log_every: u64,
+    verbose: bool,
+    mut batch: impl FnMut(u64) -> Vec<f32>,
+    mut every: impl FnMut(&mut Ebm),
+) -> Result<f64, String> {
     let t0 = Instant::now();
     let mut last = Instant::now();
     if verbose {
-        println!("{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>6} {:>7}", "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "accept", "steps/s");
+        println!(
+            "{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>6} {:>7}",
+            "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "accept", "steps/s"
+        );
     }
     let start = ebm.step_count();
     for t in start..steps {
         let x = batch(t);
-        let s = ebm.train_step(&ebm.tensor_from(&x, b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        let s =
+            ebm.train_step(&ebm.tensor_from(&x, b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         if s.step % log_every == 0 || s.step == steps {
             if verbose {
                 let rate = log_every as f64 / last.elapsed().as_secs_f64();
                 last = Instant::now();
                 println!(
                     "{:>6} {:>7.4} {:>6.3} {:>8.3} {:>8.3} {:>7.3} {:>8.3} {:>6.3} {:>7.1}",
-                    s.step, s.loss, s.accuracy, s.data_energy, s.noise_energy, s.log_z, s.langevin_grad_norm, s.acceptance_rate, rate
+                    s.step,
+                    s.loss,
+                    s.accuracy,
+                    s.data_energy,
+                    s.noise_energy,
+                    s.log_z,
+                    s.langevin_grad_norm,
+                    s.acceptance_rate,
+                    rate
                 );
             }
             every(ebm);
@@ -204,7 +234,9 @@ fn samples(ebm: &mut Ebm, n: usize, steps: u32) -> Vec<f32> {
     // Chunks keep the memory of image chains small.
     for i in (0..n).step_by(500) {
         let x = ebm.sample((n - i).min(500), &l).expect("valid sampler");
-        out.extend(Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap());
+        out.extend(
+            Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap(),
+        );
     }
     out
 }
@@ -220,7 +252,11 @@ fn stats(v: &[f64], p: usize) -> String {
 }
 
 fn methods(o: &Opts, default: &[&str]) -> Result<Vec<Method>, String> {
-    let names: Vec<String> = if o.methods.is_empty() { default.iter().map(|s| s.to_string()).collect() } else { o.methods.clone() };
+    let names: Vec<String> = if o.methods.is_empty() {
+        default.iter().map(|s| s.to_string()).collect()
+    } else {
+        o.methods.clone()
+    };
     names.iter().map(|s| Method::parse(s)).collect()
 }
 
@@ -234,8 +270,15 @@ fn cmd_mixture(o: &Opts) -> Result<(), String> {
     let held_out = data16(2000, 1 << 40);
     let median = metrics::median_distance(&held_out, d);
     let floor = metrics::mmd2(&data16(1000, 1 << 41), &held_out, d, median);
-    println!("16-D mixture: {steps} steps of batch {b}, seeds {:?}; samples: 1000 fresh chains of {sample_steps} Langevin steps", o.seeds);
-    println!("MMD² to 2000 held-out points (sum of RBF kernels at 0.5, 1, 2, 4 × the median distance {median:.3}); real-vs-real floor {floor:.5}");
+    println!(
+        "16-D mixture: {steps} steps of batch {b}, seeds {:?}; samples: 1000 fresh chains of \
+         {sample_steps} Langevin steps",
+        o.seeds
+    );
+    println!(
+        "MMD² to 2000 held-out points (sum of RBF kernels at 0.5, 1, 2, 4 × the median distance \
+         {median:.3}); real-vs-real floor {floor:.5}"
+    );
     println!("| method | MMD² | modes covered (of 8) | share near a mode | seconds |");
     println!("|---|---|---|---|---|");
     let mut panels: Vec<(String, Vec<f32>)> = vec![("held-out data".into(), held_out[..1000 * d].to_vec())];
@@ -244,7 +287,15 @@ fn cmd_mixture(o: &Opts) -> Result<(), String> {
         for &seed in &o.seeds {
             let cfg = apply(o, mixture_config(), &m, seed);
             let mut ebm = Ebm::new(&cfg).map_err(|e| e.to_string())?;
-            secs += train(&mut ebm, steps, b, o.log_every, false, |t| data16(b, seed.wrapping_mul(1_000_003).wrapping_add(t)), |_| {})?;
+            secs += train(
+                &mut ebm,
+                steps,
+                b,
+                o.log_every,
+                false,
+                |t| data16(b, seed.wrapping_mul(1_000_003).wrapping_add(t)),
+                |_| {},
+            )?;
             let x = samples(&mut ebm, 1000, sample_steps);
             mmd.push(metrics::mmd2(&x, &held_out, d, median));
             if seed == o.seeds[0] {
@@ -254,11 +305,22 @@ fn cmd_mixture(o: &Opts) -> Result<(), String> {
             modes.push(c.modes as f64);
             near.push(c.near);
         }
-        println!("| {} | {} | {} | {} | {:.0} |", m.label(), stats(&mmd, 4), stats(&modes, 1), stats(&near, 3), secs / o.seeds.len() as f64);
+        println!(
+            "| {} | {} | {} | {} | {:.0} |",
+            m.label(),
+            stats(&mmd, 4),
+            stats(&modes, 1),
+            stats(&near, 3),
+            secs / o.seeds.len() as f64
+        );
     }
     let out = o.out.clone().unwrap_or_else(|| "sance-mixture16.png".into());
     scatter_panels(&out, &panels, d).map_err(|e| format!("{out}: {e}"))?;
-    println!("wrote {out}: coordinates 1 and 2 of 1000 points per panel (the 8 modes project onto the 4 corners (±1, ±1)); panels: {}", panels.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" | "));
+    let names = panels.iter().map(|p| p.0.as_str()).collect::<Vec<_>>().join(" | ");
+    println!(
+        "wrote {out}: coordinates 1 and 2 of 1000 points per panel (the 8 modes project onto the 4 \
+         corners (±1, ±1)); panels: {names}"
+    );
     Ok(())
 }
 
@@ -274,10 +336,22 @@ fn scatter_panels(path: &str, panels: &[(String, Vec<f32>)], dim: usize) -> std:
         for row in x.chunks_exact(dim) {
             let (a, b) = (row[1] as f64, row[2] as f64);
             if a.abs() < LIM && b.abs() < LIM {
-                c.dot(x0 + (a + LIM) / (2.0 * LIM) * P as f64, GAP as f64 + (LIM - b) / (2.0 * LIM) * P as f64, 1.4, col, 0.35);
+                c.dot(
+                    x0 + (a + LIM) / (2.0 * LIM) * P as f64,
+                    GAP as f64 + (LIM - b) / (2.0 * LIM) * P as f64,
+                    1.4,
+                    col,
+                    0.35,
+                );
             }
         }
-        c.rect_outline(x0 as i64 - 1, GAP as i64 - 1, x0 as i64 + P as i64, (GAP + P) as i64, [120, 120, 120]);
+        c.rect_outline(
+            x0 as i64 - 1,
+            GAP as i64 - 1,
+            x0 as i64 + P as i64,
+            (GAP + P) as i64,
+            [120, 120, 120],
+        );
     }
     c.write_png(path)
 }
@@ -291,7 +365,14 @@ fn data16(n: usize, seed: u64) -> Vec<f32> {
 // ---------------------------------------------------------------- images
 
 /// A PNG of image rows: each row a labelled set of `cols` images of h×w pixels in [0, 1].
-fn image_grid(path: &str, rows_: &[(&str, &[f32])], h: usize, w: usize, cols: usize, scale: usize) -> std::io::Result<()> {
+fn image_grid(
+    path: &str,
+    rows_: &[(&str, &[f32])],
+    h: usize,
+    w: usize,
+    cols: usize,
+    scale: usize,
+) -> std::io::Result<()> {
     let gap = 2;
     let cell = |n: usize| n * scale + gap;
     let mut c = Canvas::new(cols * cell(w) + gap, rows_.len() * cell(h) + gap, [255, 255, 255]);
@@ -319,12 +400,22 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
     let judge = Classifier::train(&train_set, &test_set, 60, 0);
     let (real_cls, _) = judge.predict(&test_set.pixels, 64);
     let median = metrics::median_distance(&test_set.pixels, 64);
-    let floor = metrics::mmd2(&train_set.subset(&(0..500).collect::<Vec<_>>()).pixels, &test_set.pixels, 64, median);
+    let floor =
+        metrics::mmd2(&train_set.subset(&(0..500).collect::<Vec<_>>()).pixels, &test_set.pixels, 64, median);
     println!(
-        "8×8 digits ({} train / {} held out), {} energy, {steps} steps of batch {b}, seeds {:?}; samples: 1000 fresh chains of {sample_steps} Langevin steps",
-        train_set.len(), test_set.len(), o.arch_or("mlp"), o.seeds
+        "8×8 digits ({} train / {} held out), {} energy, {steps} steps of batch {b}, seeds {:?}; \
+         samples: 1000 fresh chains of {sample_steps} Langevin steps",
+        train_set.len(),
+        test_set.len(),
+        o.arch_or("mlp"),
+        o.seeds
     );
-    println!("judge: MLP classifier, held-out accuracy {:.1} % ({:.0} s); MMD² in pixel space [0, 1] (RBF sum at 0.5–4 × median {median:.3}); floor (500 train vs held out) {floor:.4}", 100.0 * judge.test_accuracy, t0.elapsed().as_secs_f64());
+    println!(
+        "judge: MLP classifier, held-out accuracy {:.1} % ({:.0} s); MMD² in pixel space [0, 1] (RBF \
+         sum at 0.5–4 × median {median:.3}); floor (500 train vs held out) {floor:.4}",
+        100.0 * judge.test_accuracy,
+        t0.elapsed().as_secs_f64()
+    );
     println!("| method | MMD² | classes seen (≥ 2 %) | class TV to real | mean confidence | seconds |");
     println!("|---|---|---|---|---|---|");
     // References: real training digits, and exact draws of the Gaussian that classic NCE
@@ -349,7 +440,10 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
     )
     .map_err(|e| e.to_string())?;
     let draws = fitted.sample(&[1000, 64], &mut sance::model::rng::Rng::new(5)).map_err(|e| e.to_string())?;
-    reference("draws of the fitted Gaussian", &to_pixels(&Vec::<f32>::try_from(draws.flatten(0, -1)).unwrap()));
+    reference(
+        "draws of the fitted Gaussian",
+        &to_pixels(&Vec::<f32>::try_from(draws.flatten(0, -1)).unwrap()),
+    );
     let mut pictures: Vec<(String, Vec<f32>)> = vec![("real".into(), test_set.pixels[..16 * 64].to_vec())];
     for m in methods(o, &["k1", "k25", "k0", "classic"])? {
         let (mut mmd, mut classes, mut tv, mut conf, mut secs) = (vec![], vec![], vec![], vec![], 0.0);
@@ -357,9 +451,18 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
             let cfg = apply(o, image_config(&o.arch_or("mlp"), 8, 8)?, &m, seed);
             let mut ebm = Ebm::new(&cfg).map_err(|e| e.to_string())?;
             if m == Method::Classic {
-                ebm.fit_noise(&ebm.tensor_from(&to_model(&train_set.pixels), train_set.len()).unwrap()).map_err(|e| e.to_string())?;
+                ebm.fit_noise(&ebm.tensor_from(&to_model(&train_set.pixels), train_set.len()).unwrap())
+                    .map_err(|e| e.to_string())?;
             }
-            secs += train(&mut ebm, steps, b, o.log_every, o.seeds.len() == 1 && o.log_every < steps, |t| batch_of(&train_set, b, seed * 7919 + t), |_| {})?;
+            secs += train(
+                &mut ebm,
+                steps,
+                b,
+                o.log_every,
+                o.seeds.len() == 1 && o.log_every < steps,
+                |t| batch_of(&train_set, b, seed * 7919 + t),
+                |_| {},
+            )?;
             let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
             mmd.push(metrics::mmd2(&x, &test_set.pixels, 64, median));
             let (cls, c) = judge.predict(&x, 64);
@@ -372,7 +475,15 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
                 pictures.push((m.label(), x[..16 * 64].to_vec()));
             }
         }
-        println!("| {} | {} | {} | {} | {} | {:.0} |", m.label(), stats(&mmd, 4), stats(&classes, 1), stats(&tv, 3), stats(&conf, 3), secs / o.seeds.len() as f64);
+        println!(
+            "| {} | {} | {} | {} | {} | {:.0} |",
+            m.label(),
+            stats(&mmd, 4),
+            stats(&classes, 1),
+            stats(&tv, 3),
+            stats(&conf, 3),
+            secs / o.seeds.len() as f64
+        );
     }
     let out = o.out.clone().unwrap_or_else(|| format!("sance-digits-{}.png", o.arch_or("mlp")));
     let rows_: Vec<(&str, &[f32])> = pictures.iter().map(|(l, v)| (l.as_str(), v.as_slice())).collect();
@@ -394,7 +505,20 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
     let b = o.batch.unwrap_or(64);
     let sample_steps = o.sample_steps.unwrap_or(200);
     let seed = o.seeds[0];
-    let ckpt = dir.join(format!("{}.safetensors", if m == Method::Classic { "classic".to_string() } else { format!("k{}", match m { Method::Snapshot(k) => k, _ => 0 }) }));
+    let ckpt = dir.join(format!(
+        "{}.safetensors",
+        if m == Method::Classic {
+            "classic".to_string()
+        } else {
+            format!(
+                "k{}",
+                match m {
+                    Method::Snapshot(k) => k,
+                    _ => 0,
+                }
+            )
+        }
+    ));
     if !o.arch.is_empty() && o.arch != "conv" {
         return Err("fashion trains the conv energy only".into());
     }
@@ -406,39 +530,82 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
     } else {
         let mut e = Ebm::new(&cfg).map_err(|e| e.to_string())?;
         if m == Method::Classic {
-            e.fit_noise(&e.tensor_from(&to_model(&train_set.pixels[..10000 * 784]), 10000).unwrap()).map_err(|e| e.to_string())?;
+            e.fit_noise(&e.tensor_from(&to_model(&train_set.pixels[..10000 * 784]), 10000).unwrap())
+                .map_err(|e| e.to_string())?;
         }
         e
     };
     println!(
-        "Fashion-MNIST ({} train / {} test), {} energy on {:?}, {}: {steps} steps of batch {b}; every {} steps a picture and a checkpoint in {}",
-        train_set.len(), test_set.len(), o.arch_or("conv"), ebm.device(), m.label(), o.log_every, dir.display()
+        "Fashion-MNIST ({} train / {} test), {} energy on {:?}, {}: {steps} steps of batch {b}; every {} \
+         steps a picture and a checkpoint in {}",
+        train_set.len(),
+        test_set.len(),
+        o.arch_or("conv"),
+        ebm.device(),
+        m.label(),
+        o.log_every,
+        dir.display()
     );
     let grid_path = dir.join("samples.png").to_string_lossy().into_owned();
     let real = test_set.pixels[..16 * 784].to_vec();
-    let secs = train(&mut ebm, steps, b, o.log_every, true, |t| batch_of(&train_set, b, seed * 7919 + t), |e| {
-        let x = to_pixels(&samples(e, 32, sample_steps));
-        let _ = image_grid(&grid_path, &[("real", &real), ("model", &x[..16 * 784]), ("model", &x[16 * 784..])], 28, 28, 16, 2);
-        if let Err(err) = sance::checkpoint::save(e, &ckpt) {
-            eprintln!("checkpoint: {err}");
-        }
-    })?;
-    println!("trained in {secs:.0} s; scoring: a conv classifier on the training set (2 epochs), 1000 samples of {sample_steps} steps");
+    let secs = train(
+        &mut ebm,
+        steps,
+        b,
+        o.log_every,
+        true,
+        |t| batch_of(&train_set, b, seed * 7919 + t),
+        |e| {
+            let x = to_pixels(&samples(e, 32, sample_steps));
+            let _ = image_grid(
+                &grid_path,
+                &[("real", &real), ("model", &x[..16 * 784]), ("model", &x[16 * 784..])],
+                28,
+                28,
+                16,
+                2,
+            );
+            if let Err(err) = sance::checkpoint::save(e, &ckpt) {
+                eprintln!("checkpoint: {err}");
+            }
+        },
+    )?;
+    println!(
+        "trained in {secs:.0} s; scoring: a conv classifier on the training set (2 epochs), 1000 samples \
+         of {sample_steps} steps"
+    );
     let judge = Classifier::train(&train_set, &test_set, 2, 0);
     let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
     let held = test_set.subset(&(0..1000).collect::<Vec<_>>());
     let real_train = train_set.subset(&(0..1000).collect::<Vec<_>>());
     let fd = metrics::frechet(&judge.features(&x, 784), &judge.features(&held.pixels, 784));
-    let floor = metrics::frechet(&judge.features(&real_train.pixels, 784), &judge.features(&held.pixels, 784));
+    let floor =
+        metrics::frechet(&judge.features(&real_train.pixels, 784), &judge.features(&held.pixels, 784));
     let (cls, conf) = judge.predict(&x, 784);
     let (real_cls, _) = judge.predict(&held.pixels, 784);
     println!("judge accuracy on the test set: {:.1} %", 100.0 * judge.test_accuracy);
     println!("| run | Fréchet distance (classifier features) | class TV to real | mean confidence |");
     println!("|---|---|---|---|");
-    println!("| real: 1000 train vs 1000 test images | {floor:.2} | {:.3} | — |", metrics::class_tv(&judge.predict(&real_train.pixels, 784).0, &real_cls));
-    println!("| {} after {} steps | {fd:.2} | {:.3} | {conf:.3} |", m.label(), ebm.step_count(), metrics::class_tv(&cls, &real_cls));
+    println!(
+        "| real: 1000 train vs 1000 test images | {floor:.2} | {:.3} | — |",
+        metrics::class_tv(&judge.predict(&real_train.pixels, 784).0, &real_cls)
+    );
+    println!(
+        "| {} after {} steps | {fd:.2} | {:.3} | {conf:.3} |",
+        m.label(),
+        ebm.step_count(),
+        metrics::class_tv(&cls, &real_cls)
+    );
     let out = o.out.clone().unwrap_or_else(|| dir.join("final.png").to_string_lossy().into_owned());
-    image_grid(&out, &[("real", &held.pixels[..16 * 784]), ("model", &x[..16 * 784]), ("model", &x[16 * 784..32 * 784])], 28, 28, 16, 2).map_err(|e| format!("{out}: {e}"))?;
+    image_grid(
+        &out,
+        &[("real", &held.pixels[..16 * 784]), ("model", &x[..16 * 784]), ("model", &x[16 * 784..32 * 784])],
+        28,
+        28,
+        16,
+        2,
+    )
+    .map_err(|e| format!("{out}: {e}"))?;
     println!("wrote {out}");
     Ok(())
 }

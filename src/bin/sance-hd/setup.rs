@@ -32,10 +32,31 @@ pub fn image_config(arch: &str, h: usize, w: usize) -> Result<SanceConfig, Strin
         init_scale: 1.0,
         metropolis: 0,
     };
-    let base = SanceConfig { langevin, data_noise_std: 0.03, learning_rate: 1e-4, noise_update_interval: 1, replay_capacity: 10000, ..Default::default() };
+    let base = SanceConfig {
+        langevin,
+        data_noise_std: 0.03,
+        learning_rate: 1e-4,
+        noise_update_interval: 1,
+        replay_capacity: 10000,
+        ..Default::default()
+    };
     Ok(match arch {
-        "mlp" => SanceConfig { arch: SanceArch::Mlp, data_dim: (h * w) as u32, hidden_width: 256, hidden_layers: 2, ..base },
-        "conv" => SanceConfig { arch: SanceArch::Conv, channels: 1, height: h as u32, width: w as u32, hidden_width: 32, hidden_layers: if h <= 8 { 1 } else { 2 }, ..base },
+        "mlp" => SanceConfig {
+            arch: SanceArch::Mlp,
+            data_dim: (h * w) as u32,
+            hidden_width: 256,
+            hidden_layers: 2,
+            ..base
+        },
+        "conv" => SanceConfig {
+            arch: SanceArch::Conv,
+            channels: 1,
+            height: h as u32,
+            width: w as u32,
+            hidden_width: 32,
+            hidden_layers: if h <= 8 { 1 } else { 2 },
+            ..base
+        },
         a => return Err(format!("--arch: mlp or conv, not {a}")),
     })
 }
@@ -64,4 +85,3 @@ pub fn batch_of(train: &Images, b: usize, seed: u64) -> Vec<f32> {
     let idx: Vec<usize> = (0..b).map(|_| r.below(train.len() as u64) as usize).collect();
     to_model(&train.subset(&idx).pixels)
 }
-

@@ -109,7 +109,8 @@ pub fn kl(ebm: &Ebm, name: &str, n: usize, seed: u64, log_z: f64) -> Option<f64>
     true_log_density(name, 0.0, 3.0)?;
     let mut x = vec![0f32; 2 * n];
     toy::toy_dataset(name, n, seed, &mut x).expect("known dataset");
-    let log_p: f64 = (0..n).map(|i| true_log_density(name, x[2 * i] as f64, x[2 * i + 1] as f64).unwrap()).sum();
+    let log_p: f64 =
+        (0..n).map(|i| true_log_density(name, x[2 * i] as f64, x[2 * i + 1] as f64).unwrap()).sum();
     let x = ebm.tensor_from(&x, n).expect("sample tensor");
     let e = ebm.energy(&x).expect("energies").to_kind(Kind::Double).sum(Kind::Double).double_value(&[]);
     // mean(log p − log q) with log q = −E − log Z

@@ -5,8 +5,23 @@
 //! makes exactly the same reductions on every rank, in the same order and of the same sizes,
 //! whatever happens locally — a rank that fails before or between them still takes part,
 //! flagging the step as bad — so that no rank waits forever for another.
+//!
+//! This file owns the protocol whole: registration, where a step stands in its reductions
+//! ([`Phase`], read and written here alone), the two reductions of a step, and what a failed
+//! step still owes.
+use super::loss::STEP_STATISTICS;
+use super::Ebm;
+use crate::abi::config::{SanceNoise, SANCE_DEVICE_CPU};
+use crate::abi::stats::SanceStepStats;
 use crate::abi::status::{Error, Result, SanceStatus};
+use crate::fault::torch_point;
+use crate::model::flat;
+use crate::model::langevin;
+use crate::model::replay::Draw;
+use crate::model::rng::Rng;
+use crate::panic::catch_torch;
 use std::ffi::c_void;
+use tch::{Device, Kind, Tensor};
 
 /// The host's reduction: sums `buf[..n]` over ranks, in place; 0 on success.
 pub type ReduceFn = unsafe extern "C" fn(buf: *mut f32, n: usize, user: *mut c_void) -> i32;
@@ -36,9 +51,9 @@ impl Collective {
             return Err(Error::new(
                 SanceStatus::Collective,
                 format!(
-                    "the host's allreduce returned {rc} during {what} (rank {} of {}); the step was abandoned \
-                     and this rank's model left unchanged, but the other ranks may be inside the same \
-                     reduction: the communicator is the host's to repair or abort (docs/mpi.md)",
+                    "the host's allreduce returned {rc} during {what} (rank {} of {}); the step was \
+                     abandoned and this rank's model left unchanged, but the other ranks may be inside \
+                     the same reduction: the communicator is the host's to repair or abort (docs/mpi.md)",
                     self.rank, self.world
                 ),
             ));
@@ -50,7 +65,7 @@ impl Collective {
 /// Where a training step stands in its reductions, so that a failed step can still make the
 /// ones the other ranks make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+enum Phase {
     /// No reduction made yet this step: the first (gradient) one is still owed.
     Start,
     /// The gradient reduction passed on every rank: the second (post-update check) is owed.
@@ -58,6 +73,227 @@ pub enum Phase {
     /// Nothing more is owed (the step finished, every rank skipped, or the host's reduction
     /// failed and must not be called again this step).
     Done,
+}
+
+/// A registered reduction and the reductions the current step still owes.
+#[derive(Debug)]
+pub(super) struct Reduction {
+    collective: Collective,
+    phase: Phase,
+}
+
+impl Ebm {
+    /// Whether training steps reduce over ranks.
+    pub(super) fn is_data_parallel(&self) -> bool {
+        self.reduction.is_some()
+    }
+
+    /// Registers the host's reduction (None unregisters); with one, training steps average
+    /// the gradient, the statistics and the skip decisions over ranks. Registration is itself
+    /// a reduction: it checks that all ranks hold the same θ, c, counters and config (the
+    /// device aside). A model that has not trained yet then takes a stream of its own per rank
+    /// for its noise chains (rank 0 keeps the seed's); a trained one (say, each rank resuming
+    /// from its own checkpoint) keeps the stream it has. On failure nothing changes.
+    pub fn set_allreduce(&mut self, c: Option<Collective>) -> Result<()> {
+        let Some(c) = c else {
+            self.reduction = None;
+            return Ok(());
+        };
+        let fingerprint = if c.world == 0 || c.rank >= c.world {
+            Err(Error::invalid(format!(
+                "set_allreduce: rank must be < world_size, world_size >= 1 (got rank {}, world_size {})",
+                c.rank, c.world
+            )))
+        } else if self.cfg.noise == SanceNoise::Gaussian {
+            Err(Error::invalid(
+                "set_allreduce: a SANCE_NOISE_GAUSSIAN model cannot train data-parallel: each rank would \
+                 fit its own noise density (and c) to its own data, and the ranks would drift apart",
+            ))
+        } else {
+            self.fingerprint()
+        };
+        let fingerprint = match fingerprint {
+            Ok(f) => f,
+            Err(e) => {
+                // The other ranks are entering the registration's reduction: take part with a
+                // buffer that fails their check too (its size does not depend on the
+                // arguments), so that every rank gets an error and none waits.
+                let mut buf = registration_buffer(0, 0, 1);
+                buf[2] = f32::NAN;
+                let _ = c.reduce(&mut buf, "registration");
+                return Err(e);
+            }
+        };
+        let mut buf = registration_buffer(fingerprint, c.rank, c.world);
+        c.reduce(&mut buf, "registration")?;
+        check_registration(&buf)?;
+        if self.step == 0 && c.rank > 0 {
+            let s = self.rng.state();
+            let mut seed = fnv1a(&c.rank.to_le_bytes(), FNV_OFFSET);
+            for w in s {
+                seed = fnv1a(&w.to_le_bytes(), seed);
+            }
+            self.rng = Rng::new(seed);
+        }
+        self.reduction = Some(Reduction { collective: c, phase: Phase::Done });
+        Ok(())
+    }
+
+    /// What every rank must agree on: the config (its device aside), θ and c, the counters.
+    fn fingerprint(&self) -> Result<u64> {
+        // The device index may differ (each rank its own GPU), its kind may not: the CPU and
+        // CUDA round the update differently.
+        let mut cfg = self.cfg;
+        cfg.device = if self.device == Device::Cpu { SANCE_DEVICE_CPU } else { 0 };
+        let mut h = fnv1a(crate::abi::config_json::to_json(&cfg).as_bytes(), FNV_OFFSET);
+        let theta = Vec::<f32>::try_from(self.theta.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)?;
+        for v in theta {
+            h = fnv1a(&v.to_bits().to_le_bytes(), h);
+        }
+        for n in [self.step, self.refresh_count, self.adam.t] {
+            h = fnv1a(&n.to_le_bytes(), h);
+        }
+        Ok(h)
+    }
+
+    /// Marks the start of a training step: with a reduction registered, its reductions are
+    /// owed to the other ranks from here on.
+    pub(super) fn open_step(&mut self) {
+        if let Some(r) = &mut self.reduction {
+            r.phase = Phase::Start;
+        }
+    }
+
+    /// At the end of a training step, however it ended: makes the reductions it still owes
+    /// the other ranks, each flagged bad, so that every rank skips or undoes the step and none
+    /// waits forever. Nothing when the step made them all.
+    pub(super) fn settle_step(&mut self) {
+        let len = self.gradient_buffer_len();
+        let Some(r) = &mut self.reduction else { return };
+        match std::mem::replace(&mut r.phase, Phase::Done) {
+            Phase::Start => {
+                let mut buf = vec![0f32; len];
+                *buf.last_mut().expect("non-empty") = 1.0;
+                let _ = r.collective.reduce(&mut buf, "a skipped step's gradient reduction");
+            }
+            Phase::Reduced => {
+                let _ = r.collective.reduce(&mut [1.0], "a skipped step's update check");
+            }
+            Phase::Done => {}
+        }
+    }
+
+    /// Makes the reduction the step owes next, moving the phase past it first: a failure of
+    /// the host's reduction owes nothing more (calling it again could hang).
+    fn reduce_owed(&mut self, buf: &mut [f32], what: &str) -> Result<()> {
+        let r = self.reduction.as_mut().expect("a reduction is registered");
+        r.phase = Phase::Done;
+        r.collective.reduce(buf, what)
+    }
+
+    /// θ and c, then the statistics averaged over ranks, then the flag of a bad rank.
+    fn gradient_buffer_len(&self) -> usize {
+        self.theta.numel() + STEP_STATISTICS + 1
+    }
+
+    /// [`Ebm::update`] with the host's reduction: the flat gradient and the statistics are
+    /// summed over ranks in one reduction and averaged, so every rank clips and applies the same
+    /// update; any rank's non-finite loss or gradient makes every rank skip (a flag in the same
+    /// buffer). After the update a one-float reduction says whether the energies stayed finite
+    /// on every rank; if not, every rank undoes it. Every rank makes the same reductions: two,
+    /// or one when every rank skips at the first (a rank that fails in between still makes
+    /// them: [`Ebm::settle_step`]).
+    pub(super) fn update_across_ranks(
+        &mut self,
+        data: &Tensor,
+        noise: &Tensor,
+        draw: Option<&Draw>,
+        run: Option<&langevin::RunStats>,
+    ) -> Result<(SanceStepStats, Vec<Tensor>)> {
+        let b = data.size()[0];
+        let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
+        let g = flat::concat(&grads)?;
+        let bad = loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
+        let local = Tensor::f_cat(
+            &[self.step_statistics(&loss, &h, &e, b, run)?, bad.f_to_kind(Kind::Double)?.f_view([1])?],
+            0,
+        )?;
+        let host = Tensor::f_cat(&[g.detach().f_to_kind(Kind::Float)?, local.f_to_kind(Kind::Float)?], 0)?;
+        let mut buf = Vec::<f32>::try_from(host.f_to_device(Device::Cpu)?)?;
+        debug_assert_eq!(buf.len(), self.gradient_buffer_len());
+        self.reduce_owed(&mut buf, "the gradient reduction")?;
+        let p = g.numel();
+        let w = self.reduction.as_ref().expect("registered").collective.world as f64;
+        if buf[p + STEP_STATISTICS] > 0.0 {
+            return Err(Error::non_finite(format!(
+                "step {}: {} rank(s) saw a non-finite loss or gradient (or failed before the reduction); \
+                 every rank skipped the step and left its model unchanged",
+                self.step + 1,
+                buf[p + STEP_STATISTICS]
+            )));
+        }
+        self.reduction.as_mut().expect("registered").phase = Phase::Reduced;
+        let stats: Vec<f64> = buf[p..p + STEP_STATISTICS].iter().map(|&v| v as f64 / w).collect();
+        // Every rank divides the same sums the same way: the same update everywhere.
+        let mut g = Tensor::f_from_slice(&buf[..p])?
+            .f_to_device(self.device)?
+            .f_to_kind(self.kind)?
+            .f_div_scalar(w)?;
+        // The norm and the clip from the host's copy, summed in order: the same bits on every
+        // rank (libtorch's sum rounds by its thread count, which follows each rank's batch).
+        let gnorm_v = buf[..p].iter().map(|&v| (v as f64 / w) * (v as f64 / w)).sum::<f64>().sqrt();
+        let clip = self.cfg.grad_clip as f64;
+        if clip > 0.0 && gnorm_v > clip {
+            let _ = g.f_mul_scalar_(clip / gnorm_v)?;
+        }
+        // This rank's verdict on its update (finite energies, replay buffer room reserved),
+        // then every rank's: the step stands only if all kept theirs. A libtorch failure here
+        // is this rank's "no", so the reduction below is still made.
+        let local_ok = catch_torch(|| {
+            let ok = self.adamw_then_check_energies(&g, data, noise)?;
+            torch_point()?;
+            if draw.is_some() {
+                self.buffer.reserve(noise)?;
+            }
+            let read =
+                Tensor::f_stack(&[ok.f_to_kind(Kind::Double)?, self.c.detach().f_to_kind(Kind::Double)?], 0)?;
+            Ok(Vec::<f64>::try_from(read.f_to_device(Device::Cpu)?)?)
+        });
+        let mut flag = [match &local_ok {
+            Ok(v) if v[0] == 1.0 => 0.0f32,
+            _ => 1.0,
+        }];
+        let agreed = self.reduce_owed(&mut flag, "the update check");
+        // This rank's own failure first, then the host's reduction's.
+        let v = local_ok?;
+        agreed?;
+        if flag[0] > 0.0 {
+            return Err(Error::non_finite(format!(
+                "step {}: the update made the energies non-finite on {} rank(s) (learning_rate too large?); \
+                 every rank undid it and left its model unchanged",
+                self.step + 1,
+                flag[0]
+            )));
+        }
+        // Every rank has applied the update. Room in the replay buffer was reserved above, so
+        // storing the chains cannot run out of memory; if it still failed, undoing θ here alone
+        // would set this rank apart from the others, so the buffer just keeps its old chains.
+        if let Some(d) = draw {
+            let _ = catch_torch(|| Ok(self.buffer.commit(d, noise)?));
+        }
+        let stats = SanceStepStats {
+            loss: stats[0] as f32,
+            accuracy: stats[1] as f32,
+            data_energy: stats[2] as f32,
+            noise_energy: stats[3] as f32,
+            log_z: v[1] as f32,
+            grad_norm: gnorm_v as f32,
+            langevin_grad_norm: stats[4] as f32,
+            acceptance_rate: stats[5] as f32,
+            ..Default::default()
+        };
+        Ok((stats, Vec::new()))
+    }
 }
 
 /// FNV-1a, 64 bits: a fingerprint that is the same on every machine for the same bytes.
@@ -101,12 +337,14 @@ pub fn check_registration(buf: &[f32]) -> Result<()> {
     let (sw, sw2) = (buf[1] as f64, buf[2] as f64);
     if !close(n * sw2, sw * sw) || !close(sw, n * n) {
         return Err(Error::invalid(format!(
-            "set_allreduce: the {n} ranks taking part did not all pass world_size = {n} (the world sizes passed \
-             sum to {sw}): every rank of the communicator must call set_allreduce with the same world_size, the \
-             number of ranks"
+            "set_allreduce: the {n} ranks taking part did not all pass world_size = {n} (the world sizes \
+             passed sum to {sw}): every rank of the communicator must call set_allreduce with the same \
+             world_size, the number of ranks"
         )));
     }
-    if !close(buf[3] as f64, n * (n - 1.0) / 2.0) || !close(buf[4] as f64, (n - 1.0) * n * (2.0 * n - 1.0) / 6.0) {
+    if !close(buf[3] as f64, n * (n - 1.0) / 2.0)
+        || !close(buf[4] as f64, (n - 1.0) * n * (2.0 * n - 1.0) / 6.0)
+    {
         return Err(Error::invalid(format!(
             "set_allreduce: the ranks passed are not 0 .. {} once each",
             n - 1.0
@@ -119,8 +357,8 @@ pub fn check_registration(buf: &[f32]) -> Result<()> {
     if !same {
         return Err(Error::invalid(
             "set_allreduce: the ranks do not hold the same model: θ, c, the step count, the config (seed, \
-             sizes, learning rate, …) or the kind of device differ between ranks. Create every rank's model \
-             from the same config and seed, or load the same checkpoint step on every rank",
+             sizes, learning rate, …) or the kind of device differ between ranks. Create every rank's \
+             model from the same config and seed, or load the same checkpoint step on every rank",
         ));
     }
     Ok(())

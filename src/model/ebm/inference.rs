@@ -1,0 +1,108 @@
+//! What a trained model is used for: energies, input gradients and Langevin samples of E_θ.
+//! The calls work in chunks of [`Ebm::chunk_rows`] rows, so that their working memory is
+//! bounded whatever `n` is; only sampling changes the model (its random stream), under the
+//! undo of the stream.
+use super::saved::Undo;
+use super::Ebm;
+use crate::abi::config::{validate_langevin, SanceLangevin};
+use crate::abi::status::Result;
+use crate::fault::torch_point;
+use crate::model::langevin;
+use crate::runtime::threads;
+use tch::{Device, Kind, Tensor};
+
+impl Ebm {
+    /// E_θ(x) for a batch [N, ...] → [N], in chunks of [`Ebm::chunk_rows`] rows.
+    pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
+        let n = x.size()[0] as usize;
+        if n == 0 {
+            return Ok(Tensor::f_zeros([0], (self.kind, self.device))?);
+        }
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let mut parts = Vec::new();
+        for (start, k) in row_chunks(n, chunk) {
+            parts.push(crate::model::no_grad(|| self.net.energy(&self.params, &x.f_narrow(0, start, k)?))?);
+            torch_point()?;
+        }
+        Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? })
+    }
+
+    /// (E_θ(x), ∇ₓE_θ(x)), in chunks; with more than one chunk the gradients are gathered on
+    /// the host, so that the device holds one chunk's work at a time.
+    pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let n = x.size()[0] as usize;
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let p = self.params.detached();
+        let mut energies = Vec::new();
+        let grads = gathered(n, chunk, x.size(), self.kind, |start, k| {
+            let (e, g) = self.net.energy_and_grad(&p, &x.f_narrow(0, start, k)?)?;
+            torch_point()?;
+            energies.push(e);
+            Ok(g)
+        })?;
+        Ok((if energies.len() == 1 { energies.remove(0) } else { Tensor::f_cat(&energies, 0)? }, grads))
+    }
+
+    /// Langevin chains on E_θ from `l`'s init distribution. Chains are independent, so `n`
+    /// chains run in chunks of [`Ebm::chunk_rows`], each drawing its start and noise from the
+    /// stream in turn; with more than one chunk the result is gathered on the host. On failure
+    /// the stream is as it was.
+    pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
+        validate_langevin(l, "params")?;
+        if n == 0 {
+            return Ok(Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?);
+        }
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let (shape, kind) = (self.batch_shape(n as i64), self.kind);
+        self.undoable(Undo::Stream, |m| {
+            let p = m.params.detached();
+            gathered(n, chunk, shape, kind, |_, k| {
+                let x0 = langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, &mut m.rng)?;
+                Ok(langevin::run(&m.net, &p, x0, l, &mut m.rng, false)?.0)
+            })
+        })
+    }
+
+    /// Langevin chains on E_θ from given starting points, in chunks like [`Ebm::sample`].
+    pub fn sample_from(&mut self, x: &Tensor, l: &SanceLangevin) -> Result<Tensor> {
+        validate_langevin(l, "params")?;
+        let n = x.size()[0] as usize;
+        let chunk = self.chunk_rows();
+        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let kind = self.kind;
+        self.undoable(Undo::Stream, |m| {
+            let p = m.params.detached();
+            gathered(n, chunk, x.size(), kind, |start, k| {
+                Ok(langevin::run(&m.net, &p, x.f_narrow(0, start, k)?, l, &mut m.rng, false)?.0)
+            })
+        })
+    }
+}
+
+/// (start, rows) of the consecutive chunks of at most `chunk` rows that cover `n` rows.
+fn row_chunks(n: usize, chunk: usize) -> impl Iterator<Item = (i64, i64)> {
+    (0..n).step_by(chunk.max(1)).map(move |s| (s as i64, chunk.min(n - s) as i64))
+}
+
+/// `f(start, rows)` for each chunk of `n` rows, as one tensor of `shape`: with one chunk its
+/// result as it is (on the device), with several gathered chunk by chunk on the host, so that
+/// the device holds one chunk's work at a time.
+fn gathered(
+    n: usize,
+    chunk: usize,
+    shape: Vec<i64>,
+    kind: Kind,
+    mut f: impl FnMut(i64, i64) -> Result<Tensor>,
+) -> Result<Tensor> {
+    if n <= chunk {
+        return f(0, n as i64);
+    }
+    let out = Tensor::f_empty(shape, (kind, Device::Cpu))?;
+    for (start, k) in row_chunks(n, chunk) {
+        out.f_narrow(0, start, k)?.f_copy_(&f(start, k)?)?;
+    }
+    Ok(out)
+}

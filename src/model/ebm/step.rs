@@ -1,0 +1,203 @@
+//! The training step: when the snapshot is refreshed, how the noise is drawn (chains on θ̄,
+//! or the fitted Gaussian of classic NCE), and the step's bookkeeping. The loss is in
+//! `loss.rs`, applying the update in `update.rs` (one process) and `parallel.rs` (ranks).
+use super::saved::Undo;
+use super::Ebm;
+use crate::abi::config::SanceNoise;
+use crate::abi::stats::SanceStepStats;
+use crate::abi::status::{Error, Result};
+use crate::fault::torch_point;
+use crate::model::gaussian::Gaussian;
+use crate::model::langevin;
+use crate::model::replay::Draw;
+use crate::runtime::threads;
+use std::panic::{self, AssertUnwindSafe};
+use tch::Tensor;
+
+impl Ebm {
+    /// One SA-NCE step on a data batch [B, ...] (one classic-NCE step with GAUSSIAN noise).
+    /// On any failure — a non-finite loss or gradient (NonFinite), an update that makes the
+    /// energies non-finite (NonFinite), or a libtorch error (Torch) — nothing changes: θ, θ̄,
+    /// c, Adam, buffer, counters and the random stream are as before the call.
+    pub fn train_step(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        self.train_step_with(|_| Ok(data.shallow_clone()))
+    }
+
+    /// [`Ebm::train_step`] on the batch that `batch` makes (the C layer's checks of the
+    /// caller's data, then the copy). `batch` runs inside the step, so that with a reduction
+    /// registered a batch refused on this rank still makes the reductions the other ranks make
+    /// (flagged bad), whatever way the step ends: an error, a libtorch failure or a panic.
+    pub fn train_step_with(&mut self, batch: impl FnOnce(&Ebm) -> Result<Tensor>) -> Result<SanceStepStats> {
+        self.open_step();
+        let r = panic::catch_unwind(AssertUnwindSafe(|| {
+            let data = batch(self)?;
+            self.step_on(&data)
+        }));
+        self.settle_step();
+        match r {
+            Ok(r) => r,
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    fn step_on(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        let b = data.size().first().copied().unwrap_or(0);
+        let _threads = threads::Scope::for_call(self.net.arch, b.max(self.noise_rows(b)));
+        let refresh = self.refresh_due();
+        let stats = self.undoable(Undo::Model, |m| {
+            match m.cfg.noise {
+                SanceNoise::Snapshot if refresh => m.refresh_snapshot()?,
+                SanceNoise::Snapshot => {}
+                // Classic NCE fits its Gaussian to the first batch unless fit_noise came first.
+                SanceNoise::Gaussian if m.gaussian.is_none() => {
+                    if b < 2 {
+                        return Err(Error::invalid(
+                            "the first step of SANCE_NOISE_GAUSSIAN fits the noise to its batch, which \
+                             needs n >= 2 (or call fit_noise first)",
+                        ));
+                    }
+                    m.install_fit(data)?;
+                }
+                SanceNoise::Gaussian => {}
+            }
+            m.noise_and_update(data)
+        })?;
+        Ok(self.count_step(stats, refresh))
+    }
+
+    /// The refresh schedule: before the first step, then every K = `noise_update_interval`
+    /// steps (never again with K = 0). Classic NCE has no snapshot to refresh.
+    fn refresh_due(&self) -> bool {
+        let k = self.cfg.noise_update_interval as u64;
+        self.cfg.noise == SanceNoise::Snapshot
+            && (self.snapshot.is_none() || (k >= 1 && self.step.is_multiple_of(k)))
+    }
+
+    /// Counts a step that succeeded and stamps its statistics with the counters.
+    fn count_step(&mut self, mut stats: SanceStepStats, refreshed: bool) -> SanceStepStats {
+        self.step += 1;
+        stats.step = self.step;
+        stats.refresh_count = self.refresh_count;
+        stats.refreshed = refreshed as i32;
+        stats
+    }
+
+    /// The step after any refresh or fit: data noise added to the batch, the noise batch
+    /// drawn, the update applied; the chains' provenance kept for diagnostics.
+    fn noise_and_update(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        let b = data.size()[0];
+        let m = self.noise_rows(b) as usize;
+        let data = if self.cfg.data_noise_std > 0.0 {
+            let noise = self.rng.randn(&data.size(), self.kind, self.device)?;
+            data.f_add(&noise.f_mul_scalar(self.cfg.data_noise_std as f64)?)?
+        } else {
+            data.shallow_clone()
+        };
+        if self.cfg.noise == SanceNoise::Gaussian {
+            let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
+            let noise = g.sample(&self.batch_shape(m as i64), &mut self.rng)?;
+            let (stats, _) = self.update(&data, &noise, None, None)?;
+            return Ok(stats);
+        }
+        let (noise, draw, run) = self.draw_noise(m)?;
+        let (stats, _) = self.update(&data, &noise, Some(&draw), Some(&run))?;
+        self.last_draw = Some(draw);
+        Ok(stats)
+    }
+
+    /// M = round(ν·B) noise chains per step, at least one.
+    pub(super) fn noise_rows(&self, b: i64) -> i64 {
+        ((self.cfg.noise_ratio as f64 * b as f64).round() as i64).max(1)
+    }
+
+    /// θ̄ ← θ and c ← 0, and c's Adam momentum ← 0 (its second moment is kept). Right after
+    /// a refresh ∂L/∂c = 0, so c stays at 0 instead of being pushed by the momentum it built up
+    /// tracking the previous snapshot's normaliser; the kept second moment keeps its steps at
+    /// their usual scale (docs/algorithm.md). On failure nothing changes.
+    pub fn refresh_noise(&mut self) -> Result<()> {
+        if self.cfg.noise == SanceNoise::Gaussian {
+            return Err(Error::invalid(
+                "refresh_noise: config.noise is SANCE_NOISE_GAUSSIAN, a fixed density with no snapshot to \
+                 refresh (refit it with fit_noise)",
+            ));
+        }
+        self.undoable(Undo::Model, |m| m.refresh_snapshot())
+    }
+
+    /// [`Ebm::refresh_noise`]'s work, inside the caller's undo.
+    fn refresh_snapshot(&mut self) -> Result<()> {
+        let snapshot = self.params.detached_copy()?;
+        torch_point()?;
+        let _ = crate::model::no_grad(|| self.c.f_zero_())?;
+        torch_point()?;
+        let _ = self.adam.m.last_mut().expect("c has moments").f_zero_()?;
+        self.snapshot = Some(snapshot);
+        self.refresh_count += 1;
+        Ok(())
+    }
+
+    /// Draws this step's noise: M chains from the replay buffer / init, `T` Langevin steps on
+    /// E_θ̄. Writes nothing to the buffer.
+    pub fn draw_noise(&mut self, m: usize) -> Result<(Tensor, Draw, langevin::RunStats)> {
+        let l = self.cfg.langevin;
+        let draw = self.buffer.plan(m, self.cfg.replay_reinit_prob as f64, &mut self.rng);
+        let fresh = langevin::init_chains(
+            &l,
+            &self.batch_shape(draw.fresh as i64),
+            self.kind,
+            self.device,
+            &mut self.rng,
+        )?;
+        let x0 = match self.buffer.gather(&draw)? {
+            Some(r) => Tensor::f_cat(&[r.f_to_kind(self.kind)?, fresh], 0)?,
+            None => fresh,
+        };
+        let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step");
+        let (x, run) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng, true)?;
+        Ok((x, draw, run))
+    }
+
+    /// GAUSSIAN noise: fits the noise density's mean and covariance to `x` [N, ...], N >= 2
+    /// (docs/algorithm.md gives the ridge and when the covariance is diagonal). Replaces an
+    /// earlier fit (c is set only before the first step, see `install_fit`). On failure
+    /// nothing changes.
+    pub fn fit_noise(&mut self, x: &Tensor) -> Result<()> {
+        if self.cfg.noise != SanceNoise::Gaussian {
+            return Err(Error::invalid(
+                "fit_noise: config.noise is SANCE_NOISE_SNAPSHOT, whose noise is the model itself; a fitted \
+                 Gaussian is used only with SANCE_NOISE_GAUSSIAN",
+            ));
+        }
+        let n = x.size()[0];
+        if n < 2 {
+            return Err(Error::invalid(format!(
+                "fit_noise: n must be at least 2 to estimate a covariance (got {n})"
+            )));
+        }
+        self.undoable(Undo::Model, |m| m.install_fit(x))
+    }
+
+    /// Fits q to `x` and, before the first step, starts c at the mean of log q over `x`:
+    /// the model's log density −E + c then starts on q's scale (E ≈ 0 at initialisation), so
+    /// that c need not climb tens of nats at the learning rate's pace first. A later refit
+    /// leaves c to adapt.
+    fn install_fit(&mut self, x: &Tensor) -> Result<()> {
+        // The trainer adds N(0, s²I) to every data batch; q is fitted to what it classifies.
+        let s = self.cfg.data_noise_std as f64;
+        let g = Gaussian::fit(x, s * s, self.kind, self.device)?;
+        torch_point()?;
+        if self.step == 0 {
+            let c0 = g.log_density(&x.f_to_device(self.device)?.f_to_kind(self.kind)?)?.f_mean(self.kind)?;
+            crate::model::no_grad(|| self.c.f_copy_(&c0))?;
+        }
+        self.gaussian = Some(g);
+        Ok(())
+    }
+
+    /// Test-only: the N(0, 1) tensor the next draw of this shape from the handle's stream
+    /// would give, without consuming it (the sampler's ξ, for the reference Langevin step).
+    #[cfg(feature = "test-hooks")]
+    pub fn peek_normal(&self, shape: &[i64]) -> Result<Tensor> {
+        Ok(self.rng.clone().randn(shape, self.kind, self.device)?)
+    }
+}
