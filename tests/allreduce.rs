@@ -57,7 +57,11 @@ unsafe extern "C" fn sum(buf: *mut f32, n: usize, user: *mut c_void) -> i32 {
 }
 
 fn group(world: usize) -> Arc<Group> {
-    Arc::new(Group { barrier: Barrier::new(world), acc: Mutex::new(Vec::new()), calls: Mutex::new(vec![0; world]) })
+    Arc::new(Group {
+        barrier: Barrier::new(world),
+        acc: Mutex::new(Vec::new()),
+        calls: Mutex::new(vec![0; world]),
+    })
 }
 
 /// Runs `f(rank)` on `world` threads at once and returns their results in rank order. A rank
@@ -74,14 +78,23 @@ fn ranks<T: Send + 'static>(world: usize, f: impl Fn(usize) -> T + Send + Sync +
     }
     let mut out: Vec<Option<T>> = (0..world).map(|_| None).collect();
     for _ in 0..world {
-        let (r, v) = rx.recv_timeout(std::time::Duration::from_secs(120)).expect("a rank is stuck in a reduction");
+        let (r, v) =
+            rx.recv_timeout(std::time::Duration::from_secs(120)).expect("a rank is stuck in a reduction");
         out[r] = Some(v.unwrap_or_else(|_| panic!("rank {r} panicked")));
     }
     out.into_iter().map(|v| v.expect("every rank reported")).collect()
 }
 
 fn register(h: *mut SanceEbm, ctx: &mut RankCtx, world: usize) -> SanceStatus {
-    unsafe { sance_ebm_set_allreduce(h, Some(sum), ctx as *mut RankCtx as *mut c_void, ctx.rank as u32, world as u32) }
+    unsafe {
+        sance_ebm_set_allreduce(
+            h,
+            Some(sum),
+            ctx as *mut RankCtx as *mut c_void,
+            ctx.rank as u32,
+            world as u32,
+        )
+    }
 }
 
 fn step_on(h: *mut SanceEbm, d: &[f32]) -> SanceStatus {
@@ -204,7 +217,9 @@ fn a_bad_rank_fails_every_rank_without_a_hang() {
         let h = new(&small_config());
         let mut ctx = RankCtx { group: g.clone(), rank, fail_next: false };
         let claimed = if rank == 1 { 5 } else { 0 };
-        let s = unsafe { sance_ebm_set_allreduce(h, Some(sum), &mut ctx as *mut RankCtx as *mut c_void, claimed, W as u32) };
+        let s = unsafe {
+            sance_ebm_set_allreduce(h, Some(sum), &mut ctx as *mut RankCtx as *mut c_void, claimed, W as u32)
+        };
         unsafe { sance_ebm_free(h) };
         s
     });
@@ -250,10 +265,13 @@ fn two_halves_make_the_update_of_the_whole() {
     // Energies after the steps, and each step's (loss, gradient norm, accuracy).
     let whole = {
         let h = new(&cfg);
-        let stats: Vec<[f32; 3]> = batches.iter().map(|d| {
-            let s = step_stats(h, d);
-            [s.loss, s.grad_norm, s.accuracy]
-        }).collect();
+        let stats: Vec<[f32; 3]> = batches
+            .iter()
+            .map(|d| {
+                let s = step_stats(h, d);
+                [s.loss, s.grad_norm, s.accuracy]
+            })
+            .collect();
         let e = probe(h);
         unsafe { sance_ebm_free(h) };
         (e, stats)
@@ -263,10 +281,13 @@ fn two_halves_make_the_update_of_the_whole() {
         let h = new(&cfg);
         let mut ctx = RankCtx { group: g.clone(), rank, fail_next: false };
         assert_eq!(register(h, &mut ctx, 2), SanceStatus::Ok, "{}", last_error());
-        let stats: Vec<[f32; 3]> = batches.iter().map(|d| {
-            let s = step_stats(h, &d[rank * 64..(rank + 1) * 64]);
-            [s.loss, s.grad_norm, s.accuracy]
-        }).collect();
+        let stats: Vec<[f32; 3]> = batches
+            .iter()
+            .map(|d| {
+                let s = step_stats(h, &d[rank * 64..(rank + 1) * 64]);
+                [s.loss, s.grad_norm, s.accuracy]
+            })
+            .collect();
         let e = probe(h);
         unsafe { sance_ebm_free(h) };
         (e, stats)

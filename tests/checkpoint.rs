@@ -204,10 +204,7 @@ fn damaged_files_are_corrupt_with_a_reason() {
         ("random", (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect(), "safetensors"),
         (
             "foreign",
-            encode(
-                &[Entry::new("weight", Dtype::F32, vec![2], vec![0; 8])],
-                &BTreeMap::new(),
-            ),
+            encode(&[Entry::new("weight", Dtype::F32, vec![2], vec![0; 8])], &BTreeMap::new()),
             "not a sance checkpoint",
         ),
         (
@@ -220,8 +217,7 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "bad-config",
             rewrite(&good, |_, m| {
-                let c =
-                    m["config"].replace("\"learning_rate\":0.001,", "\"learning_rate\":-1.0,");
+                let c = m["config"].replace("\"learning_rate\":0.001,", "\"learning_rate\":-1.0,");
                 assert_ne!(c, m["config"]);
                 m.insert("config".into(), c);
             }),
@@ -259,9 +255,7 @@ fn damaged_files_are_corrupt_with_a_reason() {
         ),
         (
             "extra-tensor",
-            rewrite(&good, |e, _| {
-                e.push(Entry::new("evil", Dtype::F32, vec![1], vec![0; 4]))
-            }),
+            rewrite(&good, |e, _| e.push(Entry::new("evil", Dtype::F32, vec![1], vec![0; 4]))),
             "evil",
         ),
         (
@@ -369,7 +363,8 @@ fn version_1_checkpoints_load_and_resave_as_version_2() {
         // Each v1 name and the v2 name it must become.
         let n = names.len();
         let renamed = |old: &str| -> String {
-            let (prefix, i) = old.rsplit_once('.').map(|(p, i)| (p, i.parse::<usize>().ok())).unwrap_or((old, None));
+            let (prefix, i) =
+                old.rsplit_once('.').map(|(p, i)| (p, i.parse::<usize>().ok())).unwrap_or((old, None));
             match (prefix, i) {
                 ("theta", Some(i)) => format!("energy.{}", names[i]),
                 ("snapshot", Some(i)) => format!("snapshot.{}", names[i]),
@@ -382,7 +377,8 @@ fn version_1_checkpoints_load_and_resave_as_version_2() {
         };
         assert_eq!(v1_entries.len(), v2_entries.len(), "{}: same tensors", path.display());
         for old in &v1_entries {
-            let new = v2.get(renamed(&old.name).as_str()).unwrap_or_else(|| panic!("{} has no v2 twin", old.name));
+            let new =
+                v2.get(renamed(&old.name).as_str()).unwrap_or_else(|| panic!("{} has no v2 twin", old.name));
             assert!(old.shape == new.shape && old.data == new.data, "{} → {} differs", old.name, new.name);
         }
         seen += 1;

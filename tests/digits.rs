@@ -46,12 +46,16 @@ fn self_adapting_nce_learns_digits_that_classic_nce_does_not() {
     let median = metrics::median_distance(&test.pixels, 64);
     let sa = train_and_sample(SanceNoise::Snapshot, &train);
     let classic = train_and_sample(SanceNoise::Gaussian, &train);
-    let (mmd_sa, mmd_classic) = (metrics::mmd2(&sa, &test.pixels, 64, median), metrics::mmd2(&classic, &test.pixels, 64, median));
+    let (mmd_sa, mmd_classic) =
+        (metrics::mmd2(&sa, &test.pixels, 64, median), metrics::mmd2(&classic, &test.pixels, 64, median));
     let (cls, conf) = judge.predict(&sa, 64);
     let mut seen = [0usize; 10];
     cls.iter().for_each(|&k| seen[k] += 1);
     let classes = seen.iter().filter(|&&n| n >= 20).count();
     println!("self-adapting: MMD² {mmd_sa:.4}, classes {seen:?}, mean confidence {conf:.3}; classic NCE: MMD² {mmd_classic:.4}");
     assert!(classes >= 9, "samples cover only {classes} classes (≥ 2 % each): {seen:?}");
-    assert!(mmd_sa < 0.5 * mmd_classic, "MMD² {mmd_sa:.4} is not below half of classic NCE's {mmd_classic:.4}");
+    assert!(
+        mmd_sa < 0.5 * mmd_classic,
+        "MMD² {mmd_sa:.4} is not below half of classic NCE's {mmd_classic:.4}"
+    );
 }

@@ -89,7 +89,10 @@ fn a_rejected_step_mid_training_changes_nothing() {
 
     train(h, 300..340);
     train(twin, 300..340);
-    assert!(checkpoint(h, "mid-h-end") == checkpoint(twin, "mid-twin-end"), "training diverged from the twin");
+    assert!(
+        checkpoint(h, "mid-h-end") == checkpoint(twin, "mid-twin-end"),
+        "training diverged from the twin"
+    );
     unsafe {
         sance_ebm_free(h);
         sance_ebm_free(twin);

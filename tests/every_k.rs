@@ -13,7 +13,7 @@ use common::test_device;
 #[allow(dead_code)]
 mod eval;
 
-use sance::abi::config::{SanceConfig};
+use sance::abi::config::SanceConfig;
 use sance::model::toy::{toy_dataset, TOY_DATASETS};
 use sance::Ebm;
 use tch::Kind;
@@ -57,10 +57,13 @@ fn test_ll(name: &str, k: u32) -> (f64, f64) {
 fn every_refresh_interval_gives_a_usable_model_on_every_2d_set() {
     let mut failures = Vec::new();
     for name in TOY_DATASETS {
-        let rows: Vec<(u32, f64, f64)> = KS.iter().map(|&k| {
-            let (ll, mass) = test_ll(name, k);
-            (k, ll, mass)
-        }).collect();
+        let rows: Vec<(u32, f64, f64)> = KS
+            .iter()
+            .map(|&k| {
+                let (ll, mass) = test_ll(name, k);
+                (k, ll, mass)
+            })
+            .collect();
         let best = rows.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
         for &(k, ll, mass) in &rows {
             println!("{name:>12} K = {k:>4}: test LL {ll:8.3} nats (best {best:.3}), mass in box {mass:.4}");

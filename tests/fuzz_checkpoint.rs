@@ -3,8 +3,8 @@
 //! in-tree corpus (tests/corpus/) plus a checkpoint of a freshly trained model.
 mod common;
 use common::*;
-use sance::checkpoint::from_bytes;
 use sance::abi::config::SANCE_DEVICE_CPU;
+use sance::checkpoint::from_bytes;
 use sance::ffi::api::{sance_ebm_free, sance_ebm_save};
 use sance::ffi::boundary::catch;
 use sance::SanceStatus;

@@ -33,8 +33,14 @@ fn reference_log_q(fit_data: &Tensor, s: f64, x: &Tensor) -> Tensor {
 #[test]
 fn the_logit_uses_the_exact_log_density_of_the_fit() {
     // With data noise s the fit is of the data convolved with N(0, s²I): what training sees.
-    for (dim, name, s) in [(2usize, "8gaussians", 0.0), (16, "gaussians16d", 0.0), (16, "gaussians16d", 0.3)] {
-        let cfg = SanceConfig { data_dim: dim as u32, noise_ratio: 2.0, data_noise_std: s as f32, ..gaussian_config() };
+    for (dim, name, s) in [(2usize, "8gaussians", 0.0), (16, "gaussians16d", 0.0), (16, "gaussians16d", 0.3)]
+    {
+        let cfg = SanceConfig {
+            data_dim: dim as u32,
+            noise_ratio: 2.0,
+            data_noise_std: s as f32,
+            ..gaussian_config()
+        };
         let s = s as f32 as f64;
         let mut ebm = Ebm::with_kind(&cfg, Kind::Double).unwrap();
         let fit = ebm.tensor_from(&data(name, 500, 1), 500).unwrap();
@@ -88,11 +94,10 @@ fn draws_follow_the_fit_and_high_dimensions_fit_a_diagonal() {
     let want = (var + ridge).sqrt();
     assert!((&g.scale - want).abs().max().double_value(&[]) < 1e-9, "diagonal std");
     let x = Tensor::randn([8, d as i64], (Kind::Double, Device::Cpu));
-    let want_lq = (((&x - fit.mean_dim([0i64].as_slice(), false, Kind::Double)) / &g.scale).square().sum_dim_intlist(
-        [1i64].as_slice(),
-        false,
-        Kind::Double,
-    ) * -0.5)
+    let want_lq = (((&x - fit.mean_dim([0i64].as_slice(), false, Kind::Double)) / &g.scale)
+        .square()
+        .sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
+        * -0.5)
         - g.scale.log().sum(Kind::Double)
         - 0.5 * d as f64 * (2.0 * std::f64::consts::PI).ln();
     assert!((g.log_density(&x).unwrap() - want_lq).abs().max().double_value(&[]) < 1e-7);
@@ -123,10 +128,18 @@ fn misuse_is_refused_and_leaves_the_model_unchanged() {
     assert!(last_error().contains("SANCE_NOISE_GAUSSIAN"), "{}", last_error());
     // A first step on one sample cannot fit, and changes nothing.
     let e0 = probe(g);
-    assert_eq!(unsafe { sance_ebm_train_step(g, d.as_ptr(), 1, ptr::null_mut()) }, SanceStatus::InvalidArgument);
+    assert_eq!(
+        unsafe { sance_ebm_train_step(g, d.as_ptr(), 1, ptr::null_mut()) },
+        SanceStatus::InvalidArgument
+    );
     assert_eq!(bits(&probe(g)), bits(&e0));
     let mut st = SanceStepStats::default();
-    assert_eq!(unsafe { sance_ebm_train_step(g, d.as_ptr(), 100, &mut st) }, SanceStatus::Ok, "{}", last_error());
+    assert_eq!(
+        unsafe { sance_ebm_train_step(g, d.as_ptr(), 100, &mut st) },
+        SanceStatus::Ok,
+        "{}",
+        last_error()
+    );
     assert_eq!((st.step, st.refresh_count, st.refreshed), (1, 0, 0));
     assert_eq!((st.acceptance_rate, st.langevin_grad_norm), (1.0, 0.0));
     unsafe { sance_ebm_free(g) };
@@ -161,7 +174,12 @@ fn the_fit_is_saved_and_training_resumes_exactly() {
     let step = |h, t| {
         let d = data("gaussians16d", 64, t);
         let mut st = SanceStepStats::default();
-        assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 64, &mut st) }, SanceStatus::Ok, "{}", last_error());
+        assert_eq!(
+            unsafe { sance_ebm_train_step(h, d.as_ptr(), 64, &mut st) },
+            SanceStatus::Ok,
+            "{}",
+            last_error()
+        );
         st
     };
     for t in 0..3 {
@@ -169,7 +187,12 @@ fn the_fit_is_saved_and_training_resumes_exactly() {
     }
     assert_eq!(unsafe { sance_ebm_save(a, path.as_ptr()) }, SanceStatus::Ok, "{}", last_error());
     let mut b = ptr::null_mut();
-    assert_eq!(unsafe { sance_ebm_load(path.as_ptr(), SANCE_DEVICE_CPU, &mut b) }, SanceStatus::Ok, "{}", last_error());
+    assert_eq!(
+        unsafe { sance_ebm_load(path.as_ptr(), SANCE_DEVICE_CPU, &mut b) },
+        SanceStatus::Ok,
+        "{}",
+        last_error()
+    );
     for t in 3..6 {
         assert_eq!(step(a, t), step(b, t), "step {t} after the reload");
     }

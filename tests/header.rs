@@ -20,8 +20,7 @@ fn committed_header_matches_generated() {
 /// The names a C program sees in the header: macros, then typedef'd types, enum values and
 /// functions (`extern "C"` guards and comments left out).
 fn public_names(header: &str) -> Vec<String> {
-    let text: String =
-        header.lines().filter(|l| !l.contains("extern \"C\"")).collect::<Vec<_>>().join("\n");
+    let text: String = header.lines().filter(|l| !l.contains("extern \"C\"")).collect::<Vec<_>>().join("\n");
     // Strip /* */ and // comments.
     let mut code = String::new();
     let mut rest = text.as_str();
@@ -101,7 +100,8 @@ fn public_names(header: &str) -> Vec<String> {
 
 #[test]
 fn every_public_name_is_prefixed() {
-    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/sance.h")).unwrap();
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/sance.h")).unwrap();
     let names = public_names(&header);
     let functions = names.iter().filter(|n| n.starts_with("sance_")).count();
     assert!(functions >= 20 && names.contains(&"SANCE_STATUS_OK".to_string()), "parsed {names:?}");
@@ -111,13 +111,18 @@ fn every_public_name_is_prefixed() {
         .collect();
     assert!(bad.is_empty(), "names in include/sance.h without a SANCE_/Sance/sance_ prefix: {bad:?}");
     // The parser must see what it is meant to catch: the leak this test was written for.
-    let planted = header.replace("#define SANCE_DEVICE_CPU", "#define FORMAT_VERSION 1\n#define SANCE_DEVICE_CPU");
+    let planted =
+        header.replace("#define SANCE_DEVICE_CPU", "#define FORMAT_VERSION 1\n#define SANCE_DEVICE_CPU");
     assert!(public_names(&planted).contains(&"FORMAT_VERSION".to_string()));
     for leak in ["typedef int handle_t;", "int helper(void);", "typedef enum { RED = 0, } Colour;"] {
         let planted = header.replace("#endif  /* SANCE_H */", &format!("{leak}\n#endif"));
         let found = public_names(&planted);
-        assert!(found.iter().any(|n| !n.starts_with("SANCE_") && !n.starts_with("Sance") && !n.starts_with("sance_")),
-            "planted {leak:?} not seen");
+        assert!(
+            found
+                .iter()
+                .any(|n| !n.starts_with("SANCE_") && !n.starts_with("Sance") && !n.starts_with("sance_")),
+            "planted {leak:?} not seen"
+        );
     }
 }
 
@@ -134,7 +139,8 @@ fn version_macros_match_cargo_toml() {
         ),
         "src/abi/version.rs disagrees with Cargo.toml's version"
     );
-    let header = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/sance.h")).unwrap();
+    let header =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("include/sance.h")).unwrap();
     for (name, v) in [
         ("SANCE_VERSION_MAJOR", SANCE_VERSION_MAJOR),
         ("SANCE_VERSION_MINOR", SANCE_VERSION_MINOR),

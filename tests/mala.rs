@@ -83,7 +83,8 @@ fn mala_matches_the_grid_normalised_model_where_ula_does_not() {
 
 #[test]
 fn mala_acceptance_is_reported_and_high_at_small_steps() {
-    let cfg = SanceConfig { device: test_device(), hidden_width: 16, replay_capacity: 64, ..Default::default() };
+    let cfg =
+        SanceConfig { device: test_device(), hidden_width: 16, replay_capacity: 64, ..Default::default() };
     let mut cfg_mala = cfg;
     cfg_mala.langevin.metropolis = 1;
     cfg_mala.langevin.step_size = 1e-4;

@@ -5,7 +5,9 @@
 mod common;
 use common::*;
 use sance::abi::config::{SanceActivation, SanceArch, SanceConfig};
-use sance::ffi::api::{sance_ebm_energy, sance_ebm_free, sance_ebm_sample_size, sance_ebm_save, sance_ebm_train_step};
+use sance::ffi::api::{
+    sance_ebm_energy, sance_ebm_free, sance_ebm_sample_size, sance_ebm_save, sance_ebm_train_step,
+};
 use sance::SanceStatus;
 use std::process::Command;
 
@@ -18,7 +20,8 @@ fn check(cfg: SanceConfig, name: &str) {
     let h = new(&cfg);
     let d = unsafe { sance_ebm_sample_size(h) };
     // Deterministic inputs of any sample size, spread over [-2, 2].
-    let points = |n: usize, phase: f32| (0..n * d).map(|i| 2.0 * (i as f32 * 0.7 + phase).sin()).collect::<Vec<f32>>();
+    let points =
+        |n: usize, phase: f32| (0..n * d).map(|i| 2.0 * (i as f32 * 0.7 + phase).sin()).collect::<Vec<f32>>();
     for t in 0..12 {
         let batch = points(16, t as f32);
         let s = unsafe { sance_ebm_train_step(h, batch.as_ptr(), 16, std::ptr::null_mut()) };
@@ -53,7 +56,10 @@ fn torch_twin_loads_the_state_dict_mlp_silu() {
 
 #[test]
 fn torch_twin_loads_the_state_dict_mlp_leaky_relu() {
-    check(SanceConfig { activation: SanceActivation::LeakyRelu, hidden_layers: 3, ..small_config() }, "py-leaky");
+    check(
+        SanceConfig { activation: SanceActivation::LeakyRelu, hidden_layers: 3, ..small_config() },
+        "py-leaky",
+    );
 }
 
 #[test]

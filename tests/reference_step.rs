@@ -4,11 +4,11 @@
 //! global gradient clip that is active; the Langevin step has its per-sample clip and clamp
 //! active. In float64, so the comparison (≤ 1e-5 relative) is of the arithmetic, not rounding.
 mod common;
-use common::test_device;
 use common::scratch;
-use sance::abi::config::{SanceConfig};
-use sance::model::toy::toy_dataset;
+use common::test_device;
+use sance::abi::config::SanceConfig;
 use sance::checkpoint::{self, Entry};
+use sance::model::toy::toy_dataset;
 use sance::{Ebm, SanceLangevin};
 use std::collections::HashMap;
 use std::process::Command;
@@ -91,7 +91,8 @@ fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
         ("lxi".into(), entry(&xi)),
         ("lx1".into(), entry(&x1)),
     ];
-    let mut names: Vec<String> = ebm.net().param_names().into_iter().map(|n| format!("grad.energy.{n}")).collect();
+    let mut names: Vec<String> =
+        ebm.net().param_names().into_iter().map(|n| format!("grad.energy.{n}")).collect();
     names.push("grad.c".into());
     assert_eq!(names.len(), grads.len());
     for (n, g) in names.into_iter().zip(&grads) {
@@ -102,11 +103,13 @@ fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
         l.step_size as f64, l.noise_std as f64, l.grad_clip as f64, l.clamp_min as f64, l.clamp_max as f64
     );
     let meta: HashMap<String, String> = [("langevin".to_string(), lj)].into();
-    let bytes = safetensors::tensor::serialize(tensors.iter().map(|(n, e)| (n.as_str(), e)), &Some(meta)).unwrap();
+    let bytes =
+        safetensors::tensor::serialize(tensors.iter().map(|(n, e)| (n.as_str(), e)), &Some(meta)).unwrap();
     std::fs::write(dir.join("case.safetensors"), bytes).unwrap();
 
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/reference_step.py");
-    let out = Command::new(&python).args(["-W", "ignore"]).arg(script).arg(&dir).output().expect("python runs");
+    let out =
+        Command::new(&python).args(["-W", "ignore"]).arg(script).arg(&dir).output().expect("python runs");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "{text}");
     eprintln!("{}", text.trim());

@@ -84,7 +84,9 @@ fn out_of_memory_is_a_torch_status_and_the_handle_stays_usable() {
     let results = [
         ("train_step", unsafe { sance_ebm_train_step(h, x.as_ptr(), n, &mut stats) }),
         ("energy", unsafe { sance_ebm_energy(h, xb.as_ptr(), big, energies.as_mut_ptr()) }),
-        ("energy_grad", unsafe { sance_ebm_energy_grad(h, xb.as_ptr(), big, energies.as_mut_ptr(), out.as_mut_ptr()) }),
+        ("energy_grad", unsafe {
+            sance_ebm_energy_grad(h, xb.as_ptr(), big, energies.as_mut_ptr(), out.as_mut_ptr())
+        }),
         ("sample", unsafe { sance_ebm_sample(h, big, ptr::null(), out.as_mut_ptr()) }),
         ("sample_from", unsafe { sance_ebm_sample_from(h, chains.as_mut_ptr(), big, ptr::null()) }),
     ];
@@ -105,17 +107,26 @@ fn out_of_memory_is_a_torch_status_and_the_handle_stays_usable() {
     let (chunked_status, chunked) = run_chunked(h);
     let chunked_error = last_error();
     set_address_space_limit(unlimited);
-    assert!(chunked_status.iter().all(|&s| s == SanceStatus::Ok), "chunked calls under the cap: {chunked_status:?}: {chunked_error}");
+    assert!(
+        chunked_status.iter().all(|&s| s == SanceStatus::Ok),
+        "chunked calls under the cap: {chunked_status:?}: {chunked_error}"
+    );
     let (twin_status, twin_chunked) = run_chunked(twin);
     assert!(twin_status.iter().all(|&s| s == SanceStatus::Ok), "{}", last_error());
-    assert!(bits(&chunked) == bits(&twin_chunked), "chunked results under the cap differ from the uncapped twin's");
+    assert!(
+        bits(&chunked) == bits(&twin_chunked),
+        "chunked results under the cap differ from the uncapped twin's"
+    );
 
     // Usable, and on exactly the path of a twin that never saw the failures.
     for t in 5..12 {
         step(h, t);
         step(twin, t);
     }
-    assert!(checkpoint(h, "oom-h-end") == checkpoint(twin, "oom-twin-end"), "training after the failures differs from the twin");
+    assert!(
+        checkpoint(h, "oom-h-end") == checkpoint(twin, "oom-twin-end"),
+        "training after the failures differs from the twin"
+    );
     unsafe {
         sance_ebm_free(h);
         sance_ebm_free(twin);

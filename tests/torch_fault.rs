@@ -46,7 +46,10 @@ fn fail_everywhere(name: &str, h: *mut SanceEbm, twin: *mut SanceEbm, call: &Cal
             assert_eq!(s, SanceStatus::Torch, "{name}, {how:?} at point {n}: {}", last_error());
             let msg = last_error();
             assert!(msg.contains(INJECTED_TORCH), "{name}: the message carries libtorch's: {msg}");
-            assert!(out.iter().all(|&v| v == SENTINEL), "{name}, {how:?} at point {n}: output written on failure");
+            assert!(
+                out.iter().all(|&v| v == SENTINEL),
+                "{name}, {how:?} at point {n}: output written on failure"
+            );
             assert!(checkpoint(h, &dir) == before, "{name}, {how:?} at point {n}: the model changed");
         }
     }
@@ -76,7 +79,10 @@ fn a_libtorch_failure_anywhere_leaves_the_model_as_it_was() {
     let mut passed = Vec::new();
     passed.push(("train_step", fail_everywhere("train_step", h, twin, &train_call(2))));
     passed.push(("train_step", fail_everywhere("train_step-b", h, twin, &train_call(3))));
-    passed.push(("refresh_noise", fail_everywhere("refresh_noise", h, twin, &|h, _| unsafe { sance_ebm_refresh_noise(h) })));
+    passed.push((
+        "refresh_noise",
+        fail_everywhere("refresh_noise", h, twin, &|h, _| unsafe { sance_ebm_refresh_noise(h) }),
+    ));
     let x = data("rings", 40, 9);
     passed.push((
         "sample",
