@@ -305,3 +305,66 @@ fn two_halves_make_the_update_of_the_whole() {
         assert!(rel(h, w) < 1e-5, "step {t}: (loss, gradient norm, accuracy) {h:?} on 2 ranks, {w:?} on 1");
     }
 }
+
+/// Ranks that all load one checkpoint hold the same random stream: registration gives every
+/// rank but rank 0 a stream of its own, at any step (not only before the first). Ranks whose
+/// streams already differ keep theirs.
+#[test]
+fn ranks_from_one_checkpoint_get_distinct_streams_and_distinct_ones_keep_theirs() {
+    const W: usize = 2;
+    let trained = new(&small_config());
+    train(trained, 0..5);
+    let dir = scratch("allreduce-one-checkpoint");
+    let path = dir.join("m.safetensors");
+    assert_eq!(
+        unsafe { sance_ebm_save(trained, cpath(&path).as_ptr()) },
+        SanceStatus::Ok,
+        "{}",
+        last_error()
+    );
+    unsafe { sance_ebm_free(trained) };
+    let load = {
+        let path = path.clone();
+        move || {
+            let mut h = ptr::null_mut();
+            let s = unsafe { sance_ebm_load(cpath(&path).as_ptr(), test_device(), &mut h) };
+            assert_eq!(s, SanceStatus::Ok, "{}", last_error());
+            h
+        }
+    };
+    let draw = |h: *mut SanceEbm| {
+        let mut x = vec![0f32; 16];
+        assert_eq!(unsafe { sance_ebm_sample(h, 8, ptr::null(), x.as_mut_ptr()) }, SanceStatus::Ok);
+        bits(&x)
+    };
+    // `advance[r]` draws on rank r before registering, which moves its stream.
+    let run = |advance: [bool; W]| {
+        let g = group(W);
+        let load = load.clone();
+        ranks(W, move |rank| {
+            let h = load();
+            if advance[rank] {
+                draw(h);
+            }
+            let mut ctx = RankCtx { group: g.clone(), rank, fail_next: false };
+            assert_eq!(register(h, &mut ctx, W), SanceStatus::Ok, "{}", last_error());
+            let x = draw(h);
+            unsafe { sance_ebm_free(h) };
+            x
+        })
+    };
+    let same = run([false, false]);
+    assert!(same[0] != same[1], "ranks loaded from one checkpoint drew the same random numbers");
+    // Rank 0 keeps the stream it loaded: it draws what an unregistered copy draws.
+    let alone = load();
+    assert!(same[0] == draw(alone), "rank 0's stream changed at registration");
+    // Rank 1 moved its stream before registering: the streams differ, so both keep theirs.
+    let distinct = run([false, true]);
+    let advanced = load();
+    draw(advanced);
+    assert!(distinct[1] == draw(advanced), "a rank whose stream was already its own lost it");
+    unsafe {
+        sance_ebm_free(alone);
+        sance_ebm_free(advanced);
+    }
+}

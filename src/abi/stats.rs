@@ -12,7 +12,9 @@ pub struct SanceStepStats {
     pub refreshed: i32,
     /// NCE loss (with the energy penalty) before the update.
     pub loss: f32,
-    /// Fraction of data and noise samples the logit h classifies correctly (0.5 = chance).
+    /// Fraction of data and noise samples the logit h classifies correctly, a tie (h = 0)
+    /// counting half: 0.5 is chance, and exactly 0.5 on a refresh step with ν = 1 (h = 0
+    /// everywhere), so always at K = 1.
     pub accuracy: f32,
     /// Mean E_θ over the data batch, before the update.
     pub data_energy: f32,

@@ -323,3 +323,17 @@ fn input_gradient_matches_central_differences_conv() {
         }
     }
 }
+
+/// Right after a refresh with ν = 1 the logit is 0 everywhere: every sample is a tie, which
+/// counts half, so the accuracy is exactly chance — on every step at K = 1.
+#[test]
+fn accuracy_counts_ties_as_half() {
+    let c = SanceConfig { noise_update_interval: 1, noise_ratio: 1.0, ..cfg() };
+    let mut ebm = Ebm::new(&c).unwrap();
+    for t in 0..3 {
+        let b = batch(&ebm, "8gaussians", 64, t);
+        let s = ebm.train_step(&b).unwrap();
+        assert_eq!(s.refreshed, 1);
+        assert_eq!(s.accuracy, 0.5, "step {}: accuracy {} on a refresh step", s.step, s.accuracy);
+    }
+}

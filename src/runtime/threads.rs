@@ -7,9 +7,10 @@
 //! thread, and everything else on whatever the host has set.
 //!
 //! The count is changed through OpenMP's per-thread setting (`omp_set_num_threads` applies to
-//! parallel regions started by the calling thread only; libtorch's intra-op parallelism, MKL and
-//! oneDNN all follow it) and put back when the call returns, so neither the host's other
-//! threads nor its own later libtorch calls see a difference. `at::set_num_threads` would not
+//! parallel regions started by the calling thread only; libtorch's intra-op parallelism and
+//! oneDNN follow it) and MKL's (`mkl_set_num_threads_local`, which otherwise keeps whatever
+//! the host set for MKL), and both are put back when the call returns, so neither the host's
+//! other threads nor its own later libtorch calls see a difference. `at::set_num_threads` would not
 //! do: it also resizes a process-wide pool and clears oneDNN's cache.
 //!
 //! `SANCE_NUM_THREADS`, read once per process, overrides the policy: `auto` (or unset) as
@@ -80,6 +81,47 @@ fn omp() -> Option<&'static Omp> {
     .as_ref()
 }
 
+/// MKL's per-thread count, found through libtorch_cpu (the PyPI wheel links MKL statically
+/// and exports it). `set_local(n)` returns the thread's previous local count, 0 meaning "none:
+/// MKL's global setting", which `set_local(0)` restores. None when libtorch has no MKL.
+struct Mkl {
+    get: unsafe extern "C" fn() -> c_int,
+    set_local: unsafe extern "C" fn(c_int) -> c_int,
+}
+
+fn mkl() -> Option<&'static Mkl> {
+    static MKL: OnceLock<Option<Mkl>> = OnceLock::new();
+    MKL.get_or_init(|| {
+        // The C entry points by value. In the PyPI wheel's MKL the lowercase
+        // `mkl_set_num_threads_local` is the Fortran one, taking its argument by reference.
+        let names = [c"MKL_Get_Max_Threads", c"MKL_Set_Num_Threads_Local"];
+        let [get, set_local] = crate::runtime::loaded::symbols(c"libtorch_cpu.so", names)?;
+        // SAFETY: the symbols have exactly MKL's C signatures (int (void), int (int)).
+        unsafe {
+            Some(Mkl {
+                get: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(get),
+                set_local: std::mem::transmute::<*mut c_void, unsafe extern "C" fn(c_int) -> c_int>(
+                    set_local,
+                ),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// The number of threads MKL would use on the calling thread (None without MKL).
+pub fn current_mkl() -> Option<i32> {
+    // SAFETY: mkl_get_max_threads has no preconditions.
+    mkl().map(|m| unsafe { (m.get)() })
+}
+
+/// Sets MKL's count for the calling thread (0: back to MKL's global setting); returns the
+/// previous local count (None without MKL).
+fn set_mkl_local(n: i32) -> Option<i32> {
+    // SAFETY: any n >= 0 is valid.
+    mkl().map(|m| unsafe { (m.set_local)(n.max(0)) })
+}
+
 /// The calling thread's intra-op thread count as OpenMP reports it (None without OpenMP).
 pub fn current() -> Option<i32> {
     // libtorch sets each thread's count on its first parallel call; make that happen first so
@@ -97,10 +139,12 @@ pub fn set_current(n: i32) {
     }
 }
 
-/// While alive, the calling thread runs libtorch's intra-op work on the count the policy
-/// picks; dropping it (also on an error or a panic) restores the thread's previous count.
+/// While alive, the calling thread runs libtorch's intra-op work (OpenMP and MKL) on the count
+/// the policy picks; dropping it (also on an error or a panic) restores the thread's previous
+/// counts.
 pub struct Scope {
     restore: Option<i32>,
+    restore_mkl: Option<i32>,
 }
 
 impl Scope {
@@ -109,14 +153,14 @@ impl Scope {
     }
 
     pub fn with_policy(p: Policy, arch: SanceArch, rows: i64) -> Scope {
-        let restore = p.threads_for(arch, rows).and_then(|n| {
-            let before = current()?;
+        let Some(n) = p.threads_for(arch, rows) else { return Scope { restore: None, restore_mkl: None } };
+        let restore = current().and_then(|before| {
             (before != n).then(|| {
                 set_current(n);
                 before
             })
         });
-        Scope { restore }
+        Scope { restore, restore_mkl: set_mkl_local(n) }
     }
 }
 
@@ -124,6 +168,9 @@ impl Drop for Scope {
     fn drop(&mut self) {
         if let Some(n) = self.restore {
             set_current(n);
+        }
+        if let Some(n) = self.restore_mkl {
+            set_mkl_local(n);
         }
     }
 }
@@ -159,10 +206,13 @@ mod tests {
     #[test]
     fn scope_sets_and_restores_the_calling_threads_count() {
         assert!(current().is_some(), "the PyPI libtorch uses OpenMP; its runtime must be found");
+        assert!(current_mkl().is_some(), "the PyPI libtorch links MKL; its per-thread setting must be found");
         set_current(3);
+        let mkl_before = current_mkl();
         {
             let _s = Scope::with_policy(Policy::Auto, SanceArch::Mlp, 16);
             assert_eq!(current(), Some(1));
+            assert_eq!(current_mkl(), Some(1), "MKL's per-thread count follows the policy too");
             // Another thread keeps its own count.
             let other = std::thread::spawn(|| {
                 set_current(2);
@@ -174,6 +224,7 @@ mod tests {
             assert_eq!(current(), Some(1));
         }
         assert_eq!(current(), Some(3));
+        assert_eq!(current_mkl(), mkl_before, "MKL's count is restored");
         {
             let _s = Scope::with_policy(Policy::Auto, SanceArch::Mlp, 256);
             assert_eq!(current(), Some(3), "large batches keep the host's count");
@@ -181,9 +232,11 @@ mod tests {
         let r = std::panic::catch_unwind(|| {
             let _s = Scope::with_policy(Policy::Fixed(2), SanceArch::Conv, 4);
             assert_eq!(current(), Some(2));
+            assert_eq!(current_mkl(), Some(2));
             panic!("unwinds through the scope");
         });
         assert!(r.is_err());
         assert_eq!(current(), Some(3), "restored on unwinding");
+        assert_eq!(current_mkl(), mkl_before, "MKL's count restored on unwinding");
     }
 }

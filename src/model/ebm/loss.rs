@@ -62,10 +62,10 @@ impl Ebm {
         Ok((loss, h, e, grads))
     }
 
-    /// The step's statistics on the device, in float64, [`STEP_STATISTICS`] of them: loss,
-    /// accuracy of the classifier, mean data energy, mean noise energy, the sampler's gradient
-    /// norm and acceptance rate (Gaussian noise has no sampler: 0 and 1). `b` data rows come
-    /// first in `h` and `e`, the noise after them.
+    /// The step's statistics on the device, in float64, [`STEP_STATISTICS`] of them: loss, accuracy of the
+    /// classifier (ties count half), mean data energy, mean noise energy, the sampler's gradient norm and
+    /// acceptance rate (Gaussian noise has no sampler: 0 and 1). `b` data rows come first in `h` and `e`, the
+    /// noise after them.
     pub(super) fn step_statistics(
         &self,
         loss: &Tensor,
@@ -75,11 +75,13 @@ impl Ebm {
         run: Option<&langevin::RunStats>,
     ) -> Result<Tensor> {
         let m = h.size()[0] - b;
+        // A tie (h = 0, as everywhere right after a refresh with ν = 1) is a coin toss: half right.
         let correct = h
             .f_narrow(0, 0, b)?
             .f_gt(0.0)?
             .f_sum(Kind::Double)?
-            .f_add(&h.f_narrow(0, b, m)?.f_lt(0.0)?.f_sum(Kind::Double)?)?;
+            .f_add(&h.f_narrow(0, b, m)?.f_lt(0.0)?.f_sum(Kind::Double)?)?
+            .f_add(&h.f_eq(0.0)?.f_sum(Kind::Double)?.f_mul_scalar(0.5)?)?;
         let none;
         let run = match run {
             Some(r) => r,

@@ -91,9 +91,10 @@ impl Ebm {
     /// Registers the host's reduction (None unregisters); with one, training steps average
     /// the gradient, the statistics and the skip decisions over ranks. Registration is itself
     /// a reduction: it checks that all ranks hold the same θ, c, counters and config (the
-    /// device aside). A model that has not trained yet then takes a stream of its own per rank
-    /// for its noise chains (rank 0 keeps the seed's); a trained one (say, each rank resuming
-    /// from its own checkpoint) keeps the stream it has. On failure nothing changes.
+    /// device aside). When every rank holds the same random stream (a model that has not
+    /// trained yet, or every rank loaded one checkpoint), each rank but rank 0 then takes a
+    /// stream of its own for its noise chains, at any step; ranks whose streams already differ
+    /// (each resumed from its own checkpoint) keep theirs. On failure nothing changes.
     pub fn set_allreduce(&mut self, c: Option<Collective>) -> Result<()> {
         let Some(c) = c else {
             self.reduction = None;
@@ -118,21 +119,24 @@ impl Ebm {
                 // The other ranks are entering the registration's reduction: take part with a
                 // buffer that fails their check too (its size does not depend on the
                 // arguments), so that every rank gets an error and none waits.
-                let mut buf = registration_buffer(0, 0, 1);
+                let mut buf = registration_buffer(0, 0, 0, 1);
                 buf[2] = f32::NAN;
                 let _ = c.reduce(&mut buf, "registration");
                 return Err(e);
             }
         };
-        let mut buf = registration_buffer(fingerprint, c.rank, c.world);
+        let stream = self.rng.state().iter().fold(FNV_OFFSET, |h, w| fnv1a(&w.to_le_bytes(), h));
+        let mut buf = registration_buffer(fingerprint, stream, c.rank, c.world);
         c.reduce(&mut buf, "registration")?;
         check_registration(&buf)?;
-        if self.step == 0 && c.rank > 0 {
-            let s = self.rng.state();
-            let mut seed = fnv1a(&c.rank.to_le_bytes(), FNV_OFFSET);
-            for w in s {
-                seed = fnv1a(&w.to_le_bytes(), seed);
-            }
+        if same_streams(&buf) && c.rank > 0 {
+            // Identical streams would draw identical noise chains on every rank: each rank but
+            // rank 0 takes a stream of its own, derived from its rank and the shared stream.
+            let seed = self
+                .rng
+                .state()
+                .iter()
+                .fold(fnv1a(&c.rank.to_le_bytes(), FNV_OFFSET), |h, w| fnv1a(&w.to_le_bytes(), h));
             self.rng = Rng::new(seed);
         }
         self.reduction = Some(Reduction { collective: c, phase: Phase::Done });
@@ -307,28 +311,46 @@ pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
 
 pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-/// The registration buffer, the same size on every rank whatever each passed: a count, the
-/// world size and its square, the rank and its square, and the 16 nibbles of the fingerprint
-/// with their squares. The verdict is a function of the sums alone, so every rank reaches the
-/// same one: all ranks passed the same world size when count · Σworld² = (Σworld)², and it is
-/// the number of ranks taking part when Σworld = count²; the ranks are 0 .. W − 1 when Σrank and
-/// Σrank² are those of 0 .. W − 1 (this catches the mistakes that happen — every rank 0, a rank
-/// twice — though not every permutation of duplicates); every rank holds the same θ and config
-/// exactly when W · Σx² = (Σx)² for each nibble (small integers, exact in float32 up to 74,000
-/// ranks).
-pub fn registration_buffer(fingerprint: u64, rank: u32, world: u32) -> Vec<f32> {
+/// The registration buffer, the same size on every rank whatever each passed: a count, the world size and its
+/// square, the rank and its square, the 16 nibbles of the fingerprint with their squares, then those of the
+/// random stream's fingerprint. The verdict is a function of the sums alone, so every rank reaches the same
+/// one: all ranks passed the same world size when count · Σworld² = (Σworld)², and it is the number of ranks
+/// taking part when Σworld = count²; the ranks are 0 .. W − 1 when Σrank and Σrank² are those of 0 .. W − 1
+/// (this catches the mistakes that happen — every rank 0, a rank twice — though not every permutation of
+/// duplicates); every rank holds the same θ and config exactly when W · Σx² = (Σx)² for each nibble (small
+/// integers, exact in float32 up to 74,000 ranks); the same test on the stream's nibbles says whether every
+/// rank holds the same random stream ([`same_streams`]).
+pub fn registration_buffer(fingerprint: u64, stream: u64, rank: u32, world: u32) -> Vec<f32> {
     let mut buf = vec![0f32; REGISTRATION_LEN];
     let (w, r) = (world as f32, rank as f32);
     buf[..5].copy_from_slice(&[1.0, w, w * w, r, r * r]);
-    for j in 0..16 {
-        let x = ((fingerprint >> (4 * j)) & 0xF) as f32;
-        buf[5 + j] = x;
-        buf[5 + 16 + j] = x * x;
+    for (k, h) in [fingerprint, stream].into_iter().enumerate() {
+        for j in 0..16 {
+            let x = ((h >> (4 * j)) & 0xF) as f32;
+            buf[5 + 32 * k + j] = x;
+            buf[5 + 32 * k + 16 + j] = x * x;
+        }
     }
     buf
 }
 
-pub(crate) const REGISTRATION_LEN: usize = 5 + 32;
+pub(crate) const REGISTRATION_LEN: usize = 5 + 2 * 32;
+
+/// Whether every rank's nibbles at `at` (the model's at 5, the stream's at 37) are the same.
+fn same_nibbles(buf: &[f32], at: usize) -> bool {
+    let n = buf[0] as f64;
+    (0..16).all(|j| {
+        let (s1, s2) = (buf[at + j] as f64, buf[at + 16 + j] as f64);
+        s2 * n == s1 * s1
+    })
+}
+
+/// Whether every rank registered with the same random stream (as after every rank loaded one
+/// checkpoint, or made its model from the same config): read from the sums alone, so every
+/// rank reaches the same verdict.
+pub fn same_streams(buf: &[f32]) -> bool {
+    same_nibbles(buf, 5 + 32)
+}
 
 /// The verdict on a summed registration buffer (the same on every rank: it reads only the sums).
 pub fn check_registration(buf: &[f32]) -> Result<()> {
@@ -350,11 +372,7 @@ pub fn check_registration(buf: &[f32]) -> Result<()> {
             n - 1.0
         )));
     }
-    let same = (0..16).all(|j| {
-        let (s1, s2) = (buf[5 + j] as f64, buf[5 + 16 + j] as f64);
-        s2 * n == s1 * s1
-    });
-    if !same {
+    if !same_nibbles(buf, 5) {
         return Err(Error::invalid(
             "set_allreduce: the ranks do not hold the same model: θ, c, the step count, the config (seed, \
              sizes, learning rate, …) or the kind of device differ between ranks. Create every rank's \
@@ -371,7 +389,7 @@ mod tests {
     /// Sums registration buffers as the host's reduction would, for `fps[r]` on rank r.
     fn verdicts(fps: &[u64], worlds: &[u32], ranks: &[u32]) -> Vec<bool> {
         let bufs: Vec<Vec<f32>> =
-            (0..fps.len()).map(|i| registration_buffer(fps[i], ranks[i], worlds[i])).collect();
+            (0..fps.len()).map(|i| registration_buffer(fps[i], 0, ranks[i], worlds[i])).collect();
         let sum: Vec<f32> = (0..bufs[0].len()).map(|k| bufs.iter().map(|b| b[k]).sum()).collect();
         (0..fps.len()).map(|_| check_registration(&sum).is_ok()).collect()
     }
@@ -389,6 +407,20 @@ mod tests {
         // World sizes 2, 3, 4 sum to 3²: the square sums tell them apart.
         assert_eq!(verdicts(&[fp, fp, fp], &[2, 3, 4], &[0, 1, 2]), [false; 3]);
         assert_eq!(verdicts(&[fp], &[1], &[0]), [true]);
+    }
+
+    #[test]
+    fn identical_streams_are_told_from_the_sums() {
+        let sum = |streams: &[u64]| -> Vec<f32> {
+            let w = streams.len() as u32;
+            let bufs: Vec<Vec<f32>> =
+                streams.iter().enumerate().map(|(r, &s)| registration_buffer(1, s, r as u32, w)).collect();
+            (0..REGISTRATION_LEN).map(|k| bufs.iter().map(|b| b[k]).sum()).collect()
+        };
+        assert!(same_streams(&sum(&[42, 42, 42])));
+        assert!(!same_streams(&sum(&[42, 42, 43])));
+        assert!(!same_streams(&sum(&[42 << 60, 42])));
+        assert!(same_streams(&sum(&[7])));
     }
 
     #[test]
