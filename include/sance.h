@@ -334,7 +334,9 @@ typedef struct {
    */
   float loss;
   /**
-   * Fraction of data and noise samples the logit h classifies correctly (0.5 = chance).
+   * Fraction of data and noise samples the logit h classifies correctly, a tie (h = 0)
+   * counting half: 0.5 is chance, and exactly 0.5 on a refresh step with ν = 1 (h = 0
+   * everywhere), so always at K = 1.
    */
   float accuracy;
   /**
@@ -374,6 +376,30 @@ typedef struct {
  * or non-zero on failure. `user` is the pointer given to `sance_ebm_set_allreduce`.
  */
 typedef int32_t (*SanceAllreduceFn)(float *buf, size_t n, void *user);
+
+/**
+ * Parameters of `sance_ebm_log_z`: annealed importance sampling from a normalised Gaussian
+ * base to the model (docs/algorithm.md, "The normaliser"). Fill it with `sance_ais_init`.
+ */
+typedef struct {
+  /**
+   * Independent AIS chains (2 to 1,000,000): the standard error falls as 1/√chains.
+   */
+  uint32_t chains;
+  /**
+   * Intermediate distributions between the base and the model (1 to 10,000,000).
+   */
+  uint32_t temperatures;
+  /**
+   * MALA steps per temperature (1 to 1,000).
+   */
+  uint32_t steps;
+  /**
+   * MALA's step λ at the model (finite, > 0); along the path it moves geometrically from a
+   * step suited to the base.
+   */
+  float step_size;
+} SanceAis;
 
 /**
  * Where a model stands: counters and the current offset c.
@@ -449,8 +475,10 @@ SanceStatus sance_ebm_train_step(SanceEbm *ebm,
  * unregisters). Every rank calls it, with its `rank` in 0 .. `world_size` − 1: registration is
  * itself one reduction, which checks that all ranks hold the same θ, c, counters and config
  * (the device index may differ, not its kind) and fails on every rank with
- * SANCE_STATUS_INVALID_ARGUMENT otherwise; SANCE_NOISE_GAUSSIAN models are refused. A model
- * that has not trained yet then draws its noise chains from a stream of its own per rank. From
+ * SANCE_STATUS_INVALID_ARGUMENT otherwise; SANCE_NOISE_GAUSSIAN models are refused. When every
+ * rank holds the same random stream (models made from one config, or every rank loaded one
+ * checkpoint), each rank but rank 0 then draws its noise chains from a stream of its own, at
+ * any step; ranks whose streams already differ keep theirs. From
  * then on each `sance_ebm_train_step` makes the same reductions on every rank: the gradient of θ
  * and c with the step's statistics (averaged: every rank applies the same update and reports
  * the same loss), then, unless every rank skipped there, a one-float check that the update kept
@@ -524,6 +552,30 @@ SanceStatus sance_ebm_energy_grad(SanceEbm *ebm,
                                   size_t n,
                                   float *energy,
                                   float *grad);
+
+/**
+ * Fills `*params` with annealed-importance-sampling settings for `ebm`'s `sance_ebm_log_z`:
+ * 512 chains (128 above 64 floats per sample), 1,000 temperatures, one MALA step each, and a
+ * step size that a short pilot run on the model accepts at least half the time. The model is
+ * unchanged (the pilot draws from a stream derived from the model's).
+ */
+SanceStatus sance_ais_init(SanceAis *params, const SanceEbm *ebm);
+
+/**
+ * Estimates log Z = log ∫ exp(−E_θ(x)) dx, the log-normaliser of the model's density (c is not
+ * part of it), by annealed importance sampling from a normalised Gaussian base (classic NCE's
+ * fitted noise; else a Gaussian fitted to the replay buffer's chains, scale doubled; else
+ * N(0, init_scale²·I)) along the geometric path to exp(−E_θ), with MALA moves at each
+ * temperature. A held-out sample's normalised log-likelihood is then −E_θ(x) − log Z.
+ * `params` NULL uses `sance_ais_init`'s defaults. Writes the estimate to `*out_log_z` and its
+ * standard error (delta method over the chains' weights) to `*out_std_error` (may be NULL).
+ * The same model gives the same estimate, and the model is unchanged: the chains draw from a
+ * stream derived from the model's. SANCE_STATUS_NON_FINITE when the estimate overflows.
+ */
+SanceStatus sance_ebm_log_z(SanceEbm *ebm,
+                            const SanceAis *params,
+                            double *out_log_z,
+                            double *out_std_error);
 
 /**
  * Copies where the model stands (steps, refreshes, replay buffer fill, c) into `*out`.

@@ -4,6 +4,7 @@
 //! counters are unchanged.
 mod common;
 use common::*;
+use sance::abi::ais::SanceAis;
 use sance::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin, SanceNoise};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
@@ -50,6 +51,16 @@ impl Ctx {
         edit(&mut l);
         let out = self.out();
         unsafe { sance_ebm_sample(self.h, 4, &l, out) }
+    }
+    /// sance_ebm_log_z with one field of the defaults changed; the estimate must not be written.
+    fn log_z_with(&mut self, edit: impl FnOnce(&mut SanceAis)) -> SanceStatus {
+        let mut a = SanceAis::default();
+        assert_eq!(unsafe { sance_ais_init(&mut a, self.h) }, SanceStatus::Ok, "{}", last_error());
+        edit(&mut a);
+        let (mut z, mut se) = (f64::MAX, f64::MAX);
+        let s = unsafe { sance_ebm_log_z(self.h, &a, &mut z, &mut se) };
+        assert_eq!((z, se), (f64::MAX, f64::MAX), "the estimate was written by a failed call");
+        s
     }
     fn path(&self, name: &str) -> CString {
         cpath(&self.dir.join(name))
@@ -197,6 +208,15 @@ rows! {
     allreduce_null_handle: "sance_ebm_set_allreduce", "ebm NULL" => NullPointer, "ebm", |_c| unsafe { sance_ebm_set_allreduce(ptr::null_mut(), Some(no_op_sum), ptr::null_mut(), 0, 1) };
     allreduce_rank_too_large: "sance_ebm_set_allreduce", "rank >= world_size" => InvalidArgument, "rank", |c| unsafe { sance_ebm_set_allreduce(c.h, Some(no_op_sum), ptr::null_mut(), 2, 2) };
     allreduce_world_zero: "sance_ebm_set_allreduce", "world_size 0" => InvalidArgument, "world_size", |c| unsafe { sance_ebm_set_allreduce(c.h, Some(no_op_sum), ptr::null_mut(), 0, 0) };
+    ais_init_null_params: "sance_ais_init", "params NULL" => NullPointer, "params", |c| unsafe { sance_ais_init(ptr::null_mut(), c.h) };
+    ais_init_null_handle: "sance_ais_init", "ebm NULL" => NullPointer, "ebm", |_c| { let mut a = SanceAis::default(); let s = unsafe { sance_ais_init(&mut a, ptr::null()) }; assert_eq!(a, SanceAis::default()); s };
+    log_z_null_handle: "sance_ebm_log_z", "ebm NULL" => NullPointer, "ebm", |_c| { let mut z = 0.0; unsafe { sance_ebm_log_z(ptr::null_mut(), ptr::null(), &mut z, ptr::null_mut()) } };
+    log_z_null_out: "sance_ebm_log_z", "out_log_z NULL" => NullPointer, "out_log_z", |c| unsafe { sance_ebm_log_z(c.h, ptr::null(), ptr::null_mut(), ptr::null_mut()) };
+    log_z_chains_one: "sance_ebm_log_z", "params.chains = 1" => InvalidArgument, "params.chains", |c| c.log_z_with(|a| a.chains = 1);
+    log_z_temperatures_zero: "sance_ebm_log_z", "params.temperatures = 0" => InvalidArgument, "params.temperatures", |c| c.log_z_with(|a| a.temperatures = 0);
+    log_z_steps_zero: "sance_ebm_log_z", "params.steps = 0" => InvalidArgument, "params.steps", |c| c.log_z_with(|a| a.steps = 0);
+    log_z_step_size_nan: "sance_ebm_log_z", "params.step_size = NaN" => InvalidArgument, "params.step_size", |c| c.log_z_with(|a| a.step_size = f32::NAN);
+    log_z_step_size_negative: "sance_ebm_log_z", "params.step_size = -0.1" => InvalidArgument, "params.step_size", |c| c.log_z_with(|a| a.step_size = -0.1);
     toy_null_name: "sance_toy_dataset", "name NULL" => NullPointer, "name", |c| { let o = c.out(); unsafe { sance_toy_dataset(ptr::null(), 4, 0, o) } };
     toy_unknown_name: "sance_toy_dataset", "an unknown dataset name" => InvalidArgument, "\"moons\"", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"moons".as_ptr(), 4, 0, o) } };
     toy_non_utf8_name: "sance_toy_dataset", "a non-UTF-8 name" => InvalidArgument, "UTF-8", |c| { let o = c.out(); unsafe { sance_toy_dataset(c"\xff\xfe".as_ptr(), 4, 0, o) } };

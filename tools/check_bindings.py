@@ -34,6 +34,7 @@ SCALARS = {
     "uint64_t": {"UInt64"},
     "size_t": {"Csize_t"},
     "float": {"Float32", "Cfloat"},
+    "double": {"Float64", "Cdouble"},
 }
 
 # C function -> how the C++ wrapper and its test name it (a substring each must contain).
@@ -50,6 +51,7 @@ CPP_NAMES = {
     "sance_toy_dataset": ("sance_toy_dataset(", "sance::toy_dataset("),
     "sance_toy_dataset_dim": ("sance_toy_dataset_dim(", "sance::toy_dataset_dim("),
     "sance_ebm_fit_noise": ("sance_ebm_fit_noise(", ".fit_noise("),
+    "sance_ais_init": ("sance_ais_init(", ".ais_defaults("),
 }
 # C function -> the idiomatic Julia name its test must call.
 JULIA_NAMES = {
@@ -64,6 +66,8 @@ JULIA_NAMES = {
     "sance_ebm_sample_from": "sample!(",
     "sance_ebm_energy": "energy(",
     "sance_ebm_energy_grad": "energy_grad(",
+    "sance_ais_init": "ais_defaults(",
+    "sance_ebm_log_z": "log_z(",
     "sance_ebm_progress": "progress(",
     "sance_ebm_sample_size": "sample_size(",
     "sance_ebm_config": "config(",
@@ -230,6 +234,7 @@ def self_test():
         "Julia field removed": (h, lj.replace("    replay_len::UInt64\n", ""), sj, rt, hpp, ct),
         "Julia argument type": (h, lj.replace("(Cstring, Csize_t, UInt64, Ptr{Float32})", "(Cstring, UInt32, UInt64, Ptr{Float32})"), sj, rt, hpp, ct),
         "Julia argument removed": (h, lj.replace("(Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{Float32}), ebm, x, n, out)", "(Ptr{SanceEbm}, Ptr{Float32}, Csize_t), ebm, x, n)"), sj, rt, hpp, ct),
+        "Julia double argument type": (h, lj.replace("Ptr{SanceAis}, Ptr{Float64}, Ptr{Float64}", "Ptr{SanceAis}, Ptr{Float32}, Ptr{Float64}"), sj, rt, hpp, ct),
         "Julia return type": (h, lj.replace("sance_cuda_device_count), Int32", "sance_cuda_device_count), Int64"), sj, rt, hpp, ct),
         "Julia enum value": (h, lj.replace("SANCE_STATUS_PANIC = 8", "SANCE_STATUS_PANIC = 9"), sj, rt, hpp, ct),
         "Julia version constant": (h, lj.replace("const SANCE_VERSION_MINOR = UInt32(3)", "const SANCE_VERSION_MINOR = UInt32(4)"), sj, rt, hpp, ct),

@@ -299,7 +299,7 @@ fn finite_ge(v: f32, lo: f32, field: &str) -> Result<()> {
     Ok(())
 }
 
-fn finite_gt(v: f32, lo: f32, field: &str) -> Result<()> {
+pub(crate) fn finite_gt(v: f32, lo: f32, field: &str) -> Result<()> {
     if !v.is_finite() || v <= lo {
         return Err(Error::invalid(format!("{field} must be a finite number > {lo} (got {v})")));
     }
@@ -315,7 +315,7 @@ fn in_unit(v: f32, closed: bool, field: &str) -> Result<()> {
     Ok(())
 }
 
-fn range_u32(v: u32, lo: u32, hi: u32, field: &str) -> Result<()> {
+pub(crate) fn range_u32(v: u32, lo: u32, hi: u32, field: &str) -> Result<()> {
     if v < lo || v > hi {
         return Err(Error::invalid(format!("{field} must lie in [{lo}, {hi}] (got {v})")));
     }

@@ -1,6 +1,7 @@
 //! SanceConfig ↔ JSON (checkpoint metadata, the data-parallel fingerprint), by serde's derive
 //! (src/abi/config.rs): enums as their C values, the seed as a string (JSON numbers are
-//! doubles in most readers), unknown fields refused. Errors name the field, e.g. "missing field `noise_ratio`".
+//! doubles in most readers), unknown fields refused. Errors name the field, e.g. "missing
+//! field `noise_ratio`".
 use crate::abi::config::SanceConfig;
 
 pub fn to_json(c: &SanceConfig) -> String {

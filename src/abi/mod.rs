@@ -1,6 +1,7 @@
 //! Everything C sees besides the functions: the `#[repr(C)]` structs and enums, the status
 //! codes and error messages, and the version numbers; also the config's JSON form (checkpoint
 //! metadata, the data-parallel fingerprint). cbindgen writes them to `include/sance.h`.
+pub mod ais;
 pub mod config;
 pub mod config_json;
 pub mod stats;

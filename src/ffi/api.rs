@@ -7,6 +7,7 @@
 //! size that stays valid for the call, and a handle must come from `sance_ebm_new` and not be
 //! freed yet. The header's comments state the sizes.
 #![allow(clippy::missing_safety_doc)]
+use crate::abi::ais::SanceAis;
 use crate::abi::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO};
 use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
@@ -177,8 +178,10 @@ pub type SanceAllreduceFn = Option<unsafe extern "C" fn(buf: *mut f32, n: usize,
 /// unregisters). Every rank calls it, with its `rank` in 0 .. `world_size` − 1: registration is
 /// itself one reduction, which checks that all ranks hold the same θ, c, counters and config
 /// (the device index may differ, not its kind) and fails on every rank with
-/// SANCE_STATUS_INVALID_ARGUMENT otherwise; SANCE_NOISE_GAUSSIAN models are refused. A model
-/// that has not trained yet then draws its noise chains from a stream of its own per rank. From
+/// SANCE_STATUS_INVALID_ARGUMENT otherwise; SANCE_NOISE_GAUSSIAN models are refused. When every
+/// rank holds the same random stream (models made from one config, or every rank loaded one
+/// checkpoint), each rank but rank 0 then draws its noise chains from a stream of its own, at
+/// any step; ranks whose streams already differ keep theirs. From
 /// then on each `sance_ebm_train_step` makes the same reductions on every rank: the gradient of θ
 /// and c with the step's statistics (averaged: every rank applies the same update and reports
 /// the same loss), then, unless every rank skipped there, a one-float check that the update kept
@@ -318,6 +321,64 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
             }
             Ok(())
         })
+    })
+}
+
+/// Fills `*params` with annealed-importance-sampling settings for `ebm`'s `sance_ebm_log_z`:
+/// 512 chains (128 above 64 floats per sample), 1,000 temperatures, one MALA step each, and a
+/// step size that a short pilot run on the model accepts at least half the time. The model is
+/// unchanged (the pilot draws from a stream derived from the model's).
+#[no_mangle]
+pub unsafe extern "C" fn sance_ais_init(params: *mut SanceAis, ebm: *const SanceEbm) -> SanceStatus {
+    guard("sance_ais_init", || {
+        non_null(params, "params")?;
+        let a = handle(ebm)?.read(|m| m.ais_defaults())?;
+        params.write(a);
+        Ok(())
+    })
+}
+
+/// Estimates log Z = log ∫ exp(−E_θ(x)) dx, the log-normaliser of the model's density (c is not
+/// part of it), by annealed importance sampling from a normalised Gaussian base (classic NCE's
+/// fitted noise; else a Gaussian fitted to the replay buffer's chains, scale doubled; else
+/// N(0, init_scale²·I)) along the geometric path to exp(−E_θ), with MALA moves at each
+/// temperature. A held-out sample's normalised log-likelihood is then −E_θ(x) − log Z.
+/// `params` NULL uses `sance_ais_init`'s defaults. Writes the estimate to `*out_log_z` and its
+/// standard error (delta method over the chains' weights) to `*out_std_error` (may be NULL).
+/// The same model gives the same estimate, and the model is unchanged: the chains draw from a
+/// stream derived from the model's. SANCE_STATUS_NON_FINITE when the estimate overflows.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_log_z(
+    ebm: *mut SanceEbm,
+    params: *const SanceAis,
+    out_log_z: *mut f64,
+    out_std_error: *mut f64,
+) -> SanceStatus {
+    guard("sance_ebm_log_z", || {
+        let h = handle(ebm)?;
+        non_null(out_log_z, "out_log_z")?;
+        if !out_std_error.is_null() {
+            non_null(out_std_error, "out_std_error")?;
+        }
+        if !params.is_null() {
+            non_null(params, "params")?;
+        }
+        let est = h.read(|m| {
+            let p = if params.is_null() { m.ais_defaults()? } else { params.read() };
+            m.estimate_log_normaliser(&p)
+        })?;
+        if !est.log_z.is_finite() {
+            return Err(Error::non_finite(format!(
+                "the estimate of log Z is {} (the model's density overflows the base's scale, or every \
+                 chain's weight underflowed): more temperatures or a smaller step_size may help",
+                est.log_z
+            )));
+        }
+        out_log_z.write(est.log_z);
+        if !out_std_error.is_null() {
+            out_std_error.write(est.std_error);
+        }
+        Ok(())
     })
 }
 

@@ -108,6 +108,17 @@ impl Gaussian {
             .f_add_scalar(self.log_norm)
     }
 
+    /// ∇ₓ log q(x) = −Σ⁻¹(x − μ) for x [N, ...] → [N, ...] (Σ⁻¹ = L⁻ᵀL⁻¹ when full).
+    pub fn grad_log_density(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let centred = x.f_flatten(1, -1)?.f_sub(&self.mean)?;
+        let g = if self.is_full() {
+            centred.f_matmul(&self.inv_scale.f_tr()?)?.f_matmul(&self.inv_scale)?
+        } else {
+            centred.f_mul(&self.inv_scale.f_square()?)?
+        };
+        g.f_neg()?.f_view(x.size().as_slice())
+    }
+
     /// The same Gaussian, sharing its tensors: a fit replaces a Gaussian whole and never
     /// writes into one, so an undo keeps the handles.
     pub fn shallow(&self) -> Gaussian {

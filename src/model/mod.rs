@@ -4,6 +4,7 @@
 //! `crate::panic`, `crate::runtime` and the test hooks of `crate::fault`; `crate::ffi` and
 //! `crate::checkpoint` build on it.
 pub mod adam;
+pub mod ais;
 pub mod ebm;
 pub mod flat;
 pub mod gaussian;

@@ -40,6 +40,16 @@ impl Rng {
         (s != [0; 4]).then_some(Rng { s })
     }
 
+    /// A new stream derived from this one's state and `tag`, without drawing from this one:
+    /// for work that must be reproducible for a model yet leave its stream as it is.
+    pub fn derived(&self, tag: u64) -> Rng {
+        let mut x = tag;
+        for w in self.s {
+            x = splitmix64(&mut (x ^ w));
+        }
+        Rng::new(x)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         let result = self.s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
         let t = self.s[1] << 17;

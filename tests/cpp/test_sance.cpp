@@ -55,6 +55,7 @@ int main() {
     static_assert(!std::is_copy_constructible<sance::Ebm>::value, "Ebm is move-only");
     static_assert(std::is_nothrow_move_constructible<sance::Ebm>::value, "Ebm moves without throwing");
     static_assert(std::is_base_of<std::runtime_error, sance::Error>::value, "Error is a runtime_error");
+    static_assert(!std::is_default_constructible<sance::Ais>::value, "Ais's defaults need a model");
 
     // Free functions.
     CHECK(sance::version().rfind("sance ", 0) == 0, "version");
@@ -220,6 +221,35 @@ int main() {
     sance::EnergyGrad eg = m.energy_grad(rings);
     CHECK(eg.energy == e && eg.grad.size() == 200 && finite(eg.grad), "energy_grad(vector)");
     CHECK(m.energy_grad(rings.data(), 100).grad == eg.grad, "energy_grad(ptr)");
+
+    // The normaliser: annealed importance sampling on a briefly trained 2-D model.
+    {
+        sance::Ebm z(small());
+        for (int t = 0; t < 20; t++) z.train_step(sance::toy_dataset("8gaussians", 64, 100 + t));
+        sance::Ais a = z.ais_defaults();
+        CHECK(a.chains == 512 && a.temperatures == 1000 && a.steps == 1, "ais_defaults() counts for 2-D samples");
+        CHECK(std::isfinite(a.step_size) && a.step_size > 0.0f, "ais_defaults() step size");
+        CHECK(z.ais_defaults().step_size == a.step_size, "ais_defaults() is reproducible");
+        SanceAis raw_ais{};
+        CHECK(sance_ais_init(&raw_ais, z.raw()) == SANCE_STATUS_OK, "sance_ais_init");
+        sance::Ais wrapped(raw_ais);
+        CHECK(wrapped.chains == a.chains && wrapped.step_size == a.step_size, "Ais(SanceAis)");
+        std::vector<float> ez = z.energy(rings);
+        sance::LogZ lz = z.log_z();
+        CHECK(std::isfinite(lz.log_z) && std::isfinite(lz.std_error) && lz.std_error > 0.0, "log_z()");
+        sance::LogZ again = z.log_z();
+        CHECK(again.log_z == lz.log_z && again.std_error == lz.std_error, "log_z() twice: the same estimate");
+        CHECK(z.log_z(a).log_z == lz.log_z, "log_z(ais_defaults()) is log_z()");
+        CHECK(z.energy(rings) == ez && z.progress().step == 20, "log_z leaves the model unchanged");
+        sance::Ais quick = a;
+        quick.chains = 64;
+        quick.temperatures = 100;
+        sance::LogZ q = z.log_z(quick);
+        CHECK(std::isfinite(q.log_z) && q.std_error > 0.0, "log_z(Ais)");
+        sance::Ais bad = a;
+        bad.chains = 1;
+        expect_error([&] { z.log_z(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "AIS with one chain", "params.chains");
+    }
 
     // Checkpoints.
     char dir[] = "/tmp/sance-cpp-XXXXXX";

@@ -9,6 +9,7 @@
 //! - [`update`]: applying an update on one process (AdamW, checks, one read-back);
 //! - [`parallel`]: the data-parallel protocol through the host's reduction;
 //! - [`inference`]: energies, input gradients and samples of the model;
+//! - [`normaliser`]: the estimate of log Z_θ (annealed importance sampling);
 //! - [`state`]: the persistent state a checkpoint holds, out of and into a model.
 //!
 //! Every operation whose size follows the caller's data (batches, sample counts) or the
@@ -17,6 +18,7 @@
 //! batch, say) comes back as SANCE_STATUS_TORCH and the model stays usable.
 mod inference;
 mod loss;
+mod normaliser;
 pub mod parallel;
 mod saved;
 pub mod state;

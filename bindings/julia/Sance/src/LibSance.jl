@@ -46,6 +46,8 @@ struct Functions
     sance_ebm_sample_from::Ptr{Cvoid}
     sance_ebm_energy::Ptr{Cvoid}
     sance_ebm_energy_grad::Ptr{Cvoid}
+    sance_ais_init::Ptr{Cvoid}
+    sance_ebm_log_z::Ptr{Cvoid}
     sance_ebm_progress::Ptr{Cvoid}
     sance_ebm_sample_size::Ptr{Cvoid}
     sance_ebm_config::Ptr{Cvoid}
@@ -209,6 +211,14 @@ struct SanceStepStats
     acceptance_rate::Float32
 end
 
+"""Settings of `sance_ebm_log_z`'s annealed importance sampling; `sance_ais_init` fills them for a model."""
+struct SanceAis
+    chains::UInt32
+    temperatures::UInt32
+    steps::UInt32
+    step_size::Float32
+end
+
 struct SanceProgress
     step::UInt64
     refresh_count::UInt64
@@ -236,6 +246,10 @@ sance_ebm_energy(ebm, x, n, out) =
     ccall(sym(:sance_ebm_energy), SanceStatus, (Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{Float32}), ebm, x, n, out)
 sance_ebm_energy_grad(ebm, x, n, energy, grad) =
     ccall(sym(:sance_ebm_energy_grad), SanceStatus, (Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{Float32}, Ptr{Float32}), ebm, x, n, energy, grad)
+sance_ais_init(params, ebm) = ccall(sym(:sance_ais_init), SanceStatus, (Ptr{SanceAis}, Ptr{SanceEbm}), params, ebm)
+# `params` may be NULL (the defaults), and so may `out_std_error`.
+sance_ebm_log_z(ebm, params, out_log_z, out_std_error) =
+    ccall(sym(:sance_ebm_log_z), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceAis}, Ptr{Float64}, Ptr{Float64}), ebm, params, out_log_z, out_std_error)
 sance_ebm_progress(ebm, out) = ccall(sym(:sance_ebm_progress), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceProgress}), ebm, out)
 sance_ebm_sample_size(ebm) = ccall(sym(:sance_ebm_sample_size), Csize_t, (Ptr{SanceEbm},), ebm)
 sance_ebm_config(ebm, out) = ccall(sym(:sance_ebm_config), SanceStatus, (Ptr{SanceEbm}, Ptr{SanceConfig}), ebm, out)

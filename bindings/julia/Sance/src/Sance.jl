@@ -13,12 +13,12 @@ module Sance
 
 include("LibSance.jl")
 using .LibSance
-using .LibSance: SanceConfig, SanceLangevin, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
+using .LibSance: SanceConfig, SanceLangevin, SanceAis, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
 
 # `sample`, `save`, `load`, `version` and `device` stay qualified (Sance.sample, ...): StatsBase,
 # FileIO and CUDA.jl export them, and unqualified uses would then be ambiguous.
 export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!, set_allreduce!,
-       energy, energy_grad, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
+       energy, energy_grad, ais_defaults, log_z, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
 
 """
     SanceError(status, msg)
@@ -269,6 +269,39 @@ function energy_grad(ebm::EBM, X::AbstractArray)
     g = similar(A)
     check(LibSance.sance_ebm_energy_grad(ebm, A, n, e, g))
     return e, g
+end
+
+"""
+    ais_defaults(ebm; kwargs...) -> LibSance.SanceAis
+
+Annealed-importance-sampling settings for `log_z` suited to this model (`sance_ais_init`: 512
+chains, 128 above 64 floats per sample; 1,000 temperatures; one MALA step each; a step size from
+a short pilot run), with any field replaced, e.g. `ais_defaults(ebm; chains = 2048)`. The model
+is unchanged.
+"""
+function ais_defaults(ebm::EBM; kwargs...)
+    out = Ref{SanceAis}()
+    check(LibSance.sance_ais_init(out, ebm))
+    return with_fields(out[]; kwargs...)
+end
+
+"""
+    log_z(ebm; params = nothing) -> (log_z = ..., std_error = ...)
+
+Estimates log Z = log ∫ exp(-E(x)) dx, the log-normaliser of the model's density (c is not part
+of it), by annealed importance sampling, with its standard error (`Float64`s): a sample's
+normalised log-likelihood is `-energy(ebm, X) .- log_z(ebm).log_z`. `params` is a
+`LibSance.SanceAis` (start from `ais_defaults`), or `nothing` for `ais_defaults(ebm)`. The same
+model gives the same estimate, and the model is unchanged. Throws a `SanceError`:
+`SANCE_STATUS_INVALID_ARGUMENT` for a field of `params` out of range (the message names it),
+`SANCE_STATUS_NON_FINITE` when the estimate overflows.
+"""
+function log_z(ebm::EBM; params::Union{Nothing,SanceAis} = nothing)
+    z = Ref{Float64}(NaN)
+    se = Ref{Float64}(NaN)
+    p = params === nothing ? Ptr{SanceAis}(C_NULL) : Ref(params)
+    check(LibSance.sance_ebm_log_z(ebm, p, z, se))
+    return (log_z = z[], std_error = se[])
 end
 
 """Writes a checkpoint atomically (safetensors)."""

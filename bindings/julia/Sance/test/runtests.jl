@@ -154,6 +154,38 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         close(ebm)
     end
 
+    @testset "normaliser (AIS)" begin
+        # A briefly trained 2-D model.
+        ebm = EBM(small())
+        for t in 0:19
+            train_step!(ebm, toy_dataset("8gaussians", 64; seed = 100 + t))
+        end
+        a = ais_defaults(ebm)
+        @test a isa LibSance.SanceAis
+        @test a.chains == 512 && a.temperatures == 1000 && a.steps == 1    # the defaults for 2-D samples
+        @test isfinite(a.step_size) && a.step_size > 0
+        @test ais_defaults(ebm).step_size == a.step_size                   # reproducible
+        b = ais_defaults(ebm; chains = 64, temperatures = 100)             # fields replaced
+        @test b.chains == 64 && b.temperatures == 100 && b.steps == a.steps && b.step_size == a.step_size
+        @test_throws ArgumentError ais_defaults(ebm; no_such_field = 1)
+        out = Ref{LibSance.SanceAis}()
+        @test LibSance.sance_ais_init(out, ebm) == LibSance.SANCE_STATUS_OK && out[] == a
+        X = toy_dataset("rings", 100; seed = 3)
+        e = energy(ebm, X)
+        z = log_z(ebm)
+        @test z isa NamedTuple{(:log_z, :std_error), Tuple{Float64, Float64}}
+        @test isfinite(z.log_z) && isfinite(z.std_error) && z.std_error > 0
+        @test log_z(ebm) == z                                   # the same model, the same estimate
+        @test log_z(ebm; params = a) == z                       # no params: ais_defaults(ebm)
+        @test energy(ebm, X) == e && progress(ebm).step == 20   # the model is unchanged
+        q = log_z(ebm; params = b)
+        @test isfinite(q.log_z) && q.std_error > 0
+        err = try log_z(ebm; params = ais_defaults(ebm; chains = 1)); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("params.chains", err.msg)
+        close(ebm)
+    end
+
     @testset "MALA" begin
         ebm = EBM(Config(device = -1, hidden_width = 16, replay_capacity = 64, langevin = Langevin(metropolis = 1)))
         @test config(ebm).langevin.metropolis == 1
