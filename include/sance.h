@@ -296,7 +296,9 @@ typedef struct {
    */
   uint32_t replay_capacity;
   /**
-   * Probability that a chain starts fresh instead of from the buffer, in [0, 1].
+   * Probability that a chain starts fresh instead of from the buffer, in [0, 1]. With 0 the
+   * buffer follows the snapshot: at each refresh it is reweighted by the new snapshot's
+   * density over the old one's and resampled (docs/algorithm.md, "Replay buffer").
    */
   float replay_reinit_prob;
   /**

@@ -147,7 +147,9 @@ pub struct SanceConfig {
     pub langevin: SanceLangevin,
     /// Persistent replay buffer size in chains; 0 = fresh chains every step.
     pub replay_capacity: u32,
-    /// Probability that a chain starts fresh instead of from the buffer, in [0, 1].
+    /// Probability that a chain starts fresh instead of from the buffer, in [0, 1]. With 0 the
+    /// buffer follows the snapshot: at each refresh it is reweighted by the new snapshot's
+    /// density over the old one's and resampled (docs/algorithm.md, "Replay buffer").
     pub replay_reinit_prob: f32,
     /// Std of Gaussian noise added to each data batch; 0 = none.
     pub data_noise_std: f32,

@@ -58,6 +58,19 @@ impl ReplayBuffer {
         }
     }
 
+    /// Replaces the stored chains by `rows[idx]` (idx: len indices into the stored chains), in
+    /// new storage: the old storage is left as it was, so an undo that kept its handle puts the
+    /// buffer back whole.
+    pub fn resample(&mut self, idx: &[i64]) -> Result<(), TchError> {
+        let Some(data) = self.data.as_ref() else { return Ok(()) };
+        debug_assert_eq!(idx.len(), self.len);
+        let i = Tensor::f_from_slice(idx)?.f_to_device(data.device())?;
+        let fresh = data.f_zeros_like()?;
+        fresh.f_narrow(0, 0, self.len as i64)?.f_copy_(&data.f_index_select(0, &i)?)?;
+        self.data = Some(fresh);
+        Ok(())
+    }
+
     /// The stored chains, [len, ...].
     pub fn contents(&self) -> Option<Tensor> {
         // Storage may exist while empty (reserved by a step that was then rejected).

@@ -128,11 +128,55 @@ impl Ebm {
     fn refresh_snapshot(&mut self) -> Result<()> {
         let snapshot = self.params.detached_copy()?;
         torch_point()?;
+        self.reweight_chains(&snapshot)?;
         let _ = crate::model::no_grad(|| self.c.f_zero_())?;
         torch_point()?;
         let _ = self.adam.m.last_mut().expect("c has moments").f_zero_()?;
         self.snapshot = Some(snapshot);
         self.refresh_count += 1;
+        Ok(())
+    }
+
+    /// Moves the replay buffer's chains from the old snapshot's density to the new one's, as a
+    /// particle filter does: each chain, a draw of q_old = exp(−E_θ̄old)/Z_old, gets the weight
+    /// q_new/q_old ∝ exp(E_θ̄old(x) − E_θ̄new(x)), and the buffer is resampled in proportion
+    /// (systematic resampling, one uniform). Langevin moves keep each snapshot's density, so
+    /// the chains follow the snapshot across refreshes — between modes too, which chains alone
+    /// barely cross — and the noise batch drawn from them follows it. Only when
+    /// `replay_reinit_prob` is 0: restarted chains, fresh from the init box, follow no
+    /// snapshot, so with restarts the buffer is no such population. Nothing before the first
+    /// refresh or with an empty buffer.
+    fn reweight_chains(&mut self, new: &crate::model::net::Params) -> Result<()> {
+        if self.cfg.replay_reinit_prob != 0.0 {
+            return Ok(());
+        }
+        let (Some(old), Some(rows)) = (self.snapshot.as_ref(), self.buffer.contents()) else { return Ok(()) };
+        let rows = rows.f_to_kind(self.kind)?;
+        let (e_old, e_new) = crate::model::no_grad(|| {
+            Ok::<_, tch::TchError>((self.net.energy(old, &rows)?, self.net.energy(new, &rows)?))
+        })?;
+        let log_w = Vec::<f64>::try_from(
+            e_old.f_sub(&e_new)?.f_to_kind(tch::Kind::Double)?.f_to_device(tch::Device::Cpu)?,
+        )?;
+        let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        if !m.is_finite() {
+            return Ok(());
+        }
+        let w: Vec<f64> = log_w.iter().map(|v| (v - m).exp()).collect();
+        let total: f64 = w.iter().sum();
+        let n = w.len();
+        let u = self.rng.uniform();
+        let mut idx = Vec::with_capacity(n);
+        let (mut acc, mut j) = (w[0] / total, 0usize);
+        for i in 0..n {
+            let target = (i as f64 + u) / n as f64;
+            while target > acc && j + 1 < n {
+                j += 1;
+                acc += w[j] / total;
+            }
+            idx.push(j as i64);
+        }
+        self.buffer.resample(&idx)?;
         Ok(())
     }
 
