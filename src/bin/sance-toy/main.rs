@@ -20,7 +20,8 @@ usage:
                   [--seeds 0,1,2] and the train options
 datasets: 8gaussians, rings, checkerboard, 2spirals, pinwheel
 --step-size sets λ and σ = √(2λ) (temperature 1); --mala turns on the Metropolis test;
---clamp C clamps the training chains to [−C, C]; --noise gaussian is classic NCE.
+--clamp C clamps the training chains to [−C, C]; --noise gaussian is classic NCE;
+--reinit P sets replay_reinit_prob (0: the buffer follows the snapshot).
 ";
 
 #[derive(Clone)]
@@ -42,6 +43,7 @@ struct Opts {
     energy_l2: Option<f32>,
     lr: Option<f32>,
     mala: bool,
+    reinit: Option<f32>,
     gaussian: bool,
     clamp: Option<f32>,
     datasets: Vec<String>,
@@ -70,6 +72,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         energy_l2: None,
         lr: None,
         mala: false,
+        reinit: None,
         gaussian: false,
         clamp: None,
         datasets: vec![],
@@ -91,6 +94,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.dataset = o.datasets[0].clone();
             }
             "--mala" => o.mala = true,
+            "--reinit" => o.reinit = Some(val()?.parse().map_err(|_| "--reinit needs a probability")?),
             "--noise" => {
                 o.gaussian = match val()?.as_str() {
                     "snapshot" => false,
@@ -215,6 +219,9 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
         cfg.learning_rate = r;
     }
     cfg.langevin.metropolis = o.mala as u32;
+    if let Some(r) = o.reinit {
+        cfg.replay_reinit_prob = r;
+    }
     if o.gaussian {
         cfg.noise = sance::abi::config::SanceNoise::Gaussian;
     }
