@@ -2,11 +2,14 @@
 //! Fashion-MNIST, with self-adapting NCE (snapshot noise, refresh every K steps; K = 0 never
 //! refreshes) or classic NCE (a fixed Gaussian fitted to the data), and scores the samples.
 //! `sance-hd help` lists the options; docs/results.md shows what they gave.
+#[path = "../sance-toy/held_out.rs"]
+mod held_out;
 #[path = "../sance-toy/plot.rs"]
 #[allow(dead_code)]
 mod plot;
 mod setup;
 
+use held_out::held_out_ll;
 use plot::Canvas;
 use sance::abi::config::{SanceConfig, SanceLangevin, SanceNoise};
 use sance::datasets;
@@ -178,20 +181,6 @@ fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfi
         c.device = v;
     }
     c
-}
-
-/// Mean log-likelihood of the held-out rows `x`, normalised by a quick AIS estimate of log Z
-/// (`sance_ebm_log_z` with 128 chains and 200 temperatures, the default step): a model that
-/// drifts shows here, while the loss sits at chance by design. In high dimensions such a short
-/// anneal underestimates log Z, so the figure is for watching trends, not for the record.
-fn held_out_ll(ebm: &Ebm, x: &[f32]) -> f64 {
-    let r = ebm.ais_defaults().and_then(|p| {
-        let p = sance::abi::ais::SanceAis { chains: 128, temperatures: 200, ..p };
-        let z = ebm.estimate_log_normaliser(&p)?;
-        let e = ebm.energy(&ebm.tensor_from(x, x.len() / ebm.sample_size())?)?;
-        Ok(-e.f_mean(Kind::Double)?.f_double_value(&[])? - z.log_z)
-    });
-    r.unwrap_or(f64::NAN)
 }
 
 /// Trains `ebm` for `steps` on batches that `batch(t)` returns; with `held` (held-out rows in
