@@ -4,6 +4,7 @@ training step (eager), all driven by a sance config (a dict of bench/sance_ctype
 that both sides run the same network, sampler and step, written from docs/algorithm.md.
 The networks are tests/python/twin.py's, which load a sance checkpoint as it is.
 """
+import copy
 import math
 import os
 import sys
@@ -61,9 +62,11 @@ def langevin_compiled(energy, lg):
 
 class Trainer:
     """SA-NCE (snapshot noise) training in eager PyTorch, step for step what
-    docs/algorithm.md describes: refresh every K steps (c and its momentum reset), M = ν·B
-    chains from a replay buffer with fresh restarts, Langevin on the snapshot, the NCE loss with
-    data noise and energy_l2, the global clip, AdamW."""
+    docs/algorithm.md describes: refresh every K steps (c and its momentum reset; with ρ = 0 the
+    replay buffer reweighted to the new snapshot and resampled, and filled to capacity by
+    importance resampling), M = ν·B chains from the replay buffer (with fresh restarts when
+    ρ > 0), Langevin on the snapshot, the NCE loss with data noise and energy_l2, the global
+    clip, AdamW, and the parameters' moving average (ema_decay)."""
 
     def __init__(self, cfg, device="cpu"):
         self.cfg, self.lg, self.device = cfg, cfg["langevin"], device
@@ -80,6 +83,27 @@ class Trainer:
         self.shape = SanceModel.sample_shape(cfg)
         self.buffer = torch.empty(0, *self.shape, device=device)
         self.t = 0
+        self.average = [p.detach().clone() for p in self.energy.parameters()] if cfg["ema_decay"] > 0 else None
+        self.old = None
+
+    def systematic(self, log_w, n):
+        w = torch.softmax(log_w.double(), 0)
+        u = (torch.arange(n, dtype=torch.float64, device=log_w.device) + torch.rand(()).item()) / n
+        return torch.searchsorted(torch.cumsum(w, 0), u).clamp(max=len(w) - 1)
+
+    def follow_snapshot(self):
+        """ρ = 0: the buffer stays a population of the snapshot (docs/algorithm.md)."""
+        with torch.no_grad():
+            if self.old is not None and len(self.buffer) > 0:
+                log_w = self.old(self.buffer) - self.snapshot(self.buffer)
+                self.buffer = self.buffer[self.systematic(log_w, len(self.buffer))]
+            missing = self.cfg["replay_capacity"] - len(self.buffer)
+            if missing > 0:
+                x = self.fresh(missing)
+                log_w = -self.snapshot(x)
+                if self.lg["init"] == 0:
+                    log_w = log_w + x.flatten(1).square().sum(1) / (2 * self.lg["init_scale"] ** 2)
+                self.buffer = torch.cat([self.buffer, x[self.systematic(log_w, missing)]])
 
     def fresh(self, m):
         s = self.lg["init_scale"]
@@ -90,7 +114,14 @@ class Trainer:
     def step(self, data):
         cfg, k = self.cfg, self.cfg["noise_update_interval"]
         if self.t == 0 or (k >= 1 and self.t % k == 0):
+            if cfg["replay_reinit_prob"] == 0:
+                if self.old is None:
+                    self.old = copy.deepcopy(self.snapshot)
+                else:
+                    self.old.load_state_dict(self.snapshot.state_dict())
             self.snapshot.load_state_dict(self.energy.state_dict())
+            if cfg["replay_reinit_prob"] == 0:
+                self.follow_snapshot()
             with torch.no_grad():
                 self.c.zero_()
             st = self.opt.state.get(self.c)
@@ -126,6 +157,11 @@ class Trainer:
                 for p in self.energy.parameters():
                     p.mul_(1 - cfg["learning_rate"] * cfg["weight_decay"])
         self.opt.step()
+        if self.average is not None:
+            beta = min(cfg["ema_decay"], (1 + self.t) / (10 + self.t))
+            with torch.no_grad():
+                for a, p in zip(self.average, self.energy.parameters()):
+                    a.lerp_(p, 1 - beta)
         cap = cfg["replay_capacity"]
         if cap > 0:
             if len(self.buffer) < cap:

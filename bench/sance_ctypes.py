@@ -41,6 +41,7 @@ class Config(ctypes.Structure):
         ("adam_beta2", c_float),
         ("weight_decay", c_float),
         ("grad_clip", c_float),
+        ("ema_decay", c_float),
         ("noise_update_interval", c_uint32),
         ("noise_ratio", c_float),
         ("noise", c_uint32),

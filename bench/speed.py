@@ -44,7 +44,10 @@ LANGEVIN = [
     ("langevin-conv28-64", dict(arch=1, channels=1, height=28, width=28, hidden_width=16, hidden_layers=2), 64, 1.2, None),
 ]
 # Training rows: sance's defaults, and the 16-D and 8x8-image settings of
-# src/bin/sance-hd/setup.rs (mixture_config, image_config("conv", 8, 8)).
+# src/bin/sance-hd/setup.rs (mixture_config, image_config("conv", 8, 8)). The rows on the
+# defaults also time sance with 0.3's defaults (restarts in the noise batch, no parameters'
+# average), alternated in the same rounds: what the noise that follows the snapshot costs.
+SANCE_03 = dict(replay_reinit_prob=0.05, ema_decay=0.0)
 IMAGE_LANGEVIN = dict(steps=40, step_size=1.0, noise_std=0.01, grad_clip=0.0, clamp_min=-1.0, clamp_max=1.0, init=1, init_scale=1.0, metropolis=0)
 TRAIN = [
     ("train-8gaussians", dict(), "8gaussians", 256, 2.5),
@@ -222,7 +225,16 @@ def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
     batches = [pool[i * batch:(i + 1) * batch].reshape(shape).contiguous() for i in range(len(pool) // batch)]
     ref = Trainer(cfg.as_dict(), device)
     stats = StepStats()
-    state = {"sance": 0, "ref": 0}
+    state = {"sance": 0, "ref": 0, "old": 0}
+    # The rows on the defaults (no overrides of the noise) also run sance 0.3's defaults.
+    old = sance.new(configure(sance, {**overrides, **SANCE_03}, device_id)) if name in ("train-8gaussians", "train-16d") else None
+
+    def run_old():
+        x = batches[state["old"] % len(batches)]
+        state["old"] += 1
+        s = sance.train_step(old, ctypes.c_void_p(x.data_ptr()), batch, stats)
+        if s not in (0, 5):
+            raise RuntimeError(f"train_step: {s}")
 
     def run_sance():
         x = batches[state["sance"] % len(batches)]
@@ -237,11 +249,16 @@ def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
         ref.step(x.to(device))
 
     # Both past the replay buffer's filling and the first refreshes before timing.
+    impls = {"sance": run_sance, "eager": run_ref}
+    if old is not None:
+        impls["sance_0.3"] = run_old
     for _ in range(args.warmup_steps):
-        run_sance()
-        run_ref()
-    res = rounds({"sance": run_sance, "eager": run_ref}, args.rounds, device, args.min_time, 1)
+        for f in impls.values():
+            f()
+    res = rounds(impls, args.rounds, device, args.min_time, 1)
     sance.free(h)
+    if old is not None:
+        sance.free(old)
     return res
 
 
@@ -446,7 +463,7 @@ def main():
 def report(r):
     s = r["sance"]["median_ms"]
     cells = [f"{r['row']:<20} {r['device']:<4} sance {s:8.3f} ms [{r['sance']['min_ms']:.3f}-{r['sance']['max_ms']:.3f}]"]
-    for ref in ("eager", "compile"):
+    for ref in ("eager", "compile", "sance_0.3"):
         if ref in r:
             m = r[ref]["median_ms"]
             target = r["targets"].get(ref)

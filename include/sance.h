@@ -28,7 +28,7 @@
  * `sance_config_init`, which refuses any other, so a program built against another header
  * fails loudly instead of misreading fields.
  */
-#define SANCE_ABI_VERSION 3
+#define SANCE_ABI_VERSION 4
 
 /**
  * The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
@@ -272,6 +272,12 @@ typedef struct {
    */
   float grad_clip;
   /**
+   * β of the parameters' moving average, in [0, 1): the model that energies, gradients,
+   * samples and log Z use is θ̃ ← β·θ̃ + (1 − β)·θ after each step (β warmed up as
+   * min(β, (1 + t)/(10 + t))), training follows θ. 0 = no average (θ itself).
+   */
+  float ema_decay;
+  /**
    * K: refresh the noise snapshot every K steps; 0 = only by `sance_ebm_refresh_noise`.
    */
   uint32_t noise_update_interval;
@@ -296,8 +302,9 @@ typedef struct {
    */
   uint32_t replay_capacity;
   /**
-   * Probability that a chain starts fresh instead of from the buffer, in [0, 1]. With 0 the
-   * buffer follows the snapshot: at each refresh it is reweighted by the new snapshot's
+   * Probability that a chain starts fresh instead of from the buffer, in [0, 1]. With 0 (the
+   * default) the buffer follows the snapshot: filled to capacity at the first refresh by
+   * importance resampling init draws, then at each refresh reweighted by the new snapshot's
    * density over the old one's and resampled (docs/algorithm.md, "Replay buffer").
    */
   float replay_reinit_prob;

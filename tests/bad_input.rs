@@ -142,6 +142,8 @@ rows! {
     new_beta2_negative: "sance_ebm_new", "adam_beta2 = -0.1" => InvalidArgument, "config.adam_beta2", |c| c.new_with(|k| k.adam_beta2 = -0.1);
     new_weight_decay_negative: "sance_ebm_new", "weight_decay = -1" => InvalidArgument, "config.weight_decay", |c| c.new_with(|k| k.weight_decay = -1.0);
     new_grad_clip_inf: "sance_ebm_new", "grad_clip = +Inf" => InvalidArgument, "config.grad_clip", |c| c.new_with(|k| k.grad_clip = f32::INFINITY);
+    new_ema_decay_one: "sance_ebm_new", "ema_decay = 1" => InvalidArgument, "config.ema_decay", |c| c.new_with(|k| k.ema_decay = 1.0);
+    new_ema_decay_nan: "sance_ebm_new", "ema_decay = NaN" => InvalidArgument, "config.ema_decay", |c| c.new_with(|k| k.ema_decay = f32::NAN);
     new_noise_ratio_zero: "sance_ebm_new", "noise_ratio = 0" => InvalidArgument, "config.noise_ratio", |c| c.new_with(|k| k.noise_ratio = 0.0);
     new_noise_ratio_negative: "sance_ebm_new", "noise_ratio = -1" => InvalidArgument, "config.noise_ratio", |c| c.new_with(|k| k.noise_ratio = -1.0);
     new_noise_ratio_huge: "sance_ebm_new", "noise_ratio = 1e6" => InvalidArgument, "config.noise_ratio", |c| c.new_with(|k| k.noise_ratio = 1e6);

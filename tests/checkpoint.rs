@@ -210,9 +210,9 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "future",
             rewrite(&good, |_, m| {
-                m.insert("format_version".into(), "3".into());
+                m.insert("format_version".into(), "4".into());
             }),
-            "version 3",
+            "version 4",
         ),
         (
             "bad-config",
@@ -336,9 +336,10 @@ fn missing_unreadable_and_bad_arguments() {
 }
 
 /// Version-1 files (sance 0.1: tensors named by position, `theta.{i}`, `adam.m.{i}`, …) still
-/// load, every tensor lands where the version-2 name says, and saving writes version 2.
+/// load, every tensor lands where the version-2 name says, and saving writes version 3 (the
+/// names of version 2; the config of a version-1 file has no average, so no `average.` tensors).
 #[test]
-fn version_1_checkpoints_load_and_resave_as_version_2() {
+fn version_1_checkpoints_load_and_resave_as_version_3() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v1");
     let mut seen = 0;
     for e in std::fs::read_dir(&corpus).unwrap() {
@@ -355,7 +356,7 @@ fn version_1_checkpoints_load_and_resave_as_version_2() {
         assert_eq!(save(h, &resaved), SanceStatus::Ok);
         unsafe { sance_ebm_free(h) };
         let (v2_entries, v2_meta) = decode(&std::fs::read(&resaved).unwrap());
-        assert_eq!(v2_meta["format_version"], "2");
+        assert_eq!(v2_meta["format_version"], "3");
         for key in ["step", "refresh_count", "adam_t", "rng", "dtype"] {
             assert_eq!(v1_meta[key], v2_meta[key], "{key}");
         }
@@ -384,4 +385,44 @@ fn version_1_checkpoints_load_and_resave_as_version_2() {
         seen += 1;
     }
     assert_eq!(seen, 3, "the v1 corpus has three files");
+}
+
+/// Version-2 files (sance 0.2 to ABI 3) have no `ema_decay` in their config and no average: they
+/// load with ema_decay = 0 (the model is θ, as it was), and resave without `average.` tensors.
+/// A version-3 file of a model that averages holds θ̃, and loading it gives the same energies.
+#[test]
+fn version_2_checkpoints_load_without_an_average() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v2");
+    for e in std::fs::read_dir(&corpus).unwrap() {
+        let path = e.unwrap().path();
+        let (st, h) = load(&path);
+        assert_eq!(st, SanceStatus::Ok, "{}: {}", path.display(), last_error());
+        let mut cfg = sance::SanceConfig::default();
+        assert_eq!(unsafe { sance_ebm_config(h, &mut cfg) }, SanceStatus::Ok);
+        assert_eq!(cfg.ema_decay, 0.0, "{}", path.display());
+        let resaved = scratch("v2-resave").join("v3.safetensors");
+        assert_eq!(save(h, &resaved), SanceStatus::Ok);
+        unsafe { sance_ebm_free(h) };
+        let (entries, meta) = decode(&std::fs::read(&resaved).unwrap());
+        assert_eq!(meta["format_version"], "3");
+        assert!(entries.iter().all(|e| !e.name.starts_with("average.")), "{}", path.display());
+    }
+    // A model that averages: θ̃ is saved, and restored exactly.
+    let h = new(&small_config());
+    let d: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+    for _ in 0..5 {
+        assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) }, SanceStatus::Ok);
+    }
+    let path = scratch("v3-average").join("m.safetensors");
+    assert_eq!(save(h, &path), SanceStatus::Ok);
+    let (entries, _) = decode(&std::fs::read(&path).unwrap());
+    assert!(entries.iter().any(|e| e.name == "average.net.0.weight"), "θ̃ is saved");
+    let (st, h2) = load(&path);
+    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
+    let (mut e1, mut e2) = (vec![0f32; 32], vec![0f32; 32]);
+    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(e1, e2, "the loaded model's energies are the saved model's");
+    unsafe { sance_ebm_free(h) };
+    unsafe { sance_ebm_free(h2) };
 }

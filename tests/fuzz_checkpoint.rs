@@ -95,14 +95,14 @@ fn mutated_checkpoints_never_crash_the_loader() {
     assert_eq!(unsafe { sance_ebm_save(h, cpath(&path).as_ptr()) }, SanceStatus::Ok);
     unsafe { sance_ebm_free(h) };
     let mut seeds = vec![std::fs::read(&path).unwrap()];
-    // Both format versions the loader reads: v1 (sance 0.1) and the current v2.
+    // Every format version the loader reads: v1 (sance 0.1), v2 (sance 0.2 to ABI 3) and the current v3.
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus");
-    for version in ["v1", "v2"] {
+    for version in ["v1", "v2", "v3"] {
         for e in std::fs::read_dir(corpus.join(version)).unwrap() {
             seeds.push(std::fs::read(e.unwrap().path()).unwrap());
         }
     }
-    assert!(seeds.len() >= 7, "the in-tree corpus is missing");
+    assert!(seeds.len() >= 10, "the in-tree corpus is missing");
     for (i, seed) in seeds.iter().enumerate() {
         assert!(from_bytes(seed.clone(), SANCE_DEVICE_CPU).is_ok(), "seed {i} does not load unmutated");
     }
@@ -137,13 +137,13 @@ fn mutated_checkpoints_never_crash_the_loader() {
     assert!(corrupt > n / 2, "most mutations must be caught ({corrupt} of {n})");
 }
 
-/// Rewrites the current version's seed corpus (tests/corpus/v2; v1 is kept as sance 0.1
-/// wrote it): `cargo test --release --test fuzz_checkpoint -- --ignored`.
+/// Rewrites the current version's seed corpus (tests/corpus/v3; v1 and v2 are kept as sance
+/// 0.1 and 0.3 wrote them): `cargo test --release --test fuzz_checkpoint -- --ignored`.
 #[test]
 #[ignore]
 fn regenerate_corpus() {
     use sance::abi::config::{SanceArch, SanceConfig};
-    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v2");
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v3");
     std::fs::create_dir_all(&corpus).unwrap();
     let tiny =
         SanceConfig { device: SANCE_DEVICE_CPU, hidden_width: 4, replay_capacity: 6, ..Default::default() };

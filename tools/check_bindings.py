@@ -242,7 +242,7 @@ def self_test():
         "Julia enum value swapped": (h, lj.replace("SANCE_NOISE_GAUSSIAN = 1", "SANCE_NOISE_GAUSSIAN = 0"), sj, rt, hpp, ct),
         "Julia ccall missing": (h, lj.replace("ccall(sym(:sance_toy_dataset_dim)", "ccall(sym(:sance_toy_dataset_dims)"), sj, rt, hpp, ct),
         "Julia function pointer missing": (h, lj.replace("    sance_ebm_save::Ptr{Cvoid}\n", ""), sj, rt, hpp, ct),
-        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 3", "#define SANCE_ABI_VERSION 4"), lj, sj, rt, hpp, ct),
+        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 4", "#define SANCE_ABI_VERSION 5"), lj, sj, rt, hpp, ct),
         "C field type": (h.replace("  uint32_t hidden_layers;", "  uint64_t hidden_layers;"), lj, sj, rt, hpp, ct),
         "C argument added": (h.replace("SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm);", "SanceStatus sance_ebm_refresh_noise(SanceEbm *ebm, float x);"), lj, sj, rt, hpp, ct),
         "C function added": (h.replace("const char *sance_version(void);", "const char *sance_version(void);\nSanceStatus sance_ebm_new_thing(SanceEbm *ebm);"), lj, sj, rt, hpp, ct),

@@ -134,6 +134,11 @@ pub struct SanceConfig {
     pub weight_decay: f32,
     /// Clip of the global gradient norm (network and c); 0 = no clip.
     pub grad_clip: f32,
+    /// β of the parameters' moving average, in [0, 1): the model that energies, gradients,
+    /// samples and log Z use is θ̃ ← β·θ̃ + (1 − β)·θ after each step (β warmed up as
+    /// min(β, (1 + t)/(10 + t))), training follows θ. 0 = no average (θ itself).
+    #[serde(default)] // absent from format-2 checkpoints (ABI 3 and before): no average
+    pub ema_decay: f32,
     /// K: refresh the noise snapshot every K steps; 0 = only by `sance_ebm_refresh_noise`.
     pub noise_update_interval: u32,
     /// ν: noise samples per data sample (> 0).
@@ -147,8 +152,9 @@ pub struct SanceConfig {
     pub langevin: SanceLangevin,
     /// Persistent replay buffer size in chains; 0 = fresh chains every step.
     pub replay_capacity: u32,
-    /// Probability that a chain starts fresh instead of from the buffer, in [0, 1]. With 0 the
-    /// buffer follows the snapshot: at each refresh it is reweighted by the new snapshot's
+    /// Probability that a chain starts fresh instead of from the buffer, in [0, 1]. With 0 (the
+    /// default) the buffer follows the snapshot: filled to capacity at the first refresh by
+    /// importance resampling init draws, then at each refresh reweighted by the new snapshot's
     /// density over the old one's and resampled (docs/algorithm.md, "Replay buffer").
     pub replay_reinit_prob: f32,
     /// Std of Gaussian noise added to each data batch; 0 = none.
@@ -195,13 +201,14 @@ impl Default for SanceConfig {
             adam_beta2: 0.999,
             weight_decay: 0.0,
             grad_clip: 0.0,
+            ema_decay: 0.99,
             noise_update_interval: 50,
             noise_ratio: 1.0,
             noise: SanceNoise::Snapshot,
             energy_l2: 0.0,
             langevin: SanceLangevin::default(),
             replay_capacity: 8192,
-            replay_reinit_prob: 0.05,
+            replay_reinit_prob: 0.0,
             data_noise_std: 0.0,
             device: SANCE_DEVICE_AUTO,
             seed: 0,
@@ -389,6 +396,7 @@ pub fn validate_config(c: &SanceConfig) -> Result<()> {
     in_unit(c.adam_beta2, false, "config.adam_beta2")?;
     finite_ge(c.weight_decay, 0.0, "config.weight_decay")?;
     finite_ge(c.grad_clip, 0.0, "config.grad_clip")?;
+    in_unit(c.ema_decay, false, "config.ema_decay")?;
     finite_gt(c.noise_ratio, 0.0, "config.noise_ratio")?;
     if c.noise_ratio > 1024.0 {
         return Err(Error::invalid(format!(

@@ -1,6 +1,6 @@
 //! Checkpoints: one safetensors file holding everything training needs to continue exactly.
 //!
-//! Tensors (format version 2) are named as PyTorch's `state_dict()` names the model written
+//! Tensors (format versions 2 and 3) are named as PyTorch's `state_dict()` names the model written
 //! as `torch.nn` modules (tests/python/twin.py): `energy.net.0.weight`, … (θ), the same under
 //! `snapshot.` (θ̄, absent before the first step), `c`, then what only training needs:
 //! `optimizer.exp_avg.<name>` and `optimizer.exp_avg_sq.<name>` (AdamW's moments, named after
@@ -12,8 +12,10 @@
 //! global generator holds no state of a handle's (it is reseeded from the handle's stream for
 //! every draw), so resuming is exact.
 //!
-//! Version 1 files (sance 0.1: tensors `theta.{i}`, `snapshot.{i}`, `adam.m.{i}`,
-//! `adam.v.{i}` by position) load too; saving always writes version 2.
+//! Version 3 (ABI 4) adds `average.<name>`: the parameters' moving average θ̃, present
+//! when `config.ema_decay` > 0. Version 2 files (no average; their config has no
+//! `ema_decay`, so 0) and version 1 files (sance 0.1: tensors `theta.{i}`, `snapshot.{i}`,
+//! `adam.m.{i}`, `adam.v.{i}` by position) load too; saving always writes version 3.
 //!
 //! The file format itself is read and written by the `safetensors` crate (its reader checks
 //! the header's size, JSON and offsets, and that the tensors tile the data exactly); this
@@ -36,7 +38,7 @@ use tch::{Device, Kind, Tensor};
 
 pub(crate) const FORMAT: &str = "sance-checkpoint";
 /// The format version written; versions 1 and 2 are read.
-pub(crate) const FORMAT_VERSION: u32 = 2;
+pub(crate) const FORMAT_VERSION: u32 = 3;
 
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::new(SanceStatus::Corrupt, msg)
@@ -101,6 +103,7 @@ pub fn entry(t: &Tensor) -> Result<Entry> {
 struct Names {
     energy: Vec<String>,
     snapshot: Vec<String>,
+    average: Vec<String>,
     /// θ's moments, then c's.
     exp_avg: Vec<String>,
     exp_avg_sq: Vec<String>,
@@ -114,6 +117,7 @@ impl Names {
             return Names {
                 energy: numbered("theta", n),
                 snapshot: numbered("snapshot", n),
+                average: numbered("average", n),
                 exp_avg: numbered("adam.m", n + 1),
                 exp_avg_sq: numbered("adam.v", n + 1),
             };
@@ -127,6 +131,7 @@ impl Names {
         Names {
             energy: prefixed("energy"),
             snapshot: prefixed("snapshot"),
+            average: prefixed("average"),
             exp_avg: moments("exp_avg"),
             exp_avg_sq: moments("exp_avg_sq"),
         }
@@ -144,6 +149,11 @@ pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     }
     if let Some(snapshot) = &state.snapshot {
         for (name, p) in names.snapshot.iter().zip(snapshot) {
+            entries.push((name.clone(), entry(p)?));
+        }
+    }
+    if let Some(average) = &state.average {
+        for (name, p) in names.average.iter().zip(average) {
             entries.push((name.clone(), entry(p)?));
         }
     }
@@ -360,6 +370,12 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     let theta = read_all(&names.energy, &shapes, &mut expected)?;
     let has_snapshot = f.tensors.contains_key(&names.snapshot[0]);
     let snapshot = if has_snapshot { Some(read_all(&names.snapshot, &shapes, &mut expected)?) } else { None };
+    // Only a model that averages reads its average; in any other file it is an unexpected tensor.
+    let average = if cfg.ema_decay > 0.0 && f.tensors.contains_key(&names.average[0]) {
+        Some(read_all(&names.average, &shapes, &mut expected)?)
+    } else {
+        None
+    };
     let c = read_all(&["c".to_string()], &[vec![]], &mut expected)?.remove(0);
     let mut moment_shapes = shapes.clone();
     moment_shapes.push(vec![]);
@@ -445,6 +461,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
 
     ebm.install_state(TrainerState {
         theta,
+        average,
         snapshot,
         c,
         exp_avg,

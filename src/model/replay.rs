@@ -1,7 +1,8 @@
 //! Persistent replay buffer of Langevin chains.
 //!
 //! Each step draws M chains: each is fresh with probability ρ (always while the buffer is
-//! empty), otherwise a distinct stored chain. After sampling, replayed chains go back to the
+//! empty), otherwise a distinct stored chain. With ρ = 0 the trainer fills the buffer at the
+//! first refresh and keeps it a population of the snapshot (`Ebm::follow_snapshot`). After sampling, replayed chains go back to the
 //! slots they came from and fresh chains are appended while there is room, then overwrite
 //! random stored chains that were not replayed this step. Nothing is written until the step
 //! commits, so a rejected step leaves the buffer untouched.
@@ -68,6 +69,19 @@ impl ReplayBuffer {
         let fresh = data.f_zeros_like()?;
         fresh.f_narrow(0, 0, self.len as i64)?.f_copy_(&data.f_index_select(0, &i)?)?;
         self.data = Some(fresh);
+        Ok(())
+    }
+
+    /// Appends `rows` after the stored chains (at most up to capacity). Writes only past the
+    /// current length, so an undo that kept the length and the storage's handle hides them.
+    pub fn extend(&mut self, rows: &Tensor) -> Result<(), TchError> {
+        self.reserve(rows)?;
+        let Some(data) = self.data.as_ref() else { return Ok(()) };
+        let n = (rows.size()[0] as usize).min(self.capacity - self.len);
+        if n > 0 {
+            data.f_narrow(0, self.len as i64, n as i64)?.f_copy_(&rows.f_narrow(0, 0, n as i64)?.detach())?;
+        }
+        self.len += n;
         Ok(())
     }
 

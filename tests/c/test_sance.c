@@ -359,7 +359,7 @@ static void test_training_and_bad_input(void) {
     BAD(sance_ebm_sample_from(m, data, 4, &bad_l), SANCE_STATUS_INVALID_ARGUMENT, "params.noise_std");
 
     /* config validation: each names its field, and no handle is written. */
-    struct { const char *field; SanceConfig c; } bad[16];
+    struct { const char *field; SanceConfig c; } bad[20];
     int nb = 0;
 #define BADCFG(name, stmt) do { bad[nb].field = name; bad[nb].c = cfg; { SanceConfig *c = &bad[nb].c; stmt; } nb++; } while (0)
     BADCFG("config.data_dim", c->data_dim = 0);
@@ -374,6 +374,7 @@ static void test_training_and_bad_input(void) {
     BADCFG("config.hidden_width", c->hidden_width = 0);
     BADCFG("config.adam_beta2", c->adam_beta2 = 1.0f);
     BADCFG("config.replay_reinit_prob", c->replay_reinit_prob = 1.5f);
+    BADCFG("config.ema_decay", c->ema_decay = 1.0f);
     BADCFG("config.data_noise_std", c->data_noise_std = NAN);
     BADCFG("config.energy_l2", c->energy_l2 = -0.1f);
     BADCFG("config.device", c->device = -3);

@@ -89,6 +89,8 @@ int main() {
               def.noise == raw.noise && def.langevin.metropolis == raw.langevin.metropolis,
           "Config() is the default");
     CHECK(def.noise == SANCE_NOISE_SNAPSHOT && def.langevin.metropolis == 0, "SA-NCE with unadjusted Langevin by default");
+    CHECK(def.ema_decay == raw.ema_decay && def.ema_decay == 0.99f && def.replay_reinit_prob == 0.0f,
+          "the model is θ's average and the noise follows the snapshot by default");
     sance::Langevin lang;
     CHECK(lang.steps == raw.langevin.steps && lang.step_size == raw.langevin.step_size, "Langevin() is the default");
 
@@ -96,6 +98,9 @@ int main() {
     sance::Config bad = small();
     bad.learning_rate = -1;
     expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "bad config", "config.learning_rate");
+    bad = small();
+    bad.ema_decay = 1.0f;
+    expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "ema_decay = 1", "config.ema_decay");
     bad = small();
     bad.device = 64;
     expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_DEVICE, "missing device", "CUDA device 64");

@@ -88,10 +88,11 @@ def main():
         key = f"snapshot.{n}"
         errors[key] = rel(after[key], before[key])  # the snapshot does not move
 
-    # One Langevin step on E_theta (the parameters after the update), with the library's xi.
+    # One Langevin step on the model's energy (the moving average theta~ that the checkpoint holds
+    # when ema_decay > 0, else theta after the update), with the library's xi.
     model.load_state_dict(after, strict=False)
     x0 = case["lx0"].clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(model.energy(x0).sum(), x0)
+    (g,) = torch.autograd.grad(model.used()(x0).sum(), x0)
     with torch.no_grad():
         if langevin["grad_clip"] > 0:
             gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)

@@ -3,7 +3,7 @@
 A sance checkpoint names its tensors as `state_dict()` names these modules, so
 `SanceModel(cfg).load_state_dict(safetensors.torch.load_file(path), strict=False)` loads one
 with no renaming: the model's keys (`energy.net.0.weight`, ..., `snapshot.net.0.weight`, ...,
-`c`) all match, and the only keys left over are what training alone needs
+`average.net.0.weight`, ... when `ema_decay` > 0, `c`) all match, and the only keys left over are what training alone needs
 (`optimizer.exp_avg.<param>`, `optimizer.exp_avg_sq.<param>`, `replay`).
 
 `cfg` is the checkpoint's config (JSON in the metadata key "config"), as a dict.
@@ -59,14 +59,21 @@ class ConvEnergy(nn.Module):
 
 
 class SanceModel(nn.Module):
-    """The model E_theta, the noise snapshot E_theta_bar and the NCE offset c."""
+    """The model E_theta, the noise snapshot E_theta_bar, the parameters' moving average (the
+    energy the library's calls use, when `ema_decay` > 0) and the NCE offset c."""
 
     def __init__(self, cfg):
         super().__init__()
         energy = MLPEnergy if cfg["arch"] == 0 else ConvEnergy
         self.energy = energy(cfg)
         self.snapshot = energy(cfg)
+        if cfg.get("ema_decay", 0) > 0:
+            self.average = energy(cfg)
         self.c = nn.Parameter(torch.zeros(()))
+
+    def used(self):
+        """The energy that sance_ebm_energy, _sample and _log_z evaluate."""
+        return getattr(self, "average", self.energy)
 
     @staticmethod
     def sample_shape(cfg):

@@ -1,4 +1,5 @@
-//! What a trained model is used for: energies, input gradients and Langevin samples of E_θ.
+//! What a trained model is used for: energies, input gradients and Langevin samples of E_θ
+//! (θ: the parameters' moving average θ̃ when config.ema_decay > 0, see `Ebm::model_params`).
 //! The calls work in chunks of [`Ebm::chunk_rows`] rows, so that their working memory is
 //! bounded whatever `n` is; only sampling changes the model (its random stream), under the
 //! undo of the stream.
@@ -22,7 +23,9 @@ impl Ebm {
         let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
         let mut parts = Vec::new();
         for (start, k) in row_chunks(n, chunk) {
-            parts.push(crate::model::no_grad(|| self.net.energy(&self.params, &x.f_narrow(0, start, k)?))?);
+            parts.push(crate::model::no_grad(|| {
+                self.net.energy(self.model_params(), &x.f_narrow(0, start, k)?)
+            })?);
             torch_point()?;
         }
         Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? })
@@ -34,7 +37,7 @@ impl Ebm {
         let n = x.size()[0] as usize;
         let chunk = self.chunk_rows();
         let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
-        let p = self.params.detached();
+        let p = self.model_params().detached();
         let mut energies = Vec::new();
         let grads = gathered(n, chunk, x.size(), self.kind, |start, k| {
             let (e, g) = self.net.energy_and_grad(&p, &x.f_narrow(0, start, k)?)?;
@@ -58,7 +61,7 @@ impl Ebm {
         let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
         let (shape, kind) = (self.batch_shape(n as i64), self.kind);
         self.undoable(Undo::Stream, |m| {
-            let p = m.params.detached();
+            let p = m.model_params().detached();
             gathered(n, chunk, shape, kind, |_, k| {
                 let x0 = langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, &mut m.rng)?;
                 Ok(langevin::run(&m.net, &p, x0, l, &mut m.rng, false)?.0)
@@ -74,7 +77,7 @@ impl Ebm {
         let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
         let kind = self.kind;
         self.undoable(Undo::Stream, |m| {
-            let p = m.params.detached();
+            let p = m.model_params().detached();
             gathered(n, chunk, x.size(), kind, |start, k| {
                 Ok(langevin::run(&m.net, &p, x.f_narrow(0, start, k)?, l, &mut m.rng, false)?.0)
             })

@@ -31,7 +31,7 @@ use crate::abi::status::{Error, Result};
 use crate::model::adam::Adam;
 use crate::model::flat;
 use crate::model::gaussian::Gaussian;
-use crate::model::net::{Net, Params};
+use crate::model::net::{copy_of, Net, Params};
 use crate::model::replay::{Draw, ReplayBuffer};
 use crate::model::rng::Rng;
 use parallel::Reduction;
@@ -78,6 +78,10 @@ pub struct Ebm {
     pub(crate) params: Params,
     /// c, a 0-d tensor requiring grad (the last entry of `theta`).
     pub(crate) c: Tensor,
+    /// θ̃, the parameters' moving average (config.ema_decay > 0): flat like `theta` (θ then
+    /// c), with its views as the network's parameters (no grad). The model that energies,
+    /// samples and log Z use; None without an average (they use θ).
+    pub(crate) average: Option<(Tensor, Params)>,
     /// θ̄ (no grad); None until the first refresh. Replaced whole, never written in place.
     pub(crate) snapshot: Option<Params>,
     /// Moments for θ (in `Params::named` order) then c.
@@ -94,6 +98,15 @@ pub struct Ebm {
     /// The host's reduction over ranks (data-parallel training), once registered, with the
     /// reductions the current step still owes ([`parallel`] alone reads and writes it).
     reduction: Option<Reduction>,
+}
+
+/// A copy of `theta` (flat θ then c) and its views shaped like `like` (θ's tensors).
+pub(crate) fn averaged(theta: &Tensor, like: &Params) -> Result<(Tensor, Params)> {
+    let flat = copy_of(theta)?;
+    let shapes: Vec<Vec<i64>> = like.iter().map(|p| p.size()).collect();
+    let mut views = flat::views(&flat, &shapes)?.into_iter();
+    let params = like.try_map(|_| Ok(views.next().expect("one view per tensor")))?;
+    Ok((flat, params))
 }
 
 impl Ebm {
@@ -124,6 +137,7 @@ impl Ebm {
         let mut views = flat::views(&theta, &shapes)?.into_iter().map(|v| v.detach().set_requires_grad(true));
         let params = init.try_map(|_| Ok(views.next().expect("one view per tensor")))?;
         let c = views.next().expect("c's view");
+        let average = if cfg.ema_decay > 0.0 { Some(averaged(&theta, &init)?) } else { None };
         let adam = Adam::new(
             &shapes,
             (kind, device),
@@ -140,6 +154,7 @@ impl Ebm {
             theta,
             params,
             c,
+            average,
             snapshot: None,
             adam,
             buffer: ReplayBuffer::new(cfg.replay_capacity as usize),
@@ -150,6 +165,23 @@ impl Ebm {
             gaussian: None,
             reduction: None,
         })
+    }
+
+    /// The parameters the model is used with: θ̃ when averaging, else θ.
+    pub fn model_params(&self) -> &Params {
+        self.average.as_ref().map_or(&self.params, |(_, p)| p)
+    }
+
+    /// θ̃ ← β·θ̃ + (1 − β)·θ after a step, β = min(ema_decay, (1 + t)/(10 + t)) with t the
+    /// steps before this one: the warm-up lets the average leave the initialisation as fast
+    /// as θ does, and then averages over the last ~1/(1 − β) steps.
+    pub(crate) fn update_average(&mut self) -> Result<()> {
+        let Some((avg, _)) = self.average.as_mut() else { return Ok(()) };
+        let t = self.step as f64;
+        let beta = (self.cfg.ema_decay as f64).min((1.0 + t) / (10.0 + t));
+        let theta = &self.theta;
+        crate::model::no_grad(|| avg.f_lerp_(theta, 1.0 - beta).map(|_| ()))?;
+        Ok(())
     }
 
     pub fn config(&self) -> SanceConfig {

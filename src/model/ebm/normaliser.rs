@@ -56,7 +56,7 @@ impl Ebm {
         let base = self.ais_base()?;
         let mut rng = self.rng.derived(PILOT_STREAM);
         let _threads = threads::Scope::for_call(self.net.arch, 64);
-        let p = self.params.detached();
+        let p = self.model_params().detached();
         let mut energy = |x: &Tensor| self.net.energy_and_grad(&p, x);
         // Start where the model's mass is when the replay buffer knows it.
         let start = match self.buffer.contents() {
@@ -84,7 +84,7 @@ impl Ebm {
         let base = self.ais_base()?;
         let mut rng: Rng = self.rng.derived(ESTIMATE_STREAM);
         let _threads = threads::Scope::for_call(self.net.arch, p.chains as i64);
-        let params = self.params.detached();
+        let params = self.model_params().detached();
         let mut energy = |x: &Tensor| self.net.energy_and_grad(&params, x);
         let s = Schedule {
             chains: p.chains as usize,

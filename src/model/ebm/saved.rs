@@ -3,7 +3,7 @@
 //! libtorch failure raised as a panic, or a bug's panic — so that "a failed call leaves the
 //! model exactly as it was" holds by construction, not by each call's care.
 //!
-//! What is saved: θ and c and Adam's moments as copies (they are updated in place), and the
+//! What is saved: θ and c, their moving average θ̃ and Adam's moments as copies (they are updated in place), and the
 //! rest as it is: the snapshot and the fitted Gaussian are replaced whole, never written in
 //! place, so keeping their handles keeps them. The replay buffer's rows are the exception: a
 //! step writes them last (`ReplayBuffer::commit`, after every check has passed), so the
@@ -38,6 +38,7 @@ pub(crate) struct Saved {
 struct ModelState {
     /// Copies of θ and c (flat), then of Adam's moments (flat).
     theta: Tensor,
+    average: Option<Tensor>,
     adam_m: Tensor,
     adam_v: Tensor,
     adam_t: u64,
@@ -58,6 +59,7 @@ impl Saved {
             Undo::Stream => None,
             Undo::Model => Some(Box::new(ModelState {
                 theta: copy_of(&m.theta)?,
+                average: m.average.as_ref().map(|(a, _)| copy_of(a)).transpose()?,
                 adam_m: copy_of(&m.adam.m_flat)?,
                 adam_v: copy_of(&m.adam.v_flat)?,
                 adam_t: m.adam.t,
@@ -84,6 +86,9 @@ impl Saved {
         restoring(|| {
             crate::model::no_grad(|| {
                 m.theta.copy_(&s.theta);
+                if let (Some((a, _)), Some(saved)) = (m.average.as_mut(), s.average.as_ref()) {
+                    a.copy_(saved);
+                }
                 m.adam.m_flat.copy_(&s.adam_m);
                 m.adam.v_flat.copy_(&s.adam_v);
             })

@@ -15,6 +15,9 @@ use tch::Tensor;
 pub struct TrainerState {
     /// θ, in `Params::named` order.
     pub theta: Vec<Tensor>,
+    /// θ̃ (the moving average) in the same order; None without an average, or from a file
+    /// that has none (it then starts at θ).
+    pub average: Option<Vec<Tensor>>,
     /// θ̄ in the same order; None before the first refresh.
     pub snapshot: Option<Vec<Tensor>>,
     /// c, 0-d.
@@ -39,6 +42,7 @@ impl Ebm {
     pub fn persistent_state(&self) -> TrainerState {
         TrainerState {
             theta: self.params.iter().map(Tensor::shallow_clone).collect(),
+            average: self.average.as_ref().map(|(_, p)| p.iter().map(Tensor::shallow_clone).collect()),
             snapshot: self.snapshot.as_ref().map(|s| s.iter().map(Tensor::shallow_clone).collect()),
             c: self.c.shallow_clone(),
             exp_avg: self.adam.m.iter().map(Tensor::shallow_clone).collect(),
@@ -69,6 +73,7 @@ impl Ebm {
         });
         if !fits(&s.theta, &shapes)
             || !s.snapshot.as_deref().is_none_or(|t| fits(t, &shapes))
+            || !s.average.as_deref().is_none_or(|t| fits(t, &shapes))
             || !fits(std::slice::from_ref(&s.c), &[vec![]])
             || !fits(&s.exp_avg, &moment_shapes)
             || !fits(&s.exp_avg_sq, &moment_shapes)
@@ -84,6 +89,18 @@ impl Ebm {
                     p.f_copy_(t)?;
                 }
                 m.c.f_copy_(&s.c)?;
+                if let Some((flat, avg)) = m.average.as_mut() {
+                    match &s.average {
+                        Some(t) => {
+                            for (a, v) in avg.iter_mut().zip(t) {
+                                a.f_copy_(v)?;
+                            }
+                        }
+                        None => {
+                            flat.f_copy_(&m.theta)?;
+                        }
+                    }
+                }
                 for (i, (e, v)) in s.exp_avg.iter().zip(&s.exp_avg_sq).enumerate() {
                     m.adam.m[i].f_copy_(e)?;
                     m.adam.v[i].f_copy_(v)?;

@@ -60,7 +60,9 @@ impl Ebm {
                 }
                 SanceNoise::Gaussian => {}
             }
-            m.noise_and_update(data)
+            let stats = m.noise_and_update(data)?;
+            m.update_average()?;
+            Ok(stats)
         })?;
         Ok(self.count_step(stats, refresh))
     }
@@ -128,7 +130,7 @@ impl Ebm {
     fn refresh_snapshot(&mut self) -> Result<()> {
         let snapshot = self.params.detached_copy()?;
         torch_point()?;
-        self.reweight_chains(&snapshot)?;
+        self.follow_snapshot(&snapshot)?;
         let _ = crate::model::no_grad(|| self.c.f_zero_())?;
         torch_point()?;
         let _ = self.adam.m.last_mut().expect("c has moments").f_zero_()?;
@@ -137,47 +139,58 @@ impl Ebm {
         Ok(())
     }
 
-    /// Moves the replay buffer's chains from the old snapshot's density to the new one's, as a
-    /// particle filter does: each chain, a draw of q_old = exp(−E_θ̄old)/Z_old, gets the weight
-    /// q_new/q_old ∝ exp(E_θ̄old(x) − E_θ̄new(x)), and the buffer is resampled in proportion
-    /// (systematic resampling, one uniform). Langevin moves keep each snapshot's density, so
-    /// the chains follow the snapshot across refreshes — between modes too, which chains alone
-    /// barely cross — and the noise batch drawn from them follows it. Only when
-    /// `replay_reinit_prob` is 0: restarted chains, fresh from the init box, follow no
-    /// snapshot, so with restarts the buffer is no such population. Nothing before the first
-    /// refresh or with an empty buffer.
-    fn reweight_chains(&mut self, new: &crate::model::net::Params) -> Result<()> {
+    /// Keeps the replay buffer a population of the snapshot's density q = exp(−E_θ̄)/Z, as a
+    /// particle filter does; only when `replay_reinit_prob` is 0 (restarted chains, fresh from
+    /// the init box, follow no snapshot, so with restarts the buffer is no such population).
+    /// At a refresh each stored chain, a draw of q_old, gets the weight q_new/q_old ∝
+    /// exp(E_θ̄old(x) − E_θ̄new(x)) and the buffer is resampled in proportion (systematic, one
+    /// uniform); then it is filled to capacity with draws of q_new (the first refresh fills it
+    /// whole). Langevin moves keep each snapshot's density, so the chains follow the snapshot
+    /// across refreshes — between modes too, which chains alone barely cross. The fill matters:
+    /// the ratio q/r of each mode's mass in the snapshot and in the chains is carried unchanged
+    /// by the reweighting, the model learns p_data·q/r, and a population of n chains adds
+    /// errors of ~√(w(1 − w)/n) to that ratio at each resampling (docs/algorithm.md).
+    fn follow_snapshot(&mut self, new: &crate::model::net::Params) -> Result<()> {
         if self.cfg.replay_reinit_prob != 0.0 {
             return Ok(());
         }
-        let (Some(old), Some(rows)) = (self.snapshot.as_ref(), self.buffer.contents()) else { return Ok(()) };
-        let rows = rows.f_to_kind(self.kind)?;
-        let (e_old, e_new) = crate::model::no_grad(|| {
-            Ok::<_, tch::TchError>((self.net.energy(old, &rows)?, self.net.energy(new, &rows)?))
-        })?;
-        let log_w = Vec::<f64>::try_from(
-            e_old.f_sub(&e_new)?.f_to_kind(tch::Kind::Double)?.f_to_device(tch::Device::Cpu)?,
-        )?;
-        let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        if !m.is_finite() {
-            return Ok(());
+        if let (Some(old), Some(rows)) = (self.snapshot.as_ref(), self.buffer.contents()) {
+            let rows = rows.f_to_kind(self.kind)?;
+            let (e_old, e_new) = crate::model::no_grad(|| {
+                Ok::<_, tch::TchError>((self.net.energy(old, &rows)?, self.net.energy(new, &rows)?))
+            })?;
+            let idx =
+                systematic(&host_f64(&e_old.f_sub(&e_new)?)?, rows.size()[0] as usize, self.rng.uniform());
+            self.buffer.resample(&idx)?;
         }
-        let w: Vec<f64> = log_w.iter().map(|v| (v - m).exp()).collect();
-        let total: f64 = w.iter().sum();
-        let n = w.len();
-        let u = self.rng.uniform();
-        let mut idx = Vec::with_capacity(n);
-        let (mut acc, mut j) = (w[0] / total, 0usize);
-        for i in 0..n {
-            let target = (i as f64 + u) / n as f64;
-            while target > acc && j + 1 < n {
-                j += 1;
-                acc += w[j] / total;
-            }
-            idx.push(j as i64);
+        let missing = self.buffer.capacity() - self.buffer.len();
+        if missing > 0 {
+            let fresh = self.draws_of(new, missing)?;
+            self.buffer.extend(&fresh)?;
         }
-        self.buffer.resample(&idx)?;
         Ok(())
+    }
+
+    /// `n` draws of exp(−E_params)/Z restricted to the init distribution's support: `n` init
+    /// draws g, resampled with weights exp(−E(x))/g(x) (systematic).
+    fn draws_of(&mut self, params: &crate::model::net::Params, n: usize) -> Result<Tensor> {
+        let l = self.cfg.langevin;
+        let x =
+            langevin::init_chains(&l, &self.batch_shape(n as i64), self.kind, self.device, &mut self.rng)?;
+        let e = crate::model::no_grad(|| self.net.energy(params, &x))?;
+        let log_w = match l.init {
+            // Uniform: g is constant on the box.
+            crate::abi::config::SanceInit::Uniform => e.f_neg()?,
+            // Gaussian: log g = −|x|²/(2s²) + const.
+            crate::abi::config::SanceInit::Gaussian => {
+                let s2 = (l.init_scale as f64).powi(2);
+                let sq = x.f_flatten(1, -1)?.f_square()?.f_sum_dim_intlist(1, false, self.kind)?;
+                sq.f_div_scalar(2.0 * s2)?.f_sub(&e)?
+            }
+        };
+        let idx = systematic(&host_f64(&log_w)?, n, self.rng.uniform());
+        let i = Tensor::f_from_slice(&idx)?.f_to_device(self.device)?;
+        Ok(x.f_index_select(0, &i)?)
     }
 
     /// Draws this step's noise: M chains from the replay buffer / init, `T` Langevin steps on
@@ -185,13 +198,20 @@ impl Ebm {
     pub fn draw_noise(&mut self, m: usize) -> Result<(Tensor, Draw, langevin::RunStats)> {
         let l = self.cfg.langevin;
         let draw = self.buffer.plan(m, self.cfg.replay_reinit_prob as f64, &mut self.rng);
-        let fresh = langevin::init_chains(
-            &l,
-            &self.batch_shape(draw.fresh as i64),
-            self.kind,
-            self.device,
-            &mut self.rng,
-        )?;
+        // Without restarts a fresh chain (only when the buffer holds fewer than M) is a draw of
+        // the snapshot too, like the buffer's.
+        let fresh = if self.cfg.replay_reinit_prob == 0.0 && draw.fresh > 0 {
+            let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step").shallow();
+            self.draws_of(&snapshot, draw.fresh)?
+        } else {
+            langevin::init_chains(
+                &l,
+                &self.batch_shape(draw.fresh as i64),
+                self.kind,
+                self.device,
+                &mut self.rng,
+            )?
+        };
         let x0 = match self.buffer.gather(&draw)? {
             Some(r) => Tensor::f_cat(&[r.f_to_kind(self.kind)?, fresh], 0)?,
             None => fresh,
@@ -244,4 +264,33 @@ impl Ebm {
     pub fn peek_normal(&self, shape: &[i64]) -> Result<Tensor> {
         Ok(self.rng.clone().randn(shape, self.kind, self.device)?)
     }
+}
+
+/// A tensor's values on the host, as f64.
+fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(Vec::<f64>::try_from(t.f_to_kind(tch::Kind::Double)?.f_to_device(tch::Device::Cpu)?)?)
+}
+
+/// Systematic resampling: `n` indices into `log_w` (unnormalised log weights), each i drawn
+/// in proportion to exp(log_w[i]), from one uniform `u` in [0, 1): index j is taken
+/// ⌊n·W_j⌋ or ⌈n·W_j⌉ times (W the normalised weights), the least noise a resampling adds.
+/// Non-finite or all −∞ weights give the identity on the first `n` rows.
+pub(crate) fn systematic(log_w: &[f64], n: usize, u: f64) -> Vec<i64> {
+    let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    if !m.is_finite() || log_w.iter().any(|v| v.is_nan()) {
+        return (0..n.min(log_w.len()) as i64).collect();
+    }
+    let w: Vec<f64> = log_w.iter().map(|v| (v - m).exp()).collect();
+    let total: f64 = w.iter().sum();
+    let mut idx = Vec::with_capacity(n);
+    let (mut acc, mut j) = (w[0] / total, 0usize);
+    for i in 0..n {
+        let target = (i as f64 + u) / n as f64;
+        while target > acc && j + 1 < w.len() {
+            j += 1;
+            acc += w[j] / total;
+        }
+        idx.push(j as i64);
+    }
+    idx
 }

@@ -20,7 +20,7 @@ const DEFAULT_LIB = normpath(joinpath(@__DIR__, "..", "..", "..", "..", "target"
 """Path of the shared library to load; read when the library is opened, at first use."""
 libpath() = get(ENV, "SANCE_LIB", DEFAULT_LIB)
 
-const SANCE_ABI_VERSION = UInt32(3)
+const SANCE_ABI_VERSION = UInt32(4)
 const SANCE_VERSION_MAJOR = UInt32(0)
 const SANCE_VERSION_MINOR = UInt32(3)
 const SANCE_VERSION_PATCH = UInt32(0)
@@ -185,6 +185,7 @@ struct SanceConfig
     adam_beta2::Float32
     weight_decay::Float32
     grad_clip::Float32
+    ema_decay::Float32
     noise_update_interval::UInt32
     noise_ratio::Float32
     noise::SanceNoise
