@@ -16,6 +16,11 @@ pub struct ReplayBuffer {
     len: usize,
     /// [capacity, ...sample_shape], allocated on first write.
     data: Option<Tensor>,
+    /// [capacity]: each stored chain's energy under the current snapshot, E_θ̄(x), when
+    /// `energies_known` (the trainer's `follow_snapshot` then needs one pass over the buffer
+    /// per refresh, for the new snapshot's energies, instead of two). Written beside the rows.
+    energies: Option<Tensor>,
+    energies_known: bool,
 }
 
 /// Where each of a step's chains comes from and goes to.
@@ -34,7 +39,7 @@ pub struct Draw {
 
 impl ReplayBuffer {
     pub fn new(capacity: usize) -> ReplayBuffer {
-        ReplayBuffer { capacity, len: 0, data: None }
+        ReplayBuffer { capacity, len: 0, data: None, energies: None, energies_known: false }
     }
 
     pub fn len(&self) -> usize {
@@ -56,31 +61,49 @@ impl ReplayBuffer {
             capacity: self.capacity,
             len: self.len,
             data: self.data.as_ref().map(Tensor::shallow_clone),
+            energies: self.energies.as_ref().map(Tensor::shallow_clone),
+            energies_known: self.energies_known,
         }
     }
 
     /// Replaces the stored chains by `rows[idx]` (idx: len indices into the stored chains), in
-    /// new storage: the old storage is left as it was, so an undo that kept its handle puts the
-    /// buffer back whole.
-    pub fn resample(&mut self, idx: &[i64]) -> Result<(), TchError> {
-        let Some(data) = self.data.as_ref() else { return Ok(()) };
+    /// new storage, with `energies[idx]` (energies: [len], the chains' energies under the new
+    /// snapshot) as their known energies: the old storage is left as it was, so an undo that
+    /// kept its handles puts the buffer back whole.
+    pub fn resample(&mut self, idx: &[i64], energies: &Tensor) -> Result<(), TchError> {
+        let (Some(data), Some(old_e)) = (self.data.as_ref(), self.energies.as_ref()) else { return Ok(()) };
         debug_assert_eq!(idx.len(), self.len);
         let i = Tensor::f_from_slice(idx)?.f_to_device(data.device())?;
         let fresh = data.f_zeros_like()?;
         fresh.f_narrow(0, 0, self.len as i64)?.f_copy_(&data.f_index_select(0, &i)?)?;
+        let e = old_e.f_zeros_like()?;
+        e.f_narrow(0, 0, self.len as i64)?.f_copy_(&energies.f_index_select(0, &i)?)?;
         self.data = Some(fresh);
+        self.energies = Some(e);
+        self.energies_known = true;
         Ok(())
     }
 
-    /// Appends `rows` after the stored chains (at most up to capacity). Writes only past the
-    /// current length, so an undo that kept the length and the storage's handle hides them.
-    pub fn extend(&mut self, rows: &Tensor) -> Result<(), TchError> {
+    /// The stored chains' energies under the current snapshot, [len], when known.
+    pub fn known_energies(&self) -> Option<Tensor> {
+        let e = self.energies.as_ref().filter(|_| self.energies_known && self.len > 0)?;
+        Some(e.narrow(0, 0, self.len as i64))
+    }
+
+    /// Appends `rows` and their energies under the current snapshot after the stored chains
+    /// (at most up to capacity). Writes only past the current length, so an undo that kept the
+    /// length and the storage's handles hides them.
+    pub fn extend(&mut self, rows: &Tensor, energies: &Tensor) -> Result<(), TchError> {
         self.reserve(rows)?;
-        let Some(data) = self.data.as_ref() else { return Ok(()) };
+        let (Some(data), Some(e)) = (self.data.as_ref(), self.energies.as_ref()) else { return Ok(()) };
         let n = (rows.size()[0] as usize).min(self.capacity - self.len);
         if n > 0 {
             data.f_narrow(0, self.len as i64, n as i64)?.f_copy_(&rows.f_narrow(0, 0, n as i64)?.detach())?;
+            e.f_narrow(0, self.len as i64, n as i64)?
+                .f_copy_(&energies.f_narrow(0, 0, n as i64)?.detach())?;
         }
+        // An empty buffer's energies are all known once it is filled this way.
+        self.energies_known = self.energies_known || self.len == 0;
         self.len += n;
         Ok(())
     }
@@ -135,21 +158,31 @@ impl ReplayBuffer {
             let mut shape = vec![self.capacity as i64];
             shape.extend_from_slice(&chains.size()[1..]);
             self.data = Some(Tensor::f_zeros(&shape, (chains.kind(), chains.device()))?);
+            self.energies = Some(Tensor::f_zeros([self.capacity as i64], (chains.kind(), chains.device()))?);
         }
         Ok(())
     }
 
     /// Writes a step's final chains back (rows ordered as in the plan: replayed, then fresh).
     /// Call [`ReplayBuffer::reserve`] first.
-    pub fn commit(&mut self, d: &Draw, chains: &Tensor) -> Result<(), TchError> {
+    /// `energies` [M]: the chains' energies under the current snapshot, kept beside them; None
+    /// leaves the buffer's energies unknown.
+    pub fn commit(&mut self, d: &Draw, chains: &Tensor, energies: Option<&Tensor>) -> Result<(), TchError> {
         self.reserve(chains)?;
-        let Some(data) = self.data.as_mut() else { return Ok(()) };
+        let (Some(data), Some(e)) = (self.data.as_mut(), self.energies.as_mut()) else { return Ok(()) };
         let mut slots = d.replay_slots.clone();
         slots.extend_from_slice(&d.fresh_slots);
         let rows = slots.len() as i64;
         if rows > 0 {
             let idx = Tensor::f_from_slice(&slots)?.f_to_device(data.device())?;
             let _ = data.f_index_copy_(0, &idx, &chains.f_narrow(0, 0, rows)?.detach())?;
+            match energies {
+                Some(v) => {
+                    let _ =
+                        e.f_index_copy_(0, &idx, &v.f_narrow(0, 0, rows)?.detach().f_to_kind(e.kind())?)?;
+                }
+                None => self.energies_known = false,
+            }
         }
         self.len = d.new_len;
         Ok(())
@@ -163,13 +196,17 @@ impl ReplayBuffer {
         debug_assert!(len <= self.capacity);
         if len == 0 {
             self.data = None;
+            self.energies = None;
         } else {
             let mut shape = rows.size();
             shape[0] = self.capacity as i64;
             let data = Tensor::f_zeros(&shape, (rows.kind(), rows.device()))?;
             data.f_narrow(0, 0, len as i64)?.f_copy_(rows)?;
             self.data = Some(data);
+            self.energies = Some(Tensor::f_zeros([self.capacity as i64], (rows.kind(), rows.device()))?);
         }
+        // A checkpoint holds no energies: the next refresh computes them.
+        self.energies_known = false;
         self.len = len;
         Ok(())
     }
@@ -211,7 +248,7 @@ mod tests {
     fn fill(buf: &mut ReplayBuffer, m: usize, rho: f64, rng: &mut Rng, value: f64) -> Draw {
         let d = buf.plan(m, rho, rng);
         let chains = Tensor::full([m as i64, 2], value, (Kind::Float, Device::Cpu));
-        buf.commit(&d, &chains).unwrap();
+        buf.commit(&d, &chains, None).unwrap();
         d
     }
 
@@ -261,12 +298,12 @@ mod tests {
         let mut buf = ReplayBuffer::new(8);
         let d0 = buf.plan(8, 0.0, &mut rng);
         let rows = Tensor::arange(16, (Kind::Float, Device::Cpu)).view([8, 2]);
-        buf.commit(&d0, &rows).unwrap();
+        buf.commit(&d0, &rows, None).unwrap();
         let d = buf.plan(3, 0.0, &mut rng);
         assert_eq!(d.fresh, 0);
         let got = buf.gather(&d).unwrap().unwrap();
         let moved = &got + 100.0;
-        buf.commit(&d, &moved).unwrap();
+        buf.commit(&d, &moved, None).unwrap();
         let contents = buf.contents().unwrap();
         for (j, &s) in d.replay_slots.iter().enumerate() {
             assert!(contents.get(s).equal(&moved.get(j as i64)));

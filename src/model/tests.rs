@@ -135,7 +135,9 @@ fn c_and_its_momentum_are_reset_at_every_refresh() {
 #[test]
 fn training_noise_is_sampled_from_the_snapshot() {
     use crate::model::langevin;
-    let c = SanceConfig { replay_capacity: 0, noise_update_interval: 1000, ..cfg() };
+    // Every chain fresh from the init box (with ρ = 0 fresh chains are importance-resampled
+    // first, checked by the defaults' tests).
+    let c = SanceConfig { replay_capacity: 0, noise_update_interval: 1000, replay_reinit_prob: 1.0, ..cfg() };
     let mut ebm = Ebm::new(&c).unwrap();
     for t in 0..30 {
         let b = batch(&ebm, "8gaussians", 64, t);
@@ -335,5 +337,23 @@ fn accuracy_counts_ties_as_half() {
         let s = ebm.train_step(&b).unwrap();
         assert_eq!(s.refreshed, 1);
         assert_eq!(s.accuracy, 0.5, "step {}: accuracy {} on a refresh step", s.step, s.accuracy);
+    }
+}
+
+#[test]
+fn replay_buffer_keeps_each_chains_snapshot_energy() {
+    // ρ = 0: the buffer keeps E_θ̄ beside each chain (written by the fill, the commits and the
+    // resampling), and the refresh's reweighting uses it in place of a pass over the buffer.
+    let c = SanceConfig { replay_capacity: 300, replay_reinit_prob: 0.0, noise_update_interval: 7, ..cfg() };
+    let mut ebm = Ebm::new(&c).unwrap();
+    for t in 0..30 {
+        let b = batch(&ebm, "8gaussians", 100, t);
+        ebm.train_step(&b).unwrap();
+        let kept = ebm.buffer.known_energies().expect("energies known with ρ = 0");
+        let rows = ebm.buffer.contents().unwrap();
+        let truth = ebm.net.energy(ebm.snapshot.as_ref().unwrap(), &rows).unwrap();
+        let err = (&kept - &truth).abs().max().double_value(&[]);
+        let scale = truth.abs().max().double_value(&[]).max(1.0);
+        assert!(err <= 1e-4 * scale, "step {t}: kept energies off by {err:e} (scale {scale})");
     }
 }

@@ -46,6 +46,21 @@ impl Ebm {
         Ok((loss, h, e))
     }
 
+    /// E_θ̄ of the noise rows, recovered from the logit h = E_θ̄ − E_θ + c − ln ν and E_θ over
+    /// [data; noise] (call before the update changes c); None for GAUSSIAN noise. The replay
+    /// buffer keeps them beside its chains, which saves a pass over it at the next refresh.
+    pub(super) fn snapshot_energies(&self, h: &Tensor, e: &Tensor, b: i64) -> Result<Option<Tensor>> {
+        if self.cfg.noise != SanceNoise::Snapshot {
+            return Ok(None);
+        }
+        let n = h.size()[0] - b;
+        let ln_nu = (self.cfg.noise_ratio as f64).ln();
+        let v = crate::model::no_grad(|| {
+            h.f_narrow(0, b, n)?.f_add(&e.f_narrow(0, b, n)?)?.f_sub(&self.c)?.f_add_scalar(ln_nu)
+        })?;
+        Ok(Some(v.f_detach()?))
+    }
+
     /// The NCE loss on data [B, ...] and noise [M, ...], its logits and energies, and its
     /// gradients for θ (in `Params::named` order) then c.
     pub(super) fn loss_and_gradients(

@@ -216,6 +216,7 @@ impl Ebm {
     ) -> Result<(SanceStepStats, Vec<Tensor>)> {
         let b = data.size()[0];
         let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
+        let e_bar = if draw.is_some() { self.snapshot_energies(&h, &e, b)? } else { None };
         let g = flat::concat(&grads)?;
         let bad = loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
         let local = Tensor::f_cat(
@@ -283,7 +284,7 @@ impl Ebm {
         // storing the chains cannot run out of memory; if it still failed, undoing θ here alone
         // would set this rank apart from the others, so the buffer just keeps its old chains.
         if let Some(d) = draw {
-            let _ = catch_torch(|| Ok(self.buffer.commit(d, noise)?));
+            let _ = catch_torch(|| Ok(self.buffer.commit(d, noise, e_bar.as_ref())?));
         }
         let stats = SanceStepStats {
             loss: stats[0] as f32,

@@ -156,24 +156,27 @@ impl Ebm {
         }
         if let (Some(old), Some(rows)) = (self.snapshot.as_ref(), self.buffer.contents()) {
             let rows = rows.f_to_kind(self.kind)?;
-            let (e_old, e_new) = crate::model::no_grad(|| {
-                Ok::<_, tch::TchError>((self.net.energy(old, &rows)?, self.net.energy(new, &rows)?))
-            })?;
-            let idx =
-                systematic(&host_f64(&e_old.f_sub(&e_new)?)?, rows.size()[0] as usize, self.rng.uniform());
-            self.buffer.resample(&idx)?;
+            // E_θ̄old is kept beside each chain as it is written (one pass saved per refresh).
+            let e_old = match self.buffer.known_energies() {
+                Some(e) => e,
+                None => crate::model::no_grad(|| self.net.energy(old, &rows))?,
+            };
+            let e_new = crate::model::no_grad(|| self.net.energy(new, &rows))?;
+            let u = self.rng.uniform();
+            let idx = systematic(&host_f64(&e_old.f_sub(&e_new)?)?, rows.size()[0] as usize, u);
+            self.buffer.resample(&idx, &e_new)?;
         }
         let missing = self.buffer.capacity() - self.buffer.len();
         if missing > 0 {
-            let fresh = self.draws_of(new, missing)?;
-            self.buffer.extend(&fresh)?;
+            let (fresh, e) = self.draws_of(new, missing)?;
+            self.buffer.extend(&fresh, &e)?;
         }
         Ok(())
     }
 
     /// `n` draws of exp(−E_params)/Z restricted to the init distribution's support: `n` init
-    /// draws g, resampled with weights exp(−E(x))/g(x) (systematic).
-    fn draws_of(&mut self, params: &crate::model::net::Params, n: usize) -> Result<Tensor> {
+    /// draws g, resampled with weights exp(−E(x))/g(x) (systematic); and their energies.
+    fn draws_of(&mut self, params: &crate::model::net::Params, n: usize) -> Result<(Tensor, Tensor)> {
         let l = self.cfg.langevin;
         let x =
             langevin::init_chains(&l, &self.batch_shape(n as i64), self.kind, self.device, &mut self.rng)?;
@@ -190,7 +193,7 @@ impl Ebm {
         };
         let idx = systematic(&host_f64(&log_w)?, n, self.rng.uniform());
         let i = Tensor::f_from_slice(&idx)?.f_to_device(self.device)?;
-        Ok(x.f_index_select(0, &i)?)
+        Ok((x.f_index_select(0, &i)?, e.f_index_select(0, &i)?))
     }
 
     /// Draws this step's noise: M chains from the replay buffer / init, `T` Langevin steps on
@@ -202,7 +205,7 @@ impl Ebm {
         // the snapshot too, like the buffer's.
         let fresh = if self.cfg.replay_reinit_prob == 0.0 && draw.fresh > 0 {
             let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step").shallow();
-            self.draws_of(&snapshot, draw.fresh)?
+            self.draws_of(&snapshot, draw.fresh)?.0
         } else {
             langevin::init_chains(
                 &l,

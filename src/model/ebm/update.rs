@@ -33,6 +33,7 @@ impl Ebm {
         }
         let b = data.size()[0];
         let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
+        let e_bar = if draw.is_some() { self.snapshot_energies(&h, &e, b)? } else { None };
         // One flat gradient in θ's layout (θ then c); clipping scales it, not `grads`.
         let mut g = flat::concat(&grads)?;
         let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
@@ -82,7 +83,7 @@ impl Ebm {
             )));
         }
         if let Some(d) = draw {
-            self.buffer.commit(d, noise)?;
+            self.buffer.commit(d, noise, e_bar.as_ref())?;
         }
         let stats = SanceStepStats {
             loss: loss_v as f32,
