@@ -36,6 +36,8 @@ def langevin_eager(energy, x, lg):
     for _ in range(lg["steps"]):
         x = x.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(energy(x).sum(), x)
+        if lg.get("grad_clamp", 0) > 0:
+            g = g.clamp(-lg["grad_clamp"], lg["grad_clamp"])
         x = x - lam * clip_per_sample(g, clip) + sigma * torch.randn_like(x)
         if clamp:
             x = x.clamp(lg["clamp_min"], lg["clamp_max"])

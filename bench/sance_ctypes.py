@@ -17,6 +17,7 @@ class Langevin(ctypes.Structure):
         ("step_size", c_float),
         ("noise_std", c_float),
         ("grad_clip", c_float),
+        ("grad_clamp", c_float),
         ("clamp_min", c_float),
         ("clamp_max", c_float),
         ("init", c_uint32),

@@ -184,6 +184,11 @@ typedef struct {
    */
   float grad_clip;
   /**
+   * Per-coordinate clamp of ∇ₓE to [−grad_clamp, grad_clamp] before the step (and before
+   * the per-sample clip), as image EBMs use (IGEBM ±0.01, short-run recipes ±0.03); 0 = none.
+   */
+  float grad_clamp;
+  /**
    * Lower clamp bound; `clamp_min >= clamp_max` disables clamping.
    */
   float clamp_min;

@@ -152,6 +152,7 @@ rows! {
     new_langevin_step_size_zero: "sance_ebm_new", "langevin.step_size = 0" => InvalidArgument, "config.langevin.step_size", |c| c.new_with(|k| k.langevin.step_size = 0.0);
     new_langevin_noise_negative: "sance_ebm_new", "langevin.noise_std = -1" => InvalidArgument, "config.langevin.noise_std", |c| c.new_with(|k| k.langevin.noise_std = -1.0);
     new_langevin_grad_clip_nan: "sance_ebm_new", "langevin.grad_clip = NaN" => InvalidArgument, "config.langevin.grad_clip", |c| c.new_with(|k| k.langevin.grad_clip = f32::NAN);
+    new_langevin_grad_clamp_inf: "sance_ebm_new", "langevin.grad_clamp = +Inf" => InvalidArgument, "config.langevin.grad_clamp", |c| c.new_with(|k| k.langevin.grad_clamp = f32::INFINITY);
     new_langevin_clamp_inf: "sance_ebm_new", "langevin.clamp_max = +Inf" => InvalidArgument, "config.langevin.clamp_min/clamp_max", |c| c.new_with(|k| k.langevin.clamp_max = f32::INFINITY);
     new_langevin_init_scale_negative: "sance_ebm_new", "langevin.init_scale = -2" => InvalidArgument, "config.langevin.init_scale", |c| c.new_with(|k| k.langevin.init_scale = -2.0);
     new_reinit_prob_above_one: "sance_ebm_new", "replay_reinit_prob = 1.5" => InvalidArgument, "config.replay_reinit_prob", |c| c.new_with(|k| k.replay_reinit_prob = 1.5);
@@ -175,6 +176,7 @@ rows! {
     sample_step_size_nan: "sance_ebm_sample", "params.step_size = NaN" => InvalidArgument, "params.step_size", |c| c.langevin_with(|l| l.step_size = f32::NAN);
     sample_metropolis_three: "sance_ebm_sample", "params.metropolis = 3" => InvalidArgument, "params.metropolis", |c| c.langevin_with(|l| l.metropolis = 3);
     sample_grad_clip_negative: "sance_ebm_sample", "params.grad_clip = -1" => InvalidArgument, "params.grad_clip", |c| c.langevin_with(|l| l.grad_clip = -1.0);
+    sample_grad_clamp_negative: "sance_ebm_sample", "params.grad_clamp = -0.01" => InvalidArgument, "params.grad_clamp", |c| c.langevin_with(|l| l.grad_clamp = -0.01);
     sample_init_unknown: "sance_ebm_sample", "params.init = 3" => InvalidArgument, "params.init", |c| c.langevin_with(|l| raw_enum::<SanceInit>(&mut l.init, 3));
     sample_null_handle: "sance_ebm_sample", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_sample(ptr::null_mut(), 4, ptr::null(), o) } };
     sample_from_null_chains: "sance_ebm_sample_from", "chains NULL" => NullPointer, "chains", |c| unsafe { sance_ebm_sample_from(c.h, ptr::null_mut(), 4, ptr::null()) };

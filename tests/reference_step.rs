@@ -62,10 +62,15 @@ fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
     assert!(stats.grad_norm > cfg.grad_clip, "the global clip must be active (|g| = {})", stats.grad_norm);
     checkpoint::save(&ebm, &dir.join("after.safetensors")).unwrap();
 
-    // One Langevin step with both the per-sample clip and the clamp active: the clip is the
-    // median gradient norm, so half the samples are clipped whatever the trained model.
+    // One Langevin step with the per-coordinate gradient clamp, the per-sample clip and the
+    // clamp of x all active: the gradient clamp is the median |∂E/∂xᵢ|, so half the
+    // coordinates are clamped, and the clip the median norm of the clamped gradients, so half
+    // the samples are clipped after that, whatever the trained model.
     let x0 = batch(&ebm, 200, 2000) * 1.2;
     let (_, g) = ebm.energy_grad(&x0).unwrap();
+    let coord = g.abs().median().double_value(&[]);
+    assert!(coord > 0.0, "gradients are zero");
+    let g = g.clamp(-coord, coord);
     let norms = g.norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
     let median = norms.median().double_value(&[]) as f32;
     assert!(median > 0.0, "gradient norms are zero");
@@ -74,6 +79,7 @@ fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
         step_size: 0.05,
         noise_std: 0.3,
         grad_clip: median,
+        grad_clamp: coord as f32,
         clamp_min: -1.5,
         clamp_max: 1.5,
         ..cfg.langevin
@@ -99,8 +105,13 @@ fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
         tensors.push((n, entry(g)));
     }
     let lj = format!(
-        r#"{{"step_size":{},"noise_std":{},"grad_clip":{},"clamp_min":{},"clamp_max":{}}}"#,
-        l.step_size as f64, l.noise_std as f64, l.grad_clip as f64, l.clamp_min as f64, l.clamp_max as f64
+        r#"{{"step_size":{},"noise_std":{},"grad_clip":{},"grad_clamp":{},"clamp_min":{},"clamp_max":{}}}"#,
+        l.step_size as f64,
+        l.noise_std as f64,
+        l.grad_clip as f64,
+        l.grad_clamp as f64,
+        l.clamp_min as f64,
+        l.clamp_max as f64
     );
     let meta: HashMap<String, String> = [("langevin".to_string(), lj)].into();
     let bytes =

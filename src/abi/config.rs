@@ -82,6 +82,10 @@ pub struct SanceLangevin {
     pub noise_std: f32,
     /// Per-sample clip of ‖∇ₓE‖ before the step; 0 = no clip.
     pub grad_clip: f32,
+    /// Per-coordinate clamp of ∇ₓE to [−grad_clamp, grad_clamp] before the step (and before
+    /// the per-sample clip), as image EBMs use (IGEBM ±0.01, short-run recipes ±0.03); 0 = none.
+    #[serde(default)] // absent from checkpoints of ABI 3 and before: none
+    pub grad_clamp: f32,
     /// Lower clamp bound; `clamp_min >= clamp_max` disables clamping.
     pub clamp_min: f32,
     /// Upper clamp bound.
@@ -174,6 +178,7 @@ impl Default for SanceLangevin {
             step_size,
             noise_std: (2.0 * step_size).sqrt(),
             grad_clip: 0.0,
+            grad_clamp: 0.0,
             clamp_min: 0.0,
             clamp_max: 0.0,
             init: SanceInit::Uniform,
@@ -337,6 +342,7 @@ pub fn validate_langevin(l: &SanceLangevin, field: &str) -> Result<()> {
     finite_gt(l.step_size, 0.0, &format!("{field}.step_size"))?;
     finite_ge(l.noise_std, 0.0, &format!("{field}.noise_std"))?;
     finite_ge(l.grad_clip, 0.0, &format!("{field}.grad_clip"))?;
+    finite_ge(l.grad_clamp, 0.0, &format!("{field}.grad_clamp"))?;
     if !l.clamp_min.is_finite() || !l.clamp_max.is_finite() {
         return Err(Error::invalid(format!(
             "{field}.clamp_min/clamp_max must be finite (got [{}, {}]; clamp_min >= clamp_max disables \

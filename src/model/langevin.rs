@@ -1,5 +1,6 @@
 //! Langevin dynamics on an energy network, unadjusted or Metropolis-adjusted:
-//! - ULA (the default): `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I), biased by O(λ);
+//! - ULA (the default): `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I), biased by O(λ),
+//!   where clip is the per-coordinate clamp (`grad_clamp`) then the per-sample norm clip;
 //! - MALA (`metropolis == 1`): the same move, unclamped, is a proposal that a Metropolis–Hastings
 //!   test accepts or rejects, so the chains target exp(−E/T), T = σ²/(2λ), restricted to the
 //!   clamp box (`run_mala` gives the test).
@@ -47,7 +48,8 @@ impl RunStats {
     }
 }
 
-/// E(x) and the (per-sample clipped) ∇ₓE(x), plus the sum of the unclipped norms.
+/// E(x) and the (per-coordinate clamped, then per-sample clipped) ∇ₓE(x), plus the sum of the
+/// norms before either.
 fn clipped_grad(
     net: &Net,
     p: &Params,
@@ -56,13 +58,19 @@ fn clipped_grad(
     bshape: &[i64],
 ) -> Result<(Tensor, Tensor, Tensor), TchError> {
     let (e, mut g) = net.energy_and_grad(p, x)?;
-    let norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+    let mut norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+    let raw = norms.f_sum(Kind::Double)?;
+    if l.grad_clamp > 0.0 {
+        let c = l.grad_clamp as f64;
+        let _ = g.f_clamp_(-c, c)?;
+        norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+    }
     if l.grad_clip > 0.0 {
         let scale =
             norms.f_clamp_min(1e-12)?.f_reciprocal()?.f_mul_scalar(l.grad_clip as f64)?.f_clamp_max(1.0)?;
         let _ = g.f_mul_(&scale.f_view(bshape)?)?;
     }
-    Ok((e, g, norms.f_sum(Kind::Double)?))
+    Ok((e, g, raw))
 }
 
 /// At most this many random numbers are drawn at once. The sampler draws the noise of many
@@ -185,14 +193,22 @@ pub fn run(
         let norm_sum = if stats { Some(Tensor::f_zeros([n], (x.kind(), x.device()))?) } else { None };
         let clip = l.grad_clip > 0.0;
         let clamp = l.clamp_min < l.clamp_max;
+        // The per-coordinate clamp of ∇ₓE, on g = −λ·∇ₓE.
+        let grad_clamp = (l.grad_clamp > 0.0).then_some(l.grad_clamp as f64 * lambda);
         for _ in 0..l.steps {
             crate::fault::torch_point()?;
             // g = −λ·∇ₓE: the step's drift.
             let mut g = grad.at(&x)?;
             if clip || stats {
-                let norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+                let mut norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
                 if let Some(s) = &norm_sum {
                     let _ = s.f_add_out(s, &norms)?;
+                }
+                if let Some(c) = grad_clamp {
+                    let _ = g.f_clamp_(-c, c)?;
+                    if clip {
+                        norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
+                    }
                 }
                 if clip {
                     // min(1, clip/‖∇E‖) with ‖∇E‖ = ‖g‖/λ.
@@ -203,6 +219,9 @@ pub fn run(
                         .f_clamp_max(1.0)?;
                     let _ = g.f_mul_(&scale.f_view(bshape.as_slice())?)?;
                 }
+            }
+            if let (Some(c), false) = (grad_clamp, clip || stats) {
+                let _ = g.f_clamp_(-c, c)?;
             }
             let _ = x.f_add_(&g)?;
             if l.noise_std > 0.0 {

@@ -94,6 +94,8 @@ def main():
     x0 = case["lx0"].clone().requires_grad_(True)
     (g,) = torch.autograd.grad(model.used()(x0).sum(), x0)
     with torch.no_grad():
+        if langevin["grad_clamp"] > 0:
+            g = g.clamp(-langevin["grad_clamp"], langevin["grad_clamp"])
         if langevin["grad_clip"] > 0:
             gn = g.flatten(1).norm(dim=1).clamp_min(1e-12)
             g = g * (langevin["grad_clip"] / gn).clamp(max=1.0).view(-1, *[1] * (g.dim() - 1))

@@ -26,6 +26,7 @@ pub fn image_config(arch: &str, h: usize, w: usize) -> Result<SanceConfig, Strin
         step_size: 1.0,
         noise_std: 0.01,
         grad_clip: 0.0,
+        grad_clamp: 0.0,
         clamp_min: -1.0,
         clamp_max: 1.0,
         init: SanceInit::Uniform,

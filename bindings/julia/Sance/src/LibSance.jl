@@ -163,6 +163,7 @@ struct SanceLangevin
     step_size::Float32
     noise_std::Float32
     grad_clip::Float32
+    grad_clamp::Float32
     clamp_min::Float32
     clamp_max::Float32
     init::SanceInit

@@ -74,6 +74,7 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test Config(noise = 1).noise == LibSance.SANCE_NOISE_GAUSSIAN
         @test c.ema_decay == 0.99f0 && c.replay_reinit_prob == 0f0 && Config(ema_decay = 0).ema_decay == 0f0
         @test Langevin(metropolis = 1).metropolis == 1
+        @test Langevin().grad_clamp == 0f0 && Langevin(grad_clamp = 0.03).grad_clamp == 0.03f0
         @test LibSance.SANCE_NOISE_FULL_COVARIANCE_MAX_DIM == 1024
         @test_throws ArgumentError Config(no_such_field = 1)
         err = try EBM(Config(learning_rate = -1)); nothing catch ex; ex end
