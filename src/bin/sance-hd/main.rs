@@ -30,7 +30,7 @@ methods: kN = self-adapting NCE refreshing the snapshot every N steps (k0: never
 first step); classic = NCE against a Gaussian fitted to the training data.
 options (each overrides the dataset's defaults; docs/results.md lists those):
   --batch B  --lr R  --width W  --layers L  --langevin-steps T  --step-size λ  --noise-std σ
-  --clamp LO,HI  --data-noise S  --energy-l2 A  --mala  --sample-steps T  --device D
+  --grad-clamp C  --clamp LO,HI  --data-noise S  --energy-l2 A  --mala  --sample-steps T  --device D
   --out FILE.png  --log-every N
 ";
 
@@ -72,6 +72,7 @@ struct Opts {
     langevin_steps: Option<u32>,
     step_size: Option<f32>,
     noise_std: Option<f32>,
+    grad_clamp: Option<f32>,
     clamp: Option<(f32, f32)>,
     data_noise: Option<f32>,
     energy_l2: Option<f32>,
@@ -120,6 +121,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             "--langevin-steps" => o.langevin_steps = Some(u(val()?)? as u32),
             "--step-size" => o.step_size = Some(f(val()?)?),
             "--noise-std" => o.noise_std = Some(f(val()?)?),
+            "--grad-clamp" => o.grad_clamp = Some(f(val()?)?),
             "--clamp" => {
                 let v = val()?;
                 let (a, b) = v.split_once(',').ok_or("--clamp takes LO,HI")?;
@@ -157,6 +159,9 @@ fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfi
     }
     if let Some(v) = o.noise_std {
         l.noise_std = v;
+    }
+    if let Some(v) = o.grad_clamp {
+        l.grad_clamp = v;
     }
     if let Some((a, b)) = o.clamp {
         (l.clamp_min, l.clamp_max) = (a, b);
