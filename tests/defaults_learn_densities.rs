@@ -14,38 +14,12 @@
 #[path = "../src/bin/sance-lowd/mixture.rs"]
 mod mixture;
 
-use mixture::{logsumexp, sets, Mixture};
+use mixture::{energies, grid_log_z, logsumexp, sets, Mixture};
 use sance::abi::config::SanceConfig;
 use sance::model::rng::Rng;
 use sance::Ebm;
-use tch::Kind;
 
 const BATCH: usize = 256;
-
-fn energies(ebm: &Ebm, x: &[f32], dim: usize) -> Vec<f64> {
-    let t = ebm.tensor_from(x, x.len() / dim).unwrap();
-    Vec::<f64>::try_from(ebm.energy(&t).unwrap().to_kind(Kind::Double)).unwrap()
-}
-
-/// log Z by the midpoint rule over [−10, 10]^D with `per` cells a side (mass outside is lost).
-fn grid_log_z(ebm: &Ebm, dim: usize, per: usize) -> f64 {
-    let h = 20.0 / per as f64;
-    let cells = per.pow(dim as u32);
-    let mut parts = Vec::new();
-    let mut x = Vec::new();
-    for i in 0..cells {
-        let mut r = i;
-        for _ in 0..dim {
-            x.push((-10.0 + h * ((r % per) as f64 + 0.5)) as f32);
-            r /= per;
-        }
-        if x.len() == 65_536 * dim || i + 1 == cells {
-            parts.push(logsumexp(&energies(ebm, &x, dim).iter().map(|e| -e).collect::<Vec<_>>()));
-            x.clear();
-        }
-    }
-    logsumexp(&parts) + dim as f64 * h.ln()
-}
 
 /// Trains the defaults (plus `tweak`) on `m` for `steps` and returns (KL, model shares, truth's
 /// shares) on 20,000 held-out draws.
@@ -67,7 +41,7 @@ fn train(
         let x = m.sample(BATCH, &mut rng);
         ebm.train_step(&ebm.tensor_from(&x, BATCH).unwrap()).unwrap();
     }
-    let log_z = grid_log_z(&ebm, m.dim, per);
+    let log_z = grid_log_z(&ebm, m.dim, 10.0, per);
     let n = 20_000;
     let x = m.sample(n, &mut Rng::new(12));
     let e = energies(&ebm, &x, m.dim);

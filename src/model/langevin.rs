@@ -199,29 +199,25 @@ pub fn run(
             crate::fault::torch_point()?;
             // g = −λ·∇ₓE: the step's drift.
             let mut g = grad.at(&x)?;
-            if clip || stats {
-                let mut norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
-                if let Some(s) = &norm_sum {
-                    let _ = s.f_add_out(s, &norms)?;
-                }
-                if let Some(c) = grad_clamp {
-                    let _ = g.f_clamp_(-c, c)?;
-                    if clip {
-                        norms = g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?;
-                    }
-                }
-                if clip {
-                    // min(1, clip/‖∇E‖) with ‖∇E‖ = ‖g‖/λ.
-                    let scale = norms
-                        .f_clamp_min(1e-12 * lambda)?
-                        .f_reciprocal()?
-                        .f_mul_scalar(l.grad_clip as f64 * lambda)?
-                        .f_clamp_max(1.0)?;
-                    let _ = g.f_mul_(&scale.f_view(bshape.as_slice())?)?;
-                }
+            let norm = |g: &Tensor| g.f_flatten(1, -1)?.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false);
+            // ‖∇ₓE‖ before the clamp and the clip (the statistic), reused by the clip when no
+            // clamp changed g.
+            let raw = if clip || stats { Some(norm(&g)?) } else { None };
+            if let (Some(s), Some(n)) = (&norm_sum, &raw) {
+                let _ = s.f_add_out(s, n)?;
             }
-            if let (Some(c), false) = (grad_clamp, clip || stats) {
+            if let Some(c) = grad_clamp {
                 let _ = g.f_clamp_(-c, c)?;
+            }
+            if let Some(raw) = raw.filter(|_| clip) {
+                let norms = if grad_clamp.is_some() { norm(&g)? } else { raw };
+                // min(1, clip/‖∇E‖) with ‖∇E‖ = ‖g‖/λ.
+                let scale = norms
+                    .f_clamp_min(1e-12 * lambda)?
+                    .f_reciprocal()?
+                    .f_mul_scalar(l.grad_clip as f64 * lambda)?
+                    .f_clamp_max(1.0)?;
+                let _ = g.f_mul_(&scale.f_view(bshape.as_slice())?)?;
             }
             let _ = x.f_add_(&g)?;
             if l.noise_std > 0.0 {

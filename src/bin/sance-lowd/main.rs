@@ -21,48 +21,23 @@ use sance::abi::config::SanceConfig;
 use sance::model::rng::Rng;
 use sance::Ebm;
 use std::time::Instant;
-use tch::Kind;
 
 mod mixture;
-use mixture::{logsumexp, sets};
+use mixture::{energies, grid_log_z, logsumexp, sets};
 
 fn fmt(v: &[f64]) -> String {
     v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join("/")
 }
 
-/// log Z by the midpoint rule on a grid over [−12, 12]^D (D ≤ 3: 600² or 160³ cells), in
-/// chunks; None above 3 dimensions.
-fn grid_log_z(ebm: &Ebm, dim: usize) -> Option<f64> {
-    let per: usize = match dim {
+/// log Z on a grid over [−12, 12]^D (600² or 160³ cells); None above 3 dimensions.
+fn grid_log_z_12(ebm: &Ebm, dim: usize) -> Option<f64> {
+    let per = match dim {
         1 => 4000,
         2 => 600,
         3 => 160,
         _ => return None,
     };
-    let (lo, h) = (-12.0f64, 24.0 / per as f64);
-    let cells = per.pow(dim as u32);
-    let mut acc: Vec<f64> = Vec::new();
-    let chunk = 100_000;
-    let mut x = Vec::with_capacity(chunk * dim);
-    for i in 0..cells {
-        let mut r = i;
-        for _ in 0..dim {
-            x.push((lo + h * ((r % per) as f64 + 0.5)) as f32);
-            r /= per;
-        }
-        if x.len() == chunk * dim || i + 1 == cells {
-            let e = energies(ebm, &x, dim);
-            acc.push(logsumexp(&e.iter().map(|v| -v).collect::<Vec<_>>()));
-            x.clear();
-        }
-    }
-    Some(logsumexp(&acc) + dim as f64 * h.ln())
-}
-
-/// The model's energies at the n points `x` (n × dim).
-fn energies(ebm: &Ebm, x: &[f32], dim: usize) -> Vec<f64> {
-    let t = ebm.tensor_from(x, x.len() / dim).unwrap();
-    Vec::<f64>::try_from(ebm.energy(&t).unwrap().to_kind(Kind::Double)).unwrap()
+    Some(grid_log_z(ebm, dim, 12.0, per))
 }
 
 struct Opts {
@@ -190,7 +165,7 @@ fn main() {
             }
             let z = ebm.estimate_log_normaliser(&ais).expect("AIS");
             // The KL uses the grid's log Z where there is one (2–3 D), AIS's otherwise.
-            let grid = grid_log_z(&ebm, m.dim);
+            let grid = grid_log_z_12(&ebm, m.dim);
             let log_z = grid.unwrap_or(z.log_z);
             let n = 20000;
             let x = m.sample(n, &mut Rng::new(1 << 40 | seed));

@@ -4,6 +4,35 @@
 //! and the measures taken against them.
 #![allow(dead_code)]
 use sance::model::rng::Rng;
+use sance::Ebm;
+use tch::Kind;
+
+/// A model's energies at the n points `x` (n × dim).
+pub fn energies(ebm: &Ebm, x: &[f32], dim: usize) -> Vec<f64> {
+    let t = ebm.tensor_from(x, x.len() / dim).unwrap();
+    Vec::<f64>::try_from(ebm.energy(&t).unwrap().to_kind(Kind::Double)).unwrap()
+}
+
+/// log Z by the midpoint rule over [−w, w]^D with `per` cells a side, in chunks of 65,536
+/// points (mass outside the box is lost).
+pub fn grid_log_z(ebm: &Ebm, dim: usize, w: f64, per: usize) -> f64 {
+    let h = 2.0 * w / per as f64;
+    let cells = per.pow(dim as u32);
+    let mut parts = Vec::new();
+    let mut x = Vec::new();
+    for i in 0..cells {
+        let mut r = i;
+        for _ in 0..dim {
+            x.push((-w + h * ((r % per) as f64 + 0.5)) as f32);
+            r /= per;
+        }
+        if x.len() == 65_536 * dim || i + 1 == cells {
+            parts.push(logsumexp(&energies(ebm, &x, dim).iter().map(|e| -e).collect::<Vec<_>>()));
+            x.clear();
+        }
+    }
+    logsumexp(&parts) + dim as f64 * h.ln()
+}
 
 /// A mixture of Gaussians N(μ_k, L_k L_kᵀ) with weights w_k.
 pub struct Mixture {
