@@ -37,6 +37,7 @@ class Config(ctypes.Structure):
         ("hidden_width", c_uint32),
         ("hidden_layers", c_uint32),
         ("activation", c_uint32),
+        ("conv_head", c_uint32),
         ("learning_rate", c_float),
         ("adam_beta1", c_float),
         ("adam_beta2", c_float),

@@ -124,6 +124,22 @@ typedef enum {
 } SanceActivation;
 
 /**
+ * How the CONV energy turns its last feature map into a number.
+ */
+typedef enum {
+  /**
+   * Global sum pooling, then a linear map to a scalar: the energy is a sum of local
+   * energies of overlapping patches, the same wherever a pattern sits (a texture model).
+   */
+  SANCE_CONV_HEAD_SUM = 0,
+  /**
+   * A linear map of the whole last feature map to a scalar (IGEBM, short-run EBMs): the
+   * energy knows where in the image a pattern sits, as centred objects need.
+   */
+  SANCE_CONV_HEAD_DENSE = 1,
+} SanceConvHead;
+
+/**
  * The noise density that NCE contrasts the data with.
  */
 typedef enum {
@@ -255,6 +271,10 @@ typedef struct {
    * Hidden nonlinearity.
    */
   SanceActivation activation;
+  /**
+   * CONV: the head on the last feature map (SUM, the default, or DENSE). MLP: ignored.
+   */
+  SanceConvHead conv_head;
   /**
    * Adam learning rate (> 0).
    */
@@ -449,6 +469,24 @@ extern "C" {
  * so a program built against another header fails here instead of misreading the struct.
  */
 SanceStatus sance_config_init(SanceConfig *cfg, uint32_t abi_version);
+
+/**
+ * Fills `*cfg` with the image recipe for `channels`×`height`×`width` images whose pixels the
+ * caller scales to [−1, 1]: the CONV energy (one stride-2 convolution per halving of the
+ * smaller side down to about 4 pixels), self-adapting NCE with K = 1, and the short-run
+ * persistent sampler of image EBMs (a tempered Langevin sampler clamped to [−1, 1], a replay
+ * buffer with 5 % fresh chains); docs/results.md, "What images need", gives the measurement
+ * behind each setting. Samples drawn with the config's sampler are sharp images at a low
+ * temperature, not draws of exp(−E) at temperature 1. `abi_version` as in
+ * `sance_config_init`; a size out of range (zero, over 4096, or more than 2^26 floats per
+ * image) is refused with SANCE_STATUS_INVALID_ARGUMENT naming the field, and then `cfg` is
+ * not written.
+ */
+SanceStatus sance_config_init_image(SanceConfig *cfg,
+                                    uint32_t abi_version,
+                                    uint32_t channels,
+                                    uint32_t height,
+                                    uint32_t width);
 
 /**
  * The ABI version this library was built with; equals `SANCE_ABI_VERSION` of the header the

@@ -5,7 +5,9 @@
 mod common;
 use common::*;
 use sance::abi::ais::SanceAis;
-use sance::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceInit, SanceLangevin, SanceNoise};
+use sance::abi::config::{
+    SanceActivation, SanceArch, SanceConfig, SanceConvHead, SanceInit, SanceLangevin, SanceNoise,
+};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceProgress, SanceStatus};
@@ -105,6 +107,14 @@ macro_rules! rows {
     };
 }
 
+/// Calls sance_config_init_image on a filled struct and checks that a refusal wrote nothing.
+fn image_untouched(c: &mut Ctx, abi: u32, channels: u32, height: u32, width: u32) -> SanceStatus {
+    let mut k = SanceConfig { seed: 987, ..c.cfg };
+    let s = unsafe { sance_config_init_image(&mut k, abi, channels, height, width) };
+    assert_eq!(k, SanceConfig { seed: 987, ..c.cfg }, "config_init_image wrote into the struct");
+    s
+}
+
 fn raw_enum<T>(field: &mut T, v: u32) {
     // Writes an out-of-range value the way C code could; never read back as the enum in Rust.
     unsafe { (field as *mut T as *mut u32).write(v) }
@@ -119,12 +129,19 @@ rows! {
         assert_eq!(k, SanceConfig { seed: 987, ..c.cfg }, "config_init wrote into the struct");
         s
     };
+    config_image_null: "sance_config_init_image", "cfg NULL" => NullPointer, "cfg", |_c| unsafe { sance_config_init_image(ptr::null_mut(), sance::abi::version::SANCE_ABI_VERSION, 1, 28, 28) };
+    config_image_other_abi: "sance_config_init_image", "abi_version of another header" => InvalidArgument, "abi_version is 1", |c| image_untouched(c, 1, 1, 28, 28);
+    config_image_height_zero: "sance_config_init_image", "height = 0" => InvalidArgument, "config.height", |c| image_untouched(c, sance::abi::version::SANCE_ABI_VERSION, 1, 0, 28);
+    config_image_channels_zero: "sance_config_init_image", "channels = 0" => InvalidArgument, "config.channels", |c| image_untouched(c, sance::abi::version::SANCE_ABI_VERSION, 0, 28, 28);
+    config_image_too_large: "sance_config_init_image", "8×4096×4096" => InvalidArgument, "config.channels*height*width", |c| image_untouched(c, sance::abi::version::SANCE_ABI_VERSION, 8, 4096, 4096);
+    config_image_width_huge: "sance_config_init_image", "width = 5000" => InvalidArgument, "config.width", |c| image_untouched(c, sance::abi::version::SANCE_ABI_VERSION, 1, 28, 5000);
     new_null_config: "sance_ebm_new", "config NULL" => NullPointer, "config", |c| unsafe { sance_ebm_new(ptr::null(), &mut c.new_handle) };
     new_null_out: "sance_ebm_new", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_new(&c.cfg, ptr::null_mut()) };
     new_abi_version: "sance_ebm_new", "abi_version of another header" => InvalidArgument, "config.abi_version", |c| c.new_with(|k| k.abi_version = 999);
     new_arch_unknown: "sance_ebm_new", "arch = 7" => InvalidArgument, "config.arch", |c| c.new_with(|k| raw_enum::<SanceArch>(&mut k.arch, 7));
     new_activation_unknown: "sance_ebm_new", "activation = 9" => InvalidArgument, "config.activation", |c| c.new_with(|k| raw_enum::<SanceActivation>(&mut k.activation, 9));
     new_init_unknown: "sance_ebm_new", "langevin.init = 5" => InvalidArgument, "config.langevin.init", |c| c.new_with(|k| raw_enum::<SanceInit>(&mut k.langevin.init, 5));
+    new_conv_head_unknown: "sance_ebm_new", "conv_head = 3" => InvalidArgument, "config.conv_head", |c| c.new_with(|k| raw_enum::<SanceConvHead>(&mut k.conv_head, 3));
     new_noise_unknown: "sance_ebm_new", "noise = 4" => InvalidArgument, "config.noise", |c| c.new_with(|k| raw_enum::<SanceNoise>(&mut k.noise, 4));
     new_metropolis_two: "sance_ebm_new", "langevin.metropolis = 2" => InvalidArgument, "config.langevin.metropolis", |c| c.new_with(|k| k.langevin.metropolis = 2);
     new_mala_without_noise: "sance_ebm_new", "langevin.metropolis = 1 with noise_std = 0" => InvalidArgument, "noise_std > 0", |c| c.new_with(|k| { k.langevin.metropolis = 1; k.langevin.noise_std = 0.0; });

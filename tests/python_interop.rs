@@ -4,7 +4,7 @@
 //! (SANCE_PYTHON, set by scripts/env.sh).
 mod common;
 use common::*;
-use sance::abi::config::{SanceActivation, SanceArch, SanceConfig};
+use sance::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceConvHead};
 use sance::ffi::api::{
     sance_ebm_energy, sance_ebm_free, sance_ebm_sample_size, sance_ebm_save, sance_ebm_train_step,
 };
@@ -75,4 +75,21 @@ fn torch_twin_loads_the_state_dict_conv() {
         ..small_config()
     };
     check(cfg, "py-conv");
+}
+
+#[test]
+fn torch_twin_loads_the_state_dict_conv_dense_head() {
+    // 7×5 images: the last map (two stride-2 convs) is 2×2, the head's weight [1, 16·2·2].
+    let cfg = SanceConfig {
+        arch: SanceArch::Conv,
+        conv_head: SanceConvHead::Dense,
+        channels: 1,
+        height: 7,
+        width: 5,
+        hidden_width: 4,
+        hidden_layers: 2,
+        replay_capacity: 32,
+        ..small_config()
+    };
+    check(cfg, "py-conv-dense");
 }

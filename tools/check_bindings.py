@@ -40,6 +40,7 @@ SCALARS = {
 # C function -> how the C++ wrapper and its test name it (a substring each must contain).
 CPP_NAMES = {
     "sance_config_init": ("sance_config_init(", "sance::Config"),
+    "sance_config_init_image": ("sance_config_init_image(", "sance::Config::image("),
     "sance_ebm_new": ("sance_ebm_new(", "sance::Ebm m("),
     "sance_ebm_free": ("sance_ebm_free(", "other = std::move(moved)"),
     "sance_ebm_load": ("sance_ebm_load(", "Ebm::load("),
@@ -56,6 +57,7 @@ CPP_NAMES = {
 # C function -> the idiomatic Julia name its test must call.
 JULIA_NAMES = {
     "sance_config_init": "Config(",
+    "sance_config_init_image": "image_config(",
     "sance_ebm_new": "EBM(",
     "sance_ebm_free": "close(",
     "sance_ebm_train_step": "train_step!(",

@@ -46,6 +46,20 @@ pub enum SanceActivation {
     LeakyRelu = 1,
 }
 
+/// How the CONV energy turns its last feature map into a number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u32", try_from = "u32")]
+pub enum SanceConvHead {
+    /// Global sum pooling, then a linear map to a scalar: the energy is a sum of local
+    /// energies of overlapping patches, the same wherever a pattern sits (a texture model).
+    #[default]
+    Sum = 0,
+    /// A linear map of the whole last feature map to a scalar (IGEBM, short-run EBMs): the
+    /// energy knows where in the image a pattern sits, as centred objects need.
+    Dense = 1,
+}
+
 /// SANCE_NOISE_GAUSSIAN: the largest sample size (floats) whose fitted covariance is full;
 /// above it the fit is diagonal.
 pub const SANCE_NOISE_FULL_COVARIANCE_MAX_DIM: u32 = 1024;
@@ -127,6 +141,9 @@ pub struct SanceConfig {
     pub hidden_layers: u32,
     /// Hidden nonlinearity.
     pub activation: SanceActivation,
+    /// CONV: the head on the last feature map (SUM, the default, or DENSE). MLP: ignored.
+    #[serde(default)] // absent from checkpoints of ABI 3 and before: SUM
+    pub conv_head: SanceConvHead,
     /// Adam learning rate (> 0).
     pub learning_rate: f32,
     /// Adam β₁ in [0, 1).
@@ -201,6 +218,7 @@ impl Default for SanceConfig {
             hidden_width: 128,
             hidden_layers: 2,
             activation: SanceActivation::Silu,
+            conv_head: SanceConvHead::Sum,
             learning_rate: 1e-3,
             adam_beta1: 0.9,
             adam_beta2: 0.999,
@@ -220,6 +238,59 @@ impl Default for SanceConfig {
         }
     }
 }
+
+impl SanceConfig {
+    /// The image recipe (`sance_config_init_image`): a conv energy for `channels`×`height`×
+    /// `width` images with pixels scaled to [−1, 1], and the short-run persistent sampler
+    /// that image EBMs train with. docs/results.md, "What images need", gives the measurement
+    /// behind each number.
+    pub fn image(channels: u32, height: u32, width: u32) -> SanceConfig {
+        // One stride-2 convolution per halving down to about 4×4 (8×8: 1, 28×28: 2, 32×32: 3).
+        let side = height.min(width).max(1);
+        let hidden_layers = (31 - (side / 4).max(1).leading_zeros()).max(1);
+        // Narrower above 16×16 pixels, so that a 28×28 run fits 45 minutes on two CPU cores.
+        let hidden_width = if height as u64 * width as u64 <= 256 { 32 } else { 16 };
+        SanceConfig {
+            arch: SanceArch::Conv,
+            channels,
+            height,
+            width,
+            hidden_width,
+            hidden_layers,
+            conv_head: SanceConvHead::Dense,
+            learning_rate: IMAGE_LEARNING_RATE,
+            ema_decay: IMAGE_EMA_DECAY,
+            noise_update_interval: 1,
+            langevin: SanceLangevin {
+                steps: IMAGE_LANGEVIN_STEPS,
+                step_size: IMAGE_STEP_SIZE,
+                noise_std: IMAGE_NOISE_STD,
+                grad_clip: 0.0,
+                grad_clamp: IMAGE_GRAD_CLAMP,
+                clamp_min: -1.0,
+                clamp_max: 1.0,
+                init: SanceInit::Uniform,
+                init_scale: 1.0,
+                metropolis: 0,
+            },
+            replay_capacity: 10_000,
+            replay_reinit_prob: 0.05,
+            data_noise_std: IMAGE_DATA_NOISE,
+            energy_l2: IMAGE_ENERGY_L2,
+            ..SanceConfig::default()
+        }
+    }
+}
+
+// The image recipe's measured numbers (docs/results.md, "What images need").
+const IMAGE_LEARNING_RATE: f32 = 1e-3;
+const IMAGE_EMA_DECAY: f32 = 0.99;
+const IMAGE_LANGEVIN_STEPS: u32 = 30;
+const IMAGE_STEP_SIZE: f32 = 1.0;
+const IMAGE_NOISE_STD: f32 = 0.01;
+const IMAGE_GRAD_CLAMP: f32 = 0.0;
+const IMAGE_DATA_NOISE: f32 = 0.03;
+const IMAGE_ENERGY_L2: f32 = 0.0;
 
 /// Each C enum's value set, for serde (checkpoints store the C values) and for
 /// [`read_config`], which checks raw integers before a Rust enum exists.
@@ -245,6 +316,7 @@ c_enum_values!(SanceArch, "arch", [Mlp, Conv]);
 c_enum_values!(SanceInit, "init", [Gaussian, Uniform]);
 c_enum_values!(SanceActivation, "activation", [Silu, LeakyRelu]);
 c_enum_values!(SanceNoise, "noise", [Snapshot, Gaussian]);
+c_enum_values!(SanceConvHead, "conv_head", [Sum, Dense]);
 
 /// The seed as a decimal string: JSON numbers are doubles in most readers.
 mod u64_as_string {
@@ -301,6 +373,7 @@ pub unsafe fn read_config(p: *const SanceConfig) -> Result<SanceConfig> {
     check_enum::<SanceActivation>(addr_of!((*p).activation).cast::<u32>().read(), "config.activation")?;
     check_enum::<SanceInit>(addr_of!((*p).langevin.init).cast::<u32>().read(), "config.langevin.init")?;
     check_enum::<SanceNoise>(addr_of!((*p).noise).cast::<u32>().read(), "config.noise")?;
+    check_enum::<SanceConvHead>(addr_of!((*p).conv_head).cast::<u32>().read(), "config.conv_head")?;
     let c = p.read();
     validate_config(&c)?;
     Ok(c)
@@ -437,5 +510,26 @@ impl SanceConfig {
             SanceArch::Mlp => vec![self.data_dim as i64],
             SanceArch::Conv => vec![self.channels as i64, self.height as i64, self.width as i64],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_preset_sizes_the_conv_net_to_the_image_and_validates() {
+        // One stride-2 convolution per halving of the smaller side down to about 4 pixels.
+        for (c, h, w, layers) in [(1, 8, 8, 1), (1, 28, 28, 2), (3, 32, 32, 3), (1, 64, 20, 2), (1, 2, 2, 1)]
+        {
+            let cfg = SanceConfig::image(c, h, w);
+            assert_eq!((cfg.channels, cfg.height, cfg.width, cfg.hidden_layers), (c, h, w, layers));
+            assert_eq!(cfg.arch, SanceArch::Conv);
+            assert_eq!((cfg.langevin.clamp_min, cfg.langevin.clamp_max), (-1.0, 1.0));
+            assert_eq!(cfg.conv_head, SanceConvHead::Dense);
+            assert_eq!(cfg.hidden_width, if h * w <= 256 { 32 } else { 16 });
+            validate_config(&cfg).unwrap();
+        }
+        assert!(validate_config(&SanceConfig::image(1, 0, 28)).is_err());
     }
 }

@@ -86,14 +86,47 @@ unsafe fn langevin_or_default(params: *const SanceLangevin, ebm: &Ebm) -> Result
 pub unsafe extern "C" fn sance_config_init(cfg: *mut SanceConfig, abi_version: u32) -> SanceStatus {
     guard("sance_config_init", || {
         non_null(cfg, "cfg")?;
-        if abi_version != SANCE_ABI_VERSION {
-            return Err(Error::invalid(format!(
-                "abi_version is {abi_version}, but this library ({}) is ABI version {SANCE_ABI_VERSION}: \
-                 the program was compiled against another sance.h; rebuild it against this library's header",
-                version_string_short()
-            )));
-        }
+        same_abi(abi_version)?;
         cfg.write(SanceConfig::default());
+        Ok(())
+    })
+}
+
+fn same_abi(abi_version: u32) -> Result<()> {
+    if abi_version != SANCE_ABI_VERSION {
+        return Err(Error::invalid(format!(
+            "abi_version is {abi_version}, but this library ({}) is ABI version {SANCE_ABI_VERSION}: \
+             the program was compiled against another sance.h; rebuild it against this library's header",
+            version_string_short()
+        )));
+    }
+    Ok(())
+}
+
+/// Fills `*cfg` with the image recipe for `channels`×`height`×`width` images whose pixels the
+/// caller scales to [−1, 1]: the CONV energy (one stride-2 convolution per halving of the
+/// smaller side down to about 4 pixels), self-adapting NCE with K = 1, and the short-run
+/// persistent sampler of image EBMs (a tempered Langevin sampler clamped to [−1, 1], a replay
+/// buffer with 5 % fresh chains); docs/results.md, "What images need", gives the measurement
+/// behind each setting. Samples drawn with the config's sampler are sharp images at a low
+/// temperature, not draws of exp(−E) at temperature 1. `abi_version` as in
+/// `sance_config_init`; a size out of range (zero, over 4096, or more than 2^26 floats per
+/// image) is refused with SANCE_STATUS_INVALID_ARGUMENT naming the field, and then `cfg` is
+/// not written.
+#[no_mangle]
+pub unsafe extern "C" fn sance_config_init_image(
+    cfg: *mut SanceConfig,
+    abi_version: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+) -> SanceStatus {
+    guard("sance_config_init_image", || {
+        non_null(cfg, "cfg")?;
+        same_abi(abi_version)?;
+        let c = SanceConfig::image(channels, height, width);
+        crate::abi::config::validate_config(&c)?;
+        cfg.write(c);
         Ok(())
     })
 }

@@ -7,17 +7,18 @@
 //! guarantees no parameter gradient is built.
 //!
 //! CONV (IGEBM-style): 3×3 conv (C → w), then `hidden_layers` stride-2 3×3 convs doubling the
-//! channels, SiLU/LeakyReLU after each, global sum pooling, linear to a scalar without bias.
+//! channels, SiLU/LeakyReLU after each, then global sum pooling (`conv_head` SUM) or flattening
+//! (DENSE), linear to a scalar without bias.
 //!
 //! Layers are named as PyTorch's `state_dict()` names the same network written as one
 //! `torch.nn.Sequential` called `net` (tests/python/twin.py): the MLP's linear layers are
 //! `net.0`, `net.2`, …, `net.{2L}` (activations at the odd indices); the conv net's
-//! convolutions are `net.0`, `net.2`, …, `net.{2L}`, the sum pooling `net.{2L+2}` and the
-//! final linear layer `net.{2L+3}`. Each has `.weight` and, except the last, `.bias`.
+//! convolutions are `net.0`, `net.2`, …, `net.{2L}`, the sum pooling (or flattening)
+//! `net.{2L+2}` and the final linear layer `net.{2L+3}`. Each has `.weight` and, except the last, `.bias`.
 //!
 //! Every operation on a batch uses tch's fallible `f_` functions: a libtorch failure (an
 //! out-of-memory error on a large batch, say) comes back as an error, not a panic.
-use crate::abi::config::{SanceActivation, SanceArch, SanceConfig};
+use crate::abi::config::{SanceActivation, SanceArch, SanceConfig, SanceConvHead};
 use crate::model::rng::Rng;
 use tch::{Device, Kind, TchError, Tensor};
 
@@ -128,6 +129,7 @@ pub struct Net {
     in_shape: [i64; 3],
     hidden_width: i64,
     hidden_layers: i64,
+    dense_head: bool,
 }
 
 fn act(x: &Tensor, a: SanceActivation) -> TResult<Tensor> {
@@ -157,6 +159,7 @@ impl Net {
             in_shape,
             hidden_width: c.hidden_width as i64,
             hidden_layers: c.hidden_layers as i64,
+            dense_head: c.arch == SanceArch::Conv && c.conv_head == SanceConvHead::Dense,
         }
     }
 
@@ -190,16 +193,32 @@ impl Net {
                     v.push(Shape { name: format!("net.{}", 2 * i), weight, bias: true, fan_in: cin * 9 });
                     cin = cout;
                 }
-                // net.{2L+1} is the last activation, net.{2L+2} the sum pooling.
+                // net.{2L+1} is the last activation, net.{2L+2} the sum pooling or flattening.
+                let fan_in = if self.dense_head {
+                    let (h, w) = self.final_map();
+                    cin * h * w
+                } else {
+                    cin
+                };
                 v.push(Shape {
                     name: format!("net.{}", 2 * l + 3),
-                    weight: vec![1, cin],
+                    weight: vec![1, fan_in],
                     bias: false,
-                    fan_in: cin,
+                    fan_in,
                 });
             }
         }
         v
+    }
+
+    /// The last feature map's height and width (3×3 convolutions, padding 1, stride 2 after
+    /// the first).
+    fn final_map(&self) -> (i64, i64) {
+        let (mut h, mut w) = (self.in_shape[1], self.in_shape[2]);
+        for _ in 0..self.hidden_layers {
+            (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        }
+        (h, w)
     }
 
     /// Names of the parameter tensors, in [`Params::named`]'s order.
@@ -247,7 +266,11 @@ impl Net {
                     a = a.f_conv2d(&l.weight, l.bias.as_ref(), [stride, stride], [1, 1], [1, 1], 1)?;
                     a = act(&a, self.activation)?;
                 }
-                a = a.f_sum_dim_intlist([2i64, 3].as_slice(), false, a.kind())?;
+                a = if self.dense_head {
+                    a.f_flatten(1, -1)?
+                } else {
+                    a.f_sum_dim_intlist([2i64, 3].as_slice(), false, a.kind())?
+                };
             }
         }
         a.f_matmul(&out[0].weight.f_tr()?)?.f_squeeze_dim(1)
@@ -369,6 +392,7 @@ pub(crate) struct ConvGrad<'a> {
     /// Per convolution: weight (channels-last copy), bias, stride.
     layers: Vec<(Tensor, &'a Tensor, i64)>,
     w_out: &'a Tensor,
+    dense_head: bool,
     scale: f64,
     /// scale · dE/d(last feature map), for the batch shape it was built for.
     seed: Option<Tensor>,
@@ -398,6 +422,7 @@ impl<'a> ConvGrad<'a> {
             activation: net.activation,
             layers,
             w_out: &out[0].weight,
+            dense_head: net.dense_head,
             scale,
             seed: None,
             energy: None,
@@ -418,18 +443,23 @@ impl<'a> ConvGrad<'a> {
             pre.push(z);
         }
         if with_energy {
-            let pooled = a.f_sum_dim_intlist([2i64, 3].as_slice(), false, a.kind())?;
+            let pooled = if self.dense_head {
+                a.f_flatten(1, -1)?
+            } else {
+                a.f_sum_dim_intlist([2i64, 3].as_slice(), false, a.kind())?
+            };
             self.energy = Some(pooled.f_matmul(&self.w_out.f_tr()?)?.f_squeeze_dim(1)?);
         }
         let last = pre.last().expect("at least one convolution");
         let fits = self.seed.as_ref().is_some_and(|t| t.size() == last.size());
         if !fits {
-            let c = self.w_out.size()[1];
+            let sz = last.size();
+            let view = if self.dense_head { [1, sz[1], sz[2], sz[3]] } else { [1, sz[1], 1, 1] };
             let seed = self
                 .w_out
                 .f_detach()?
                 .f_mul_scalar(self.scale)?
-                .f_view([1, c, 1, 1])?
+                .f_view(view)?
                 .f_expand(last.size(), false)?;
             // Materialised: the fused derivative runs several times slower on a broadcast view.
             self.seed = Some(channels_last(&seed)?);
@@ -464,7 +494,11 @@ mod tests {
     use super::*;
 
     fn check_grad_matches_autograd(arch: SanceArch, activation: SanceActivation) {
-        let mut c = SanceConfig { arch, activation, ..Default::default() };
+        check_grad_with_head(arch, activation, SanceConvHead::Sum);
+    }
+
+    fn check_grad_with_head(arch: SanceArch, activation: SanceActivation, conv_head: SanceConvHead) {
+        let mut c = SanceConfig { arch, activation, conv_head, ..Default::default() };
         c.hidden_width = 8;
         c.channels = 2;
         c.height = 6;
@@ -496,6 +530,39 @@ mod tests {
     fn conv_input_gradient_matches_autograd() {
         check_grad_matches_autograd(SanceArch::Conv, SanceActivation::Silu);
         check_grad_matches_autograd(SanceArch::Conv, SanceActivation::LeakyRelu);
+        check_grad_with_head(SanceArch::Conv, SanceActivation::Silu, SanceConvHead::Dense);
+        check_grad_with_head(SanceArch::Conv, SanceActivation::LeakyRelu, SanceConvHead::Dense);
+    }
+
+    #[test]
+    fn dense_head_weighs_each_position_of_the_last_map() {
+        // 6×5 input, one stride-2 conv: a 3×3 last map of 16 channels, so 144 head weights; with
+        // all of them equal the dense head is the sum head's energy.
+        let c = SanceConfig {
+            arch: SanceArch::Conv,
+            conv_head: SanceConvHead::Dense,
+            hidden_width: 8,
+            hidden_layers: 1,
+            height: 6,
+            width: 5,
+            ..Default::default()
+        };
+        let dense = Net::from_config(&c);
+        let sum = Net::from_config(&SanceConfig { conv_head: SanceConvHead::Sum, ..c });
+        let mut rng = Rng::new(4);
+        let mut p = dense.init_params(&mut rng, Kind::Double, Device::Cpu).unwrap();
+        assert_eq!(p.layers.last().unwrap().weight.size(), [1, 16 * 3 * 3]);
+        let ps = sum.init_params(&mut rng, Kind::Double, Device::Cpu).unwrap();
+        let w: Vec<f64> = Vec::try_from(ps.layers.last().unwrap().weight.flatten(0, -1)).unwrap();
+        let spread: Vec<f64> = w.iter().flat_map(|&v| [v; 9]).collect();
+        for (d, s) in p.layers.iter_mut().zip(&ps.layers) {
+            d.weight = s.weight.copy();
+            d.bias = s.bias.as_ref().map(|b| b.copy());
+        }
+        p.layers.last_mut().unwrap().weight = Tensor::from_slice(&spread).view([1, 144]);
+        let x = rng.randn(&[4, 1, 6, 5], Kind::Double, Device::Cpu).unwrap();
+        let (ed, es) = (dense.energy(&p, &x).unwrap(), sum.energy(&ps, &x).unwrap());
+        assert!(ed.allclose(&es, 1e-10, 1e-10, false));
     }
 
     #[test]

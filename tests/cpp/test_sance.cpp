@@ -91,6 +91,16 @@ int main() {
     CHECK(def.noise == SANCE_NOISE_SNAPSHOT && def.langevin.metropolis == 0, "SA-NCE with unadjusted Langevin by default");
     CHECK(def.ema_decay == raw.ema_decay && def.ema_decay == 0.99f && def.replay_reinit_prob == 0.0f,
           "the model is θ's average and the noise follows the snapshot by default");
+    // The image recipe: a conv energy of the given size, K = 1, the sampler clamped to [-1, 1].
+    SanceConfig raw_image;
+    CHECK(sance_config_init_image(&raw_image, SANCE_ABI_VERSION, 1, 28, 28) == SANCE_STATUS_OK, "config_init_image");
+    sance::Config img = sance::Config::image(1, 28, 28);
+    CHECK(img.arch == SANCE_ARCH_CONV && img.channels == 1 && img.height == 28 && img.width == 28 &&
+              img.hidden_layers == raw_image.hidden_layers && img.langevin.step_size == raw_image.langevin.step_size &&
+              img.noise_update_interval == 1 && img.langevin.clamp_min == -1.0f && img.langevin.clamp_max == 1.0f,
+          "Config::image is sance_config_init_image");
+    expect_error([] { sance::Config::image(1, 0, 28); }, SANCE_STATUS_INVALID_ARGUMENT, "image of height 0",
+                 "config.height");
     sance::Langevin lang;
     CHECK(lang.steps == raw.langevin.steps && lang.step_size == raw.langevin.step_size, "Langevin() is the default");
 

@@ -41,7 +41,8 @@ class MLPEnergy(nn.Module):
 
 class ConvEnergy(nn.Module):
     """3x3 conv (C -> w), hidden_layers stride-2 3x3 convs doubling the channels, an activation
-    after each, global sum pooling, a linear layer to a scalar without bias."""
+    after each, global sum pooling (conv_head 0) or flattening (conv_head 1, DENSE), a linear
+    layer to a scalar without bias."""
 
     def __init__(self, cfg):
         super().__init__()
@@ -51,7 +52,13 @@ class ConvEnergy(nn.Module):
                 cout *= 2
             layers += [nn.Conv2d(cin, cout, 3, stride=1 if i == 0 else 2, padding=1), activation(cfg)]
             cin = cout
-        layers += [SumPool(), nn.Linear(cin, 1, bias=False)]
+        if cfg.get("conv_head", 0) == 1:
+            h, w = cfg["height"], cfg["width"]
+            for _ in range(cfg["hidden_layers"]):
+                h, w = (h - 1) // 2 + 1, (w - 1) // 2 + 1
+            layers += [nn.Flatten(), nn.Linear(cin * h * w, 1, bias=False)]
+        else:
+            layers += [SumPool(), nn.Linear(cin, 1, bias=False)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):

@@ -61,6 +61,13 @@ inline void check_abi() {
 struct Config : SanceConfig {
     Config() : SanceConfig() { detail::check(sance_config_init(this, SANCE_ABI_VERSION)); }
     explicit Config(const SanceConfig &c) : SanceConfig(c) {}
+    /// The image recipe for channels × height × width images with pixels in [-1, 1]
+    /// (sance_config_init_image); throws sance::Error on a size out of range.
+    static Config image(uint32_t channels, uint32_t height, uint32_t width) {
+        SanceConfig c;
+        detail::check(sance_config_init_image(&c, SANCE_ABI_VERSION, channels, height, width));
+        return Config(c);
+    }
 };
 
 /// Langevin sampler settings; starts from the default config's sampler.

@@ -35,6 +35,7 @@ these fields, so every function the wrappers below call needs its field here.
 """
 struct Functions
     sance_config_init::Ptr{Cvoid}
+    sance_config_init_image::Ptr{Cvoid}
     sance_abi_version::Ptr{Cvoid}
     sance_ebm_new::Ptr{Cvoid}
     sance_ebm_free::Ptr{Cvoid}
@@ -149,6 +150,12 @@ end
     SANCE_INIT_UNIFORM = 1
 end
 
+"""How the CONV energy reads its last feature map: SUM (global sum pooling) or DENSE (a linear map of the whole map)."""
+@enum SanceConvHead::Cint begin
+    SANCE_CONV_HEAD_SUM = 0
+    SANCE_CONV_HEAD_DENSE = 1
+end
+
 """The noise NCE contrasts the data with: SNAPSHOT (self-adapting NCE) or GAUSSIAN (classic NCE)."""
 @enum SanceNoise::Cint begin
     SANCE_NOISE_SNAPSHOT = 0
@@ -181,6 +188,7 @@ struct SanceConfig
     hidden_width::UInt32
     hidden_layers::UInt32
     activation::SanceActivation
+    conv_head::SanceConvHead
     learning_rate::Float32
     adam_beta1::Float32
     adam_beta2::Float32
@@ -230,6 +238,9 @@ end
 
 sance_config_init(cfg, abi_version) =
     ccall(sym(:sance_config_init), SanceStatus, (Ptr{SanceConfig}, UInt32), cfg, abi_version)
+sance_config_init_image(cfg, abi_version, channels, height, width) =
+    ccall(sym(:sance_config_init_image), SanceStatus, (Ptr{SanceConfig}, UInt32, UInt32, UInt32, UInt32),
+          cfg, abi_version, channels, height, width)
 sance_abi_version() = ccall(sym(:sance_abi_version), UInt32, ())
 sance_ebm_new(config, out) = ccall(sym(:sance_ebm_new), SanceStatus, (Ptr{SanceConfig}, Ptr{Ptr{SanceEbm}}), config, out)
 sance_ebm_free(ebm) = ccall(sym(:sance_ebm_free), Cvoid, (Ptr{SanceEbm},), ebm)

@@ -17,7 +17,7 @@ using .LibSance: SanceConfig, SanceLangevin, SanceAis, SanceStepStats, SanceProg
 
 # `sample`, `save`, `load`, `version` and `device` stay qualified (Sance.sample, ...): StatsBase,
 # FileIO and CUDA.jl export them, and unqualified uses would then be ambiguous.
-export EBM, Config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!, set_allreduce!,
+export EBM, Config, image_config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!, set_allreduce!,
        energy, energy_grad, ais_defaults, log_z, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
 
 """
@@ -62,6 +62,20 @@ Enum fields take `LibSance` values (`arch = LibSance.SANCE_ARCH_CONV`). Throws a
 function Config(; kwargs...)
     out = Ref{SanceConfig}()
     check(LibSance.sance_config_init(out, LibSance.SANCE_ABI_VERSION))
+    return with_fields(out[]; kwargs...)
+end
+
+"""
+    image_config(channels, height, width; kwargs...) -> LibSance.SanceConfig
+
+The image recipe (`sance_config_init_image`) for `channels`×`height`×`width` images whose
+pixels are scaled to [-1, 1], with any field replaced as in `Config`. Throws a `SanceError`
+(`SANCE_STATUS_INVALID_ARGUMENT`) for a size out of range. Images are passed to the library
+row-major, channel first, as in C (`permutedims` a Julia `height×width×channels` array).
+"""
+function image_config(channels::Integer, height::Integer, width::Integer; kwargs...)
+    out = Ref{SanceConfig}()
+    check(LibSance.sance_config_init_image(out, LibSance.SANCE_ABI_VERSION, channels, height, width))
     return with_fields(out[]; kwargs...)
 end
 

@@ -66,6 +66,15 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test occursin(string(other), msg) && occursin(string(LibSance.SANCE_ABI_VERSION), msg)
         @test LibSance.sance_config_init(Ptr{LibSance.SanceConfig}(C_NULL), LibSance.SANCE_ABI_VERSION) ==
             LibSance.SANCE_STATUS_NULL_POINTER
+        img = image_config(1, 28, 28; seed = 3)
+        @test img.arch == LibSance.SANCE_ARCH_CONV && (img.channels, img.height, img.width) == (1, 28, 28)
+        @test img.noise_update_interval == 1 && (img.langevin.clamp_min, img.langevin.clamp_max) == (-1f0, 1f0)
+        @test img.seed == 3
+        raw = Ref{LibSance.SanceConfig}()
+        @test LibSance.sance_config_init_image(raw, LibSance.SANCE_ABI_VERSION, 1, 28, 28) == LibSance.SANCE_STATUS_OK
+        @test raw[] == image_config(1, 28, 28)
+        @test_throws SanceError image_config(1, 0, 28)
+        @test occursin("config.height", Sance.last_error())
         c = Config(hidden_width = 32, learning_rate = 5e-4, arch = LibSance.SANCE_ARCH_MLP)
         @test c.hidden_width == 32 && c.learning_rate == 5f-4
         @test Langevin(steps = 7).steps == 7
