@@ -196,6 +196,70 @@ pub fn frechet(a: &Tensor, b: &Tensor) -> f64 {
     (ma - mb).square().sum(Kind::Double).double_value(&[]) + tr
 }
 
+/// Kernel inception distance between feature sets [n, f] and [m, f]: the unbiased MMD² under
+/// the cubic polynomial kernel (x·y/f + 1)³ (Bińkowski et al. 2018). Unlike the Fréchet
+/// distance it has no bias from the sample size, so small sets can be compared.
+pub fn kid(a: &Tensor, b: &Tensor) -> f64 {
+    let f = a.size()[1] as f64;
+    let k = |x: &Tensor, y: &Tensor| (x.mm(&y.tr()) / f + 1.0).pow_tensor_scalar(3);
+    let off = |x: &Tensor| {
+        let n = x.size()[0] as f64;
+        let kx = k(x, x);
+        (kx.sum(Kind::Double).double_value(&[]) - kx.trace().double_value(&[])) / (n * (n - 1.0))
+    };
+    off(a) + off(b) - 2.0 * k(a, b).mean(Kind::Double).double_value(&[])
+}
+
+/// Entropy (nats) of the histogram of predicted classes; ln 10 = 2.303 when all ten are equally
+/// frequent, 0 when every sample gets one class.
+pub fn class_entropy(cls: &[usize]) -> f64 {
+    let mut h = [0f64; 10];
+    cls.iter().for_each(|&c| h[c] += 1.0 / cls.len() as f64);
+    -h.iter().filter(|&&p| p > 0.0).map(|p| p * p.ln()).sum::<f64>()
+}
+
+/// Euclidean distance from each row of `a` to its nearest row of `reference` (both [·, dim]).
+pub fn nearest_distances(a: &[f32], reference: &[f32], dim: usize) -> Vec<f64> {
+    let r = Tensor::from_slice(reference).view([-1, dim as i64]);
+    let rr = r.square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+    a.chunks(dim * 250)
+        .flat_map(|chunk| {
+            let x = Tensor::from_slice(chunk).view([-1, dim as i64]);
+            let xx = x.square().sum_dim_intlist([1i64].as_slice(), true, Kind::Float);
+            let d2 = (xx + rr.unsqueeze(0) - x.mm(&r.tr()) * 2.0).amin([1i64].as_slice(), false);
+            Vec::<f32>::try_from(d2.clamp_min(0.0).sqrt()).unwrap()
+        })
+        .map(f64::from)
+        .collect()
+}
+
+/// How close samples sit to the training set, against how close unseen real images do.
+#[derive(Clone, Copy, Debug)]
+pub struct Memorisation {
+    /// Median distance of a sample to its nearest training image over the same median for test
+    /// images (< 1: samples sit closer to the training set than unseen real images do).
+    pub median_ratio: f64,
+    /// Share of samples nearer to a training image than the closest 1 % of test images are to
+    /// theirs (about 0.01 for samples that do not copy the training set; a copy scores 1).
+    pub share_near_copies: f64,
+}
+
+pub fn memorisation(samples: &[f32], train: &[f32], test: &[f32], dim: usize) -> Memorisation {
+    let median = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        s[s.len() / 2]
+    };
+    let (ds, mut dt) = (nearest_distances(samples, train, dim), nearest_distances(test, train, dim));
+    let ratio = median(&ds) / median(&dt);
+    dt.sort_by(f64::total_cmp);
+    let q = dt[dt.len() / 100];
+    Memorisation {
+        median_ratio: ratio,
+        share_near_copies: ds.iter().filter(|&&d| d < q).count() as f64 / ds.len() as f64,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +273,36 @@ mod tests {
             + Tensor::from_slice(&[1.0, 2.0, 0.0]);
         let f = frechet(&a, &b);
         assert!((f - 8.0).abs() < 0.1, "{f}");
+    }
+
+    #[test]
+    fn kid_is_zero_for_one_distribution_and_grows_with_a_shift() {
+        tch::manual_seed(1);
+        let a = Tensor::randn([2000, 8], (Kind::Double, Device::Cpu));
+        let b = Tensor::randn([2000, 8], (Kind::Double, Device::Cpu));
+        let same = kid(&a, &b);
+        let far = kid(&(&a + 0.5), &b);
+        assert!(same.abs() < 0.01 && far > 0.1, "{same} {far}");
+    }
+
+    #[test]
+    fn class_entropy_spans_one_class_to_uniform() {
+        assert!(class_entropy(&[3; 50]).abs() < 1e-12);
+        let uniform: Vec<usize> = (0..1000).map(|i| i % 10).collect();
+        assert!((class_entropy(&uniform) - 10f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn memorisation_flags_copies_of_the_training_set_only() {
+        tch::manual_seed(2);
+        let draw = |n: i64| {
+            Vec::<f32>::try_from(Tensor::randn([n, 16], (Kind::Float, Device::Cpu)).flatten(0, -1)).unwrap()
+        };
+        let (train, test, fresh) = (draw(2000), draw(500), draw(500));
+        let honest = memorisation(&fresh, &train, &test, 16);
+        let copies = memorisation(&train[..500 * 16], &train, &test, 16);
+        assert!((0.9..1.1).contains(&honest.median_ratio) && honest.share_near_copies < 0.05, "{honest:?}");
+        assert!(copies.median_ratio < 0.01 && copies.share_near_copies == 1.0, "{copies:?}");
     }
 
     #[test]

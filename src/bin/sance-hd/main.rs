@@ -7,13 +7,15 @@ mod held_out;
 #[path = "../sance-toy/plot.rs"]
 #[allow(dead_code)]
 mod plot;
+mod score;
 mod setup;
 
 use held_out::held_out_ll;
 use plot::Canvas;
-use sance::abi::config::{SanceConfig, SanceLangevin, SanceNoise};
+use sance::abi::config::{SanceConfig, SanceConvHead, SanceLangevin, SanceNoise};
 use sance::datasets;
-use sance::metrics::{self, Classifier};
+use sance::metrics;
+use score::Judge;
 use setup::{batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels};
 
 use sance::model::toy;
@@ -25,13 +27,16 @@ const USAGE: &str = "\
 usage:
   sance-hd mixture [--methods k25,k100,k0,classic] [--steps 1000] [--seeds 0,1,2] [options]
   sance-hd digits  [--arch mlp|conv] [--methods k1,k25,k0,classic] [--steps 1000] [--seeds 0] [options]
-  sance-hd fashion [--method k1|classic] [--steps 4000] [--dir fashion-run] [--resume] [options]
+  sance-hd fashion [--method k1|classic] [--steps 2000] [--dir fashion-run] [--resume] [options]
+  sance-hd score FILE.f32 [FILE.f32 ...] [--out GRID.png]   scores raw Fashion-MNIST samples
+        (float32 LE, N × 784, in [−1, 1], as fashion's samples.f32) on the ladder
 methods: kN = self-adapting NCE refreshing the snapshot every N steps (k0: never after the
 first step); classic = NCE against a Gaussian fitted to the training data.
 options (each overrides the dataset's defaults; docs/results.md lists those):
   --batch B  --lr R  --width W  --layers L  --langevin-steps T  --step-size λ  --noise-std σ
-  --grad-clamp C  --clamp LO,HI  --data-noise S  --energy-l2 A  --mala  --sample-steps T  --device D
-  --out FILE.png  --log-every N
+  --grad-clamp C  --clamp LO,HI  --data-noise S  --energy-l2 A  --beta1 B  --clip G  --buffer N
+  --restart P  --ema B  --head sum|dense  --mala  --sample-steps T  --device D
+  --out FILE.png  --log-every N (250; fashion: 500)
 ";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -76,6 +81,12 @@ struct Opts {
     clamp: Option<(f32, f32)>,
     data_noise: Option<f32>,
     energy_l2: Option<f32>,
+    beta1: Option<f32>,
+    clip: Option<f32>,
+    buffer: Option<u32>,
+    restart: Option<f32>,
+    ema: Option<f32>,
+    head: Option<SanceConvHead>,
     mala: bool,
     sample_steps: Option<u32>,
     device: Option<i32>,
@@ -129,6 +140,18 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--data-noise" => o.data_noise = Some(f(val()?)?),
             "--energy-l2" => o.energy_l2 = Some(f(val()?)?),
+            "--beta1" => o.beta1 = Some(f(val()?)?),
+            "--clip" => o.clip = Some(f(val()?)?),
+            "--buffer" => o.buffer = Some(u(val()?)? as u32),
+            "--restart" => o.restart = Some(f(val()?)?),
+            "--ema" => o.ema = Some(f(val()?)?),
+            "--head" => {
+                o.head = Some(match val()?.as_str() {
+                    "sum" => SanceConvHead::Sum,
+                    "dense" => SanceConvHead::Dense,
+                    h => return Err(format!("--head: sum or dense, not {h}")),
+                })
+            }
             "--mala" => o.mala = true,
             "--sample-steps" => o.sample_steps = Some(u(val()?)? as u32),
             "--device" => o.device = Some(val()?.parse().map_err(|_| "--device: not an integer")?),
@@ -181,6 +204,24 @@ fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfi
     }
     if let Some(v) = o.energy_l2 {
         c.energy_l2 = v;
+    }
+    if let Some(v) = o.beta1 {
+        c.adam_beta1 = v;
+    }
+    if let Some(v) = o.clip {
+        c.grad_clip = v;
+    }
+    if let Some(v) = o.buffer {
+        c.replay_capacity = v;
+    }
+    if let Some(v) = o.restart {
+        c.replay_reinit_prob = v;
+    }
+    if let Some(v) = o.ema {
+        c.ema_decay = v;
+    }
+    if let Some(v) = o.head {
+        c.conv_head = v;
     }
     if let Some(v) = o.device {
         c.device = v;
@@ -248,6 +289,20 @@ fn samples(ebm: &mut Ebm, n: usize, steps: u32) -> Vec<f32> {
     // Chunks keep the memory of image chains small.
     for i in (0..n).step_by(500) {
         let x = ebm.sample((n - i).min(500), &l).expect("valid sampler");
+        out.extend(
+            Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap(),
+        );
+    }
+    out
+}
+
+/// `n` draws the way training draws its noise: chains of the replay buffer (and restarts)
+/// run for the training sampler's steps on the snapshot. Self-adapting NCE only (classic NCE
+/// has no snapshot); the buffer keeps what it held.
+fn buffer_samples(ebm: &mut Ebm, n: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(n * ebm.sample_size());
+    for i in (0..n).step_by(500) {
+        let (x, _, _) = ebm.draw_noise((n - i).min(500)).expect("a trained snapshot");
         out.extend(
             Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap(),
         );
@@ -411,57 +466,42 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
     let b = o.batch.unwrap_or(256);
     let sample_steps = o.sample_steps.unwrap_or(500);
     let t0 = Instant::now();
-    let judge = Classifier::train(&train_set, &test_set, 60, 0);
-    let (real_cls, _) = judge.predict(&test_set.pixels, 64);
-    let median = metrics::median_distance(&test_set.pixels, 64);
-    let floor =
-        metrics::mmd2(&train_set.subset(&(0..500).collect::<Vec<_>>()).pixels, &test_set.pixels, 64, median);
+    // The judge learns 1,000 of the training digits; the other 500 are the real rung.
+    let judge = Judge::new(
+        &train_set,
+        &train_set.subset(&(0..1000).collect::<Vec<_>>()),
+        &test_set,
+        (
+            "real: 500 training digits the judge did not learn".into(),
+            train_set.subset(&(1000..1500).collect::<Vec<_>>()),
+        ),
+        60,
+    );
     println!(
         "8×8 digits ({} train / {} held out), {} energy, {steps} steps of batch {b}, seeds {:?}; \
-         samples: 1000 fresh chains of {sample_steps} Langevin steps",
+         samples: 1000 fresh chains of {sample_steps} Langevin steps, and 1000 draws the way training \
+         draws its noise (replay buffer)",
         train_set.len(),
         test_set.len(),
         o.arch_or("mlp"),
         o.seeds
     );
     println!(
-        "judge: MLP classifier, held-out accuracy {:.1} % ({:.0} s); MMD² in pixel space [0, 1] (RBF \
-         sum at 0.5–4 × median {median:.3}); floor (500 train vs held out) {floor:.4}",
-        100.0 * judge.test_accuracy,
-        t0.elapsed().as_secs_f64()
+        "judge: MLP classifier, held-out accuracy {:.1} % ({:.0} s); every set is compared with the {} \
+         held-out digits (pixel MMD² in [0, 1]: RBF sum at 0.5–4 × the median distance)",
+        100.0 * judge.classifier.test_accuracy,
+        t0.elapsed().as_secs_f64(),
+        test_set.len()
     );
-    println!("| method | MMD² | classes seen (≥ 2 %) | class TV to real | mean confidence | seconds |");
-    println!("|---|---|---|---|---|---|");
-    // References: real training digits, and exact draws of the Gaussian that classic NCE
-    // fits (its noise itself, not its model's samples).
-    let reference = |label: &str, x: &[f32]| {
-        let (cls, conf) = judge.predict(x, 64);
-        let mut seen = [0usize; 10];
-        cls.iter().for_each(|&k| seen[k] += 1);
-        println!(
-            "| {label} | {:.4} | {} | {:.3} | {conf:.3} | — |",
-            metrics::mmd2(x, &test_set.pixels, 64, median),
-            seen.iter().filter(|&&n| n * 1000 >= 20 * cls.len()).count(),
-            metrics::class_tv(&cls, &real_cls)
-        );
-    };
-    reference("real: 500 training digits", &train_set.subset(&(0..500).collect::<Vec<_>>()).pixels);
-    let fitted = sance::model::gaussian::Gaussian::fit(
-        &tch::Tensor::from_slice(&to_model(&train_set.pixels)).view([train_set.len() as i64, 64]),
-        0.0,
-        Kind::Float,
-        Device::Cpu,
-    )
-    .map_err(|e| e.to_string())?;
-    let draws = fitted.sample(&[1000, 64], &mut sance::model::rng::Rng::new(5)).map_err(|e| e.to_string())?;
-    reference(
-        "draws of the fitted Gaussian",
-        &to_pixels(&Vec::<f32>::try_from(draws.flatten(0, -1)).unwrap()),
-    );
+    println!("{}", score::HEADER);
+    for (label, x) in judge.ladder() {
+        println!("{}", score::row(&label, &judge.score(&x), None));
+    }
     let mut pictures: Vec<(String, Vec<f32>)> = vec![("real".into(), test_set.pixels[..16 * 64].to_vec())];
     let held_digits = to_model(&test_set.pixels);
+    let mut summary = vec![];
     for m in methods(o, &["k1", "k25", "k0", "classic"])? {
-        let (mut mmd, mut classes, mut tv, mut conf, mut secs) = (vec![], vec![], vec![], vec![], 0.0);
+        let (mut mmd, mut mmd_buf) = (vec![], vec![]);
         for &seed in &o.seeds {
             let cfg = apply(o, image_config(&o.arch_or("mlp"), 8, 8)?, &m, seed);
             let mut ebm = Ebm::new(&cfg).map_err(|e| e.to_string())?;
@@ -469,7 +509,7 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
                 ebm.fit_noise(&ebm.tensor_from(&to_model(&train_set.pixels), train_set.len()).unwrap())
                     .map_err(|e| e.to_string())?;
             }
-            secs += train(
+            let secs = train(
                 &mut ebm,
                 steps,
                 b,
@@ -479,27 +519,28 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
                 |_| {},
             )?;
             let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
-            mmd.push(metrics::mmd2(&x, &test_set.pixels, 64, median));
-            let (cls, c) = judge.predict(&x, 64);
-            let mut seen = [0usize; 10];
-            cls.iter().for_each(|&k| seen[k] += 1);
-            classes.push(seen.iter().filter(|&&n| n >= 20).count() as f64);
-            tv.push(metrics::class_tv(&cls, &real_cls));
-            conf.push(c);
+            let s = judge.score(&x);
+            println!("{}", score::row(&format!("{}, seed {seed}, fresh chains", m.label()), &s, Some(secs)));
+            mmd.push(s.mmd2);
+            if m != Method::Classic {
+                let xb = to_pixels(&buffer_samples(&mut ebm, 1000));
+                let sb = judge.score(&xb);
+                println!("{}", score::row(&format!("{}, seed {seed}, buffer draws", m.label()), &sb, None));
+                mmd_buf.push(sb.mmd2);
+            }
             if seed == o.seeds[0] {
                 pictures.push((m.label(), x[..16 * 64].to_vec()));
             }
         }
-        println!(
-            "| {} | {} | {} | {} | {} | {:.0} |",
+        summary.push(format!(
+            "{}: pixel MMD² {} (fresh chains), {} (buffer draws)",
             m.label(),
             stats(&mmd, 4),
-            stats(&classes, 1),
-            stats(&tv, 3),
-            stats(&conf, 3),
-            secs / o.seeds.len() as f64
-        );
+            if mmd_buf.is_empty() { "—".into() } else { stats(&mmd_buf, 4) }
+        ));
     }
+    println!("mean (min–max) over seeds {:?}:", o.seeds);
+    summary.iter().for_each(|l| println!("  {l}"));
     let out = o.out.clone().unwrap_or_else(|| format!("sance-digits-{}.png", o.arch_or("mlp")));
     let rows_: Vec<(&str, &[f32])> = pictures.iter().map(|(l, v)| (l.as_str(), v.as_slice())).collect();
     image_grid(&out, &rows_, 8, 8, 16, 6).map_err(|e| format!("{out}: {e}"))?;
@@ -516,7 +557,7 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
     let train_set = datasets::load_fashion(&datasets::fashion_dir(), true)?;
     let test_set = datasets::load_fashion(&datasets::fashion_dir(), false)?;
     let m = methods(o, &["k1"])?.remove(0);
-    let steps = o.steps.unwrap_or(4000);
+    let steps = o.steps.unwrap_or(2000);
     let b = o.batch.unwrap_or(64);
     let sample_steps = o.sample_steps.unwrap_or(200);
     let seed = o.seeds[0];
@@ -563,6 +604,7 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
     );
     let grid_path = dir.join("samples.png").to_string_lossy().into_owned();
     let held_fashion = to_model(&test_set.pixels[..500 * 784]);
+    let classic = m == Method::Classic;
     let real = test_set.pixels[..16 * 784].to_vec();
     let secs = train(
         &mut ebm,
@@ -572,58 +614,131 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
         Some(&held_fashion[..]),
         |t| batch_of(&train_set, b, seed * 7919 + t),
         |e| {
-            let x = to_pixels(&samples(e, 32, sample_steps));
-            let _ = image_grid(
-                &grid_path,
-                &[("real", &real), ("model", &x[..16 * 784]), ("model", &x[16 * 784..])],
-                28,
-                28,
-                16,
-                2,
-            );
+            // Row 2: fresh chains; row 3: draws of the training sampler from the buffer.
+            let x = to_pixels(&samples(e, 16, sample_steps));
+            let xb = if classic {
+                to_pixels(&samples(e, 16, sample_steps))
+            } else {
+                to_pixels(&buffer_samples(e, 16))
+            };
+            let _ = image_grid(&grid_path, &[("real", &real), ("fresh", &x), ("buffer", &xb)], 28, 28, 16, 2);
             if let Err(err) = sance::checkpoint::save(e, &ckpt) {
                 eprintln!("checkpoint: {err}");
             }
         },
     )?;
     println!(
-        "trained in {secs:.0} s; scoring: a conv classifier on the training set (2 epochs), 1000 samples \
-         of {sample_steps} steps"
+        "trained in {secs:.0} s; scoring: a conv classifier on the training set (2 epochs); 1000 samples \
+         of fresh chains ({sample_steps} steps), 1000 draws the way training draws its noise"
     );
-    let judge = Classifier::train(&train_set, &test_set, 2, 0);
-    let x = to_pixels(&samples(&mut ebm, 1000, sample_steps));
-    let held = test_set.subset(&(0..1000).collect::<Vec<_>>());
-    let real_train = train_set.subset(&(0..1000).collect::<Vec<_>>());
-    let fd = metrics::frechet(&judge.features(&x, 784), &judge.features(&held.pixels, 784));
-    let floor =
-        metrics::frechet(&judge.features(&real_train.pixels, 784), &judge.features(&held.pixels, 784));
-    let (cls, conf) = judge.predict(&x, 784);
-    let (real_cls, _) = judge.predict(&held.pixels, 784);
-    println!("judge accuracy on the test set: {:.1} %", 100.0 * judge.test_accuracy);
-    println!("| run | Fréchet distance (classifier features) | class TV to real | mean confidence |");
-    println!("|---|---|---|---|");
+    let judge = fashion_judge(&train_set, &test_set);
     println!(
-        "| real: 1000 train vs 1000 test images | {floor:.2} | {:.3} | — |",
-        metrics::class_tv(&judge.predict(&real_train.pixels, 784).0, &real_cls)
+        "judge accuracy on the test set: {:.1} %; every set is compared with 1000 test images",
+        100.0 * judge.classifier.test_accuracy
     );
+    println!("{}", score::HEADER);
+    for (label, x) in judge.ladder() {
+        println!("{}", score::row(&label, &judge.score(&x), None));
+    }
+    let raw = samples(&mut ebm, 1000, sample_steps);
+    let x = to_pixels(&raw);
+    let label = format!("{} after {} steps", m.label(), ebm.step_count());
+    println!("{}", score::row(&format!("{label}, fresh chains"), &judge.score(&x), Some(secs)));
+    // The headline samples (samples.f32) are the buffer draws for self-adapting NCE, whose
+    // training draws its noise that way; classic NCE has no buffer, so its fresh chains.
+    let held = judge.reference();
+    let mut rows_: Vec<(&str, &[f32])> = vec![("real", &held.pixels[..16 * 784])];
+    let (xb, raw_b);
+    let headline = if classic {
+        &raw
+    } else {
+        raw_b = buffer_samples(&mut ebm, 1000);
+        xb = to_pixels(&raw_b);
+        println!("{}", score::row(&format!("{label}, buffer draws"), &judge.score(&xb), None));
+        rows_.extend([("buffer", &xb[..16 * 784]), ("buffer", &xb[16 * 784..32 * 784])]);
+        let fresh_path = dir.join("fresh.f32");
+        write_f32(&fresh_path, &raw).map_err(|e| format!("{}: {e}", fresh_path.display()))?;
+        println!("wrote {}: the 1000 fresh-chain samples", fresh_path.display());
+        &raw_b
+    };
+    rows_.extend([("fresh", &x[..16 * 784]), ("fresh", &x[16 * 784..32 * 784])]);
+    let raw_path = dir.join("samples.f32");
+    write_f32(&raw_path, headline).map_err(|e| format!("{}: {e}", raw_path.display()))?;
     println!(
-        "| {} after {} steps | {fd:.2} | {:.3} | {conf:.3} |",
-        m.label(),
-        ebm.step_count(),
-        metrics::class_tv(&cls, &real_cls)
+        "wrote {}: the 1000 {} samples, float32 little-endian, row-major 1000 × 784, in [−1, 1]",
+        raw_path.display(),
+        if classic { "fresh-chain" } else { "buffer-draw" }
     );
     let out = o.out.clone().unwrap_or_else(|| dir.join("final.png").to_string_lossy().into_owned());
-    image_grid(
-        &out,
-        &[("real", &held.pixels[..16 * 784]), ("model", &x[..16 * 784]), ("model", &x[16 * 784..32 * 784])],
-        28,
-        28,
-        16,
-        2,
-    )
-    .map_err(|e| format!("{out}: {e}"))?;
+    image_grid(&out, &rows_, 28, 28, 16, 2).map_err(|e| format!("{out}: {e}"))?;
     println!("wrote {out}");
     Ok(())
+}
+
+/// The Fashion-MNIST judge: trained on the 60,000 training images; sets are compared with test
+/// images 0–999, and test images 1,000–1,999 are the real rung.
+fn fashion_judge<'a>(train: &'a datasets::Images, test: &datasets::Images) -> Judge<'a> {
+    let real = test.subset(&(1000..2000).collect::<Vec<_>>());
+    Judge::new(train, train, test, ("real: 1000 other test images".into(), real), 2)
+}
+
+/// `sance-hd score FILE...`: the Fashion-MNIST ladder and a row per file of raw samples.
+fn cmd_score(args: &[String]) -> Result<(), String> {
+    // `--out GRID.png` anywhere: a row of real test images, then a row per file.
+    let mut files: Vec<String> = vec![];
+    let mut out = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        if a == "--out" {
+            out = Some(it.next().ok_or("--out needs a value")?.clone());
+        } else {
+            files.push(a.clone());
+        }
+    }
+    if files.is_empty() {
+        return Err(format!("score needs at least one FILE.f32\n{USAGE}"));
+    }
+    let train_set = datasets::load_fashion(&datasets::fashion_dir(), true)?;
+    let test_set = datasets::load_fashion(&datasets::fashion_dir(), false)?;
+    let judge = fashion_judge(&train_set, &test_set);
+    println!(
+        "judge: conv classifier (2 epochs), test accuracy {:.1} %; every set is compared with 1000 test images",
+        100.0 * judge.classifier.test_accuracy
+    );
+    println!("{}", score::HEADER);
+    for (label, x) in judge.ladder() {
+        println!("{}", score::row(&label, &judge.score(&x), None));
+    }
+    let mut pictures: Vec<Vec<f32>> = vec![];
+    for f in &files {
+        let bytes = std::fs::read(f).map_err(|e| format!("{f}: {e}"))?;
+        if bytes.is_empty() || bytes.len() % (4 * 784) != 0 {
+            return Err(format!("{f}: {} bytes is not a whole number of 784-float rows", bytes.len()));
+        }
+        let raw: Vec<f32> =
+            bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        if raw.iter().any(|v| !v.is_finite()) {
+            return Err(format!("{f}: holds values that are not finite"));
+        }
+        let x = to_pixels(&raw);
+        println!("{}", score::row(&format!("{f} ({} images)", raw.len() / 784), &judge.score(&x), None));
+        pictures.push(x[..(x.len()).min(32 * 784)].to_vec());
+    }
+    if let Some(out) = out {
+        let mut rows_: Vec<(&str, &[f32])> = vec![("real", &judge.reference().pixels[..16 * 784])];
+        for p in &pictures {
+            rows_.extend(p.chunks(16 * 784).map(|r| ("file", r)));
+        }
+        image_grid(&out, &rows_, 28, 28, 16, 2).map_err(|e| format!("{out}: {e}"))?;
+        println!("wrote {out}: a row of test images, then two rows (the first 32 images) per file");
+    }
+    Ok(())
+}
+
+/// Raw little-endian float32, row-major, each value clamped to the pixel range [−1, 1].
+fn write_f32(path: &std::path::Path, x: &[f32]) -> std::io::Result<()> {
+    let bytes: Vec<u8> = x.iter().flat_map(|v| v.clamp(-1.0, 1.0).to_le_bytes()).collect();
+    std::fs::write(path, bytes)
 }
 
 fn main() {
@@ -632,13 +747,24 @@ fn main() {
         Some((c, r)) => (c.as_str(), r),
         None => ("help", &[][..]),
     };
-    let o = match parse(rest) {
+    if cmd == "score" {
+        if let Err(e) = cmd_score(rest) {
+            eprintln!("sance-hd: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
+    let mut o = match parse(rest) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("sance-hd: {e}\n{USAGE}");
             std::process::exit(2);
         }
     };
+    if cmd == "fashion" && !rest.iter().any(|a| a == "--log-every") {
+        // Fashion's pictures and checkpoints every 500 steps (each picture runs 32 chains).
+        o.log_every = 500;
+    }
     let r = match cmd {
         "mixture" => cmd_mixture(&o),
         "digits" => cmd_digits(&o),
