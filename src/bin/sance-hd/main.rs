@@ -285,10 +285,15 @@ fn train(
 /// `n` samples of the model: fresh chains of the training sampler run for `steps` steps.
 fn samples(ebm: &mut Ebm, n: usize, steps: u32) -> Vec<f32> {
     let l = SanceLangevin { steps, ..ebm.config().langevin };
+    in_chunks(ebm, n, |e, m| e.sample(m, &l).expect("valid sampler"))
+}
+
+/// `n` rows drawn by `draw(ebm, m)` in chunks of at most 500 (which keeps the memory of image
+/// chains small), as floats on the host.
+fn in_chunks(ebm: &mut Ebm, n: usize, mut draw: impl FnMut(&mut Ebm, usize) -> tch::Tensor) -> Vec<f32> {
     let mut out = Vec::with_capacity(n * ebm.sample_size());
-    // Chunks keep the memory of image chains small.
     for i in (0..n).step_by(500) {
-        let x = ebm.sample((n - i).min(500), &l).expect("valid sampler");
+        let x = draw(ebm, (n - i).min(500));
         out.extend(
             Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap(),
         );
@@ -300,14 +305,7 @@ fn samples(ebm: &mut Ebm, n: usize, steps: u32) -> Vec<f32> {
 /// run for the training sampler's steps on the snapshot. Self-adapting NCE only (classic NCE
 /// has no snapshot); the buffer keeps what it held.
 fn buffer_samples(ebm: &mut Ebm, n: usize) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n * ebm.sample_size());
-    for i in (0..n).step_by(500) {
-        let (x, _, _) = ebm.draw_noise((n - i).min(500)).expect("a trained snapshot");
-        out.extend(
-            Vec::<f32>::try_from(x.to_device(Device::Cpu).to_kind(Kind::Float).flatten(0, -1)).unwrap(),
-        );
-    }
-    out
+    in_chunks(ebm, n, |e, m| e.draw_noise(m).expect("a trained snapshot").0)
 }
 
 fn stats(v: &[f64], p: usize) -> String {
@@ -493,10 +491,7 @@ fn cmd_digits(o: &Opts) -> Result<(), String> {
         t0.elapsed().as_secs_f64(),
         test_set.len()
     );
-    println!("{}", score::HEADER);
-    for (label, x) in judge.ladder() {
-        println!("{}", score::row(&label, &judge.score(&x), None));
-    }
+    judge.print_ladder();
     let mut pictures: Vec<(String, Vec<f32>)> = vec![("real".into(), test_set.pixels[..16 * 64].to_vec())];
     let held_digits = to_model(&test_set.pixels);
     let mut summary = vec![];
@@ -636,10 +631,7 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
         "judge accuracy on the test set: {:.1} %; every set is compared with 1000 test images",
         100.0 * judge.classifier.test_accuracy
     );
-    println!("{}", score::HEADER);
-    for (label, x) in judge.ladder() {
-        println!("{}", score::row(&label, &judge.score(&x), None));
-    }
+    judge.print_ladder();
     let raw = samples(&mut ebm, 1000, sample_steps);
     let x = to_pixels(&raw);
     let label = format!("{} after {} steps", m.label(), ebm.step_count());
@@ -705,10 +697,7 @@ fn cmd_score(args: &[String]) -> Result<(), String> {
         "judge: conv classifier (2 epochs), test accuracy {:.1} %; every set is compared with 1000 test images",
         100.0 * judge.classifier.test_accuracy
     );
-    println!("{}", score::HEADER);
-    for (label, x) in judge.ladder() {
-        println!("{}", score::row(&label, &judge.score(&x), None));
-    }
+    judge.print_ladder();
     let mut pictures: Vec<Vec<f32>> = vec![];
     for f in &files {
         let bytes = std::fs::read(f).map_err(|e| format!("{f}: {e}"))?;

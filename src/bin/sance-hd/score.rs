@@ -76,6 +76,14 @@ impl<'a> Judge<'a> {
         }
     }
 
+    /// Prints the table's header and its reference rungs (the ladder).
+    pub fn print_ladder(&self) {
+        println!("{HEADER}");
+        for (label, x) in self.ladder() {
+            println!("{}", row(&label, &self.score(&x), None));
+        }
+    }
+
     /// The reference rungs: the real images, 1,000 exact draws of a Gaussian fitted to (up to
     /// 10,000) training images, and the ten per-class mean images (100 copies each).
     pub fn ladder(&self) -> Vec<(String, Vec<f32>)> {
