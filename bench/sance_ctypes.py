@@ -53,6 +53,7 @@ class Config(ctypes.Structure):
         ("replay_reinit_prob", c_float),
         ("data_noise_std", c_float),
         ("device", c_int32),
+        ("num_threads", c_uint32),
         ("seed", c_uint64),
     ]
 
@@ -76,7 +77,7 @@ class StepStats(ctypes.Structure):
         ("accuracy", c_float),
         ("data_energy", c_float),
         ("noise_energy", c_float),
-        ("log_z", c_float),
+        ("log_z_ratio", c_float),
         ("grad_norm", c_float),
         ("langevin_grad_norm", c_float),
         ("acceptance_rate", c_float),

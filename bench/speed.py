@@ -401,6 +401,9 @@ def main():
         with open(args.json, "w") as f:
             json.dump({"threads": cells}, f, indent=1)
         return None
+    # Same threads on both sides: sance's automatic count (one thread for MLPs, the cores for
+    # convs) would otherwise differ from PyTorch's default under the comparison.
+    os.environ.setdefault("SANCE_NUM_THREADS", str(torch.get_num_threads()))
     sance = Sance()
     if args.scaling:
         cells = scaling(sance, args)

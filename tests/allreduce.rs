@@ -147,7 +147,7 @@ fn ranks_stay_identical_and_skip_together() {
         let mut p = sance::SanceProgress::default();
         assert_eq!(unsafe { sance_ebm_progress(h, &mut p) }, SanceStatus::Ok);
         let mut e = probe(h);
-        e.push(p.log_z);
+        e.push(p.log_z_ratio);
         // The same model (θ and c), but each rank's own random stream.
         let mut x = vec![0f32; 16];
         assert_eq!(unsafe { sance_ebm_sample(h, 8, ptr::null(), x.as_mut_ptr()) }, SanceStatus::Ok);

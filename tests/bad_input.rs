@@ -145,6 +145,7 @@ rows! {
     new_noise_unknown: "sance_ebm_new", "noise = 4" => InvalidArgument, "config.noise", |c| c.new_with(|k| raw_enum::<SanceNoise>(&mut k.noise, 4));
     new_metropolis_two: "sance_ebm_new", "langevin.metropolis = 2" => InvalidArgument, "config.langevin.metropolis", |c| c.new_with(|k| k.langevin.metropolis = 2);
     new_mala_without_noise: "sance_ebm_new", "langevin.metropolis = 1 with noise_std = 0" => InvalidArgument, "noise_std > 0", |c| c.new_with(|k| { k.langevin.metropolis = 1; k.langevin.noise_std = 0.0; });
+    new_num_threads_huge: "sance_ebm_new", "num_threads = 5000" => InvalidArgument, "config.num_threads", |c| c.new_with(|k| k.num_threads = 5000);
     new_data_dim_zero: "sance_ebm_new", "data_dim = 0" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 0);
     new_data_dim_huge: "sance_ebm_new", "data_dim = 2^30" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 1 << 30);
     new_conv_channels_zero: "sance_ebm_new", "CONV with channels = 0" => InvalidArgument, "config.channels", |c| c.new_with(|k| { k.arch = SanceArch::Conv; k.channels = 0; });
@@ -248,6 +249,8 @@ rows! {
     save_empty_path: "sance_ebm_save", "path \"\"" => InvalidArgument, "path is empty", |c| unsafe { sance_ebm_save(c.h, c"".as_ptr()) };
     save_directory: "sance_ebm_save", "a path that is a directory" => Io, "is a directory", |c| { let p = cpath(&c.dir); unsafe { sance_ebm_save(c.h, p.as_ptr()) } };
     save_uncreatable: "sance_ebm_save", "a path whose directory does not exist" => Io, "no/such", |c| { let p = c.path("no/such/m.safetensors"); unsafe { sance_ebm_save(c.h, p.as_ptr()) } };
+    clone_null: "sance_ebm_clone", "ebm NULL" => NullPointer, "ebm", |c| unsafe { sance_ebm_clone(ptr::null(), &mut c.new_handle) };
+    clone_null_out: "sance_ebm_clone", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_clone(c.h, ptr::null_mut()) };
     load_null_path: "sance_ebm_load", "path NULL" => NullPointer, "path", |c| unsafe { sance_ebm_load(ptr::null(), -1, &mut c.new_handle) };
     load_null_out: "sance_ebm_load", "out NULL" => NullPointer, "out", |c| { let p = c.path("m.safetensors"); unsafe { sance_ebm_save(c.h, p.as_ptr()); sance_ebm_load(p.as_ptr(), -1, ptr::null_mut()) } };
     load_missing: "sance_ebm_load", "a file that does not exist" => Io, "absent.safetensors", |c| { let p = c.path("absent.safetensors"); unsafe { sance_ebm_load(p.as_ptr(), -1, &mut c.new_handle) } };

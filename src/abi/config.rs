@@ -182,6 +182,14 @@ pub struct SanceConfig {
     pub data_noise_std: f32,
     /// -1 CPU, k >= 0 CUDA device k, `SANCE_DEVICE_AUTO` (-2) CUDA 0 if present else CPU.
     pub device: i32,
+    /// CPU threads for this handle's computations (libtorch's intra-op threads, set per call on
+    /// the calling thread and put back after it, so the host's other threads and other handles
+    /// are unaffected). 0 (the default) = automatic: `SANCE_NUM_THREADS` if set, else one
+    /// thread, which cannot collapse when cores are shared (another process, MPI ranks on every
+    /// core, the host's own thread pool). N ≥ 1: N threads, for a node this handle has to
+    /// itself (the image recipe trains 1.7× faster on two idle cores). docs/c-api.md, "Threads".
+    #[serde(default)]
+    pub num_threads: u32,
     /// Seed of the handle's random stream.
     #[serde(with = "u64_as_string")]
     pub seed: u64,
@@ -234,6 +242,7 @@ impl Default for SanceConfig {
             replay_reinit_prob: 0.0,
             data_noise_std: 0.0,
             device: SANCE_DEVICE_AUTO,
+            num_threads: 0,
             seed: 0,
         }
     }
@@ -487,6 +496,7 @@ pub fn validate_config(c: &SanceConfig) -> Result<()> {
     validate_langevin(&c.langevin, "config.langevin")?;
     in_unit(c.replay_reinit_prob, true, "config.replay_reinit_prob")?;
     finite_ge(c.data_noise_std, 0.0, "config.data_noise_std")?;
+    range_u32(c.num_threads, 0, 1024, "config.num_threads")?;
     if c.device < SANCE_DEVICE_AUTO {
         return Err(Error::invalid(format!(
             "config.device must be -2 (auto), -1 (CPU) or a CUDA index >= 0 (got {})",

@@ -23,7 +23,7 @@ pub struct SanceStepStats {
     /// c after this step's update: the learned log Z_θ̄ − log Z_θ. On a refresh step c and its
     /// momentum restart from 0 and ∂L/∂c = 0, so this is 0 (exactly for ν = 1, up to rounding
     /// otherwise).
-    pub log_z: f32,
+    pub log_z_ratio: f32,
     /// Global gradient norm (θ and c) before clipping.
     pub grad_norm: f32,
     /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps (0 for GAUSSIAN noise,
@@ -46,5 +46,5 @@ pub struct SanceProgress {
     /// Chains stored in the replay buffer.
     pub replay_len: u64,
     /// c, the learned log Z_θ̄ − log Z_θ.
-    pub log_z: f32,
+    pub log_z_ratio: f32,
 }

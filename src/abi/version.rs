@@ -10,7 +10,7 @@ pub const SANCE_ABI_VERSION: u32 = 4;
 /// (a test keeps these equal to Cargo.toml's).
 pub const SANCE_VERSION_MAJOR: u32 = 0;
 /// See `SANCE_VERSION_MAJOR`.
-pub const SANCE_VERSION_MINOR: u32 = 3;
+pub const SANCE_VERSION_MINOR: u32 = 4;
 /// See `SANCE_VERSION_MAJOR`.
 pub const SANCE_VERSION_PATCH: u32 = 0;
 
@@ -23,7 +23,7 @@ static VERSION: Lazy<CString> = Lazy::new(|| {
     .expect("no NUL in the version string")
 });
 
-/// "sance 0.3.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
+/// "sance 0.4.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
 pub fn version_cstr() -> &'static CStr {
     &VERSION
 }

@@ -517,6 +517,23 @@ pub unsafe extern "C" fn sance_ebm_load(
     })
 }
 
+/// A deep copy of `ebm` in a new handle on the same device: θ, the snapshot, c, the average,
+/// the optimizer's state, the replay buffer, the random stream and the counters, so that the
+/// copy trains and samples exactly as the original would from here (what a checkpoint holds,
+/// copied in memory). The allreduce hook (`sance_ebm_set_allreduce`) is not copied: the copy
+/// trains alone until one is set. On success `*out` holds the copy (free it with
+/// `sance_ebm_free`); on failure `*out` is unchanged. The original is unchanged either way.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_clone(ebm: *const SanceEbm, out: *mut *mut SanceEbm) -> SanceStatus {
+    guard("sance_ebm_clone", || {
+        let h = handle(ebm)?;
+        non_null(out, "out")?;
+        let copy = h.read(|m| checkpoint::from_bytes(checkpoint::to_bytes(m)?, m.config().device))?;
+        out.write(Box::into_raw(Box::new(SanceEbm::new(copy))));
+        Ok(())
+    })
+}
+
 /// Writes `n` samples (`n × sance_toy_dataset_dim(name)` floats) of the toy dataset `name`,
 /// drawn with `seed`: the 2-D sets "8gaussians", "rings", "checkerboard", "2spirals",
 /// "pinwheel" (FFJORD conventions) or "gaussians16d", 8 isotropic Gaussians (std 0.5) in 16-D
@@ -580,7 +597,7 @@ pub extern "C" fn sance_status_name(status: i32) -> *const c_char {
     }
 }
 
-/// Library, tch and libtorch versions, e.g. "sance 0.3.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
+/// Library, tch and libtorch versions, e.g. "sance 0.4.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
 /// The string is static.
 #[no_mangle]
 pub extern "C" fn sance_version() -> *const c_char {

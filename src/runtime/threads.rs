@@ -1,10 +1,18 @@
-//! Intra-op threads for small shapes, per call and per calling thread.
+//! Intra-op threads, per handle, per call and per calling thread.
 //!
-//! Measured on two cores (docs/speed.md, "Threads"): a Langevin step of an MLP with 9 to 32
-//! rows runs 20–40 % faster on one thread at widths 128 and 512 (MKL splits so few rows badly
-//! over two threads), equal at width 32, and from 64 rows on — and for convolutions at any
-//! batch — two threads win. So by default a call on an MLP with 9 to 32 rows runs on one
-//! thread, and everything else on whatever the host has set.
+//! Each computing call runs libtorch's intra-op work on a count picked here, set on the calling
+//! thread and put back when the call returns. The count is the handle's `config.num_threads`
+//! when it is ≥ 1; else `SANCE_NUM_THREADS` (read once per process: `host` to never change the
+//! count, a number N ≥ 1 for N threads, `auto` or unset for the automatic rule); else the
+//! automatic rule, one thread.
+//!
+//! One thread, because any more collapse as soon as a core is shared — with another process,
+//! with MPI ranks on every core, with the host's own thread pool: every parallel region must
+//! have all its threads scheduled before it ends, and on a shared core each waits for a time
+//! slice. Measured on two cores with one kept busy (`bench/threads`, docs/c-api.md "Threads"):
+//! a default MLP training step 1.9× slower on two threads than on one, the 28×28 image recipe's
+//! 3×; on an idle node libtorch's default gains 10 % on the MLP step and 1.7× on the image step,
+//! which a handle on a node it owns asks for with `num_threads`.
 //!
 //! The count is changed through OpenMP's per-thread setting (`omp_set_num_threads` applies to
 //! parallel regions started by the calling thread only; libtorch's intra-op parallelism and
@@ -12,11 +20,6 @@
 //! the host set for MKL), and both are put back when the call returns, so neither the host's
 //! other threads nor its own later libtorch calls see a difference. `at::set_num_threads` would not
 //! do: it also resizes a process-wide pool and clears oneDNN's cache.
-//!
-//! `SANCE_NUM_THREADS`, read once per process, overrides the policy: `auto` (or unset) as
-//! above; `host` to never change the count; a number N ≥ 1 to run every computing call on N
-//! threads. Anything else is treated as `auto`.
-use crate::abi::config::SanceArch;
 use std::ffi::{c_int, c_void};
 use std::sync::OnceLock;
 
@@ -40,12 +43,12 @@ impl Policy {
         }
     }
 
-    /// The thread count for a call on `rows` rows of a net of kind `arch`; None: leave it.
-    pub fn threads_for(self, arch: SanceArch, rows: i64) -> Option<i32> {
+    /// The thread count for a call; None: leave it.
+    pub fn threads(self) -> Option<i32> {
         match self {
             Policy::Host => None,
             Policy::Fixed(n) => Some(n),
-            Policy::Auto => (arch == SanceArch::Mlp && (9..=32).contains(&rows)).then_some(1),
+            Policy::Auto => Some(1),
         }
     }
 }
@@ -148,12 +151,15 @@ pub struct Scope {
 }
 
 impl Scope {
-    pub fn for_call(arch: SanceArch, rows: i64) -> Scope {
-        Scope::with_policy(policy(), arch, rows)
+    /// For a call of a handle whose `config.num_threads` is `configured` (0: automatic).
+    pub fn for_call(configured: u32) -> Scope {
+        let p =
+            if configured >= 1 { Policy::Fixed(configured.min(i32::MAX as u32) as i32) } else { policy() };
+        Scope::with_policy(p)
     }
 
-    pub fn with_policy(p: Policy, arch: SanceArch, rows: i64) -> Scope {
-        let Some(n) = p.threads_for(arch, rows) else { return Scope { restore: None, restore_mkl: None } };
+    pub fn with_policy(p: Policy) -> Scope {
+        let Some(n) = p.threads() else { return Scope { restore: None, restore_mkl: None } };
         let restore = current().and_then(|before| {
             (before != n).then(|| {
                 set_current(n);
@@ -191,15 +197,10 @@ mod tests {
     }
 
     #[test]
-    fn auto_picks_one_thread_for_small_mlp_batches_only() {
-        let p = Policy::Auto;
-        assert_eq!(p.threads_for(SanceArch::Mlp, 8), None);
-        assert_eq!(p.threads_for(SanceArch::Mlp, 9), Some(1));
-        assert_eq!(p.threads_for(SanceArch::Mlp, 32), Some(1));
-        assert_eq!(p.threads_for(SanceArch::Mlp, 33), None);
-        assert_eq!(p.threads_for(SanceArch::Conv, 16), None);
-        assert_eq!(Policy::Host.threads_for(SanceArch::Mlp, 16), None);
-        assert_eq!(Policy::Fixed(3).threads_for(SanceArch::Conv, 1000), Some(3));
+    fn auto_is_one_thread() {
+        assert_eq!(Policy::Auto.threads(), Some(1));
+        assert_eq!(Policy::Host.threads(), None);
+        assert_eq!(Policy::Fixed(3).threads(), Some(3));
     }
 
     /// The count changes on the calling thread only, and comes back when the scope ends.
@@ -210,7 +211,7 @@ mod tests {
         set_current(3);
         let mkl_before = current_mkl();
         {
-            let _s = Scope::with_policy(Policy::Auto, SanceArch::Mlp, 16);
+            let _s = Scope::with_policy(Policy::Auto);
             assert_eq!(current(), Some(1));
             assert_eq!(current_mkl(), Some(1), "MKL's per-thread count follows the policy too");
             // Another thread keeps its own count.
@@ -226,11 +227,16 @@ mod tests {
         assert_eq!(current(), Some(3));
         assert_eq!(current_mkl(), mkl_before, "MKL's count is restored");
         {
-            let _s = Scope::with_policy(Policy::Auto, SanceArch::Mlp, 256);
-            assert_eq!(current(), Some(3), "large batches keep the host's count");
+            let _s = Scope::with_policy(Policy::Host);
+            assert_eq!(current(), Some(3), "`host` keeps the host's count");
         }
+        {
+            let _s = Scope::for_call(2);
+            assert_eq!(current(), Some(2), "the handle's num_threads wins");
+        }
+        assert_eq!(current(), Some(3));
         let r = std::panic::catch_unwind(|| {
-            let _s = Scope::with_policy(Policy::Fixed(2), SanceArch::Conv, 4);
+            let _s = Scope::with_policy(Policy::Fixed(2));
             assert_eq!(current(), Some(2));
             assert_eq!(current_mkl(), Some(2));
             panic!("unwinds through the scope");

@@ -101,8 +101,10 @@ int main() {
           "Config::image is sance_config_init_image");
     expect_error([] { sance::Config::image(1, 0, 28); }, SANCE_STATUS_INVALID_ARGUMENT, "image of height 0",
                  "config.height");
-    sance::Langevin lang;
-    CHECK(lang.steps == raw.langevin.steps && lang.step_size == raw.langevin.step_size, "Langevin() is the default");
+    sance::Langevin lang = sance::Langevin::defaults();
+    CHECK(lang.steps == raw.langevin.steps && lang.step_size == raw.langevin.step_size, "Langevin::defaults() is the library's");
+    static_assert(!std::is_default_constructible<sance::Langevin>::value,
+                  "no sampler by accident: start from ebm.langevin() or Langevin::defaults()");
 
     // Construction errors carry the status.
     sance::Config bad = small();
@@ -148,7 +150,7 @@ int main() {
     sance::Progress p = m.progress();
     CHECK(p.step == 2 && p.refresh_count == 1 && p.replay_len == 64, "progress");
     m.refresh_noise();
-    CHECK(m.progress().refresh_count == 2 && m.progress().log_z == 0.0f, "refresh_noise");
+    CHECK(m.progress().refresh_count == 2 && m.progress().log_z_ratio == 0.0f, "refresh_noise");
     expect_error([&] { m.train_step(batch.data(), 0); }, SANCE_STATUS_INVALID_ARGUMENT, "batch 0", "batch");
     std::vector<float> odd(3, 0.0f);
     expect_error([&] { m.train_step(odd); }, SANCE_STATUS_INVALID_ARGUMENT, "odd vector", "whole number");
@@ -161,7 +163,7 @@ int main() {
     expect_error([&] { m.fit_noise(batch); }, SANCE_STATUS_INVALID_ARGUMENT, "fit_noise on SNAPSHOT",
                  "SANCE_NOISE_SNAPSHOT");
     CHECK(m.energy(rings) == e_before && m.progress().step == p_before.step &&
-              m.progress().refresh_count == p_before.refresh_count && m.progress().log_z == p_before.log_z,
+              m.progress().refresh_count == p_before.refresh_count && m.progress().log_z_ratio == p_before.log_z_ratio,
           "a refused fit_noise leaves the model unchanged");
     m.set_learning_rate(5e-4f);
     CHECK(m.config().learning_rate == 5e-4f, "set_learning_rate");
@@ -170,7 +172,16 @@ int main() {
     // Sampling.
     std::vector<float> x = m.sample(10);
     CHECK(x.size() == 20 && finite(x), "sample(n)");
-    sance::Langevin few;
+    {
+        // The model's sampler, not the library's.
+        sance::Config c7 = small();
+        c7.langevin.steps = 7;
+        c7.langevin.step_size = 0.002f;
+        sance::Ebm m7(c7);
+        sance::Langevin l7 = m7.langevin();
+        CHECK(l7.steps == 7 && l7.step_size == 0.002f, "langevin() is the model's configured sampler");
+    }
+    sance::Langevin few = m.langevin();
     few.steps = 3;
     CHECK(m.sample(5, few).size() == 10, "sample(n, params)");
     few.step_size = -1;
@@ -185,7 +196,7 @@ int main() {
     CHECK(finite(chains), "sample_from overloads");
 
     // MALA: per call, and as the training sampler.
-    sance::Langevin mh;
+    sance::Langevin mh = m.langevin();
     mh.steps = 5;
     mh.metropolis = 1;
     std::vector<float> xm = m.sample(8, mh);
@@ -278,6 +289,22 @@ int main() {
     expect_error([&] { m.save(dir); }, SANCE_STATUS_IO, "save to a directory", "directory");
     std::remove(path.c_str());
     rmdir(dir);
+
+    // clone(): an independent copy that continues exactly as the original would (two clones
+    // stand for "the original, continued", so that the original stays as it is for below).
+    {
+        sance::Ebm twin = m.clone(), other_twin = m.clone();
+        CHECK(twin.energy(rings) == e && twin.progress().step == m.progress().step, "clone() is the same model");
+        std::vector<float> batch = sance::toy_dataset("rings", 64, 99);
+        sance::StepStats a = twin.train_step(batch);
+        CHECK(m.energy(rings) == e && m.progress().step + 1 == twin.progress().step,
+              "training the clone leaves the original as it was");
+        sance::StepStats b = other_twin.train_step(batch);
+        CHECK(a.loss == b.loss && twin.energy(rings) == other_twin.energy(rings), "clones train exactly alike");
+        CHECK(twin.sample(6) == other_twin.sample(6), "a clone's random stream is the original's");
+        sance::Ebm gone(std::move(twin));
+        expect_error([&] { (void)twin.clone(); }, SANCE_STATUS_NULL_POINTER, "clone of a moved-from Ebm", "ebm is NULL");
+    }
 
     // Move semantics: the moved-from object is empty, safe to destroy, and throws if used.
     sance::Ebm moved(std::move(back));

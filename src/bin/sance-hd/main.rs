@@ -35,8 +35,9 @@ first step); classic = NCE against a Gaussian fitted to the training data.
 options (each overrides the dataset's defaults; docs/results.md lists those):
   --batch B  --lr R  --width W  --layers L  --langevin-steps T  --step-size λ  --noise-std σ
   --grad-clamp C  --clamp LO,HI  --data-noise S  --energy-l2 A  --beta1 B  --clip G  --buffer N
-  --restart P  --ema B  --head sum|dense  --mala  --sample-steps T  --device D
-  --out FILE.png  --log-every N (250; fashion: 500)
+  --restart P  --ema B  --head sum|dense  --mala  --sample-steps T
+  --device cpu|cuda|cuda:K  --out FILE.png  --log-every N (250; fashion: 500)
+runs on every core (SANCE_NUM_THREADS, unless set, is the number of cores).
 ";
 
 #[derive(Clone, Debug, PartialEq)]
@@ -154,7 +155,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
             }
             "--mala" => o.mala = true,
             "--sample-steps" => o.sample_steps = Some(u(val()?)? as u32),
-            "--device" => o.device = Some(val()?.parse().map_err(|_| "--device: not an integer")?),
+            "--device" => o.device = Some(device_arg(&val()?)?),
             "--out" => o.out = Some(val()?),
             "--log-every" => o.log_every = u(val()?)?.max(1),
             "--dir" => o.dir = val()?,
@@ -269,7 +270,7 @@ fn train(
                     s.accuracy,
                     s.data_energy,
                     s.noise_energy,
-                    s.log_z,
+                    s.log_z_ratio,
                     s.langevin_grad_norm,
                     s.acceptance_rate,
                     ll,
@@ -730,7 +731,27 @@ fn write_f32(path: &std::path::Path, x: &[f32]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
+/// `--device`: `cpu`, `cuda` (CUDA device 0), `cuda:K`, or the C API's integer (-1 CPU, K CUDA K).
+fn device_arg(v: &str) -> Result<i32, String> {
+    match v {
+        "cpu" => Ok(-1),
+        "cuda" => Ok(0),
+        _ => v
+            .strip_prefix("cuda:")
+            .unwrap_or(v)
+            .parse()
+            .map_err(|_| format!("--device {v}: expected cpu, cuda, cuda:K or an integer")),
+    }
+}
+
 fn main() {
+    // The experiments are the machine's only job: every core, not the library's one-thread
+    // default for shared nodes (docs/c-api.md, "Threads"). SANCE_NUM_THREADS set by the caller
+    // wins; results are the same for any count.
+    if std::env::var_os("SANCE_NUM_THREADS").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        std::env::set_var("SANCE_NUM_THREADS", cores.to_string());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (cmd, rest) = match args.split_first() {
         Some((c, r)) => (c.as_str(), r),

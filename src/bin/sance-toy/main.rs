@@ -257,7 +257,7 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
                 s.accuracy,
                 s.data_energy,
                 s.noise_energy,
-                s.log_z,
+                s.log_z_ratio,
                 s.langevin_grad_norm,
                 s.acceptance_rate,
                 held_out,

@@ -20,7 +20,7 @@ impl Ebm {
             return Ok(Tensor::f_zeros([0], (self.kind, self.device))?);
         }
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let mut parts = Vec::new();
         for (start, k) in row_chunks(n, chunk) {
             parts.push(crate::model::no_grad(|| {
@@ -36,7 +36,7 @@ impl Ebm {
     pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
         let n = x.size()[0] as usize;
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let p = self.model_params().detached();
         let mut energies = Vec::new();
         let grads = gathered(n, chunk, x.size(), self.kind, |start, k| {
@@ -58,7 +58,7 @@ impl Ebm {
             return Ok(Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?);
         }
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let (shape, kind) = (self.batch_shape(n as i64), self.kind);
         self.undoable(Undo::Stream, |m| {
             let p = m.model_params().detached();
@@ -74,7 +74,7 @@ impl Ebm {
         validate_langevin(l, "params")?;
         let n = x.size()[0] as usize;
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.net.arch, n.min(chunk) as i64);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let kind = self.kind;
         self.undoable(Undo::Stream, |m| {
             let p = m.model_params().detached();

@@ -219,8 +219,8 @@ impl Ebm {
         self.snapshot.as_ref()
     }
 
-    /// The current value of c.
-    pub fn log_z(&self) -> f64 {
+    /// The current value of c, the learned log Z_θ̄ − log Z_θ.
+    pub fn log_z_ratio(&self) -> f64 {
         self.c.double_value(&[])
     }
 
@@ -238,7 +238,7 @@ impl Ebm {
             step: self.step,
             refresh_count: self.refresh_count,
             replay_len: self.buffer.len() as u64,
-            log_z: self.log_z() as f32,
+            log_z_ratio: self.log_z_ratio() as f32,
         }
     }
 

@@ -55,7 +55,7 @@ impl Ebm {
         let chains = if d > 64 { 128 } else { 512 };
         let base = self.ais_base()?;
         let mut rng = self.rng.derived(PILOT_STREAM);
-        let _threads = threads::Scope::for_call(self.net.arch, 64);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let p = self.model_params().detached();
         let mut energy = |x: &Tensor| self.net.energy_and_grad(&p, x);
         // Start where the model's mass is when the replay buffer knows it.
@@ -83,7 +83,7 @@ impl Ebm {
         self.check_work_size(p.chains as usize, "params.chains", false)?;
         let base = self.ais_base()?;
         let mut rng: Rng = self.rng.derived(ESTIMATE_STREAM);
-        let _threads = threads::Scope::for_call(self.net.arch, p.chains as i64);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let params = self.model_params().detached();
         let mut energy = |x: &Tensor| self.net.energy_and_grad(&params, x);
         let s = Schedule {

@@ -291,7 +291,7 @@ impl Ebm {
             accuracy: stats[1] as f32,
             data_energy: stats[2] as f32,
             noise_energy: stats[3] as f32,
-            log_z: v[1] as f32,
+            log_z_ratio: v[1] as f32,
             grad_norm: gnorm_v as f32,
             langevin_grad_norm: stats[4] as f32,
             acceptance_rate: stats[5] as f32,

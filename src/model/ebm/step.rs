@@ -42,7 +42,7 @@ impl Ebm {
 
     fn step_on(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         let b = data.size().first().copied().unwrap_or(0);
-        let _threads = threads::Scope::for_call(self.net.arch, b.max(self.noise_rows(b)));
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let refresh = self.refresh_due();
         let stats = self.undoable(Undo::Model, |m| {
             match m.cfg.noise {

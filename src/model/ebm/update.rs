@@ -90,7 +90,7 @@ impl Ebm {
             accuracy: accuracy as f32,
             data_energy: data_energy as f32,
             noise_energy: noise_energy as f32,
-            log_z: log_z as f32,
+            log_z_ratio: log_z as f32,
             grad_norm: gnorm_v as f32,
             langevin_grad_norm: lnorm as f32,
             acceptance_rate: acceptance as f32,

@@ -1,7 +1,8 @@
 // sance.hpp: a header-only C++17 wrapper of the sance C API (include/sance.h).
 //
-// - sance::Config / sance::Langevin start from the library's defaults and expose every field of
-//   SanceConfig / SanceLangevin as plain members; sance::Ais (SanceAis) starts from a model's
+// - sance::Config starts from the library's defaults and exposes every field of SanceConfig as
+//   plain members; sance::Langevin (SanceLangevin) starts from a model's configured sampler,
+//   Ebm::langevin(), or explicitly from the library's, Langevin::defaults(); sance::Ais (SanceAis) starts from a model's
 //   defaults, Ebm::ais_defaults().
 // - sance::Ebm owns a handle (move-only, freed by its destructor); every failing call throws
 //   sance::Error, which carries the SanceStatus and the library's message.
@@ -70,10 +71,13 @@ struct Config : SanceConfig {
     }
 };
 
-/// Langevin sampler settings; starts from the default config's sampler.
+/// Langevin sampler settings. There is no default constructor, so that a sampler is never the
+/// library's by accident: start from the model's, `ebm.langevin()` (what `sample(n)` uses), and
+/// change fields, or ask for the library's defaults by name, `Langevin::defaults()`.
 struct Langevin : SanceLangevin {
-    Langevin() : SanceLangevin(Config().langevin) {}
     explicit Langevin(const SanceLangevin &l) : SanceLangevin(l) {}
+    /// The library's default sampler (the default config's).
+    static Langevin defaults() { return Langevin(Config().langevin); }
 };
 
 /// Annealed-importance-sampling settings for Ebm::log_z. Its defaults depend on the model (a
@@ -114,6 +118,14 @@ class Ebm {
         detail::check_abi();
         SanceEbm *p = nullptr;
         detail::check(sance_ebm_load(path.c_str(), device, &p));
+        return Ebm(p);
+    }
+
+    /// A deep copy (sance_ebm_clone), on the same device: it trains and samples exactly as this
+    /// model would from here. The allreduce hook is not copied.
+    Ebm clone() const {
+        SanceEbm *p = nullptr;
+        detail::check(sance_ebm_clone(h_.get(), &p));
         return Ebm(p);
     }
 
@@ -203,6 +215,10 @@ class Ebm {
         detail::check(sance_ebm_config(h_.get(), &c));
         return Config(c);
     }
+
+    /// The sampler this model was configured with (config().langevin): what sample(n) and
+    /// sample_from(chains) use, and where to start for one call with a few fields changed.
+    Langevin langevin() const { return Langevin(config().langevin); }
 
     /// Data-parallel training through the host's reduction (collective; docs/mpi.md).
     /// `fn` sums a float buffer over all ranks in place and returns 0; nullptr unregisters.

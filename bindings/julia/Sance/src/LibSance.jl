@@ -22,7 +22,7 @@ libpath() = get(ENV, "SANCE_LIB", DEFAULT_LIB)
 
 const SANCE_ABI_VERSION = UInt32(4)
 const SANCE_VERSION_MAJOR = UInt32(0)
-const SANCE_VERSION_MINOR = UInt32(3)
+const SANCE_VERSION_MINOR = UInt32(4)
 const SANCE_VERSION_PATCH = UInt32(0)
 const SANCE_DEVICE_CPU = Int32(-1)
 const SANCE_DEVICE_AUTO = Int32(-2)
@@ -56,6 +56,7 @@ struct Functions
     sance_ebm_set_allreduce::Ptr{Cvoid}
     sance_ebm_save::Ptr{Cvoid}
     sance_ebm_load::Ptr{Cvoid}
+    sance_ebm_clone::Ptr{Cvoid}
     sance_toy_dataset::Ptr{Cvoid}
     sance_toy_dataset_dim::Ptr{Cvoid}
     sance_last_error::Ptr{Cvoid}
@@ -204,6 +205,7 @@ struct SanceConfig
     replay_reinit_prob::Float32
     data_noise_std::Float32
     device::Int32
+    num_threads::UInt32
     seed::UInt64
 end
 
@@ -215,7 +217,7 @@ struct SanceStepStats
     accuracy::Float32
     data_energy::Float32
     noise_energy::Float32
-    log_z::Float32
+    log_z_ratio::Float32
     grad_norm::Float32
     langevin_grad_norm::Float32
     acceptance_rate::Float32
@@ -233,7 +235,7 @@ struct SanceProgress
     step::UInt64
     refresh_count::UInt64
     replay_len::UInt64
-    log_z::Float32
+    log_z_ratio::Float32
 end
 
 sance_config_init(cfg, abi_version) =
@@ -273,6 +275,7 @@ sance_ebm_set_allreduce(ebm, fn, user, rank, world_size) =
 sance_ebm_device(ebm, out_device) = ccall(sym(:sance_ebm_device), SanceStatus, (Ptr{SanceEbm}, Ptr{Int32}), ebm, out_device)
 sance_ebm_save(ebm, path) = ccall(sym(:sance_ebm_save), SanceStatus, (Ptr{SanceEbm}, Cstring), ebm, path)
 sance_ebm_load(path, device, out) = ccall(sym(:sance_ebm_load), SanceStatus, (Cstring, Int32, Ptr{Ptr{SanceEbm}}), path, device, out)
+sance_ebm_clone(ebm, out) = ccall(sym(:sance_ebm_clone), SanceStatus, (Ptr{SanceEbm}, Ptr{Ptr{SanceEbm}}), ebm, out)
 sance_toy_dataset(name, n, seed, out) =
     ccall(sym(:sance_toy_dataset), SanceStatus, (Cstring, Csize_t, UInt64, Ptr{Float32}), name, n, seed, out)
 sance_toy_dataset_dim(name) = ccall(sym(:sance_toy_dataset_dim), Csize_t, (Cstring,), name)
