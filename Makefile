@@ -7,7 +7,10 @@
 # Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X — libsance.so.0.Y before 1.0, where
 # a minor version may break the ABI (0.2 and 0.3 did) — and the SONAME / .so links,
 # include/sance.h, include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
-# lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance). The library carries
+# lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance); and libsance_eval,
+# the libtorch-free evaluator of trained MLP energies: lib/libsance_eval.so.X.Y.Z (its SONAME and
+# links), include/sance_eval.h, include/sance/eval.hpp, lib/pkgconfig/sance_eval.pc and the
+# imported target sance::eval in the same CMake package. The library carries
 # its SONAME from the link (build.rs, same rule); the installed copy gets a new RUNPATH
 # (patchelf, installed when missing), so where libsance finds libtorch depends on LIBTORCH:
 #
@@ -36,6 +39,8 @@ INCLUDEDIR ?= $(PREFIX)/include
 LIBTORCH ?=
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 LIB := target/release/libsance.so
+# libsance_eval (eval/): no libtorch, so no RUNPATH and no part in the bundle.
+EVAL_LIB := target/release/libsance_eval.so
 
 # $(call soname,libNAME,X.Y.Z): libNAME.so.0.Y before 1.0, libNAME.so.X from 1.0 (as build.rs).
 soname = $(1).so.$(if $(filter 0,$(word 1,$(subst ., ,$(2)))),0.$(word 2,$(subst ., ,$(2))),$(word 1,$(subst ., ,$(2))))
@@ -66,16 +71,17 @@ all: build
 build:
 	bash -c 'source scripts/env.sh && cargo build --release --lib'
 
-$(LIB):
+$(LIB) $(EVAL_LIB):
 	$(MAKE) build
 
-# $(call install_lib,BUILT,libNAME,X.Y.Z): BUILT as LIBDIR/libNAME.so.X.Y.Z, its SONAME and
-# libNAME.so links, its RUNPATH set for the chosen libtorch.
+# $(call install_lib,BUILT,libNAME,X.Y.Z[,norunpath]): BUILT as LIBDIR/libNAME.so.X.Y.Z, its SONAME and
+# libNAME.so links, its RUNPATH set for the chosen libtorch (left as built, i.e. none, with a 4th
+# argument: a library that does not link libtorch).
 define install_lib
 	@readelf -d $(1) | grep -q 'SONAME.*\[$(call soname,$(2),$(3))\]' || \
 	    { echo "$(1) lacks the SONAME $(call soname,$(2),$(3)): rebuild it (make build)"; exit 1; }
 	install -m 755 $(1) $(DESTDIR)$(LIBDIR)/$(2).so.$(3)
-	$(if $(RUNPATH),patchelf --set-rpath '$(RUNPATH)',patchelf --remove-rpath) $(DESTDIR)$(LIBDIR)/$(2).so.$(3)
+	$(if $(4),,$(if $(RUNPATH),patchelf --set-rpath '$(RUNPATH)',patchelf --remove-rpath) $(DESTDIR)$(LIBDIR)/$(2).so.$(3))
 	ln -sf $(2).so.$(3) $(DESTDIR)$(LIBDIR)/$(call soname,$(2),$(3))
 	ln -sf $(call soname,$(2),$(3)) $(DESTDIR)$(LIBDIR)/$(2).so
 endef
@@ -89,7 +95,7 @@ define install_pkg
 	    packaging/$(1).pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/$(1).pc
 	sed -e 's|@CMAKE_UP@|$(call up,$(LIBDIR_REL)/cmake/$(1))|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
 	    -e 's|@INCLUDEDIR_REL@|$(INCLUDEDIR_REL)|g' -e 's|@VERSION@|$(3)|g' \
-	    -e 's|@SONAME@|$(call soname,$(2),$(3))|g' \
+	    -e 's|@SONAME@|$(call soname,$(2),$(3))|g' -e 's|@EVAL_SONAME@|$(call soname,libsance_eval,$(3))|g' \
 	    packaging/$(1)Config.cmake.in > $(DESTDIR)$(LIBDIR)/cmake/$(1)/$(1)Config.cmake
 	sed -e 's|@VERSION@|$(3)|g' packaging/$(1)ConfigVersion.cmake.in \
 	    > $(DESTDIR)$(LIBDIR)/cmake/$(1)/$(1)ConfigVersion.cmake
@@ -102,13 +108,19 @@ define uninstall_lib
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/$(1)
 endef
 
-install: $(LIB) check-install patchelf
+install: $(LIB) $(EVAL_LIB) check-install patchelf
 	install -d -m 755 $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR)/sance
 	$(call install_lib,$(LIB),libsance,$(VERSION))
+	$(call install_lib,$(EVAL_LIB),libsance_eval,$(VERSION),norunpath)
 	install -m 644 include/sance.h $(DESTDIR)$(INCLUDEDIR)/sance.h
+	install -m 644 include/sance_eval.h $(DESTDIR)$(INCLUDEDIR)/sance_eval.h
 	install -m 644 bindings/cpp/include/sance/sance.hpp $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp
+	install -m 644 bindings/cpp/include/sance/eval.hpp $(DESTDIR)$(INCLUDEDIR)/sance/eval.hpp
 	install -m 644 bindings/cpp/include/sance/mpi.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	$(call install_pkg,sance,libsance,$(VERSION))
+	sed -e 's|@PC_UP@|$(call up,$(LIBDIR_REL)/pkgconfig)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
+	    -e 's|@INCLUDEDIR_REL@|$(INCLUDEDIR_REL)|g' -e 's|@VERSION@|$(VERSION)|g' \
+	    packaging/sance_eval.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sance_eval.pc
 	@# A bundle from an earlier install (another libtorch, another route) goes first.
 	rm -rf $(DESTDIR)$(BUNDLEDIR)
 	$(if $(strip $(LIBTORCH)),@echo "libtorch: $(if $(RUNPATH),RUNPATH $(RUNPATH),none: LD_LIBRARY_PATH must hold a libtorch 2.11.0)",packaging/bundle-libtorch.sh $(DESTDIR)$(BUNDLEDIR) $(BUNDLED_LIBS))
@@ -136,7 +148,10 @@ patchelf:
 
 uninstall:
 	$(call uninstall_lib,sance,libsance,$(VERSION))
-	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
+	rm -f $(DESTDIR)$(LIBDIR)/libsance_eval.so $(DESTDIR)$(LIBDIR)/$(call soname,libsance_eval,$(VERSION)) \
+	    $(DESTDIR)$(LIBDIR)/libsance_eval.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/sance_eval.pc
+	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance_eval.h $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp \
+	    $(DESTDIR)$(INCLUDEDIR)/sance/eval.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sance
 	rm -rf $(DESTDIR)$(BUNDLEDIR)
 

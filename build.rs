@@ -6,6 +6,7 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=build_support/status_guard.rs");
 
     // torch-sys (`links = "tch"`) exports libtorch's lib directory to its direct dependents.
     let lib = env::var("DEP_TCH_LIBTORCH_LIB")
@@ -27,13 +28,16 @@ fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let out = PathBuf::from(env::var("OUT_DIR").unwrap()).join("sance.h");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
-    match cbindgen::generate_with_config(&crate_dir, config) {
-        Ok(bindings) => {
-            bindings.write_to_file(&out);
-        }
-        Err(e) => panic!("cbindgen failed: {e}"),
-    }
+    let bindings =
+        cbindgen::generate_with_config(&crate_dir, config).unwrap_or_else(|e| panic!("cbindgen failed: {e}"));
+    let mut text = Vec::new();
+    bindings.write(&mut text);
+    // SanceStatus is shared with include/sance_eval.h: guarded so both may be included.
+    let text = guard_status(&String::from_utf8(text).expect("UTF-8 header"));
+    std::fs::write(&out, text).expect("write sance.h");
 }
+
+include!("build_support/status_guard.rs");
 
 /// The SONAME for a crate version, as the Makefile computes it: `libsance.so.0.Y` for 0.Y.Z (a
 /// minor version may break the ABI before 1.0), `libsance.so.X` for X.Y.Z with X >= 1.

@@ -26,6 +26,26 @@ SANCE_JL = ROOT / "bindings/julia/Sance/src/Sance.jl"
 RUNTESTS = ROOT / "bindings/julia/Sance/test/runtests.jl"
 HPP = ROOT / "bindings/cpp/include/sance/sance.hpp"
 CPP_TEST = ROOT / "tests/cpp/test_sance.cpp"
+# libsance_eval: its own header, 1:1 Julia module, C++ header and test; SanceStatus is shared
+# with LibSance.jl, whose enums and constants it may use.
+EVAL_HEADER = ROOT / "include/sance_eval.h"
+LIBSANCE_EVAL = ROOT / "bindings/julia/Sance/src/LibSanceEval.jl"
+EVAL_HPP = ROOT / "bindings/cpp/include/sance/eval.hpp"
+EVAL_CPP_TEST = ROOT / "tests/cpp/test_eval.cpp"
+EVAL_CPP_NAMES = {
+    "sance_eval_load": ("sance_eval_load(", "sance::Eval ev("),
+    "sance_eval_energy_grad": ("sance_eval_energy_grad(", ".energy_grad("),
+    "sance_eval_dim": ("sance_eval_dim(", ".dim()"),
+    "sance_eval_free": ("sance_eval_free(", "std::move(ev)"),
+    "sance_eval_last_error": ("sance_eval_last_error(", "sance::EvalError"),
+}
+EVAL_JULIA_NAMES = {
+    "sance_eval_load": "Evaluator(",
+    "sance_eval_energy_grad": "energy_grad!(",
+    "sance_eval_dim": "sample_size(m)",
+    "sance_eval_free": "close(m)",
+    "sance_eval_last_error": "Sance.eval_last_error(",
+}
 
 SCALARS = {
     "void": {"Cvoid"},
@@ -77,6 +97,7 @@ JULIA_NAMES = {
     "sance_ebm_set_allreduce": "set_allreduce!(",
     "sance_ebm_save": "save(",
     "sance_ebm_load": "Sance.load(",
+    "sance_ebm_clone": "copy(",
     "sance_toy_dataset": "toy_dataset(",
     "sance_toy_dataset_dim": "toy_dataset_dim(",
     "sance_last_error": "Sance.last_error(",
@@ -167,10 +188,17 @@ def parse_julia(text):
     return structs, enums, ccalls, consts
 
 
-def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
-    """Returns (checks made, list of problems)."""
+def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test, module="LibSance",
+          cpp_names=None, julia_names=None, shared_text=""):
+    """Returns (checks made, list of problems). `shared_text`: Julia source whose enums and
+    constants the module uses without defining them (LibSance.jl's, for LibSanceEval.jl)."""
+    cpp_names = CPP_NAMES if cpp_names is None else cpp_names
+    julia_names = JULIA_NAMES if julia_names is None else julia_names
     enums, structs, opaque, functions, macros = parse_header(header_text)
     jstructs, jenums, ccalls, consts = parse_julia(libsance_text)
+    _, shared_enums, _, shared_consts = parse_julia(shared_text)
+    jenums = {**shared_enums, **jenums}
+    consts = {**shared_consts, **consts}
     # Function pointer types (typedef R (*Name)(...);): a Ptr{Cvoid} alias of the same name in Julia.
     fnptrs = set(re.findall(r"typedef [^;(]*\(\*(\w+)\)\(", header_text))
     named = set(enums) | set(structs) | opaque | fnptrs
@@ -208,13 +236,13 @@ def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
         need(len(jargs) == len(args), f"{name}: {len(jargs)} arguments in Julia, {len(args)} in C")
         for i, (c, j) in enumerate(zip(args, jargs)):
             need(j in julia_types(c, named), f"{name}: argument {i + 1} is {j} in Julia, {c} in C")
-        need(f"LibSance.{name}(" in sance_jl, f"{name}: not wrapped in Sance.jl")
-        need(JULIA_NAMES.get(name, "\0") in runtests, f"{name}: its Julia wrapper is not exercised by runtests.jl")
-        in_hpp, in_test = CPP_NAMES.get(name, (f"{name}(", "." + name.replace("sance_ebm_", "") + "("))
-        need(in_hpp in hpp, f"{name}: not wrapped in sance.hpp")
+        need(f"{module}.{name}(" in sance_jl, f"{name}: not wrapped in Sance.jl")
+        need(julia_names.get(name, "\0") in runtests, f"{name}: its Julia wrapper is not exercised by runtests.jl")
+        in_hpp, in_test = cpp_names.get(name, (f"{name}(", "." + name.replace("sance_ebm_", "") + "("))
+        need(in_hpp in hpp, f"{name}: not wrapped in the C++ header")
         need(in_test in cpp_test, f"{name}: its C++ wrapper is not exercised by tests/cpp ({in_test!r})")
     for name in ccalls:
-        need(name in functions, f"LibSance.jl calls {name}, which the header does not declare")
+        need(name in functions, f"{module}.jl calls {name}, which the header does not declare")
     for name, value in macros.items():
         need(consts.get(name) == value, f"#define {name} {value}: LibSance.jl has {consts.get(name)}")
     table = [f for f, _ in jstructs.get("Functions", [])]
@@ -225,6 +253,16 @@ def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test):
 
 def sources():
     return [p.read_text() for p in (HEADER, LIBSANCE, SANCE_JL, RUNTESTS, HPP, CPP_TEST)]
+
+
+def check_eval(eval_header=None, libsance_eval=None, eval_hpp=None):
+    """check() for libsance_eval's header against its own bindings."""
+    h = EVAL_HEADER.read_text() if eval_header is None else eval_header
+    lj = LIBSANCE_EVAL.read_text() if libsance_eval is None else libsance_eval
+    hpp = EVAL_HPP.read_text() if eval_hpp is None else eval_hpp
+    return check(h, lj, SANCE_JL.read_text(), RUNTESTS.read_text(), hpp, EVAL_CPP_TEST.read_text(),
+                 module="LibSanceEval", cpp_names=EVAL_CPP_NAMES, julia_names=EVAL_JULIA_NAMES,
+                 shared_text=LIBSANCE.read_text())
 
 
 def self_test():
@@ -239,7 +277,7 @@ def self_test():
         "Julia double argument type": (h, lj.replace("Ptr{SanceAis}, Ptr{Float64}, Ptr{Float64}", "Ptr{SanceAis}, Ptr{Float32}, Ptr{Float64}"), sj, rt, hpp, ct),
         "Julia return type": (h, lj.replace("sance_cuda_device_count), Int32", "sance_cuda_device_count), Int64"), sj, rt, hpp, ct),
         "Julia enum value": (h, lj.replace("SANCE_STATUS_PANIC = 8", "SANCE_STATUS_PANIC = 9"), sj, rt, hpp, ct),
-        "Julia version constant": (h, lj.replace("const SANCE_VERSION_MINOR = UInt32(3)", "const SANCE_VERSION_MINOR = UInt32(4)"), sj, rt, hpp, ct),
+        "Julia version constant": (h, lj.replace("const SANCE_VERSION_MINOR = UInt32(4)", "const SANCE_VERSION_MINOR = UInt32(5)"), sj, rt, hpp, ct),
         "Julia enum field removed": (h, lj.replace("    noise::SanceNoise\n", ""), sj, rt, hpp, ct),
         "Julia enum value swapped": (h, lj.replace("SANCE_NOISE_GAUSSIAN = 1", "SANCE_NOISE_GAUSSIAN = 0"), sj, rt, hpp, ct),
         "Julia ccall missing": (h, lj.replace("ccall(sym(:sance_toy_dataset_dim)", "ccall(sym(:sance_toy_dataset_dims)"), sj, rt, hpp, ct),
@@ -254,6 +292,20 @@ def self_test():
     }
     n, problems = check(h, lj, sj, rt, hpp, ct)
     results = [("unchanged sources pass", not problems, "; ".join(problems))]
+    eh, elj, ehpp = EVAL_HEADER.read_text(), LIBSANCE_EVAL.read_text(), EVAL_HPP.read_text()
+    _, eproblems = check_eval()
+    results.append(("unchanged libsance_eval sources pass", not eproblems, "; ".join(eproblems)))
+    eval_mutations = {
+        "libsance_eval: Julia argument type": (eh, elj.replace("Ptr{Float32}, Csize_t, Ptr{Float32}", "Ptr{Float32}, UInt32, Ptr{Float32}"), ehpp),
+        "libsance_eval: Julia return type": (eh, elj.replace("sance_eval_dim), UInt32", "sance_eval_dim), Int32"), ehpp),
+        "libsance_eval: C function added": (eh.replace("void sance_eval_free(SanceEval *model);", "void sance_eval_free(SanceEval *model);\nuint32_t sance_eval_width(const SanceEval *model);"), elj, ehpp),
+        "libsance_eval: C++ wrapper missing": (eh, elj, ehpp.replace("sance_eval_dim(", "sance_eval_dims(")),
+        "libsance_eval: shared status value": (eh.replace("SANCE_STATUS_CORRUPT = 6", "SANCE_STATUS_CORRUPT = 16"), elj, ehpp),
+    }
+    for what, (a, b, c) in eval_mutations.items():
+        changed = (a, b, c) != (eh, elj, ehpp)
+        _, found = check_eval(a, b, c)
+        results.append((f"{what} is caught", changed and bool(found), "mutation did not apply" if not changed else "not caught"))
     for what, srcs in mutations.items():
         changed = srcs != (h, lj, sj, rt, hpp, ct)
         _, found = check(*srcs)
@@ -270,6 +322,9 @@ def main():
         print(f"{len(results) - failed} passed, {failed} failed")
         return 1 if failed else 0
     n, problems = check(*sources())
+    n_eval, eval_problems = check_eval()
+    n += n_eval
+    problems += eval_problems
     for p in problems:
         print("FAIL " + p)
     print(f"{n - len(problems)} passed, {len(problems)} failed")

@@ -36,7 +36,7 @@ ok() {
 }
 runpath() { readelf -d "$1" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p'; }
 
-# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.3).
+# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.4).
 soname_version=${version%%.*}
 [ "$soname_version" = 0 ] && soname_version=${version%.*}
 # The libtorch the built library was linked against (its RUNPATH), for the site routes below.
@@ -56,7 +56,8 @@ ok "make install PREFIX=<tmp>" make -C "$root" install PREFIX="$prefix"
 lib=$prefix/lib/libsance.so.$version
 for f in lib/libsance.so "lib/libsance.so.$soname_version" "lib/libsance.so.$version" include/sance.h \
     include/sance/sance.hpp include/sance/mpi.hpp lib/pkgconfig/sance.pc lib/cmake/sance/sanceConfig.cmake \
-    lib/cmake/sance/sanceConfigVersion.cmake; do
+    lib/cmake/sance/sanceConfigVersion.cmake lib/libsance_eval.so "lib/libsance_eval.so.$soname_version" \
+    include/sance_eval.h include/sance/eval.hpp lib/pkgconfig/sance_eval.pc; do
     ok "installed $f" test -e "$prefix/$f"
 done
 ok "versioned SONAME libsance.so.$soname_version" bash -c "readelf -d '$lib' | grep -q 'SONAME.*\[libsance.so.$soname_version\]'"
@@ -88,13 +89,28 @@ ok "CMake consumer builds" cmake --build "$work/cmake-build"
 ok "CMake consumer runs as $as, clean environment, no LD_LIBRARY_PATH" \
     as_user env -i PATH=/usr/bin:/bin HOME=/nonexistent "$work/cmake-build/app"
 ok "find_package refuses an incompatible version" bash -c \
-    "sed 's/find_package(sance 0.3 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$moved'"
+    "sed 's/find_package(sance 0.4 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$moved'"
 export PKG_CONFIG_PATH="$moved/lib/pkgconfig"
 ok "pkg-config knows sance $version" bash -c "[ \"\$(pkg-config --modversion sance)\" = '$version' ]"
 ok "pkg-config points into the moved prefix" bash -c "pkg-config --libs sance | grep -q -- '-L$moved/lib/pkgconfig/../../lib'"
 ok "pkg-config consumer builds" bash -c "cc -std=c11 -Wall -Wextra -Werror '$work/pkgconfig-consumer/main.c' \$(pkg-config --cflags --libs sance) -o '$work/pc-app'"
 ok "pkg-config consumer trains and samples as $as, env -i, LD_LIBRARY_PATH=<moved>/lib" \
     as_user env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$moved/lib" HOME=/nonexistent "$work/pc-app"
+# libsance_eval: a trained force deployed without libtorch, through CMake and pkg-config.
+cp -r "$root/tests/install/eval-consumer" "$work/" && cp "$root/tests/corpus/v3/trained-mlp.safetensors" "$work/force.safetensors"
+chmod 644 "$work/force.safetensors"
+ok "CMake sance::eval consumer configures and builds" bash -c \
+    "cmake -S '$work/eval-consumer' -B '$work/eval-build' -DCMAKE_PREFIX_PATH='$moved' >/dev/null && cmake --build '$work/eval-build' >/dev/null"
+ok "pkg-config sance_eval consumer builds" bash -c \
+    "cc -std=c11 -Wall -Wextra -Werror '$work/eval-consumer/main.c' \$(pkg-config --cflags --libs sance_eval) -o '$work/eval-pc'"
+ok "libsance_eval needs no libtorch, no libsance, no RUNPATH" bash -c \
+    "! ldd '$moved/lib/libsance_eval.so.$version' | grep -Eq 'torch|c10|libsance.so|not found' && ! readelf -d '$moved/lib/libsance_eval.so.$version' | grep -Eq 'RUNPATH|RPATH'"
+ok "CMake force consumer runs as $as, clean environment" \
+    as_user env -i PATH=/usr/bin:/bin HOME=/nonexistent "$work/eval-build/force" "$work/force.safetensors"
+ok "pkg-config force consumer runs as $as, clean environment" \
+    as_user env -i PATH=/usr/bin:/bin HOME=/nonexistent "$work/eval-pc" "$work/force.safetensors"
+ok "neither force consumer loads libtorch" bash -c \
+    "! ldd '$work/eval-build/force' '$work/eval-pc' | grep -Eq 'torch|c10|not found'"
 ok "make uninstall (the moved prefix)" make -C "$root" uninstall PREFIX="$moved"
 ok "uninstall removes every file, the bundle included" bash -c "[ -z \"\$(find '$moved' ! -type d)\" ] || { find '$moved' ! -type d | head; false; }"
 rm -rf "$moved"

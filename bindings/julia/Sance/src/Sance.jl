@@ -12,13 +12,15 @@ NCHW). Arrays of another element type are converted to `Float32` first (a copy).
 module Sance
 
 include("LibSance.jl")
+include("LibSanceEval.jl")
 using .LibSance
 using .LibSance: SanceConfig, SanceLangevin, SanceAis, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
 
 # `sample`, `save`, `load`, `version` and `device` stay qualified (Sance.sample, ...): StatsBase,
 # FileIO and CUDA.jl export them, and unqualified uses would then be ambiguous.
 export EBM, Config, image_config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!, set_allreduce!,
-       energy, energy_grad, ais_defaults, log_z, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim
+       energy, energy_grad, ais_defaults, log_z, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim,
+       Evaluator, EvalError, energy_grad!
 
 """
     SanceError(status, msg)
@@ -332,6 +334,19 @@ function load(path::AbstractString; device::Integer = LibSance.SANCE_DEVICE_AUTO
     return EBM(out[])
 end
 
+"""
+    copy(ebm) -> EBM
+
+A deep copy in a new handle on the same device (`sance_ebm_clone`): parameters, snapshot,
+average, optimizer state, replay buffer, random stream and counters, so that the copy trains and
+samples exactly as `ebm` would from here. An allreduce set with `set_allreduce!` is not copied.
+"""
+function Base.copy(ebm::EBM)
+    out = Ref{Ptr{SanceEbm}}(C_NULL)
+    check(LibSance.sance_ebm_clone(ebm, out))
+    return EBM(out[])
+end
+
 """Library, tch and libtorch versions."""
 version() = unsafe_string(LibSance.sance_version())
 
@@ -369,5 +384,117 @@ last_error() = unsafe_string(LibSance.sance_last_error())
 
 """The name of a status, e.g. "SANCE_STATUS_OK"."""
 status_name(s::SanceStatus) = unsafe_string(LibSance.sance_status_name(Int32(s)))
+
+# ---- libsance_eval: trained MLP energies without libtorch -------------------------------------
+
+"""
+    EvalError(status, msg)
+
+Thrown by a failing `Evaluator` call: the C status and libsance_eval's message. (Not a
+`SanceError`: printing one of those asks libsance for the status's name, and a program that
+only evaluates forces need not load libsance.)
+"""
+struct EvalError <: Exception
+    status::SanceStatus
+    msg::String
+end
+
+Base.showerror(io::IO, e::EvalError) = print(io, "EvalError(", e.status, "): ", e.msg)
+
+function check_eval(status::SanceStatus)
+    status == LibSance.SANCE_STATUS_OK && return nothing
+    throw(EvalError(status, unsafe_string(LibSanceEval.sance_eval_last_error())))
+end
+
+"""
+    Evaluator(path)
+
+A trained MLP energy read from a sance checkpoint by libsance_eval (`sance_eval_load`), which
+computes E and ∇ₓE in plain code, without libtorch: for a simulation's inner loop, or to deploy
+a trained force where libtorch is not installed. Immutable: one `Evaluator` may serve any number
+of threads. Freed by the garbage collector, or at once by `close`. Convolutional energies are
+refused (`EvalError` with `SANCE_STATUS_INVALID_ARGUMENT`).
+"""
+mutable struct Evaluator
+    ptr::Ptr{LibSanceEval.SanceEval}
+    function Evaluator(path::AbstractString)
+        out = Ref{Ptr{LibSanceEval.SanceEval}}(C_NULL)
+        check_eval(LibSanceEval.sance_eval_load(path, out))
+        m = new(out[])
+        finalizer(close, m)
+        return m
+    end
+end
+
+Base.unsafe_convert(::Type{Ptr{LibSanceEval.SanceEval}}, m::Evaluator) = m.ptr
+
+function Base.close(m::Evaluator)
+    if m.ptr != C_NULL
+        LibSanceEval.sance_eval_free(m.ptr)
+        m.ptr = C_NULL
+    end
+    return nothing
+end
+
+Base.isopen(m::Evaluator) = m.ptr != C_NULL
+
+function live(m::Evaluator)
+    m.ptr == C_NULL && throw(EvalError(LibSance.SANCE_STATUS_NULL_POINTER, "the Evaluator has been closed"))
+    return m
+end
+
+"""Floats per point."""
+sample_size(m::Evaluator) = Int(LibSanceEval.sance_eval_dim(live(m)))
+
+function npoints(m::Evaluator, X::AbstractArray)
+    d = sample_size(m)
+    (length(X) > 0 && length(X) % d == 0) ||
+        throw(DimensionMismatch("X has $(length(X)) values, not a positive multiple of the model's $(d) per point"))
+    return length(X) ÷ d
+end
+
+"""
+    energy(m::Evaluator, X) -> Vector{Float32}
+
+Energies of the points in `X` (`d × n`; a vector is one point).
+"""
+function energy(m::Evaluator, X::AbstractArray)
+    A = dense(X)
+    e = Vector{Float32}(undef, npoints(m, A))
+    check_eval(LibSanceEval.sance_eval_energy_grad(live(m), A, length(e), e, C_NULL))
+    return e
+end
+
+"""
+    energy_grad(m::Evaluator, X) -> (Vector{Float32}, Array{Float32})
+
+Energies and gradients ∇ₓE (same shape as `X`) of the points in `X`; the force is `-grad`.
+"""
+function energy_grad(m::Evaluator, X::AbstractArray)
+    A = dense(X)
+    n = npoints(m, A)
+    e = Vector{Float32}(undef, n)
+    g = similar(A)
+    check_eval(LibSanceEval.sance_eval_energy_grad(live(m), A, n, e, g))
+    return e, g
+end
+
+"""
+    energy_grad!(grad, m::Evaluator, x) -> Float32
+
+E of one point `x` (a `Vector{Float32}` of `sample_size(m)`), its gradient written into `grad`
+without allocating: the call for an integrator's inner loop.
+"""
+function energy_grad!(grad::Vector{Float32}, m::Evaluator, x::Vector{Float32})
+    d = sample_size(m)
+    (length(x) == d && length(grad) == d) ||
+        throw(DimensionMismatch("x and grad must hold $(d) values, not $(length(x)) and $(length(grad))"))
+    e = Ref{Float32}(0)
+    check_eval(LibSanceEval.sance_eval_energy_grad(m, x, 1, e, grad))
+    return e[]
+end
+
+"""The message of this thread's last failed libsance_eval call."""
+eval_last_error() = unsafe_string(LibSanceEval.sance_eval_last_error())
 
 end # module Sance

@@ -118,7 +118,7 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test energy(ebm, X) == e_before && progress(ebm).step == 2 && progress(ebm).refresh_count == 1
         @test progress(ebm).step == 2 && progress(ebm).replay_len == 64
         refresh_noise!(ebm)
-        @test progress(ebm).refresh_count == 2 && progress(ebm).log_z == 0
+        @test progress(ebm).refresh_count == 2 && progress(ebm).log_z_ratio == 0
         set_learning_rate!(ebm, 5e-4)
         @test config(ebm).learning_rate == 5f-4
         Xbad = copy(X); Xbad[2, 3] = NaN
@@ -238,6 +238,70 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test size(S) == (5, 6, 3, 4) && all(-1 .<= S .<= 1)
         e, g = energy_grad(ebm, imgs)
         @test length(e) == 8 && size(g) == size(imgs)
+        close(ebm)
+    end
+
+    @testset "copy (sance_ebm_clone)" begin
+        ebm = EBM(Config(device = -1, hidden_width = 16))
+        X = toy_dataset("rings", 64; seed = 1)
+        train_step!(ebm, X)
+        twin = copy(ebm)
+        @test energy(twin, X) == energy(ebm, X) && progress(twin).step == progress(ebm).step
+        a = train_step!(twin, X)
+        @test progress(ebm).step == 1                         # the original is untouched
+        b = train_step!(ebm, X)
+        @test a.loss == b.loss && energy(twin, X) == energy(ebm, X)
+        @test Sance.sample(twin, 5) == Sance.sample(ebm, 5)  # same random stream
+        close(twin)
+        @test_throws SanceError copy(twin)
+        close(ebm)
+    end
+
+    @testset "Evaluator (libsance_eval, no libtorch)" begin
+        ebm = EBM(Config(device = -1, data_dim = 3, hidden_width = 32, hidden_layers = 2))
+        X = randn(Float32, 3, 64)
+        for t in 1:5
+            train_step!(ebm, X)
+        end
+        path = joinpath(mktempdir(), "force.safetensors")
+        Sance.save(ebm, path)
+        m = Evaluator(path)
+        @test sample_size(m) == 3
+        P = randn(Float32, 3, 100)
+        e_ref, g_ref = energy_grad(ebm, P)
+        e, g = energy_grad(m, P)
+        @test size(g) == (3, 100)
+        @test maximum(abs.(e .- e_ref)) <= 1e-5 * maximum(abs.(e_ref))
+        @test maximum(abs.(g .- g_ref)) <= 1e-5 * maximum(abs.(g_ref))
+        @test energy(m, P) == e
+        grad = zeros(Float32, 3)
+        e1 = energy_grad!(grad, m, P[:, 1])
+        @test abs(e1 - e_ref[1]) <= 1e-5 * maximum(abs.(e_ref))
+        @test maximum(abs.(grad .- g_ref[:, 1])) <= 1e-5 * maximum(abs.(g_ref))
+        # One model, many threads.
+        results = fetch.([Threads.@spawn energy_grad(m, P) for _ in 1:4])
+        @test all(r -> r[1] == e && r[2] == g, results)
+        err = try Evaluator(joinpath(mktempdir(), "absent.safetensors")); nothing catch ex; ex end
+        @test err isa EvalError && err.status == LibSance.SANCE_STATUS_IO
+        @test occursin("sance_eval_load", err.msg) && occursin("cannot read", err.msg)
+        conv = EBM(Config(arch = LibSance.SANCE_ARCH_CONV, channels = 1, height = 6, width = 6, hidden_width = 4,
+                          hidden_layers = 1, device = -1))
+        cpath = joinpath(mktempdir(), "conv.safetensors")
+        Sance.save(conv, cpath)
+        err = try Evaluator(cpath); nothing catch ex; ex end
+        @test err isa EvalError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("MLP energies only", err.msg)
+        bad = copy(P)
+        bad[2, 7] = NaN32
+        err = try energy_grad(m, bad); nothing catch ex; ex end
+        @test err isa EvalError && err.status == LibSance.SANCE_STATUS_NON_FINITE && occursin("x[6][1]", err.msg)
+        @test occursin("x[6][1]", Sance.eval_last_error())
+        @test_throws DimensionMismatch energy_grad(m, zeros(Float32, 4))
+        close(m)
+        @test !isopen(m)
+        @test_throws EvalError sample_size(m)
+        close(m)                                              # twice is fine
+        close(conv)
         close(ebm)
     end
 end
