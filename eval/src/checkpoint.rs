@@ -141,7 +141,7 @@ fn build<T: Real>(
         fan_in = width;
     }
     let w_out = next(&[1, width])?;
-    Ok(Net { dim, activation, hidden, w_out })
+    Ok(Net { dim, activation, hidden, w_out: crate::mlp::Aligned::new(&w_out) })
 }
 
 /// A tensor's values after checking its dtype, shape and finiteness.

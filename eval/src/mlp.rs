@@ -4,16 +4,23 @@
 //! `a = act(W·a + b)`, the last layer `E = w·a` without bias, act SiLU or LeakyReLU(0.2).
 //!
 //! Two paths give the same numbers to rounding:
-//! - one point at a time ([`Net::point`]) for small calls, the inner loop of a simulation: each
-//!   product is written as rows added to an accumulator (`z += a[i]·Wᵀ[i,:]`), which the compiler
-//!   vectorises without reordering any sum, and the whole pass is compiled a second time with
-//!   AVX2 and FMA enabled and chosen at run time (the crate is built for baseline x86-64);
-//! - batches ([`Net::batch`]) through `matrixmultiply`'s GEMM (packed, cache-blocked, with its own
-//!   AVX2/AVX-512 kernels), the same formulation as libsance's hand-written backward pass.
+//! - one point at a time ([`Net::point`]) below [`BATCH_FROM`] points, the inner loop of a
+//!   simulation: each product is a combination of the matrix's rows (`z += a[i]·Wᵀ[i,:]`) in
+//!   column blocks held in registers ([`rows_combination`]), which the compiler vectorises
+//!   without reordering any sum; the pass is compiled a second time with AVX2 and FMA and
+//!   chosen at run time (the crate is built for baseline x86-64);
+//! - batches ([`Net::batch`]) through `matrixmultiply`'s GEMM (packed, cache-blocked, with its
+//!   own AVX2/AVX-512 kernels), the formulation of libsance's hand-written backward pass, the
+//!   element-wise work compiled for AVX-512 or AVX2 as the CPU allows.
 //!
 //! SiLU needs exp; libm's `expf` is a call per element that does not vectorise and would cost
 //! about half of a one-point call at width 128, so [`Real::sigmoid`] uses a branch-free exp
-//! (range reduction to |r| ≤ ln2/2 and a degree-6 polynomial, ≤ 2 ulp) that does.
+//! (range reduction to |r| ≤ ln2/2 and a degree-6 polynomial, within 2.5e-7 of libm) that does,
+//! and σ(z) is kept from the forward pass for the backward one.
+//!
+//! Tried and dropped: the backward pass as dots of Wᵀ's rows, last row first, so that the part
+//! of Wᵀ the forward pass left in L1 is read again from there — written with a 4 × 16
+//! accumulator the compiler did not vectorise, and the call took 4× longer.
 use std::ops::{Add, Mul, Sub};
 
 /// The activation of the hidden layers.
@@ -103,12 +110,15 @@ fn scratch<T: Copy + Default, R>(
     len: usize,
     f: impl FnOnce(&mut [T]) -> R,
 ) -> R {
+    // The slice starts on a cache line, as `Aligned` does for the weights.
+    let slack = 64 / std::mem::size_of::<T>();
     match cell.try_borrow_mut() {
         Ok(mut v) => {
-            if v.len() < len {
-                v.resize(len, T::default());
+            if v.len() < len + slack {
+                v.resize(len + slack, T::default());
             }
-            f(&mut v[..len])
+            let off = v.as_ptr().align_offset(64).min(slack);
+            f(&mut v[off..off + len])
         }
         Err(_) => f(&mut vec![T::default(); len]),
     }
@@ -217,16 +227,51 @@ impl Real for f64 {
     }
 }
 
+/// Values stored from a 64-byte boundary (a cache line), whatever the allocator returned: with
+/// rows of 32-byte vector loads, a matrix that starts 16 bytes off a line splits every other
+/// load across two lines. Measured: the one-point call took 1.83 or 2.25 µs depending only on
+/// where the heap happened to put the weights (the length of the program's path moved it).
+#[derive(Clone, Debug)]
+pub struct Aligned<T> {
+    buf: Vec<T>,
+    off: usize,
+    len: usize,
+}
+
+impl<T: Real> Aligned<T> {
+    pub fn new(v: &[T]) -> Aligned<T> {
+        let per_line = 64 / std::mem::size_of::<T>();
+        let mut buf = vec![T::ZERO; v.len() + per_line];
+        // The buffer never grows, so its address, and this offset, stay.
+        let off = buf.as_ptr().align_offset(64).min(per_line);
+        buf[off..off + v.len()].copy_from_slice(v);
+        Aligned { buf, off, len: v.len() }
+    }
+}
+
+impl<T> std::ops::Deref for Aligned<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.buf[self.off..self.off + self.len]
+    }
+}
+
+impl<T> std::ops::DerefMut for Aligned<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        &mut self.buf[self.off..self.off + self.len]
+    }
+}
+
 /// One hidden layer.
 #[derive(Clone, Debug)]
 pub struct Hidden<T> {
     pub fan_in: usize,
     pub width: usize,
     /// W, [width × fan_in] row-major (as stored).
-    pub w: Vec<T>,
+    pub w: Aligned<T>,
     /// Wᵀ, [fan_in × width] row-major.
-    pub wt: Vec<T>,
-    pub b: Vec<T>,
+    pub wt: Aligned<T>,
+    pub b: Aligned<T>,
 }
 
 impl<T: Real> Hidden<T> {
@@ -237,7 +282,7 @@ impl<T: Real> Hidden<T> {
                 wt[i * width + o] = w[o * fan_in + i];
             }
         }
-        Hidden { fan_in, width, w, wt, b }
+        Hidden { fan_in, width, w: Aligned::new(&w), wt: Aligned::new(&wt), b: Aligned::new(&b) }
     }
 }
 
@@ -248,13 +293,14 @@ pub struct Net<T> {
     pub activation: Activation,
     pub hidden: Vec<Hidden<T>>,
     /// The last layer's weight [H] (no bias).
-    pub w_out: Vec<T>,
+    pub w_out: Aligned<T>,
 }
 
 /// Below this many points a call runs point by point; from it on, through GEMM. Measured
-/// (bench/speed, "sance_eval"): at width 128 the batched path wins from about 8 points.
+/// through the C API on a 3 → 128 → 128 → 1 energy (two cores with AVX-512): 1.82 µs per point
+/// one at a time, through GEMM 1.85 at 8 points, 1.70 at 9, 1.00 at 16.
 pub(crate) const BATCH_FROM: usize = 8;
-/// Rows per GEMM block: bounds the workspace (2·L·H values per row) whatever n is.
+/// Points per GEMM block: bounds the workspace (about 3·L·H values per point) whatever n is.
 const BLOCK_ROWS: usize = 512;
 
 /// a = act(z), in place over a slice.
@@ -343,8 +389,8 @@ fn carve<'a, T>(mut buf: &'a mut [T], sizes: &[usize]) -> Vec<&'a mut [T]> {
 /// product written as a combination of rows, in column blocks of 64 held in registers across
 /// all rows (so each element of M is loaded once and the block is stored once), with no sum
 /// reordered. 64 floats are eight AVX2 registers: eight independent chains of fused
-/// multiply-adds, enough to hide their latency (with 32, four chains, the loop ran at half
-/// speed waiting on them).
+/// multiply-adds, enough to hide their latency (with 32, four chains, a one-point call took
+/// 2.2 µs against 1.85 with 64; docs/eval.md).
 #[inline(always)]
 fn rows_combination<T: Real, const FMA: bool>(out: &mut [T], init: Option<&[T]>, c: &[T], m: &[T]) {
     const B: usize = 64;
@@ -648,7 +694,7 @@ impl<T: Real> Net<T> {
                     let span = r * l.width..(r + 1) * l.width;
                     let zr = &mut z[span.clone()];
                     if !few {
-                        for (v, &b) in zr.iter_mut().zip(&l.b) {
+                        for (v, &b) in zr.iter_mut().zip(l.b.iter()) {
                             *v = *v + b;
                         }
                     }
@@ -800,8 +846,8 @@ mod tests {
             hidden.push(Hidden::new(fan_in, w, wv, bv));
             fan_in = w;
         }
-        let w_out = (0..fan_in).map(|_| r()).collect();
-        Net { dim, activation: act, hidden, w_out }
+        let w_out: Vec<T> = (0..fan_in).map(|_| r()).collect();
+        Net { dim, activation: act, hidden, w_out: Aligned::new(&w_out) }
     }
 
     /// E by the definition in f64, for finite differences.
@@ -818,7 +864,7 @@ mod tests {
                 })
                 .collect();
         }
-        a.iter().zip(&n.w_out).map(|(a, w)| a * w).sum()
+        a.iter().zip(n.w_out.iter()).map(|(a, w)| a * w).sum()
     }
 
     #[test]
