@@ -604,7 +604,7 @@ impl<T: Real> Net<T> {
     }
 
     /// [`Net::batch_avx2`] with 512-bit vectors, where the CPU has them: the element-wise work
-    /// (σ above all) is about half of a batch's time at width 128.
+    /// (σ above all) was over a third of a batch's time at width 128 (perf, before this build).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx2,fma")]
     unsafe fn batch_avx512(
