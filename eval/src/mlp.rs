@@ -50,7 +50,6 @@ pub trait Real:
     fn from_f64(x: f64) -> Self;
     fn to_f32(self) -> f32;
     fn is_finite(self) -> bool;
-    fn recip(self) -> Self;
     /// Runs `f` on this thread's scratch buffer of at least `len` values (kept between calls,
     /// so that no call allocates or page-faults once the sizes have been seen; one per thread,
     /// so calls on many threads never share one).
@@ -143,10 +142,6 @@ impl Real for f32 {
     fn is_finite(self) -> bool {
         f32::is_finite(self)
     }
-    #[inline(always)]
-    fn recip(self) -> f32 {
-        1.0 / self
-    }
     fn with_workspace<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         SCRATCH_F32.with(|c| scratch(c, len, f))
     }
@@ -193,10 +188,6 @@ impl Real for f64 {
     #[inline(always)]
     fn is_finite(self) -> bool {
         f64::is_finite(self)
-    }
-    #[inline(always)]
-    fn recip(self) -> f64 {
-        1.0 / self
     }
     fn with_workspace<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
         SCRATCH_F64.with(|c| scratch(c, len, f))
