@@ -247,12 +247,6 @@ impl<T> std::ops::Deref for Aligned<T> {
     }
 }
 
-impl<T> std::ops::DerefMut for Aligned<T> {
-    fn deref_mut(&mut self) -> &mut [T] {
-        &mut self.buf[self.off..self.off + self.len]
-    }
-}
-
 /// One hidden layer.
 #[derive(Clone, Debug)]
 pub struct Hidden<T> {
@@ -294,13 +288,14 @@ pub(crate) const BATCH_FROM: usize = 8;
 /// Points per GEMM block: bounds the workspace (about 3·L·H values per point) whatever n is.
 const BLOCK_ROWS: usize = 512;
 
-/// a = act(z), in place over a slice.
+/// a = act(z), and for SiLU σ(z) into `sig`, kept for [`act_backward`].
 #[inline(always)]
-fn activate<T: Real>(act: Activation, z: &[T], a: &mut [T]) {
+fn act_forward<T: Real>(act: Activation, z: &[T], sig: &mut [T], a: &mut [T]) {
     match act {
         Activation::Silu => {
-            for (a, &z) in a.iter_mut().zip(z) {
-                *a = z * z.sigmoid();
+            for ((a, s), &z) in a.iter_mut().zip(sig.iter_mut()).zip(z) {
+                *s = z.sigmoid();
+                *a = z * *s;
             }
         }
         Activation::LeakyRelu => {
@@ -313,14 +308,13 @@ fn activate<T: Real>(act: Activation, z: &[T], a: &mut [T]) {
     }
 }
 
-/// g ← g ⊙ act'(z), in place.
+/// g ← g ⊙ act'(z), with SiLU's σ(z) from [`act_forward`].
 #[inline(always)]
-fn backward_act<T: Real>(act: Activation, z: &[T], g: &mut [T]) {
+fn act_backward<T: Real>(act: Activation, z: &[T], sig: &[T], g: &mut [T]) {
     match act {
         Activation::Silu => {
             // d/dz z·σ(z) = σ(z)·(1 + z·(1 − σ(z))).
-            for (g, &z) in g.iter_mut().zip(z) {
-                let s = z.sigmoid();
+            for ((g, &z), &s) in g.iter_mut().zip(z).zip(sig) {
                 *g = *g * (s * (T::ONE + z * (T::ONE - s)));
             }
         }
@@ -482,17 +476,7 @@ impl<T: Real> Net<T> {
             let input: &[T] = if li == 0 { xt } else { &done[off - l.fan_in..] };
             let z = &mut zs[off..off + l.width];
             rows_combination::<T, FMA>(z, Some(&l.b), input, &l.wt);
-            let a = &mut cur[..l.width];
-            match self.activation {
-                Activation::Silu => {
-                    let s = &mut sig[off..off + l.width];
-                    for ((a, s), &z) in a.iter_mut().zip(s.iter_mut()).zip(z.iter()) {
-                        *s = z.sigmoid();
-                        *a = z * *s;
-                    }
-                }
-                Activation::LeakyRelu => activate(self.activation, z, a),
-            }
+            act_forward(self.activation, z, &mut sig[off..off + l.width], &mut cur[..l.width]);
             off += l.width;
         }
         let last = self.hidden.last().expect("an MLP has a hidden layer");
@@ -504,7 +488,7 @@ impl<T: Real> Net<T> {
         // Backward: g = w_out ⊙ act'(z_L), then g_in = Wᵀ·g layer by layer (kept in `acts`,
         // which the forward pass no longer needs).
         acts[top..off].copy_from_slice(&self.w_out);
-        self.act_backward(&zs[top..off], &sig[top..off], &mut acts[top..off]);
+        act_backward(self.activation, &zs[top..off], &sig[top..off], &mut acts[top..off]);
         let mut off_hi = off;
         for li in (0..self.hidden.len()).rev() {
             let l = &self.hidden[li];
@@ -525,22 +509,9 @@ impl<T: Real> Net<T> {
             } else {
                 let below = lo - l.fan_in;
                 acts[below..lo].copy_from_slice(gin);
-                self.act_backward(&zs[below..lo], &sig[below..lo], &mut acts[below..lo]);
+                act_backward(self.activation, &zs[below..lo], &sig[below..lo], &mut acts[below..lo]);
             }
             off_hi = lo;
-        }
-    }
-
-    /// g ← g ⊙ act'(z), with SiLU's σ(z) from the forward pass.
-    #[inline(always)]
-    fn act_backward(&self, z: &[T], sig: &[T], g: &mut [T]) {
-        match self.activation {
-            Activation::Silu => {
-                for ((g, &z), &s) in g.iter_mut().zip(z).zip(sig) {
-                    *g = *g * (s * (T::ONE + z * (T::ONE - s)));
-                }
-            }
-            Activation::LeakyRelu => backward_act(self.activation, z, g),
         }
     }
 
@@ -689,16 +660,7 @@ impl<T: Real> Net<T> {
                             *v = *v + b;
                         }
                     }
-                    let ar = &mut this[0][span.clone()];
-                    match self.activation {
-                        Activation::Silu => {
-                            for ((a, s), &z) in ar.iter_mut().zip(sig[li][span].iter_mut()).zip(zr.iter()) {
-                                *s = z.sigmoid();
-                                *a = z * *s;
-                            }
-                        }
-                        Activation::LeakyRelu => activate(self.activation, zr, ar),
-                    }
+                    act_forward(self.activation, zr, &mut sig[li][span.clone()], &mut this[0][span]);
                 }
             }
             let nl = self.hidden.len();
@@ -712,7 +674,12 @@ impl<T: Real> Net<T> {
                 for r in 0..m {
                     let gr = &mut acts[nl - 1][r * h..(r + 1) * h];
                     gr.copy_from_slice(&self.w_out);
-                    self.act_backward(&zs[nl - 1][r * h..(r + 1) * h], &sig[nl - 1][r * h..(r + 1) * h], gr);
+                    act_backward(
+                        self.activation,
+                        &zs[nl - 1][r * h..(r + 1) * h],
+                        &sig[nl - 1][r * h..(r + 1) * h],
+                        gr,
+                    );
                 }
                 for li in (0..nl).rev() {
                     let l = &self.hidden[li];
@@ -750,7 +717,12 @@ impl<T: Real> Net<T> {
                     } else {
                         let below = &mut acts[li - 1][..m * l.fan_in];
                         below.copy_from_slice(gi);
-                        self.act_backward(&zs[li - 1][..m * l.fan_in], &sig[li - 1][..m * l.fan_in], below);
+                        act_backward(
+                            self.activation,
+                            &zs[li - 1][..m * l.fan_in],
+                            &sig[li - 1][..m * l.fan_in],
+                            below,
+                        );
                     }
                 }
             }
