@@ -15,24 +15,16 @@
 #include <unistd.h>
 #include <vector>
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, what)                                                                      \
-    do {                                                                                       \
-        if (cond) {                                                                            \
-            passed++;                                                                          \
-        } else {                                                                               \
-            failed++;                                                                          \
-            std::printf("FAIL %s:%d: %s (%s)\n", __FILE__, __LINE__, #cond, what);             \
-        }                                                                                      \
-    } while (0)
+#include "check.hpp"
+
 
 template <class F> static void expect_eval_error(F f, SanceStatus status, const char *what, const char *needle) {
     try {
         f();
-        CHECK(false, what);
+        CHECK(false, "%s", what);
     } catch (const sance::EvalError &e) {
-        CHECK(e.status() == status, what);
-        CHECK(std::strstr(e.what(), needle) != nullptr, e.what());
+        CHECK(e.status() == status, "%s", what);
+        CHECK(std::strstr(e.what(), needle) != nullptr, "%s", e.what());
     }
 }
 
@@ -127,6 +119,5 @@ int main() {
                       "MLP energies only");
     std::remove(conv_path.c_str());
 
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return check_summary();
 }

@@ -11,18 +11,8 @@ static const uint32_t header_abi = SANCE_ABI_VERSION;
 #include <cstdio>
 #include <string>
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (cond) {                                                        \
-            passed++;                                                      \
-        } else {                                                           \
-            failed++;                                                      \
-            std::printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);   \
-            std::printf(__VA_ARGS__);                                      \
-            std::printf("\n");                                             \
-        }                                                                  \
-    } while (0)
+#include "check.hpp"
+
 
 int main() {
     try {
@@ -43,6 +33,5 @@ int main() {
         CHECK(std::string(e.what()).find("compiled against sance.h of ABI version 1") != std::string::npos,
               "message: %s", e.what());
     }
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }

@@ -9,30 +9,22 @@
 #include <type_traits>
 #include <unistd.h>
 
+#include "check.hpp"
+
 std::string second_tu_version();
 // The sum over a world of one rank is the buffer itself.
 extern "C" int32_t world_of_one(float *, size_t, void *) { return 0; }
 size_t second_tu_sample_size();
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, what)                                                       \
-    do {                                                                        \
-        if (cond) {                                                             \
-            passed++;                                                           \
-        } else {                                                                \
-            failed++;                                                           \
-            std::printf("FAIL %s:%d: %s (%s)\n", __FILE__, __LINE__, #cond, what); \
-        }                                                                       \
-    } while (0)
 
 // Runs f, which must throw sance::Error with `status`.
 template <class F> static void expect_error(F f, SanceStatus status, const char *what, const char *needle) {
     try {
         f();
-        CHECK(false, what);
+        CHECK(false, "%s", what);
     } catch (const sance::Error &e) {
-        CHECK(e.status() == status, what);
-        CHECK(std::strstr(e.what(), needle) != nullptr, e.what());
+        CHECK(e.status() == status, "%s", what);
+        CHECK(std::strstr(e.what(), needle) != nullptr, "%s", e.what());
         CHECK(std::strstr(e.what(), sance::status_name(status).c_str()) != nullptr, "what() names the status");
     }
 }
@@ -318,6 +310,5 @@ int main() {
     sance::Ebm adopted = sance::Ebm::adopt(raw_handle);
     CHECK(adopted.energy(rings) == e, "adopt");
 
-    std::printf("%d passed, %d failed\n", passed, failed);
-    return failed == 0 ? 0 : 1;
+    return check_summary();
 }
