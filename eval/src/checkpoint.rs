@@ -6,8 +6,9 @@
 //! config, each tensor's dtype and shape against the config, finite values.
 use crate::mlp::{Activation, Hidden, Net, Real};
 use crate::status::{Error, Result, SanceStatus};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors, TensorInfo};
 use serde_json::Value;
+use std::collections::HashMap;
 use std::path::Path;
 
 /// A loaded energy, in its checkpoint's precision.
@@ -43,10 +44,11 @@ pub fn load(path: &Path) -> Result<Model> {
 
 /// Reads a checkpoint from its bytes.
 pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
-    let (_, meta) = SafeTensors::read_metadata(bytes)
+    // One parse of the header, as libsance's loader does: read_metadata has checked that the
+    // tensors tile the data section exactly.
+    let (n, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::corrupt(format!("not a safetensors file ({e:?})")))?;
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| Error::corrupt(format!("not a safetensors file ({e:?})")))?;
+    let st = Stored { tensors: meta.tensors(), data: &bytes[8 + n..] };
     let md = meta.metadata().as_ref().ok_or_else(|| Error::corrupt("no metadata: not a sance checkpoint"))?;
     let get = |k: &str| md.get(k).ok_or_else(|| Error::corrupt(format!("metadata has no {k:?}")));
     if get("format")? != "sance-checkpoint" {
@@ -116,8 +118,14 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
     }
 }
 
+/// The file's tensors: where each lies in the data section.
+struct Stored<'a> {
+    tensors: HashMap<String, &'a TensorInfo>,
+    data: &'a [u8],
+}
+
 fn build<T: Real>(
-    st: &SafeTensors,
+    st: &Stored,
     names: &[String],
     dim: usize,
     width: usize,
@@ -129,8 +137,9 @@ fn build<T: Real>(
     let mut next = |shape: &[usize]| -> Result<Vec<T>> {
         let name = &names[k];
         k += 1;
-        let t = st.tensor(name).map_err(|_| Error::corrupt(format!("tensor {name:?} is missing")))?;
-        values(&t, name, shape, dtype)
+        let t = st.tensors.get(name).ok_or_else(|| Error::corrupt(format!("tensor {name:?} is missing")))?;
+        let (a, b) = t.data_offsets;
+        values(t, &st.data[a..b], name, shape, dtype)
     };
     let mut hidden = Vec::new();
     let mut fan_in = dim;
@@ -145,24 +154,19 @@ fn build<T: Real>(
 }
 
 /// A tensor's values after checking its dtype, shape and finiteness.
-fn values<T: Real>(t: &TensorView, name: &str, shape: &[usize], dtype: Dtype) -> Result<Vec<T>> {
-    if t.dtype() != dtype {
-        return Err(Error::corrupt(format!(
-            "{name} is {:?}, the checkpoint's dtype is {dtype:?}",
-            t.dtype()
-        )));
+fn values<T: Real>(t: &TensorInfo, data: &[u8], name: &str, shape: &[usize], dtype: Dtype) -> Result<Vec<T>> {
+    if t.dtype != dtype {
+        return Err(Error::corrupt(format!("{name} is {:?}, the checkpoint's dtype is {dtype:?}", t.dtype)));
     }
-    if t.shape() != shape {
-        return Err(Error::corrupt(format!("{name} has shape {:?}, the config needs {shape:?}", t.shape())));
+    if t.shape != shape {
+        return Err(Error::corrupt(format!("{name} has shape {:?}, the config needs {shape:?}", t.shape)));
     }
     let v: Vec<T> = match dtype {
-        Dtype::F64 => t
-            .data()
+        Dtype::F64 => data
             .chunks_exact(8)
             .map(|c| T::from_f64(f64::from_le_bytes(c.try_into().expect("8 bytes"))))
             .collect(),
-        _ => t
-            .data()
+        _ => data
             .chunks_exact(4)
             .map(|c| T::from_f32(f32::from_le_bytes(c.try_into().expect("4 bytes"))))
             .collect(),
