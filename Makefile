@@ -86,13 +86,19 @@ define install_lib
 	ln -sf $(call soname,$(2),$(3)) $(DESTDIR)$(LIBDIR)/$(2).so
 endef
 
+# $(call install_pc,NAME,X.Y.Z): LIBDIR/pkgconfig/NAME.pc from packaging/NAME.pc.in.
+define install_pc
+	install -d -m 755 $(DESTDIR)$(LIBDIR)/pkgconfig
+	sed -e 's|@PC_UP@|$(call up,$(LIBDIR_REL)/pkgconfig)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
+	    -e 's|@INCLUDEDIR_REL@|$(INCLUDEDIR_REL)|g' -e 's|@VERSION@|$(2)|g' \
+	    packaging/$(1).pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/$(1).pc
+endef
+
 # $(call install_pkg,NAME,libNAME,X.Y.Z): LIBDIR/pkgconfig/NAME.pc and
 # LIBDIR/cmake/NAME/NAMEConfig{,Version}.cmake from packaging/.
 define install_pkg
-	install -d -m 755 $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(LIBDIR)/cmake/$(1)
-	sed -e 's|@PC_UP@|$(call up,$(LIBDIR_REL)/pkgconfig)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
-	    -e 's|@INCLUDEDIR_REL@|$(INCLUDEDIR_REL)|g' -e 's|@VERSION@|$(3)|g' \
-	    packaging/$(1).pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/$(1).pc
+	$(call install_pc,$(1),$(3))
+	install -d -m 755 $(DESTDIR)$(LIBDIR)/cmake/$(1)
 	sed -e 's|@CMAKE_UP@|$(call up,$(LIBDIR_REL)/cmake/$(1))|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
 	    -e 's|@INCLUDEDIR_REL@|$(INCLUDEDIR_REL)|g' -e 's|@VERSION@|$(3)|g' \
 	    -e 's|@SONAME@|$(call soname,$(2),$(3))|g' -e 's|@EVAL_SONAME@|$(call soname,libsance_eval,$(3))|g' \
@@ -101,9 +107,14 @@ define install_pkg
 	    > $(DESTDIR)$(LIBDIR)/cmake/$(1)/$(1)ConfigVersion.cmake
 endef
 
+# $(call uninstall_so,libNAME,X.Y.Z): what install_lib wrote.
+define uninstall_so
+	rm -f $(DESTDIR)$(LIBDIR)/$(1).so $(DESTDIR)$(LIBDIR)/$(call soname,$(1),$(2)) $(DESTDIR)$(LIBDIR)/$(1).so.$(2)
+endef
+
 # $(call uninstall_lib,NAME,libNAME,X.Y.Z): what install_lib and install_pkg wrote.
 define uninstall_lib
-	rm -f $(DESTDIR)$(LIBDIR)/$(2).so $(DESTDIR)$(LIBDIR)/$(call soname,$(2),$(3)) $(DESTDIR)$(LIBDIR)/$(2).so.$(3)
+	$(call uninstall_so,$(2),$(3))
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/$(1).pc
 	rm -rf $(DESTDIR)$(LIBDIR)/cmake/$(1)
 endef
@@ -118,9 +129,8 @@ install: $(LIB) $(EVAL_LIB) check-install patchelf
 	install -m 644 bindings/cpp/include/sance/eval.hpp $(DESTDIR)$(INCLUDEDIR)/sance/eval.hpp
 	install -m 644 bindings/cpp/include/sance/mpi.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	$(call install_pkg,sance,libsance,$(VERSION))
-	sed -e 's|@PC_UP@|$(call up,$(LIBDIR_REL)/pkgconfig)|g' -e 's|@LIBDIR_REL@|$(LIBDIR_REL)|g' \
-	    -e 's|@INCLUDEDIR_REL@|$(INCLUDEDIR_REL)|g' -e 's|@VERSION@|$(VERSION)|g' \
-	    packaging/sance_eval.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/sance_eval.pc
+	@# sance::eval is in sance's CMake package; libsance_eval has a pkg-config file of its own.
+	$(call install_pc,sance_eval,$(VERSION))
 	@# A bundle from an earlier install (another libtorch, another route) goes first.
 	rm -rf $(DESTDIR)$(BUNDLEDIR)
 	$(if $(strip $(LIBTORCH)),@echo "libtorch: $(if $(RUNPATH),RUNPATH $(RUNPATH),none: LD_LIBRARY_PATH must hold a libtorch 2.11.0)",packaging/bundle-libtorch.sh $(DESTDIR)$(BUNDLEDIR) $(BUNDLED_LIBS))
@@ -148,8 +158,8 @@ patchelf:
 
 uninstall:
 	$(call uninstall_lib,sance,libsance,$(VERSION))
-	rm -f $(DESTDIR)$(LIBDIR)/libsance_eval.so $(DESTDIR)$(LIBDIR)/$(call soname,libsance_eval,$(VERSION)) \
-	    $(DESTDIR)$(LIBDIR)/libsance_eval.so.$(VERSION) $(DESTDIR)$(LIBDIR)/pkgconfig/sance_eval.pc
+	$(call uninstall_so,libsance_eval,$(VERSION))
+	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/sance_eval.pc
 	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance_eval.h $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp \
 	    $(DESTDIR)$(INCLUDEDIR)/sance/eval.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sance
