@@ -48,9 +48,11 @@ fn check_ptr<T>(p: *const T, name: &str) -> Result<()> {
 }
 
 /// Reads the MLP energy in the sance checkpoint at `checkpoint_path` (any format version
-/// libsance writes or reads: 1 to 3; float32 or float64 models, evaluated in their own
+/// libsance writes or reads: 1 to 4; float32 or float64 models, evaluated in their own
 /// precision). The energy is the one libsance's `sance_ebm_energy_grad` evaluates: the
-/// parameters' moving average when the model keeps one (`ema_decay` > 0), else θ.
+/// parameters' moving average when the model keeps one (`ema_decay` > 0), else θ, with the
+/// model's fitted scaling of the data when it has one (format version 4), so that energies
+/// and gradients are in the user's coordinates.
 /// Convolutional energies are refused (SANCE_STATUS_INVALID_ARGUMENT). On success `*out`
 /// holds a new model (free it with `sance_eval_free`); on failure `*out` is unchanged and the
 /// status says why: SANCE_STATUS_IO (unreadable file), SANCE_STATUS_CORRUPT (not a valid

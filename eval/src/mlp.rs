@@ -1,7 +1,9 @@
 //! E(x) and ∇ₓE(x) of a sance MLP energy in plain Rust.
 //!
 //! The network is libsance's (src/model/net.rs): data_dim → H × L → 1, each hidden layer
-//! `a = act(W·a + b)`, the last layer `E = w·a` without bias, act SiLU or LeakyReLU(0.2).
+//! `a = act(W·a + b)`, the last layer `E = w·a` without bias, act SiLU or LeakyReLU(0.2);
+//! with a fitted [`Scaling`] of the data (format version 4) the network sees standardised
+//! points, and E and ∇ₓE are returned in the user's coordinates.
 //!
 //! Two paths give the same numbers to rounding:
 //! - one point at a time ([`Net::point`]) below [`BATCH_FROM`] points, the inner loop of a
@@ -21,7 +23,7 @@
 //! Tried and dropped: the backward pass as dots of Wᵀ's rows, last row first, so that the part
 //! of Wᵀ the forward pass left in L1 is read again from there — written with a 4 × 16
 //! accumulator the compiler did not vectorise, and the call took 4× longer.
-use std::ops::{Add, Mul, Sub};
+use std::ops::{Add, Div, Mul, Sub};
 
 /// The activation of the hidden layers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub trait Real:
     + Add<Output = Self>
     + Sub<Output = Self>
     + Mul<Output = Self>
+    + Div<Output = Self>
     + Send
     + Sync
     + 'static
@@ -49,6 +52,7 @@ pub trait Real:
     fn from_f32(x: f32) -> Self;
     fn from_f64(x: f64) -> Self;
     fn to_f32(self) -> f32;
+    fn to_f64(self) -> f64;
     fn is_finite(self) -> bool;
     /// Runs `f` on this thread's scratch buffer of at least `len` values (kept between calls,
     /// so that no call allocates or page-faults once the sizes have been seen; one per thread,
@@ -139,6 +143,10 @@ impl Real for f32 {
         self
     }
     #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
     fn is_finite(self) -> bool {
         f32::is_finite(self)
     }
@@ -186,6 +194,10 @@ impl Real for f64 {
         self as f32
     }
     #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
     fn is_finite(self) -> bool {
         f64::is_finite(self)
     }
@@ -222,11 +234,26 @@ impl Real for f64 {
 /// rows of 32-byte vector loads, a matrix that starts 16 bytes off a line splits every other
 /// load across two lines. Measured: the one-point call took 1.83 or 2.25 µs depending only on
 /// where the heap happened to put the weights (the length of the program's path moved it).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Aligned<T> {
     buf: Vec<T>,
     off: usize,
     len: usize,
+}
+
+/// A copy aligned in its own buffer: a derived clone would keep `off`, which is right only for
+/// the original buffer's address (a cloned net's one-point call ran 10–20% slower, its weights
+/// off a line).
+impl<T: Clone> Clone for Aligned<T> {
+    fn clone(&self) -> Aligned<T> {
+        let per_line = 64 / std::mem::size_of::<T>().max(1);
+        // The buffer always holds at least a line of padding: something to fill with.
+        let fill = self.buf[0].clone();
+        let mut buf = vec![fill; self.len + per_line];
+        let off = buf.as_ptr().align_offset(64).min(per_line);
+        buf[off..off + self.len].clone_from_slice(&self.buf[self.off..self.off + self.len]);
+        Aligned { buf, off, len: self.len }
+    }
 }
 
 impl<T: Real> Aligned<T> {
@@ -271,6 +298,38 @@ impl<T: Real> Hidden<T> {
     }
 }
 
+/// The model's fitted scaling of the data (checkpoint format version 4): the network works in
+/// z = (x − shift) / scale, element-wise, and in the user's coordinates
+/// E(x) = E_net(z) + Σᵢ ln scaleᵢ (the log-Jacobian) and ∇ₓE(x) = ∇_z E_net(z) / scale.
+///
+/// Applied as written, around the network, as libsance does, rather than folded into the first
+/// layer (W₁/scale, b₁ − W₁·(shift/scale)). Folding would save nothing measurable — this costs
+/// D subtractions and divisions per point in and D divisions out, against the network's
+/// D·H + H² + … multiply-adds (3 → 128 → 128 → 1: 1.47 µs per point with or without a scaling,
+/// 0.93 ms per 1,000) — and in float32 it loses digits on data far from the origin against
+/// its spread: the first layer then sums terms of size |W₁·x/scale| that cancel against b₁'
+/// down to |W₁·z|. With |shift|/scale = 1000 on one coordinate the folded float32 net was off
+/// the f64 definition by 2.5e-5 to 6e-5 of the largest output, over the 1e-5 that libsance
+/// and this crate are held to; applied as written, by under 1e-6 (the tests below).
+/// Σ ln scale is added in f64 to each energy before its one rounding to float32 (the network
+/// has no last bias to hold it, and one rounding instead of two is free).
+#[derive(Clone, Debug)]
+pub struct Scaling<T> {
+    /// shift [dim].
+    pub shift: Vec<T>,
+    /// scale [dim], each finite and > 0.
+    pub scale: Vec<T>,
+    /// Σᵢ ln scaleᵢ.
+    pub log_jacobian: f64,
+}
+
+impl<T: Real> Scaling<T> {
+    pub fn new(shift: Vec<T>, scale: Vec<T>) -> Scaling<T> {
+        let log_jacobian = scale.iter().map(|s| s.to_f64().ln()).sum();
+        Scaling { shift, scale, log_jacobian }
+    }
+}
+
 /// A whole energy network.
 #[derive(Clone, Debug)]
 pub struct Net<T> {
@@ -279,6 +338,9 @@ pub struct Net<T> {
     pub hidden: Vec<Hidden<T>>,
     /// The last layer's weight [H] (no bias).
     pub w_out: Aligned<T>,
+    /// The fitted scaling of the data; None: the identity (checkpoints before version 4, or a
+    /// model that fitted none).
+    pub scaling: Option<Scaling<T>>,
 }
 
 /// Below this many points a call runs point by point; from it on, through GEMM. Measured
@@ -411,6 +473,54 @@ fn rows_combination<T: Real, const FMA: bool>(out: &mut [T], init: Option<&[T]>,
 }
 
 impl<T: Real> Net<T> {
+    /// The network's inputs `xt` from the user's points `x` (as many whole points as the
+    /// shorter holds): z = (x − shift) / scale, or x itself without a scaling.
+    #[inline(always)]
+    fn inputs(&self, x: &[f32], xt: &mut [T]) {
+        match &self.scaling {
+            None => {
+                for (t, &v) in xt.iter_mut().zip(x) {
+                    *t = T::from_f32(v);
+                }
+            }
+            Some(s) => {
+                for (tr, xr) in xt.chunks_exact_mut(self.dim).zip(x.chunks_exact(self.dim)) {
+                    for (((t, &v), &sh), &sc) in tr.iter_mut().zip(xr).zip(&s.shift).zip(&s.scale) {
+                        *t = (T::from_f32(v) - sh) / sc;
+                    }
+                }
+            }
+        }
+    }
+
+    /// ∇ₓE into `g` from the network's ∇_z `gz` (whole points): ∇_z / scale.
+    #[inline(always)]
+    fn input_grads(&self, gz: &[T], g: &mut [f32]) {
+        match &self.scaling {
+            None => {
+                for (o, &v) in g.iter_mut().zip(gz) {
+                    *o = v.to_f32();
+                }
+            }
+            Some(s) => {
+                for (or, gr) in g.chunks_exact_mut(self.dim).zip(gz.chunks_exact(self.dim)) {
+                    for ((o, &v), &sc) in or.iter_mut().zip(gr).zip(&s.scale) {
+                        *o = (v / sc).to_f32();
+                    }
+                }
+            }
+        }
+    }
+
+    /// E(x) from the network's E_net(z): plus the log-Jacobian, in f64, rounded once.
+    #[inline(always)]
+    fn energy_out(&self, e_net: T) -> f32 {
+        match &self.scaling {
+            None => e_net.to_f32(),
+            Some(s) => (e_net.to_f64() + s.log_jacobian) as f32,
+        }
+    }
+
     /// Values of workspace a one-point pass needs.
     pub fn point_workspace(&self) -> usize {
         let h: usize = self.hidden.iter().map(|l| l.width).sum();
@@ -466,9 +576,7 @@ impl<T: Real> Net<T> {
         let (sig, rest) = rest.split_at_mut(h_total);
         let (acts, rest) = rest.split_at_mut(h_total);
         let (xt, tmp) = rest.split_at_mut(self.dim);
-        for (t, &v) in xt.iter_mut().zip(x) {
-            *t = T::from_f32(v);
-        }
+        self.inputs(x, xt);
         // Forward: z_l = b_l + Σ_i a[i]·Wᵀ[i,:]; SiLU keeps σ(z) for the way back.
         let mut off = 0;
         for (li, l) in self.hidden.iter().enumerate() {
@@ -482,7 +590,7 @@ impl<T: Real> Net<T> {
         let last = self.hidden.last().expect("an MLP has a hidden layer");
         let top = off - last.width;
         if let Some(e) = energy {
-            *e = dot(&self.w_out, &acts[top..off]).to_f32();
+            *e = self.energy_out(dot(&self.w_out, &acts[top..off]));
         }
         let Some(grad) = grad else { return };
         // Backward: g = w_out ⊙ act'(z_L), then g_in = Wᵀ·g layer by layer (kept in `acts`,
@@ -503,9 +611,7 @@ impl<T: Real> Net<T> {
                 rows_combination::<T, FMA>(gin, None, &acts[lo..off_hi], &l.w);
             }
             if li == 0 {
-                for (g, &v) in grad.iter_mut().zip(gin.iter()) {
-                    *g = v.to_f32();
-                }
+                self.input_grads(gin, grad);
             } else {
                 let below = lo - l.fan_in;
                 acts[below..lo].copy_from_slice(gin);
@@ -613,9 +719,7 @@ impl<T: Real> Net<T> {
         let mut start = 0;
         while start < n {
             let m = (n - start).min(rows);
-            for (t, &v) in xt.iter_mut().zip(&x[start * d..(start + m) * d]) {
-                *t = T::from_f32(v);
-            }
+            self.inputs(&x[start * d..(start + m) * d], xt);
             for (li, l) in self.hidden.iter().enumerate() {
                 let (before, this) = acts.split_at_mut(li);
                 let input: &[T] = if li == 0 { xt } else { before[li - 1] };
@@ -667,7 +771,7 @@ impl<T: Real> Net<T> {
             let h = self.hidden[nl - 1].width;
             if let Some(e) = energy.as_deref_mut() {
                 for r in 0..m {
-                    e[start + r] = dot(&self.w_out, &acts[nl - 1][r * h..(r + 1) * h]).to_f32();
+                    e[start + r] = self.energy_out(dot(&self.w_out, &acts[nl - 1][r * h..(r + 1) * h]));
                 }
             }
             if let Some(g) = grad.as_deref_mut() {
@@ -711,9 +815,7 @@ impl<T: Real> Net<T> {
                         }
                     }
                     if li == 0 {
-                        for (o, &v) in g[start * d..(start + m) * d].iter_mut().zip(gi.iter()) {
-                            *o = v.to_f32();
-                        }
+                        self.input_grads(gi, &mut g[start * d..(start + m) * d]);
                     } else {
                         let below = &mut acts[li - 1][..m * l.fan_in];
                         below.copy_from_slice(gi);
@@ -810,7 +912,7 @@ mod tests {
             fan_in = w;
         }
         let w_out: Vec<T> = (0..fan_in).map(|_| r()).collect();
-        Net { dim, activation: act, hidden, w_out: Aligned::new(&w_out) }
+        Net { dim, activation: act, hidden, w_out: Aligned::new(&w_out), scaling: None }
     }
 
     /// E by the definition in f64, for finite differences.
@@ -855,6 +957,145 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// E and ∇ by the definition in f64 (forward, then backward by hand), of the network alone.
+    fn energy_grad_f64(n: &Net<f64>, z: &[f64]) -> (f64, Vec<f64>) {
+        let mut pre = Vec::new();
+        let mut a = z.to_vec();
+        for l in &n.hidden {
+            let zl: Vec<f64> = (0..l.width)
+                .map(|o| l.b[o] + (0..l.fan_in).map(|i| l.w[o * l.fan_in + i] * a[i]).sum::<f64>())
+                .collect();
+            a = zl
+                .iter()
+                .map(|&v| match n.activation {
+                    Activation::Silu => v / (1.0 + (-v).exp()),
+                    Activation::LeakyRelu => v.max(0.2 * v),
+                })
+                .collect();
+            pre.push(zl);
+        }
+        let e = a.iter().zip(n.w_out.iter()).map(|(a, w)| a * w).sum();
+        let mut g: Vec<f64> = n.w_out.to_vec();
+        for (l, zl) in n.hidden.iter().zip(&pre).rev() {
+            for (g, &v) in g.iter_mut().zip(zl) {
+                *g *= match n.activation {
+                    Activation::Silu => {
+                        let s = 1.0 / (1.0 + (-v).exp());
+                        s * (1.0 + v * (1.0 - s))
+                    }
+                    Activation::LeakyRelu => {
+                        if v > 0.0 {
+                            1.0
+                        } else {
+                            0.2
+                        }
+                    }
+                };
+            }
+            g = (0..l.fan_in).map(|i| (0..l.width).map(|o| g[o] * l.w[o * l.fan_in + i]).sum()).collect();
+        }
+        (e, g)
+    }
+
+    /// A net of `T` with a fitted scaling against the definition: E_net((x − shift)/scale) +
+    /// Σ ln scale and ∇_z E_net / scale in f64, over every path and build, coordinate by
+    /// coordinate within `tol` of the largest |value| of that output.
+    fn check_scaling<T: Real>(tol: f64) {
+        // Scales from 0.01 to 100 and shifts of either sign, one far from the origin against
+        // its scale (|shift|/scale = 1000). 5 inputs: the first layer by rows; 10: by GEMM.
+        let all_shift = [0.3, -2.0, 1000.0, 0.05, -40.0, 7.0, 0.0, -0.01, 3.0, 250.0];
+        let all_scale = [0.01, 100.0, 1.0, 0.02, 30.0, 0.5, 2.0, 0.01, 100.0, 4.0];
+        for (dim, widths) in [(5usize, &[40usize, 33][..]), (10, &[128, 70])] {
+            for act in [Activation::Silu, Activation::LeakyRelu] {
+                let mut n = net::<T>(dim, widths, act);
+                let shift: Vec<T> = all_shift[..dim].iter().map(|&v| T::from_f64(v)).collect();
+                let scale: Vec<T> = all_scale[..dim].iter().map(|&v| T::from_f64(v)).collect();
+                n.scaling = Some(Scaling::new(shift.clone(), scale.clone()));
+                // The same network in f64 (T's values exactly), without the scaling.
+                let to64 = |v: &[T]| -> Vec<f64> { v.iter().map(|x| x.to_f64()).collect() };
+                let mut hidden = Vec::new();
+                for l in &n.hidden {
+                    hidden.push(Hidden::new(l.fan_in, l.width, to64(&l.w), to64(&l.b)));
+                }
+                let plain =
+                    Net { dim, activation: act, hidden, w_out: Aligned::new(&to64(&n.w_out)), scaling: None };
+                let (shift, scale) = (to64(&shift), to64(&scale));
+                let log_jacobian: f64 = scale.iter().map(|s| s.ln()).sum();
+                // Points where the data would be: shift + scale·u, u in [-2, 2).
+                let pts = 600;
+                let x: Vec<f32> = (0..pts * dim)
+                    .map(|i| {
+                        let u = ((i * 7919) % 113) as f64 / 28.25 - 2.0;
+                        (shift[i % dim] + scale[i % dim] * u) as f32
+                    })
+                    .collect();
+                let (mut e0, mut g0) = (vec![0f64; pts], vec![0f64; pts * dim]);
+                for i in 0..pts {
+                    let z: Vec<f64> =
+                        (0..dim).map(|k| (x[i * dim + k] as f64 - shift[k]) / scale[k]).collect();
+                    let (e, g) = energy_grad_f64(&plain, &z);
+                    e0[i] = e + log_jacobian;
+                    for k in 0..dim {
+                        g0[i * dim + k] = g[k] / scale[k];
+                    }
+                }
+                let scale_e = e0.iter().fold(0f64, |m, v| m.max(v.abs()));
+                let scale_g: Vec<f64> =
+                    (0..dim).map(|k| (0..pts).fold(0f64, |m, i| m.max(g0[i * dim + k].abs()))).collect();
+                let mut ws = vec![T::ZERO; n.point_workspace()];
+                let mut runs: Vec<(String, Vec<f32>, Vec<f32>)> = Vec::new();
+                for isa in Isa::available() {
+                    let (mut e, mut g) = (vec![0f32; pts], vec![0f32; pts * dim]);
+                    n.batch_isa(isa, &x, pts, Some(&mut e), Some(&mut g));
+                    runs.push((format!("batch {isa:?}"), e, g));
+                    let (mut e, mut g) = (vec![0f32; pts], vec![0f32; pts * dim]);
+                    for i in 0..pts {
+                        let gi = &mut g[i * dim..(i + 1) * dim];
+                        n.point_isa(isa, &x[i * dim..(i + 1) * dim], Some(&mut e[i]), Some(gi), &mut ws);
+                    }
+                    runs.push((format!("point {isa:?}"), e, g));
+                }
+                for k in [1, 3, BATCH_FROM, 600] {
+                    let (mut e, mut g) = (vec![0f32; pts], vec![0f32; pts * dim]);
+                    for c in 0..pts / k {
+                        let span = c * k..(c + 1) * k;
+                        n.energy_grad(
+                            &x[span.start * dim..span.end * dim],
+                            k,
+                            Some(&mut e[span.clone()]),
+                            Some(&mut g[span.start * dim..span.end * dim]),
+                        );
+                    }
+                    runs.push((format!("energy_grad by {k}"), e, g));
+                }
+                for (path, e, g) in &runs {
+                    for i in 0..pts {
+                        let d = (e[i] as f64 - e0[i]).abs();
+                        assert!(d <= tol * scale_e, "{dim} {act:?} {path} row {i}: E {} vs {}", e[i], e0[i]);
+                        for k in 0..dim {
+                            let (a, b) = (g[i * dim + k] as f64, g0[i * dim + k]);
+                            assert!(
+                                (a - b).abs() <= tol * scale_g[k],
+                                "{dim} {act:?} {path} row {i} col {k}: ∇ {a} vs {b}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn scaling_f64_matches_the_definition() {
+        // The outputs are float32: one rounding of an f64 result, 2^-24 relative.
+        check_scaling::<f64>(1e-7);
+    }
+
+    #[test]
+    fn scaling_f32_matches_the_definition() {
+        check_scaling::<f32>(1e-5);
     }
 
     #[test]
