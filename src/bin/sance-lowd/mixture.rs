@@ -1,7 +1,8 @@
 //! The low-dimensional densities of `sance-lowd` (and of the suite's test of the defaults,
 //! tests/defaults_learn_densities.rs, which includes this file): a correlated 2-D Gaussian and
 //! mixtures of anisotropic Gaussians with unequal weights in 2–5 dimensions, known exactly,
-//! and the measures taken against them.
+//! and the measures taken against them. (`sance-lowd` sees them, and its other sets, through
+//! density.rs's `Density`; the log Z grid here takes any box.)
 #![allow(dead_code)]
 use sance::model::rng::Rng;
 use sance::Ebm;
@@ -16,22 +17,46 @@ pub fn energies(ebm: &Ebm, x: &[f32], dim: usize) -> Vec<f64> {
 /// log Z by the midpoint rule over [−w, w]^D with `per` cells a side, in chunks of 65,536
 /// points (mass outside the box is lost).
 pub fn grid_log_z(ebm: &Ebm, dim: usize, w: f64, per: usize) -> f64 {
-    let h = 2.0 * w / per as f64;
+    grid_log_z_box(ebm, &vec![-w; dim], &vec![w; dim], per)
+}
+
+/// log Z by the midpoint rule over the box Π [lo_i, hi_i] with `per` cells a side (mass outside
+/// the box is lost).
+pub fn grid_log_z_box(ebm: &Ebm, lo: &[f64], hi: &[f64], per: usize) -> f64 {
+    let dim = lo.len();
+    grid_log_integral(lo, hi, per, |x| energies(ebm, x, dim).iter().map(|e| -e).collect())
+}
+
+/// log ∫ exp(f) over the box Π [lo_i, hi_i] by the midpoint rule with `per` cells a side:
+/// `log_f` gets the cell centres (as f32, the points a model sees; the first coordinate
+/// varies fastest) in chunks of up to 65,536 points, row-major, and returns f at each.
+pub fn grid_log_integral(
+    lo: &[f64],
+    hi: &[f64],
+    per: usize,
+    mut log_f: impl FnMut(&[f32]) -> Vec<f64>,
+) -> f64 {
+    let dim = lo.len();
+    assert_eq!(dim, hi.len(), "a box needs as many upper bounds as lower ones");
+    let h: Vec<f64> = lo.iter().zip(hi).map(|(l, u)| (u - l) / per as f64).collect();
     let cells = per.pow(dim as u32);
     let mut parts = Vec::new();
     let mut x = Vec::new();
     for i in 0..cells {
         let mut r = i;
-        for _ in 0..dim {
-            x.push((-w + h * ((r % per) as f64 + 0.5)) as f32);
+        for k in 0..dim {
+            x.push((lo[k] + h[k] * ((r % per) as f64 + 0.5)) as f32);
             r /= per;
         }
         if x.len() == 65_536 * dim || i + 1 == cells {
-            parts.push(logsumexp(&energies(ebm, &x, dim).iter().map(|e| -e).collect::<Vec<_>>()));
+            parts.push(logsumexp(&log_f(&x)));
             x.clear();
         }
     }
-    logsumexp(&parts) + dim as f64 * h.ln()
+    // A cube's cell volume as before boxes (D · ln h), to the last bit.
+    let log_cell =
+        if h.iter().all(|&v| v == h[0]) { dim as f64 * h[0].ln() } else { h.iter().map(|h| h.ln()).sum() };
+    logsumexp(&parts) + log_cell
 }
 
 /// A mixture of Gaussians N(μ_k, L_k L_kᵀ) with weights w_k.
@@ -135,6 +160,11 @@ pub fn sets() -> Vec<Mixture> {
 
 impl Mixture {
     pub fn sample(&self, n: usize, rng: &mut Rng) -> Vec<f32> {
+        self.sample_f64(n, rng).into_iter().map(|v| v as f32).collect()
+    }
+
+    /// `sample`'s draws before they are rounded to f32 (the same draws of `rng`).
+    pub fn sample_f64(&self, n: usize, rng: &mut Rng) -> Vec<f64> {
         let d = self.dim;
         let mut v = Vec::with_capacity(n * d);
         for _ in 0..n {
@@ -148,7 +178,7 @@ impl Mixture {
             let z: Vec<f64> = (0..d).map(|_| rng.normal()).collect();
             for i in 0..d {
                 let s: f64 = (0..=i).map(|j| self.chol[k][i * d + j] * z[j]).sum();
-                v.push((self.means[k][i] + s) as f32);
+                v.push(self.means[k][i] + s);
             }
         }
         v
@@ -156,6 +186,11 @@ impl Mixture {
 
     /// log of each component's weighted density at x.
     pub fn component_logs(&self, x: &[f32]) -> Vec<f64> {
+        self.component_logs_f64(&x.iter().map(|&v| v as f64).collect::<Vec<_>>())
+    }
+
+    /// `component_logs` at a point given in f64.
+    pub fn component_logs_f64(&self, x: &[f64]) -> Vec<f64> {
         let d = self.dim;
         (0..self.weights.len())
             .map(|k| {
@@ -165,7 +200,7 @@ impl Mixture {
                 let mut logdet = 0.0;
                 for i in 0..d {
                     let s: f64 = (0..i).map(|j| l[i * d + j] * u[j]).sum();
-                    u[i] = (x[i] as f64 - self.means[k][i] - s) / l[i * d + i];
+                    u[i] = (x[i] - self.means[k][i] - s) / l[i * d + i];
                     logdet += l[i * d + i].ln();
                 }
                 self.weights[k].ln()
@@ -186,7 +221,12 @@ impl Mixture {
     /// The component whose weighted density is largest at x: the regions that split the
     /// space between components.
     pub fn region(&self, x: &[f32]) -> usize {
-        let c = self.component_logs(x);
+        self.region_f64(&x.iter().map(|&v| v as f64).collect::<Vec<_>>())
+    }
+
+    /// `region` at a point given in f64.
+    pub fn region_f64(&self, x: &[f64]) -> usize {
+        let c = self.component_logs_f64(x);
         (0..c.len()).max_by(|&a, &b| c[a].total_cmp(&c[b])).expect("a component")
     }
 
