@@ -23,6 +23,7 @@ class Langevin(ctypes.Structure):
         ("init", c_uint32),
         ("init_scale", c_float),
         ("metropolis", c_uint32),
+        ("target_acceptance", c_float),
     ]
 
 
@@ -52,6 +53,7 @@ class Config(ctypes.Structure):
         ("replay_capacity", c_uint32),
         ("replay_reinit_prob", c_float),
         ("data_noise_std", c_float),
+        ("scaling", c_uint32),
         ("device", c_int32),
         ("num_threads", c_uint32),
         ("seed", c_uint64),
@@ -81,6 +83,8 @@ class StepStats(ctypes.Structure):
         ("grad_norm", c_float),
         ("langevin_grad_norm", c_float),
         ("acceptance_rate", c_float),
+        ("step_size", c_float),
+        ("warnings", c_uint32),
     ]
 
 
@@ -114,7 +118,9 @@ class Sance:
         if lib.sance_abi_version() != self.abi:
             raise RuntimeError(f"{path} is ABI {lib.sance_abi_version()}, include/sance.h says {self.abi}")
         d = self.default_config()
-        if (d.langevin.steps, d.hidden_width, d.replay_capacity, d.device) != (20, 128, 8192, -2):
+        if (d.langevin.steps, d.hidden_width, d.replay_capacity, d.device, d.langevin.metropolis, d.scaling, d.seed) != (
+            20, 128, 8192, -2, 1, 0, 0
+        ) or abs(d.langevin.target_acceptance - 0.6) > 1e-6:
             raise RuntimeError("bench/sance_ctypes.py's Config does not match the library's layout")
 
     def check(self, status, what):

@@ -48,7 +48,7 @@ LANGEVIN = [
 # defaults also time sance with 0.3's defaults (restarts in the noise batch, no parameters'
 # average), alternated in the same rounds: what the noise that follows the snapshot costs.
 SANCE_03 = dict(replay_reinit_prob=0.05, ema_decay=0.0)
-IMAGE_LANGEVIN = dict(steps=40, step_size=1.0, noise_std=0.01, grad_clip=0.0, grad_clamp=0.0, clamp_min=-1.0, clamp_max=1.0, init=1, init_scale=1.0, metropolis=0)
+IMAGE_LANGEVIN = dict(steps=40, step_size=1.0, noise_std=0.01, grad_clip=0.0, grad_clamp=0.0, clamp_min=-1.0, clamp_max=1.0, init=1, init_scale=1.0, metropolis=0, target_acceptance=0.0)
 TRAIN = [
     ("train-8gaussians", dict(), "8gaussians", 256, 2.5),
     ("train-16d", dict(data_dim=16), "gaussians16d", 256, 2.0),
@@ -158,6 +158,9 @@ def configure(sance, overrides, device_id):
 def langevin_row(sance, name, overrides, batch, args, device, device_id):
     cfg = configure(sance, overrides, device_id)
     cfg.langevin.steps = args.langevin_steps
+    # The loop PyTorch runs below: unadjusted Langevin with a fixed step (the default is MALA).
+    cfg.langevin.metropolis = 0
+    cfg.langevin.target_acceptance = 0.0
     h = sance.new(cfg)
     lg = cfg.langevin
     lgd = {n: getattr(lg, n) for n, _ in type(lg)._fields_}

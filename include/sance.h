@@ -24,11 +24,35 @@
 #define SANCE_NOISE_FULL_COVARIANCE_MAX_DIM 1024
 
 /**
+ * `SanceStepStats::warnings`: the step is too coarse to resolve the data or the density the
+ * chains are in — one step's noise (noise_std) exceeds the data batch's spread (its std per
+ * coordinate, in the sampler's units), MALA accepts fewer than 20 % of its moves, or an
+ * unadjusted step's drift exceeds 0.3 × its noise (λ·‖∇ₓE‖ > 0.3·noise_std·√D on average; its
+ * chains then sample a density off the model's by O(λ)).
+ */
+#define SANCE_WARNING_COARSE_STEP 1
+
+/**
+ * `SanceStepStats::warnings`: the step is too fine for the chains to cross the data in time:
+ * the noise of one call's run, noise_std·√steps, is under 1 % of the data batch's spread
+ * (its std per coordinate, in the sampler's units), so the chains barely move.
+ */
+#define SANCE_WARNING_FROZEN_STEP 2
+
+/**
+ * `SanceStepStats::warnings`: the chains cannot reach the data: a data point lies outside
+ * the sampler's clamp box, or, with a fixed step (`target_acceptance` 0), more than 10 % of
+ * the batch's coordinates lie outside the box that fresh chains start in (`init_scale`; a tuned
+ * step carries the chains out of it).
+ */
+#define SANCE_WARNING_OUT_OF_REACH 4
+
+/**
  * Version of the C structs' layout. A caller passes the value it was compiled with to
  * `sance_config_init`, which refuses any other, so a program built against another header
  * fails loudly instead of misreading fields.
  */
-#define SANCE_ABI_VERSION 4
+#define SANCE_ABI_VERSION 5
 
 /**
  * The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
@@ -39,12 +63,20 @@
 /**
  * See `SANCE_VERSION_MAJOR`.
  */
-#define SANCE_VERSION_MINOR 4
+#define SANCE_VERSION_MINOR 5
 
 /**
  * See `SANCE_VERSION_MAJOR`.
  */
 #define SANCE_VERSION_PATCH 0
+
+/**
+ * The data's std per coordinate in the model's coordinates. 2, not 1: the MLP's first layer
+ * resolves the finer features of data at this scale in the same number of steps as the
+ * defaults were tuned at (8gaussians, whose coordinates have std 2.03, learns a ring and not
+ * its eight modes in 4,000 steps when standardised to std 1: KL 0.43 against 0.05).
+ */
+#define MODEL_STD 2.0
 
 #ifndef SANCE_STATUS_DEFINED
 #define SANCE_STATUS_DEFINED
@@ -173,6 +205,28 @@ typedef enum {
 } SanceInit;
 
 /**
+ * How the data's units are handled (docs/algorithm.md, "Units").
+ */
+typedef enum {
+  /**
+   * MLP: the model works in standardised coordinates z = 2·(x − mean) / std per coordinate
+   * (the data's std is 2 there, the scale the defaults were tuned at), with the mean and std
+   * fitted to the first training batch (or to `sance_ebm_fit_noise`'s
+   * data, whichever comes first; summed over ranks when training data-parallel), and saved
+   * with the model. The sampler's step, noise and init box are then in those coordinates
+   * (the default box ±4 is ±2 data stds around the data's mean); its clamp box and
+   * `data_noise_std` stay in the data's units. Energies, gradients,
+   * samples and log Z are in the data's units. CONV: no scaling (pixels are already on a
+   * fixed scale, and constant border pixels have no spread to fit).
+   */
+  SANCE_SCALING_AUTO = 0,
+  /**
+   * No scaling: the model and every sampler setting work in the data's own units.
+   */
+  SANCE_SCALING_NONE = 1,
+} SanceScaling;
+
+/**
  * A model and its trainer. Calls on one handle are serialized by the lock inside it.
  */
 typedef struct SanceEbm SanceEbm;
@@ -181,9 +235,12 @@ typedef struct SanceEbm SanceEbm;
  * Langevin sampler settings: `x ← clamp(x − step_size·∇ₓE(x) + noise_std·ξ)`, ξ ~ N(0, I).
  *
  * The chains target exp(−E(x)/T) with temperature T = noise_std² / (2·step_size);
- * noise_std = √(2·step_size) gives T = 1, the model's own density. Unadjusted (the default)
- * they are biased by O(step_size); with `metropolis = 1` (MALA) each move is a proposal that a
- * Metropolis–Hastings test accepts or rejects, which removes the bias.
+ * noise_std = √(2·step_size) gives T = 1, the model's own density. Unadjusted
+ * (`metropolis = 0`) they are biased by O(step_size); with `metropolis = 1` (MALA, the
+ * default) each move is a proposal that a Metropolis–Hastings test accepts or rejects, which
+ * removes the bias. With a fitted scaling (`config.scaling`) the moves, the step, the noise and
+ * the init box are in the model's coordinates (the data's std per coordinate is 2 there), the
+ * clamp box in the data's units.
  */
 typedef struct {
   /**
@@ -230,6 +287,16 @@ typedef struct {
    * extra energy-and-gradient evaluation per call, not per step.
    */
   uint32_t metropolis;
+  /**
+   * MALA only: 0 keeps `step_size` fixed; a value in (0, 1) makes training tune the step
+   * after every step towards this acceptance rate of its noise chains' moves (log λ moves by
+   * the gap between the step's acceptance rate and this target, at most ×1.5 a step, kept
+   * within [1e-6, 1] × the sampler's units), with `noise_std` following so that the
+   * temperature T = noise_std²/(2·step_size) stays as set. The tuned values are the
+   * config's (`sance_ebm_config`, checkpoints) and are what a sampling call with `params`
+   * NULL uses; a sampling call itself never changes its step.
+   */
+  float target_acceptance;
 } SanceLangevin;
 
 /**
@@ -337,9 +404,14 @@ typedef struct {
    */
   float replay_reinit_prob;
   /**
-   * Std of Gaussian noise added to each data batch; 0 = none.
+   * Std of Gaussian noise added to each data batch (in the data's units); 0 = none.
    */
   float data_noise_std;
+  /**
+   * The data's units: AUTO (the default) fits a per-coordinate standardisation to the data
+   * for an MLP; NONE uses the data as given. docs/algorithm.md, "Units".
+   */
+  SanceScaling scaling;
   /**
    * -1 CPU, k >= 0 CUDA device k, `SANCE_DEVICE_AUTO` (-2) CUDA 0 if present else CPU.
    */
@@ -414,6 +486,19 @@ typedef struct {
    * whose moves and draws are never rejected.
    */
   float acceptance_rate;
+  /**
+   * The Langevin step λ the noise chains used (in the model's coordinates when scaled),
+   * after any tuning of earlier steps (`target_acceptance`); 0 for GAUSSIAN noise, which has
+   * no chains.
+   */
+  float step_size;
+  /**
+   * What this step found the sampler cannot do with these data, as SANCE_WARNING_* bits (0:
+   * nothing). The step itself is done; the bits say the noise is not what NCE assumes, so
+   * the model will be off (docs/algorithm.md, "Units"). This rank's own data, when
+   * data-parallel.
+   */
+  uint32_t warnings;
 } SanceStepStats;
 
 /**
@@ -725,7 +810,7 @@ const char *sance_last_error(void);
 const char *sance_status_name(int32_t status);
 
 /**
- * Library, tch and libtorch versions, e.g. "sance 0.4.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
+ * Library, tch and libtorch versions, e.g. "sance 0.5.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
  * The string is static.
  */
 const char *sance_version(void);

@@ -4,7 +4,7 @@
 //! stay bit-identical; a rank with NaN data makes every rank skip; ranks with different seeds
 //! are refused at registration on every rank; a failing reduction is SANCE_STATUS_COLLECTIVE
 //! with the model unchanged; 2 ranks on the halves of a batch make the update 1 process makes
-//! on the whole batch.
+//! on the whole batch (the data's scaling, fitted over the ranks' first batches, included).
 mod common;
 use common::*;
 use sance::abi::config::{SanceConfig, SanceInit};
@@ -120,7 +120,11 @@ fn a_world_of_one_trains_exactly_like_no_reduction() {
         assert_eq!(step_on(twin, &d), SanceStatus::Ok);
     }
     assert_eq!(bits(&probe(h)), bits(&probe(twin)), "one rank differs from no reduction");
-    assert_eq!(ctx.group.calls.lock().unwrap()[0], 1 + 2 * 30, "registration, then two reductions per step");
+    assert_eq!(
+        ctx.group.calls.lock().unwrap()[0],
+        1 + 2 + 2 * 30,
+        "registration, the first step's two for the data's scaling, then two reductions per step"
+    );
     unsafe {
         sance_ebm_free(h);
         sance_ebm_free(twin);
@@ -261,7 +265,11 @@ fn two_halves_make_the_update_of_the_whole() {
     cfg.langevin.init = SanceInit::Uniform;
     cfg.langevin.init_scale = 0.0;
     cfg.langevin.noise_std = 0.0;
-    let batches: Vec<Vec<f32>> = (0..5).map(|t| data("8gaussians", 64, 50 + t)).collect();
+    cfg.langevin.metropolis = 0;
+    cfg.langevin.target_acceptance = 0.0;
+    // Far from unit scale: the scaling fitted over both halves must be the whole batch's.
+    let batches: Vec<Vec<f32>> =
+        (0..5).map(|t| data("8gaussians", 64, 50 + t).iter().map(|v| 40.0 + 25.0 * v).collect()).collect();
     // Energies after the steps, and each step's (loss, gradient norm, accuracy).
     let whole = {
         let h = new(&cfg);

@@ -1,13 +1,27 @@
 //! The model the calls use is θ's moving average θ̃ (config.ema_decay, docs/algorithm.md step
 //! 6): checked against the recurrence θ̃ ← β_t·θ̃ + (1 − β_t)·θ, β_t = min(β, (1 + t)/(10 + t)),
 //! run here on copies of θ taken after every step, and against θ itself with ema_decay = 0.
+//! The network sees the data in its fitted scaling's coordinates z = (x − shift)/scale, and
+//! E(x) = E_net(z) + Σ log scale: the by-hand energies apply it, and the gradient is autograd's
+//! through the whole map (an independent check of the hand-written chain rule).
 use sance::abi::config::{SanceConfig, SANCE_DEVICE_CPU};
 use sance::model::rng::Rng;
 use sance::Ebm;
 use tch::{Kind, Tensor};
 
 fn data(rng: &mut Rng, n: usize) -> Vec<f32> {
-    (0..2 * n).map(|_| rng.normal() as f32).collect()
+    // Off unit scale, so that the scaling is far from the identity.
+    (0..2 * n)
+        .map(|i| (if i % 2 == 0 { 5.0 + 3.0 * rng.normal() } else { 0.2 * rng.normal() }) as f32)
+        .collect()
+}
+
+/// x in the network's coordinates, and Σ log scale.
+fn to_model(ebm: &Ebm, x: &Tensor) -> (Tensor, f64) {
+    let s = ebm.scaling().expect("an MLP fits its scaling at its first step");
+    let scale = s.scale.to_kind(x.kind());
+    let z = (x - s.shift.to_kind(x.kind())) / &scale;
+    (z, scale.log().sum(Kind::Double).double_value(&[]))
 }
 
 #[test]
@@ -32,9 +46,13 @@ fn energies_come_from_the_moving_average() {
         for (q, a) in p.iter_mut().zip(&avg) {
             *q = a.shallow_clone();
         }
-        ebm.net().energy(&p, &x).unwrap()
+        let (z, log_det) = to_model(&ebm, &x);
+        ebm.net().energy(&p, &z).unwrap() + log_det
     };
-    let of_theta = ebm.net().energy(ebm.params(), &x).unwrap().detach();
+    let of_theta = {
+        let (z, log_det) = to_model(&ebm, &x);
+        ebm.net().energy(ebm.params(), &z).unwrap().detach() + log_det
+    };
     let got = ebm.energy(&x).unwrap();
     let diff = (&got - &by_hand).abs().max().double_value(&[]);
     let apart = (&got - &of_theta).abs().max().double_value(&[]);
@@ -49,7 +67,7 @@ fn energies_come_from_the_moving_average() {
         }
         p
     };
-    let e = ebm.net().energy(&p, &xg).unwrap().sum(Kind::Double);
+    let e = ebm.net().energy(&p, &to_model(&ebm, &xg).0).unwrap().sum(Kind::Double);
     let g_ref = Tensor::run_backward(&[e], &[&xg], false, false).remove(0);
     assert!((&g - &g_ref).abs().max().double_value(&[]) < 1e-9, "gradient of the averaged energy");
 }
@@ -70,6 +88,7 @@ fn no_average_is_theta() {
         ebm.train_step(&ebm.tensor_from(&x, 32).unwrap()).unwrap();
     }
     let x = ebm.tensor_from(&data(&mut rng, 50), 50).unwrap();
-    let of_theta = ebm.net().energy(ebm.params(), &x).unwrap().detach();
-    assert!((ebm.energy(&x).unwrap() - of_theta).abs().max().double_value(&[]) == 0.0);
+    let (z, log_det) = to_model(&ebm, &x);
+    let of_theta = ebm.net().energy(ebm.params(), &z).unwrap().detach() + log_det;
+    assert!((ebm.energy(&x).unwrap() - of_theta).abs().max().double_value(&[]) < 1e-12);
 }

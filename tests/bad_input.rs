@@ -7,6 +7,7 @@ use common::*;
 use sance::abi::ais::SanceAis;
 use sance::abi::config::{
     SanceActivation, SanceArch, SanceConfig, SanceConvHead, SanceInit, SanceLangevin, SanceNoise,
+    SanceScaling,
 };
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
@@ -143,8 +144,11 @@ rows! {
     new_init_unknown: "sance_ebm_new", "langevin.init = 5" => InvalidArgument, "config.langevin.init", |c| c.new_with(|k| raw_enum::<SanceInit>(&mut k.langevin.init, 5));
     new_conv_head_unknown: "sance_ebm_new", "conv_head = 3" => InvalidArgument, "config.conv_head", |c| c.new_with(|k| raw_enum::<SanceConvHead>(&mut k.conv_head, 3));
     new_noise_unknown: "sance_ebm_new", "noise = 4" => InvalidArgument, "config.noise", |c| c.new_with(|k| raw_enum::<SanceNoise>(&mut k.noise, 4));
+    new_scaling_unknown: "sance_ebm_new", "scaling = 7" => InvalidArgument, "config.scaling", |c| c.new_with(|k| raw_enum::<SanceScaling>(&mut k.scaling, 7));
     new_metropolis_two: "sance_ebm_new", "langevin.metropolis = 2" => InvalidArgument, "config.langevin.metropolis", |c| c.new_with(|k| k.langevin.metropolis = 2);
     new_mala_without_noise: "sance_ebm_new", "langevin.metropolis = 1 with noise_std = 0" => InvalidArgument, "noise_std > 0", |c| c.new_with(|k| { k.langevin.metropolis = 1; k.langevin.noise_std = 0.0; });
+    new_target_acceptance_one: "sance_ebm_new", "langevin.target_acceptance = 1" => InvalidArgument, "config.langevin.target_acceptance", |c| c.new_with(|k| { k.langevin.metropolis = 1; k.langevin.target_acceptance = 1.0; });
+    new_target_without_mala: "sance_ebm_new", "langevin.target_acceptance = 0.6 with metropolis = 0" => InvalidArgument, "config.langevin.target_acceptance", |c| c.new_with(|k| { k.langevin.metropolis = 0; k.langevin.target_acceptance = 0.6; });
     new_num_threads_huge: "sance_ebm_new", "num_threads = 5000" => InvalidArgument, "config.num_threads", |c| c.new_with(|k| k.num_threads = 5000);
     new_data_dim_zero: "sance_ebm_new", "data_dim = 0" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 0);
     new_data_dim_huge: "sance_ebm_new", "data_dim = 2^30" => InvalidArgument, "config.data_dim", |c| c.new_with(|k| k.data_dim = 1 << 30);
@@ -193,6 +197,7 @@ rows! {
     sample_steps_zero: "sance_ebm_sample", "params.steps = 0" => InvalidArgument, "params.steps", |c| c.langevin_with(|l| l.steps = 0);
     sample_step_size_nan: "sance_ebm_sample", "params.step_size = NaN" => InvalidArgument, "params.step_size", |c| c.langevin_with(|l| l.step_size = f32::NAN);
     sample_metropolis_three: "sance_ebm_sample", "params.metropolis = 3" => InvalidArgument, "params.metropolis", |c| c.langevin_with(|l| l.metropolis = 3);
+    sample_target_without_mala: "sance_ebm_sample", "params.target_acceptance = 0.6 with metropolis = 0" => InvalidArgument, "params.target_acceptance", |c| c.langevin_with(|l| { l.metropolis = 0; l.target_acceptance = 0.6; });
     sample_grad_clip_negative: "sance_ebm_sample", "params.grad_clip = -1" => InvalidArgument, "params.grad_clip", |c| c.langevin_with(|l| l.grad_clip = -1.0);
     sample_grad_clamp_negative: "sance_ebm_sample", "params.grad_clamp = -0.01" => InvalidArgument, "params.grad_clamp", |c| c.langevin_with(|l| l.grad_clamp = -0.01);
     sample_init_unknown: "sance_ebm_sample", "params.init = 3" => InvalidArgument, "params.init", |c| c.langevin_with(|l| raw_enum::<SanceInit>(&mut l.init, 3));

@@ -105,12 +105,13 @@ fn a_fresh_model_round_trips_too() {
     assert_eq!(save(a, &path), SanceStatus::Ok, "{}", last_error());
     let (st, b) = load(&path);
     assert_eq!(st, SanceStatus::Ok, "{}", last_error());
-    train(a, 0..5);
-    train(b, 0..5);
-    assert_eq!(bits(&probe(a)), bits(&probe(b)));
     let mut cfg = small_config();
     assert_eq!(unsafe { sance_ebm_config(b, &mut cfg) }, SanceStatus::Ok);
     assert_eq!(cfg, small_config(), "the config survives");
+    // Both fit their scaling to the first batch and tune the same step.
+    train(a, 0..5);
+    train(b, 0..5);
+    assert_eq!(bits(&probe(a)), bits(&probe(b)));
     unsafe { sance_ebm_free(a) };
     unsafe { sance_ebm_free(b) };
 }
@@ -210,9 +211,31 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "future",
             rewrite(&good, |_, m| {
-                m.insert("format_version".into(), "4".into());
+                m.insert("format_version".into(), "5".into());
             }),
-            "version 4",
+            "version 5",
+        ),
+        (
+            "scale-not-positive",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "scaling.scale").unwrap();
+                t.data[..4].copy_from_slice(&0f32.to_le_bytes());
+            }),
+            "scaling.scale",
+        ),
+        (
+            "scale-without-shift",
+            rewrite(&good, |e, _| e.retain(|t| t.name != "scaling.shift")),
+            "scaling.shift",
+        ),
+        (
+            "scaling-of-an-unscaled-config",
+            rewrite(&good, |_, m| {
+                let c = m["config"].replace("\"scaling\":0", "\"scaling\":1");
+                assert_ne!(c, m["config"]);
+                m.insert("config".into(), c);
+            }),
+            "scaling",
         ),
         (
             "bad-config",
@@ -339,7 +362,7 @@ fn missing_unreadable_and_bad_arguments() {
 /// load, every tensor lands where the version-2 name says, and saving writes version 3 (the
 /// names of version 2; the config of a version-1 file has no average, so no `average.` tensors).
 #[test]
-fn version_1_checkpoints_load_and_resave_as_version_3() {
+fn version_1_checkpoints_load_and_resave_as_version_4() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v1");
     let mut seen = 0;
     for e in std::fs::read_dir(&corpus).unwrap() {
@@ -356,7 +379,7 @@ fn version_1_checkpoints_load_and_resave_as_version_3() {
         assert_eq!(save(h, &resaved), SanceStatus::Ok);
         unsafe { sance_ebm_free(h) };
         let (v2_entries, v2_meta) = decode(&std::fs::read(&resaved).unwrap());
-        assert_eq!(v2_meta["format_version"], "3");
+        assert_eq!(v2_meta["format_version"], "4");
         for key in ["step", "refresh_count", "adam_t", "rng", "dtype"] {
             assert_eq!(v1_meta[key], v2_meta[key], "{key}");
         }
@@ -404,7 +427,7 @@ fn version_2_checkpoints_load_without_an_average() {
         assert_eq!(save(h, &resaved), SanceStatus::Ok);
         unsafe { sance_ebm_free(h) };
         let (entries, meta) = decode(&std::fs::read(&resaved).unwrap());
-        assert_eq!(meta["format_version"], "3");
+        assert_eq!(meta["format_version"], "4");
         assert!(entries.iter().all(|e| !e.name.starts_with("average.")), "{}", path.display());
     }
     // A model that averages: θ̃ is saved, and restored exactly.
@@ -423,6 +446,56 @@ fn version_2_checkpoints_load_without_an_average() {
     assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
     assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
     assert_eq!(e1, e2, "the loaded model's energies are the saved model's");
+    unsafe { sance_ebm_free(h) };
+    unsafe { sance_ebm_free(h2) };
+}
+
+/// Version-3 files (ABI 4) have no `scaling` in their config and no fitted scaling: they load
+/// with scaling NONE and the energies they were saved with (tests/eval.rs checks those against
+/// libsance_eval, which reads the file on its own), resave as version 4 without `scaling.`
+/// tensors, and keep training in the units they were trained in. A version-4 file of a scaled
+/// model holds the scaling, and loading it gives the same energies.
+#[test]
+fn version_3_checkpoints_load_unscaled() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v3");
+    for e in std::fs::read_dir(&corpus).unwrap() {
+        let path = e.unwrap().path();
+        let (st, h) = load(&path);
+        assert_eq!(st, SanceStatus::Ok, "{}: {}", path.display(), last_error());
+        let mut cfg = sance::SanceConfig::default();
+        assert_eq!(unsafe { sance_ebm_config(h, &mut cfg) }, SanceStatus::Ok);
+        assert_eq!(cfg.scaling, sance::abi::config::SanceScaling::None, "{}", path.display());
+        assert_eq!(cfg.langevin.target_acceptance, 0.0, "{}", path.display());
+        let resaved = scratch("v3-resave").join("v4.safetensors");
+        assert_eq!(save(h, &resaved), SanceStatus::Ok);
+        let (entries, meta) = decode(&std::fs::read(&resaved).unwrap());
+        assert_eq!(meta["format_version"], "4");
+        assert!(entries.iter().all(|e| !e.name.starts_with("scaling.")), "{}", path.display());
+        unsafe { sance_ebm_free(h) };
+    }
+    // A scaled model (data far from unit scale): the scaling is saved and restored exactly.
+    let h = new(&small_config());
+    let d: Vec<f32> = (0..64).map(|i| 300.0 + 40.0 * (i as f32 * 0.37).sin()).collect();
+    for _ in 0..5 {
+        assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) }, SanceStatus::Ok);
+    }
+    let path = scratch("v4-scaling").join("m.safetensors");
+    assert_eq!(save(h, &path), SanceStatus::Ok);
+    let (entries, _) = decode(&std::fs::read(&path).unwrap());
+    assert!(entries.iter().any(|e| e.name == "scaling.scale"), "the scaling is saved");
+    let (st, h2) = load(&path);
+    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
+    let (mut e1, mut e2) = (vec![0f32; 32], vec![0f32; 32]);
+    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(e1, e2, "the loaded model's energies are the saved model's");
+    // And both go on alike.
+    for h in [h, h2] {
+        assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) }, SanceStatus::Ok);
+    }
+    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
+    assert_eq!(e1, e2, "training resumes exactly");
     unsafe { sance_ebm_free(h) };
     unsafe { sance_ebm_free(h2) };
 }

@@ -2,14 +2,43 @@
 //! that leave the model unchanged, and the fit's place in checkpoints.
 mod common;
 use common::*;
-use sance::abi::config::{SanceNoise, SANCE_DEVICE_CPU};
+use sance::abi::config::{SanceNoise, SanceScaling, SANCE_DEVICE_CPU};
 use sance::ffi::api::*;
 use sance::{Ebm, SanceConfig, SanceStatus, SanceStepStats};
 use std::ptr;
 use tch::{Device, Kind, Tensor};
 
+/// Classic NCE on the data as given (the fit's numbers are then the data's own); a scaled
+/// model's fit is `a_scaled_model_fits_its_noise_in_its_own_coordinates`'s.
 fn gaussian_config() -> SanceConfig {
-    SanceConfig { noise: SanceNoise::Gaussian, ..small_config() }
+    SanceConfig { noise: SanceNoise::Gaussian, scaling: SanceScaling::None, ..small_config() }
+}
+
+/// With the default scaling the noise is fitted in the model's coordinates, where the data
+/// have mean 0 and std 2 per coordinate, and `data_noise_std` (in the data's units) adds its
+/// variance there divided by the squared scale.
+#[test]
+fn a_scaled_model_fits_its_noise_in_its_own_coordinates() {
+    let cfg = SanceConfig { scaling: SanceScaling::Auto, data_noise_std: 3.0, ..gaussian_config() };
+    let mut ebm = Ebm::with_kind(&cfg, Kind::Double).unwrap();
+    let raw: Vec<f32> = data("8gaussians", 2000, 4)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * if i % 2 == 0 { 100.0 } else { 0.01 })
+        .collect();
+    ebm.fit_noise(&ebm.tensor_from(&raw, 2000).unwrap()).unwrap();
+    let s = ebm.scaling().expect("the fit's data fix the scaling");
+    let scale = Vec::<f64>::try_from(&s.scale).unwrap();
+    let g = ebm.gaussian().unwrap();
+    let mean = Vec::<f64>::try_from(&g.mean).unwrap();
+    assert!(mean.iter().all(|m| m.abs() < 1e-9), "the fit's mean in z: {mean:?}");
+    // The covariance's diagonal: 4 (std 2) + the ridge + (3 / scale_i)².
+    let l = &g.scale;
+    let var = Vec::<f64>::try_from(l.mm(&l.tr()).diagonal(0, 0, 1)).unwrap();
+    for i in 0..2 {
+        let want = 4.0 * 1999.0 / 2000.0 * 2000.0 / 1999.0 + (3.0 / scale[i]).powi(2);
+        assert!((var[i] - want).abs() < 0.01 * want, "coordinate {i}: variance {} against {want}", var[i]);
+    }
 }
 
 /// The sample covariance plus the documented ridge and the data noise's variance s², and log q

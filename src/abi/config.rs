@@ -60,6 +60,26 @@ pub enum SanceConvHead {
     Dense = 1,
 }
 
+/// How the data's units are handled (docs/algorithm.md, "Units").
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "u32", try_from = "u32")]
+pub enum SanceScaling {
+    /// MLP: the model works in standardised coordinates z = 2·(x − mean) / std per coordinate
+    /// (the data's std is 2 there, the scale the defaults were tuned at), with the mean and std
+    /// fitted to the first training batch (or to `sance_ebm_fit_noise`'s
+    /// data, whichever comes first; summed over ranks when training data-parallel), and saved
+    /// with the model. The sampler's step, noise and init box are then in those coordinates
+    /// (the default box ±4 is ±2 data stds around the data's mean); its clamp box and
+    /// `data_noise_std` stay in the data's units. Energies, gradients,
+    /// samples and log Z are in the data's units. CONV: no scaling (pixels are already on a
+    /// fixed scale, and constant border pixels have no spread to fit).
+    #[default]
+    Auto = 0,
+    /// No scaling: the model and every sampler setting work in the data's own units.
+    None = 1,
+}
+
 /// SANCE_NOISE_GAUSSIAN: the largest sample size (floats) whose fitted covariance is full;
 /// above it the fit is diagonal.
 pub const SANCE_NOISE_FULL_COVARIANCE_MAX_DIM: u32 = 1024;
@@ -81,9 +101,12 @@ pub enum SanceNoise {
 /// Langevin sampler settings: `x ← clamp(x − step_size·∇ₓE(x) + noise_std·ξ)`, ξ ~ N(0, I).
 ///
 /// The chains target exp(−E(x)/T) with temperature T = noise_std² / (2·step_size);
-/// noise_std = √(2·step_size) gives T = 1, the model's own density. Unadjusted (the default)
-/// they are biased by O(step_size); with `metropolis = 1` (MALA) each move is a proposal that a
-/// Metropolis–Hastings test accepts or rejects, which removes the bias.
+/// noise_std = √(2·step_size) gives T = 1, the model's own density. Unadjusted
+/// (`metropolis = 0`) they are biased by O(step_size); with `metropolis = 1` (MALA, the
+/// default) each move is a proposal that a Metropolis–Hastings test accepts or rejects, which
+/// removes the bias. With a fitted scaling (`config.scaling`) the moves, the step, the noise and
+/// the init box are in the model's coordinates (the data's std per coordinate is 2 there), the
+/// clamp box in the data's units.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +137,15 @@ pub struct SanceLangevin {
     /// extra energy-and-gradient evaluation per call, not per step.
     #[serde(default)] // absent from checkpoints of sance <= 0.2: unadjusted
     pub metropolis: u32,
+    /// MALA only: 0 keeps `step_size` fixed; a value in (0, 1) makes training tune the step
+    /// after every step towards this acceptance rate of its noise chains' moves (log λ moves by
+    /// the gap between the step's acceptance rate and this target, at most ×1.5 a step, kept
+    /// within [1e-6, 1] × the sampler's units), with `noise_std` following so that the
+    /// temperature T = noise_std²/(2·step_size) stays as set. The tuned values are the
+    /// config's (`sance_ebm_config`, checkpoints) and are what a sampling call with `params`
+    /// NULL uses; a sampling call itself never changes its step.
+    #[serde(default)] // absent from checkpoints of ABI 4 and before: fixed
+    pub target_acceptance: f32,
 }
 
 /// Everything that defines a model and its training. Start from
@@ -178,8 +210,12 @@ pub struct SanceConfig {
     /// importance resampling init draws, then at each refresh reweighted by the new snapshot's
     /// density over the old one's and resampled (docs/algorithm.md, "Replay buffer").
     pub replay_reinit_prob: f32,
-    /// Std of Gaussian noise added to each data batch; 0 = none.
+    /// Std of Gaussian noise added to each data batch (in the data's units); 0 = none.
     pub data_noise_std: f32,
+    /// The data's units: AUTO (the default) fits a per-coordinate standardisation to the data
+    /// for an MLP; NONE uses the data as given. docs/algorithm.md, "Units".
+    #[serde(default = "scaling_of_older_files")] // absent from checkpoints of ABI 4 and before: NONE
+    pub scaling: SanceScaling,
     /// -1 CPU, k >= 0 CUDA device k, `SANCE_DEVICE_AUTO` (-2) CUDA 0 if present else CPU.
     pub device: i32,
     /// CPU threads for this handle's computations (libtorch's intra-op threads, set per call on
@@ -199,7 +235,7 @@ impl Default for SanceLangevin {
     fn default() -> Self {
         let step_size = 0.005f32;
         SanceLangevin {
-            steps: 20,
+            steps: DEFAULT_LANGEVIN_STEPS,
             step_size,
             noise_std: (2.0 * step_size).sqrt(),
             grad_clip: 0.0,
@@ -208,9 +244,22 @@ impl Default for SanceLangevin {
             clamp_max: 0.0,
             init: SanceInit::Uniform,
             init_scale: 4.0,
-            metropolis: 0,
+            metropolis: 1,
+            target_acceptance: DEFAULT_TARGET_ACCEPTANCE,
         }
     }
+}
+
+/// The default sampler's target acceptance rate (docs/algorithm.md, "Units").
+pub(crate) const DEFAULT_TARGET_ACCEPTANCE: f32 = 0.6;
+/// The default sampler's steps per call: 15 MALA steps cost what sance 0.4's 20 unadjusted ones
+/// did (each MALA step also evaluates the energy and the accept test), and the tuned step moves
+/// the chains further (docs/algorithm.md, "Units").
+const DEFAULT_LANGEVIN_STEPS: u32 = 15;
+
+/// Checkpoints written before `scaling` existed were trained on the data as given.
+fn scaling_of_older_files() -> SanceScaling {
+    SanceScaling::None
 }
 
 impl Default for SanceConfig {
@@ -241,6 +290,7 @@ impl Default for SanceConfig {
             replay_capacity: 8192,
             replay_reinit_prob: 0.0,
             data_noise_std: 0.0,
+            scaling: SanceScaling::Auto,
             device: SANCE_DEVICE_AUTO,
             num_threads: 0,
             seed: 0,
@@ -281,6 +331,7 @@ impl SanceConfig {
                 init: SanceInit::Uniform,
                 init_scale: 1.0,
                 metropolis: 0,
+                target_acceptance: 0.0,
             },
             replay_capacity: 10_000,
             replay_reinit_prob: 0.05,
@@ -326,6 +377,7 @@ c_enum_values!(SanceInit, "init", [Gaussian, Uniform]);
 c_enum_values!(SanceActivation, "activation", [Silu, LeakyRelu]);
 c_enum_values!(SanceNoise, "noise", [Snapshot, Gaussian]);
 c_enum_values!(SanceConvHead, "conv_head", [Sum, Dense]);
+c_enum_values!(SanceScaling, "scaling", [Auto, None]);
 
 /// The seed as a decimal string: JSON numbers are doubles in most readers.
 mod u64_as_string {
@@ -348,6 +400,7 @@ const _: () = {
     assert!(std::mem::size_of::<SanceInit>() == 4);
     assert!(std::mem::size_of::<SanceActivation>() == 4);
     assert!(std::mem::size_of::<SanceNoise>() == 4);
+    assert!(std::mem::size_of::<SanceScaling>() == 4);
 };
 
 fn check_enum<T: TryFrom<u32>>(raw: u32, field: &str) -> Result<()> {
@@ -383,6 +436,7 @@ pub unsafe fn read_config(p: *const SanceConfig) -> Result<SanceConfig> {
     check_enum::<SanceInit>(addr_of!((*p).langevin.init).cast::<u32>().read(), "config.langevin.init")?;
     check_enum::<SanceNoise>(addr_of!((*p).noise).cast::<u32>().read(), "config.noise")?;
     check_enum::<SanceConvHead>(addr_of!((*p).conv_head).cast::<u32>().read(), "config.conv_head")?;
+    check_enum::<SanceScaling>(addr_of!((*p).scaling).cast::<u32>().read(), "config.scaling")?;
     let c = p.read();
     validate_config(&c)?;
     Ok(c)
@@ -438,6 +492,14 @@ pub fn validate_langevin(l: &SanceLangevin, field: &str) -> Result<()> {
         return Err(Error::invalid(format!(
             "{field}.metropolis = 1 (MALA) needs {field}.noise_std > 0: the target exp(−E/T) has \
              T = noise_std²/(2·step_size), and T = 0 has no density to correct towards"
+        )));
+    }
+    in_unit(l.target_acceptance, false, &format!("{field}.target_acceptance"))?;
+    if l.target_acceptance > 0.0 && l.metropolis != 1 {
+        return Err(Error::invalid(format!(
+            "{field}.target_acceptance = {} needs {field}.metropolis = 1: only MALA has an acceptance \
+             rate to tune the step to (set target_acceptance = 0 for a fixed unadjusted step)",
+            l.target_acceptance
         )));
     }
     Ok(())

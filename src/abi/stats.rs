@@ -33,7 +33,32 @@ pub struct SanceStepStats {
     /// Metropolis–Hastings acceptance rate; 1 for unadjusted Langevin and for GAUSSIAN noise,
     /// whose moves and draws are never rejected.
     pub acceptance_rate: f32,
+    /// The Langevin step λ the noise chains used (in the model's coordinates when scaled),
+    /// after any tuning of earlier steps (`target_acceptance`); 0 for GAUSSIAN noise, which has
+    /// no chains.
+    pub step_size: f32,
+    /// What this step found the sampler cannot do with these data, as SANCE_WARNING_* bits (0:
+    /// nothing). The step itself is done; the bits say the noise is not what NCE assumes, so
+    /// the model will be off (docs/algorithm.md, "Units"). This rank's own data, when
+    /// data-parallel.
+    pub warnings: u32,
 }
+
+/// `SanceStepStats::warnings`: the step is too coarse to resolve the data or the density the
+/// chains are in — one step's noise (noise_std) exceeds the data batch's spread (its std per
+/// coordinate, in the sampler's units), MALA accepts fewer than 20 % of its moves, or an
+/// unadjusted step's drift exceeds 0.3 × its noise (λ·‖∇ₓE‖ > 0.3·noise_std·√D on average; its
+/// chains then sample a density off the model's by O(λ)).
+pub const SANCE_WARNING_COARSE_STEP: u32 = 1;
+/// `SanceStepStats::warnings`: the step is too fine for the chains to cross the data in time:
+/// the noise of one call's run, noise_std·√steps, is under 1 % of the data batch's spread
+/// (its std per coordinate, in the sampler's units), so the chains barely move.
+pub const SANCE_WARNING_FROZEN_STEP: u32 = 2;
+/// `SanceStepStats::warnings`: the chains cannot reach the data: a data point lies outside
+/// the sampler's clamp box, or, with a fixed step (`target_acceptance` 0), more than 10 % of
+/// the batch's coordinates lie outside the box that fresh chains start in (`init_scale`; a tuned
+/// step carries the chains out of it).
+pub const SANCE_WARNING_OUT_OF_REACH: u32 = 4;
 
 /// Where a model stands: counters and the current offset c.
 #[repr(C)]

@@ -5,12 +5,12 @@ use std::ffi::{CStr, CString};
 /// Version of the C structs' layout. A caller passes the value it was compiled with to
 /// `sance_config_init`, which refuses any other, so a program built against another header
 /// fails loudly instead of misreading fields.
-pub const SANCE_ABI_VERSION: u32 = 4;
+pub const SANCE_ABI_VERSION: u32 = 5;
 /// The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
 /// (a test keeps these equal to Cargo.toml's).
 pub const SANCE_VERSION_MAJOR: u32 = 0;
 /// See `SANCE_VERSION_MAJOR`.
-pub const SANCE_VERSION_MINOR: u32 = 4;
+pub const SANCE_VERSION_MINOR: u32 = 5;
 /// See `SANCE_VERSION_MAJOR`.
 pub const SANCE_VERSION_PATCH: u32 = 0;
 
@@ -23,7 +23,7 @@ static VERSION: Lazy<CString> = Lazy::new(|| {
     .expect("no NUL in the version string")
 });
 
-/// "sance 0.4.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
+/// "sance 0.5.0 (tch 0.24.0, libtorch 2.11.0+cu130)": what `sance_version` returns.
 pub fn version_cstr() -> &'static CStr {
     &VERSION
 }

@@ -17,6 +17,12 @@
 //! `ema_decay`, so 0) and version 1 files (sance 0.1: tensors `theta.{i}`, `snapshot.{i}`,
 //! `adam.m.{i}`, `adam.v.{i}` by position) load too; saving always writes version 3.
 //!
+//! Version 4 (ABI 5) adds the data's fitted scaling (`config.scaling` AUTO, MLP):
+//! `scaling.shift` [D] and `scaling.scale` [D], present together once fitted (x = shift +
+//! scale ⊙ z; the network, the snapshot, the replay rows and the fitted noise are in z). Files
+//! of versions 1–3 have none, and their config no `scaling` field (so NONE): they load with the
+//! energies they had.
+//!
 //! The file format itself is read and written by the `safetensors` crate (its reader checks
 //! the header's size, JSON and offsets, and that the tensors tile the data exactly); this
 //! module adds the checks of a sance checkpoint: names, dtypes, shapes, finite values,
@@ -37,8 +43,8 @@ use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
 pub(crate) const FORMAT: &str = "sance-checkpoint";
-/// The format version written; versions 1 and 2 are read.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+/// The format version written; versions 1 to 3 are read too.
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::new(SanceStatus::Corrupt, msg)
@@ -168,6 +174,10 @@ pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     if let Some((mean, scale)) = &state.gaussian_noise {
         entries.push(("noise.mean".into(), entry(mean)?));
         entries.push(("noise.scale".into(), entry(scale)?));
+    }
+    if let Some((shift, scale)) = &state.scaling {
+        entries.push(("scaling.shift".into(), entry(shift)?));
+        entries.push(("scaling.scale".into(), entry(scale)?));
     }
     let s = state.rng.state();
     let meta: HashMap<String, String> = [
@@ -430,6 +440,31 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         }
         _ => return Err(corrupt("tensors noise.mean and noise.scale must be present together")),
     };
+    let scaling = match (f.tensors.get("scaling.shift"), f.tensors.get("scaling.scale")) {
+        (None, None) => None,
+        (Some(_), Some(_))
+            if cfg.scaling == crate::abi::config::SanceScaling::Auto
+                && cfg.arch == crate::abi::config::SanceArch::Mlp =>
+        {
+            let d = ebm.sample_size() as i64;
+            let t = read_all(
+                &["scaling.shift".to_string(), "scaling.scale".to_string()],
+                &[vec![d], vec![d]],
+                &mut expected,
+            )?;
+            if t[1].f_le(0.0)?.f_any()?.f_int64_value(&[])? != 0 {
+                return Err(corrupt("tensor scaling.scale holds a scale <= 0"));
+            }
+            Some((t[0].shallow_clone(), t[1].shallow_clone()))
+        }
+        (Some(_), Some(_)) => {
+            return Err(corrupt(
+                "tensors scaling.shift and scaling.scale are present, but the config is not an MLP with \
+                 scaling SANCE_SCALING_AUTO",
+            ))
+        }
+        _ => return Err(corrupt("tensors scaling.shift and scaling.scale must be present together")),
+    };
     if let Some(extra) = f.tensors.keys().find(|k| !expected.contains(*k)) {
         return Err(corrupt(format!("unexpected tensor {extra}")));
     }
@@ -469,6 +504,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         adam_t,
         replay,
         gaussian_noise: noise,
+        scaling,
         rng,
         step,
         refresh_count,

@@ -597,7 +597,7 @@ pub extern "C" fn sance_status_name(status: i32) -> *const c_char {
     }
 }
 
-/// Library, tch and libtorch versions, e.g. "sance 0.4.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
+/// Library, tch and libtorch versions, e.g. "sance 0.5.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
 /// The string is static.
 #[no_mangle]
 pub extern "C" fn sance_version() -> *const c_char {

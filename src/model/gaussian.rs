@@ -34,18 +34,25 @@ impl Gaussian {
     /// Fits mean and covariance to `x` [N, ...] (N >= 2) convolved with N(0, `added_variance`·I)
     /// (the trainer's data noise), in float64, then stores them in `kind` on `device`.
     pub fn fit(x: &Tensor, added_variance: f64, kind: Kind, device: Device) -> Result<Gaussian, TchError> {
+        let d = x.f_flatten(1, -1)?.size()[1];
+        let added = Tensor::f_full([d], added_variance, (Kind::Double, x.device()))?;
+        Gaussian::fit_added(x, &added, kind, device)
+    }
+
+    /// [`Gaussian::fit`] with a variance per coordinate added, `added` [D] (the data noise of a
+    /// scaled model, seen in its standardised coordinates).
+    pub fn fit_added(x: &Tensor, added: &Tensor, kind: Kind, device: Device) -> Result<Gaussian, TchError> {
         let n = x.size()[0];
         let x = x.f_flatten(1, -1)?.f_to_kind(Kind::Double)?;
         let d = x.size()[1];
+        let added = added.f_to_kind(Kind::Double)?.f_to_device(x.device())?;
         let mean = x.f_mean_dim([0i64].as_slice(), false, Kind::Double)?;
         let centred = x.f_sub(&mean)?;
         let scale = if d as usize <= FULL_COVARIANCE_MAX_DIM {
             let cov = centred.f_tr()?.f_matmul(&centred)?.f_div_scalar((n - 1) as f64)?;
             let ridge = RIDGE_RELATIVE * cov.f_diagonal(0, 0, 1)?.f_mean(Kind::Double)?.f_double_value(&[])?
                 + RIDGE_ABSOLUTE;
-            let cov = cov.f_add(
-                &Tensor::f_eye(d, (Kind::Double, cov.device()))?.f_mul_scalar(ridge + added_variance)?,
-            )?;
+            let cov = cov.f_add(&Tensor::f_diag_embed(&added.f_add_scalar(ridge)?, 0, 0, 1)?)?;
             cov.f_linalg_cholesky(false)?
         } else {
             let var = centred
@@ -53,7 +60,7 @@ impl Gaussian {
                 .f_sum_dim_intlist([0i64].as_slice(), false, Kind::Double)?
                 .f_div_scalar((n - 1) as f64)?;
             let ridge = RIDGE_RELATIVE * var.f_mean(Kind::Double)?.f_double_value(&[])? + RIDGE_ABSOLUTE;
-            var.f_add_scalar(ridge + added_variance)?.f_sqrt()?
+            var.f_add(&added)?.f_add_scalar(ridge)?.f_sqrt()?
         };
         // Rounded to `kind` first, so that a checkpoint (which stores them in `kind`) rebuilds
         // exactly this Gaussian.

@@ -1,7 +1,7 @@
 //! Langevin dynamics on an energy network, unadjusted or Metropolis-adjusted:
-//! - ULA (the default): `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I), biased by O(λ),
+//! - ULA: `x ← clamp(x − λ·clip(∇ₓE(x)) + σ·ξ)`, ξ ~ N(0, I), biased by O(λ),
 //!   where clip is the per-coordinate clamp (`grad_clamp`) then the per-sample norm clip;
-//! - MALA (`metropolis == 1`): the same move, unclamped, is a proposal that a Metropolis–Hastings
+//! - MALA (`metropolis == 1`, the default): the same move, unclamped, is a proposal that a Metropolis–Hastings
 //!   test accepts or rejects, so the chains target exp(−E/T), T = σ²/(2λ), restricted to the
 //!   clamp box (`run_mala` gives the test).
 use crate::abi::config::{SanceArch, SanceInit, SanceLangevin};
@@ -78,8 +78,8 @@ fn clipped_grad(
 /// per step) but in blocks, so that a long run on a large batch never holds all its noise.
 const NOISE_BLOCK_ELEMENTS: i64 = 1 << 22;
 
-/// The sampler's noise, σ·ξ for each step (or U[0, 1) with `uniform`), drawn a block of
-/// steps at a time.
+/// The sampler's noise, σ·ξ for each step (or σ·log u, u ~ U[0, 1), with `uniform`), drawn a
+/// block of steps at a time.
 struct Noise {
     shape: Vec<i64>,
     sigma: f64,
@@ -109,8 +109,9 @@ impl Noise {
         }
     }
 
-    fn uniform(shape: &[i64], steps: u32, kind: Kind, device: tch::Device) -> Noise {
-        Noise { uniform: true, ..Noise::new(shape, 1.0, steps, kind, device) }
+    /// T·log u, u ~ U[0, 1) in float64: the accept test's side, transformed a block at a time.
+    fn log_uniform(shape: &[i64], temperature: f64, steps: u32, device: tch::Device) -> Noise {
+        Noise { uniform: true, ..Noise::new(shape, temperature, steps, Kind::Double, device) }
     }
 
     /// The next step's σ·ξ (a view into the current block).
@@ -120,7 +121,9 @@ impl Noise {
             let mut shape = vec![k];
             shape.extend_from_slice(&self.shape);
             let mut b = if self.uniform {
-                rng.rand(&shape, self.kind, self.device)?
+                let mut u = rng.rand(&shape, self.kind, self.device)?;
+                let _ = u.f_log_()?;
+                u
             } else {
                 rng.randn(&shape, self.kind, self.device)?
             };
@@ -159,6 +162,65 @@ impl<'a> ScaledGrad<'a> {
             ScaledGrad::Conv(w) => w.run(x, false),
         }
     }
+
+    /// (E(x), scale·∇ₓE(x)), the gradient in a tensor of its own (the MLP's workspace is
+    /// overwritten by the next call).
+    fn with_energy(&mut self, x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
+        match self {
+            ScaledGrad::Mlp(w) => {
+                w.run(x, true)?;
+                Ok((w.energy.take().expect("asked for"), w.gx.copy()))
+            }
+            ScaledGrad::Conv(w) => {
+                let g = w.run(x, true)?;
+                Ok((w.energy.take().expect("asked for"), g))
+            }
+        }
+    }
+}
+
+/// The box a run keeps its chains in: none, the sampler's own scalar bounds, or bounds per
+/// coordinate (the sampler's box, given in the data's units, seen in the model's standardised
+/// coordinates: crate::model::scaling).
+#[derive(Debug)]
+pub enum Clamp {
+    None,
+    Scalar(f64, f64),
+    Coordinates(Tensor, Tensor),
+}
+
+impl Clamp {
+    /// The sampler's own box (`clamp_min < clamp_max`), in the chains' coordinates.
+    pub fn of(l: &SanceLangevin) -> Clamp {
+        if l.clamp_min < l.clamp_max {
+            Clamp::Scalar(l.clamp_min as f64, l.clamp_max as f64)
+        } else {
+            Clamp::None
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        !matches!(self, Clamp::None)
+    }
+
+    /// x clamped into the box.
+    fn apply(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        match self {
+            Clamp::None => Ok(x.shallow_clone()),
+            Clamp::Scalar(lo, hi) => x.f_clamp(*lo, *hi),
+            Clamp::Coordinates(lo, hi) => x.f_clamp_tensor(Some(lo), Some(hi)),
+        }
+    }
+
+    /// Whether each row of `y` lies inside the box, [N] booleans.
+    fn inside(&self, y: &Tensor) -> Result<Tensor, TchError> {
+        let ok = match self {
+            Clamp::None => y.f_isfinite()?,
+            Clamp::Scalar(lo, hi) => y.f_ge(*lo)?.f_logical_and(&y.f_le(*hi)?)?,
+            Clamp::Coordinates(lo, hi) => y.f_ge_tensor(lo)?.f_logical_and(&y.f_le_tensor(hi)?)?,
+        };
+        ok.f_flatten(1, -1)?.f_all_dim(1, false)
+    }
 }
 
 /// Runs `l.steps` Langevin steps from `x` on E with parameters `p` (never differentiated):
@@ -173,6 +235,19 @@ pub fn run(
     rng: &mut Rng,
     stats: bool,
 ) -> Result<(Tensor, RunStats), TchError> {
+    run_clamped(net, p, x, l, &Clamp::of(l), rng, stats)
+}
+
+/// [`run`] keeping the chains in `clamp` instead of the sampler's own box.
+pub fn run_clamped(
+    net: &Net,
+    p: &Params,
+    x: Tensor,
+    l: &SanceLangevin,
+    clamp: &Clamp,
+    rng: &mut Rng,
+    stats: bool,
+) -> Result<(Tensor, RunStats), TchError> {
     crate::model::no_grad(|| {
         let n = x.size()[0];
         if n == 0 {
@@ -180,7 +255,7 @@ pub fn run(
             return Ok((x, stats));
         }
         if l.metropolis == 1 {
-            return run_mala(net, p, x, l, rng);
+            return run_mala(net, p, x, l, clamp, rng, stats);
         }
         let shape = x.size();
         let mut bshape = vec![n];
@@ -192,7 +267,6 @@ pub fn run(
         // Σ over steps of λ·‖∇ₓE‖ per chain.
         let norm_sum = if stats { Some(Tensor::f_zeros([n], (x.kind(), x.device()))?) } else { None };
         let clip = l.grad_clip > 0.0;
-        let clamp = l.clamp_min < l.clamp_max;
         // The per-coordinate clamp of ∇ₓE, on g = −λ·∇ₓE.
         let grad_clamp = (l.grad_clamp > 0.0).then_some(l.grad_clamp as f64 * lambda);
         for _ in 0..l.steps {
@@ -223,8 +297,14 @@ pub fn run(
             if l.noise_std > 0.0 {
                 let _ = x.f_add_(&noise.next(rng)?)?;
             }
-            if clamp {
-                let _ = x.f_clamp_(l.clamp_min as f64, l.clamp_max as f64)?;
+            match clamp {
+                Clamp::None => {}
+                Clamp::Scalar(lo, hi) => {
+                    let _ = x.f_clamp_(*lo, *hi)?;
+                }
+                Clamp::Coordinates(lo, hi) => {
+                    let _ = x.f_clamp_tensor_(Some(lo), Some(hi))?;
+                }
             }
         }
         let mut stats = RunStats::constant(0.0, 1.0, x.device())?;
@@ -235,17 +315,77 @@ pub fn run(
     })
 }
 
-/// MALA: the move x' = x − λ·g(x) + σ·ξ (g the clipped gradient) is accepted with probability
-/// min(1, π(x')·q(x | x') / (π(x)·q(x' | x))), π = exp(−E/T), T = σ²/(2λ),
-/// q(b | a) ∝ exp(−‖b − a + λ·g(a)‖² / (2σ²)). The clip keeps g a function of the point, so
-/// the test stays exact; with a clamp box a move that leaves it is rejected (the target is π
-/// restricted to the box). One uniform per chain and step comes from the handle's stream.
+/// The drift of MALA's proposal, d(x) = −λ·g(x) with g the clipped gradient, and E(x): the
+/// hand-written backward passes on one workspace reused at every step when nothing clips the
+/// gradient (the default), else [`clipped_grad`].
+enum Drift<'a> {
+    /// The workspace and λ.
+    Plain(ScaledGrad<'a>, f64),
+    Clipped {
+        net: &'a Net,
+        p: &'a Params,
+        l: &'a SanceLangevin,
+        bshape: Vec<i64>,
+    },
+}
+
+impl<'a> Drift<'a> {
+    fn new(
+        net: &'a Net,
+        p: &'a Params,
+        n: i64,
+        l: &'a SanceLangevin,
+        bshape: &[i64],
+    ) -> Result<Drift<'a>, TchError> {
+        Ok(if l.grad_clamp == 0.0 && l.grad_clip == 0.0 {
+            Drift::Plain(ScaledGrad::new(net, p, n, -(l.step_size as f64))?, l.step_size as f64)
+        } else {
+            Drift::Clipped { net, p, l, bshape: bshape.to_vec() }
+        })
+    }
+
+    /// (E(x) in float64, d(x) — a tensor of its own, which the next call does not overwrite —
+    /// and, when `norms`, the sum over chains of ‖∇ₓE(x)‖ before any clip).
+    fn at(&mut self, x: &Tensor, norms: bool) -> Result<(Tensor, Tensor, Option<Tensor>), TchError> {
+        match self {
+            Drift::Plain(w, lambda) => {
+                let (e, d) = w.with_energy(x)?;
+                let raw = if norms {
+                    Some(
+                        d.f_flatten(1, -1)?
+                            .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?
+                            .f_sum(Kind::Double)?
+                            .f_div_scalar(*lambda)?,
+                    )
+                } else {
+                    None
+                };
+                Ok((e.f_to_kind(Kind::Double)?, d, raw))
+            }
+            Drift::Clipped { net, p, l, bshape } => {
+                let (e, g, raw) = clipped_grad(net, p, x, l, bshape)?;
+                Ok((e.f_to_kind(Kind::Double)?, g.f_mul_scalar(-(l.step_size as f64))?, Some(raw)))
+            }
+        }
+    }
+}
+
+/// MALA: the move y = x + d(x) + σ·ξ, d = −λ·g (g the clipped gradient), is accepted with
+/// probability min(1, π(y)·q(x | y) / (π(x)·q(y | x))), π = exp(−E/T), T = σ²/(2λ),
+/// q(b | a) ∝ exp(−‖b − a − d(a)‖² / (2σ²)). With a = d(x) + d(y), x − y − d(y) = −(a + σξ),
+/// so log of the ratio is (E(x) − E(y))/T − a·(a + 2σξ)/(2σ²), and T·(that) =
+/// E(x) − E(y) − a·(a + 2σξ)/(4λ): the test is T·log u + a·(a + 2σξ)/(4λ) < E(x) − E(y). The
+/// clip keeps g a function of the point, so the test stays exact; with a clamp box a move that
+/// leaves it is rejected (the target is π restricted to the box). One uniform per chain and
+/// step comes from the handle's stream.
 fn run_mala(
     net: &Net,
     p: &Params,
     x: Tensor,
     l: &SanceLangevin,
+    clamp: &Clamp,
     rng: &mut Rng,
+    stats: bool,
 ) -> Result<(Tensor, RunStats), TchError> {
     let n = x.size()[0];
     let shape = x.size();
@@ -253,55 +393,45 @@ fn run_mala(
     bshape.resize(shape.len(), 1);
     let (lambda, sigma) = (l.step_size as f64, l.noise_std as f64);
     let temperature = sigma * sigma / (2.0 * lambda);
-    let clamp = l.clamp_min < l.clamp_max;
-    let sq_norm = |t: &Tensor| -> Result<Tensor, TchError> {
-        t.f_flatten(1, -1)?.f_square()?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)
-    };
     let mut x = copy_of(&x)?;
-    if clamp {
+    if clamp.is_some() {
         // Chains must start inside the box that the target is restricted to.
-        x = x.f_clamp(l.clamp_min as f64, l.clamp_max as f64)?;
+        x = clamp.apply(&x)?;
     }
-    let (e0, mut g, first_norms) = clipped_grad(net, p, &x, l, &bshape)?;
-    let mut e = e0.f_to_kind(Kind::Double)?;
+    let mut drift = Drift::new(net, p, n, l, &bshape)?;
+    let (mut e, mut d, first_norms) = drift.at(&x, stats)?;
     let mut norm_sum = first_norms;
-    let mut accepted = Tensor::f_zeros([], (Kind::Double, x.device()))?;
-    // ξ and the uniforms of the accept test, a block of steps per draw (see `Noise`).
-    let mut xis = Noise::new(&shape, 1.0, l.steps, x.kind(), x.device());
-    let mut us = Noise::uniform(&[n], l.steps, Kind::Double, x.device());
+    let mut accepted = Tensor::f_zeros([n], (Kind::Double, x.device()))?;
+    // σ·ξ and T·log u of the accept test, a block of steps per draw (see `Noise`).
+    let mut xis = Noise::new(&shape, sigma, l.steps, x.kind(), x.device());
+    let mut us = Noise::log_uniform(&[n], temperature, l.steps, x.device());
     for step in 0..l.steps {
         crate::fault::torch_point()?;
-        let xi = xis.next(rng)?;
-        let u = us.next(rng)?;
-        let y = x.f_sub(&g.f_mul_scalar(lambda)?)?.f_add(&xi.f_mul_scalar(sigma)?)?;
-        let (e_y, g_y, norms_y) = clipped_grad(net, p, &y, l, &bshape)?;
-        let e_y = e_y.f_to_kind(Kind::Double)?;
-        if step + 1 < l.steps {
-            let _ = norm_sum.f_add_(&norms_y)?;
+        let sxi = xis.next(rng)?;
+        let t_log_u = us.next(rng)?;
+        let y = x.f_add(&d)?.f_add_(&sxi)?;
+        let (e_y, d_y, norms_y) = drift.at(&y, stats && step + 1 < l.steps)?;
+        if let (Some(s), Some(v)) = (norm_sum.as_mut(), norms_y) {
+            let _ = s.f_add_(&v)?;
         }
-        // log q(y | x) = −‖ξ‖²/2 and log q(x | y) = −‖x − y + λ·g(y)‖²/(2σ²), up to the same
-        // constant.
-        let back = x.f_sub(&y)?.f_add(&g_y.f_mul_scalar(lambda)?)?;
-        let log_ratio = e
-            .f_sub(&e_y)?
-            .f_div_scalar(temperature)?
-            .f_sub(&sq_norm(&back)?.f_div_scalar(2.0 * sigma * sigma)?)?
-            .f_add(&sq_norm(&xi)?.f_div_scalar(2.0)?)?;
-        let mut accept = u.f_log()?.f_lt_tensor(&log_ratio)?.f_logical_and(&e_y.f_isfinite()?)?;
-        if clamp {
-            let inside = y
-                .f_ge(l.clamp_min as f64)?
-                .f_logical_and(&y.f_le(l.clamp_max as f64)?)?
-                .f_flatten(1, -1)?
-                .f_all_dim(1, false)?;
-            accept = accept.f_logical_and(&inside)?;
+        let a = d.f_add(&d_y)?;
+        let b = a.f_add(&sxi)?.f_add_(&sxi)?;
+        let dot = a.f_mul(&b)?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
+        // NaN (a non-finite energy at y) compares false: the move is rejected.
+        let mut accept = dot.f_mul_scalar(0.25 / lambda)?.f_add_(&t_log_u)?.f_lt_tensor(&e.f_sub(&e_y)?)?;
+        if clamp.is_some() {
+            accept = accept.f_logical_and(&clamp.inside(&y)?)?;
         }
-        let _ = accepted.f_add_(&accept.f_sum(Kind::Double)?)?;
+        let _ = accepted.f_add_(&accept)?;
         let keep = accept.f_view(bshape.as_slice())?;
         x = y.f_where_self(&keep, &x)?;
-        g = g_y.f_where_self(&keep, &g)?;
+        d = d_y.f_where_self(&keep, &d)?;
         e = e_y.f_where_self(&accept, &e)?;
     }
     let total = l.steps as f64 * n as f64;
-    Ok((x, RunStats { grad_norm: norm_sum.f_div_scalar(total)?, acceptance: accepted.f_div_scalar(total)? }))
+    let grad_norm = match norm_sum {
+        Some(s) => s.f_div_scalar(total)?,
+        None => Tensor::f_zeros([], (Kind::Double, x.device()))?,
+    };
+    Ok((x, RunStats { grad_norm, acceptance: accepted.f_sum(Kind::Double)?.f_div_scalar(total)? }))
 }

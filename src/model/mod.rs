@@ -12,6 +12,7 @@ pub mod langevin;
 pub mod net;
 pub mod replay;
 pub mod rng;
+pub mod scaling;
 pub mod toy;
 
 #[cfg(test)]

@@ -206,6 +206,68 @@ static void test_versions(void) {
     CHECK(SANCE_STATUS_PANIC == 8 && SANCE_STATUS_OK == 0, "status values are fixed");
 }
 
+/* The defaults: scaled data (AUTO) and MALA tuned towards 60 % acceptance; a training step
+ * reports the step its noise chains used and no warnings on data the defaults suit. */
+static void test_defaults_and_step_stats(void) {
+    SanceConfig cfg;
+    CHECK(sance_config_init(&cfg, SANCE_ABI_VERSION) == SANCE_STATUS_OK, "config_init: %s", sance_last_error());
+    CHECK(cfg.scaling == SANCE_SCALING_AUTO, "default scaling %d", (int)cfg.scaling);
+    CHECK(cfg.langevin.metropolis == 1, "default sampler is MALA: metropolis %u", cfg.langevin.metropolis);
+    CHECK(cfg.langevin.target_acceptance == 0.6f, "default target acceptance %g", cfg.langevin.target_acceptance);
+    CHECK(SANCE_WARNING_COARSE_STEP == 1 && SANCE_WARNING_FROZEN_STEP == 2 && SANCE_WARNING_OUT_OF_REACH == 4,
+          "warning bits are fixed");
+    cfg.device = test_device();
+    SanceEbm *m = NULL;
+    if (sance_ebm_new(&cfg, &m) != SANCE_STATUS_OK) { CHECK(0, "new: %s", sance_last_error()); return; }
+    SanceConfig back;
+    CHECK(sance_ebm_config(m, &back) == SANCE_STATUS_OK && back.scaling == SANCE_SCALING_AUTO &&
+              back.langevin.target_acceptance == 0.6f,
+          "the model's config keeps scaling and target: %s", sance_last_error());
+    const size_t batch = 256;
+    float data[2 * 256];
+    float tuned = cfg.langevin.step_size; /* the step the next training step must use */
+    int ok = 1;
+    for (int t = 0; t < 5 && ok; t++) {
+        SanceStepStats st;
+        memset(&st, 0xFF, sizeof st); /* every field written, warnings included */
+        sance_toy_dataset("8gaussians", batch, 500 + t, data);
+        ok = sance_ebm_train_step(m, data, batch, &st) == SANCE_STATUS_OK;
+        CHECK(ok, "step %d: %s", t + 1, sance_last_error());
+        if (!ok) break;
+        CHECK(isfinite(st.step_size) && st.step_size > 0, "step %d: step_size %g", t + 1, st.step_size);
+        CHECK(st.step_size == tuned, "step %d used step %g, the config said %g", t + 1, st.step_size, tuned);
+        CHECK(st.warnings == 0, "step %d: warnings 0x%x on 8gaussians", t + 1, st.warnings);
+        CHECK(st.acceptance_rate > 0 && st.acceptance_rate <= 1, "step %d: MALA acceptance %g", t + 1, st.acceptance_rate);
+        /* The tuned step is the config's, its noise following at temperature 1. */
+        ok = sance_ebm_config(m, &back) == SANCE_STATUS_OK;
+        CHECK(ok, "config: %s", sance_last_error());
+        tuned = back.langevin.step_size;
+        double temp = (double)back.langevin.noise_std * back.langevin.noise_std / (2.0 * back.langevin.step_size);
+        CHECK(isfinite(tuned) && tuned > 0 && fabs(temp - 1.0) < 1e-3, "after step %d: step %g, temperature %g", t + 1,
+              tuned, temp);
+    }
+    sance_ebm_free(m);
+
+    /* An unknown scaling is refused, and so is a target without MALA. */
+    SanceConfig bad = cfg;
+    SanceEbm *h = (SanceEbm *)&check_passed; /* must stay untouched */
+    bad.scaling = (SanceScaling)7;
+    SanceStatus s = sance_ebm_new(&bad, &h);
+    CHECK(s == SANCE_STATUS_INVALID_ARGUMENT && h == (SanceEbm *)&check_passed, "scaling = 7: %s", sance_status_name(s));
+    CHECK(msg_has("config.scaling"), "message names the field: %s", sance_last_error());
+    bad = cfg;
+    bad.langevin.metropolis = 0;
+    s = sance_ebm_new(&bad, &h);
+    CHECK(s == SANCE_STATUS_INVALID_ARGUMENT && h == (SanceEbm *)&check_passed, "target without MALA: %s",
+          sance_status_name(s));
+    CHECK(msg_has("target_acceptance"), "message names the field: %s", sance_last_error());
+    bad.langevin.target_acceptance = 0; /* unadjusted Langevin with a fixed step */
+    bad.scaling = SANCE_SCALING_NONE;
+    s = sance_ebm_new(&bad, &h);
+    CHECK(s == SANCE_STATUS_OK && h != (SanceEbm *)&check_passed, "ULA, unscaled: %s", sance_last_error());
+    if (s == SANCE_STATUS_OK) sance_ebm_free(h);
+}
+
 static void test_toy_datasets(void) {
     const char *names[] = {"8gaussians", "rings", "checkerboard", "2spirals", "pinwheel"};
     float a[2000], b[2000];
@@ -357,6 +419,9 @@ static void test_training_and_bad_input(void) {
     bad_l = cfg.langevin;
     bad_l.noise_std = NAN;
     BAD(sance_ebm_sample_from(m, data, 4, &bad_l), SANCE_STATUS_INVALID_ARGUMENT, "params.noise_std");
+    bad_l = cfg.langevin;
+    bad_l.metropolis = 0; /* unadjusted, but still the default's target: refused */
+    BAD(sance_ebm_sample(m, 4, &bad_l, out), SANCE_STATUS_INVALID_ARGUMENT, "params.target_acceptance");
 
     /* config validation: each names its field, and no handle is written. */
     struct { const char *field; SanceConfig c; } bad[20];
@@ -378,6 +443,9 @@ static void test_training_and_bad_input(void) {
     BADCFG("config.data_noise_std", c->data_noise_std = NAN);
     BADCFG("config.energy_l2", c->energy_l2 = -0.1f);
     BADCFG("config.device", c->device = -3);
+    BADCFG("config.scaling", c->scaling = (SanceScaling)7);
+    BADCFG("config.langevin.target_acceptance", c->langevin.target_acceptance = 1.0f);
+    BADCFG("config.langevin.target_acceptance", c->langevin.metropolis = 0);
     for (int i = 0; i < nb; i++) {
         SanceEbm *h = (SanceEbm *)&check_passed; /* must stay untouched */
         SanceStatus s = sance_ebm_new(&bad[i].c, &h);
@@ -575,6 +643,7 @@ static void test_determinism(void) {
 
 int main(void) {
     test_versions();
+    test_defaults_and_step_stats();
     test_toy_datasets();
     test_training_and_bad_input();
     test_divergence();

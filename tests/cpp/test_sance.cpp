@@ -78,9 +78,14 @@ int main() {
               def.hidden_width == raw.hidden_width && def.learning_rate == raw.learning_rate &&
               def.noise_update_interval == raw.noise_update_interval && def.device == raw.device &&
               def.seed == raw.seed && def.langevin.noise_std == raw.langevin.noise_std &&
-              def.noise == raw.noise && def.langevin.metropolis == raw.langevin.metropolis,
+              def.noise == raw.noise && def.langevin.metropolis == raw.langevin.metropolis &&
+              def.langevin.target_acceptance == raw.langevin.target_acceptance && def.scaling == raw.scaling,
           "Config() is the default");
-    CHECK(def.noise == SANCE_NOISE_SNAPSHOT && def.langevin.metropolis == 0, "SA-NCE with unadjusted Langevin by default");
+    CHECK(def.noise == SANCE_NOISE_SNAPSHOT && def.langevin.metropolis == 1 && def.langevin.target_acceptance == 0.6f,
+          "SA-NCE with MALA tuned towards 60%% acceptance by default");
+    CHECK(def.scaling == SANCE_SCALING_AUTO, "the data are standardised by default");
+    CHECK(SANCE_WARNING_COARSE_STEP == 1 && SANCE_WARNING_FROZEN_STEP == 2 && SANCE_WARNING_OUT_OF_REACH == 4,
+          "warning bits");
     CHECK(def.ema_decay == raw.ema_decay && def.ema_decay == 0.99f && def.replay_reinit_prob == 0.0f,
           "the model is θ's average and the noise follows the snapshot by default");
     // The image recipe: a conv energy of the given size, K = 1, the sampler clamped to [-1, 1].
@@ -105,6 +110,16 @@ int main() {
     bad = small();
     bad.ema_decay = 1.0f;
     expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "ema_decay = 1", "config.ema_decay");
+    bad = small();
+    // 7 is outside SanceScaling's range, so it is written as C code could: as the 4 bytes of a uint32_t.
+    static_assert(sizeof(SanceScaling) == sizeof(uint32_t), "C enums are 4 bytes");
+    const uint32_t seven = 7;
+    std::memcpy(&bad.scaling, &seven, sizeof seven);
+    expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "scaling = 7", "config.scaling");
+    bad = small();
+    bad.langevin.metropolis = 0;
+    expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "a target without MALA",
+                 "config.langevin.target_acceptance");
     bad = small();
     bad.device = 64;
     expect_error([&] { sance::Ebm m(bad); }, SANCE_STATUS_DEVICE, "missing device", "CUDA device 64");
@@ -135,9 +150,15 @@ int main() {
     std::vector<float> batch = sance::toy_dataset("8gaussians", 64, 1);
     sance::StepStats s = m.train_step(batch);
     CHECK(s.step == 1 && s.refreshed == 1 && std::isfinite(s.loss), "train_step(vector)");
+    CHECK(s.step_size == small().langevin.step_size, "the first step uses the configured step: %g", s.step_size);
+    CHECK(s.warnings == 0, "no warnings on 8gaussians: 0x%x", s.warnings);
+    const float tuned = m.langevin().step_size; // tuned towards the target by the first step
     s = m.train_step(batch.data(), 64);
     CHECK(s.step == 2 && s.refreshed == 0, "train_step(ptr)");
-    CHECK(s.acceptance_rate == 1.0f, "unadjusted Langevin accepts every move");
+    CHECK(s.acceptance_rate > 0.0f && s.acceptance_rate <= 1.0f, "MALA acceptance rate in (0, 1]");
+    CHECK(std::isfinite(s.step_size) && s.step_size > 0.0f && s.step_size == tuned,
+          "the second step uses the tuned step: %g vs %g", s.step_size, tuned);
+    CHECK(s.warnings == 0, "no warnings on 8gaussians: 0x%x", s.warnings);
 
     sance::Progress p = m.progress();
     CHECK(p.step == 2 && p.refresh_count == 1 && p.replay_len == 64, "progress");
@@ -187,22 +208,35 @@ int main() {
     m.sample_from(chains.data(), 100, few);
     CHECK(finite(chains), "sample_from overloads");
 
-    // MALA: per call, and as the training sampler.
+    // MALA (the default) and unadjusted Langevin: per call, and as the training sampler.
     sance::Langevin mh = m.langevin();
     mh.steps = 5;
-    mh.metropolis = 1;
+    CHECK(mh.metropolis == 1, "the model samples with MALA");
     std::vector<float> xm = m.sample(8, mh);
     CHECK(xm.size() == 16 && finite(xm), "sample with MALA");
+    sance::Langevin ula = mh;
+    ula.metropolis = 0;
+    expect_error([&] { m.sample(5, ula); }, SANCE_STATUS_INVALID_ARGUMENT, "a target without MALA",
+                 "params.target_acceptance");
+    ula.target_acceptance = 0;
+    std::vector<float> xu = m.sample(8, ula);
+    CHECK(xu.size() == 16 && finite(xu), "sample with unadjusted Langevin");
     mh.noise_std = 0;
     expect_error([&] { m.sample(5, mh); }, SANCE_STATUS_INVALID_ARGUMENT, "MALA without noise", "metropolis");
     {
-        sance::Config mc = small();
-        mc.langevin.metropolis = 1;
-        sance::Ebm mala(mc);
-        CHECK(mala.config().langevin.metropolis == 1, "metropolis in the config");
-        sance::StepStats ms = mala.train_step(batch);
-        CHECK(ms.step == 1 && std::isfinite(ms.loss), "MALA train_step");
-        CHECK(ms.acceptance_rate > 0.0f && ms.acceptance_rate <= 1.0f, "MALA acceptance rate in (0, 1]");
+        sance::Config uc = small();
+        uc.langevin.metropolis = 0;
+        uc.langevin.target_acceptance = 0;
+        uc.scaling = SANCE_SCALING_NONE;
+        sance::Ebm unadjusted(uc);
+        CHECK(unadjusted.config().langevin.metropolis == 0 && unadjusted.config().scaling == SANCE_SCALING_NONE,
+              "metropolis and scaling in the config");
+        sance::StepStats us = unadjusted.train_step(batch);
+        CHECK(us.step == 1 && std::isfinite(us.loss), "unadjusted train_step");
+        CHECK(us.acceptance_rate == 1.0f, "unadjusted Langevin accepts every move");
+        us = unadjusted.train_step(batch);
+        CHECK(us.step_size == uc.langevin.step_size && unadjusted.langevin().step_size == uc.langevin.step_size,
+              "without a target the step stays fixed: %g", us.step_size);
     }
 
     // Classic NCE: a fitted Gaussian noise, on 16-D data.

@@ -36,7 +36,7 @@ ok() {
 }
 runpath() { readelf -d "$1" | sed -n 's/.*(RUNPATH).*\[\(.*\)\]/\1/p'; }
 
-# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.4).
+# Before 1.0 a minor version may break the ABI, so the SONAME carries it (libsance.so.0.5).
 soname_version=${version%%.*}
 [ "$soname_version" = 0 ] && soname_version=${version%.*}
 # The libtorch the built library was linked against (its RUNPATH), for the site routes below.
@@ -89,7 +89,7 @@ ok "CMake consumer builds" cmake --build "$work/cmake-build"
 ok "CMake consumer runs as $as, clean environment, no LD_LIBRARY_PATH" \
     as_user env -i PATH=/usr/bin:/bin HOME=/nonexistent "$work/cmake-build/app"
 ok "find_package refuses an incompatible version" bash -c \
-    "sed 's/find_package(sance 0.4 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$moved'"
+    "sed 's/find_package(sance 0.5 REQUIRED)/find_package(sance 7.0 REQUIRED)/' '$work/cmake-consumer/CMakeLists.txt' > '$work/v.txt' && mkdir -p '$work/cmake-v' && cp '$work/v.txt' '$work/cmake-v/CMakeLists.txt' && cp '$work/cmake-consumer/main.cpp' '$work/cmake-v/' && ! cmake -S '$work/cmake-v' -B '$work/cmake-v/build' -DCMAKE_PREFIX_PATH='$moved'"
 export PKG_CONFIG_PATH="$moved/lib/pkgconfig"
 ok "pkg-config knows sance $version" bash -c "[ \"\$(pkg-config --modversion sance)\" = '$version' ]"
 ok "pkg-config points into the moved prefix" bash -c "pkg-config --libs sance | grep -q -- '-L$moved/lib/pkgconfig/../../lib'"

@@ -133,14 +133,18 @@ int main(int argc, char **argv) {
     }
 
     // W ranks on W parts of each batch against one process on the whole batch. Chains start at
-    // the origin and move without noise: the same deterministic path on every rank, so the
-    // averaged gradient is the whole batch's gradient.
+    // the origin (of the model's coordinates: the data's mean, fitted over all ranks' parts as
+    // over the whole batch) and move without noise, by unadjusted Langevin with a fixed step:
+    // the same deterministic path on every rank, so the averaged gradient is the whole batch's
+    // gradient.
     {
         sance::Config c = base();
         c.replay_reinit_prob = 1.0f;
         c.data_noise_std = 0.0f;
         c.langevin.init_scale = 0.0f;
         c.langevin.noise_std = 0.0f;
+        c.langevin.metropolis = 0;
+        c.langevin.target_acceptance = 0.0f;
         const size_t part = 32;
         sance::Ebm whole(c), mine(c);
         sance::mpi::attach(mine, comm);

@@ -17,11 +17,13 @@ usage:
   sance-toy train [--dataset NAME] [--steps N] [--batch B] [--k K] [--seed S] [--out FILE.png]
                   [--log-every N] [--sample-steps T] [--device D]
                   [--step-size L] [--langevin-steps T] [--energy-l2 A] [--lr R]
-                  [--mala] [--noise snapshot|gaussian] [--clamp C]
+                  [--mala] [--ula] [--no-scaling] [--noise snapshot|gaussian] [--clamp C]
   sance-toy sweep [--dataset NAME[,NAME...]|all] [--steps N] [--batch B] [--ks 1,10,25,100,1000]
                   [--seeds 0,1,2] and the train options
 datasets: 8gaussians, rings, checkerboard, 2spirals, pinwheel
---step-size sets λ and σ = √(2λ) (temperature 1); --mala turns on the Metropolis test;
+--step-size sets a fixed λ and σ = √(2λ) (temperature 1; by default MALA tunes λ to an
+acceptance rate of 0.6); --mala turns on the Metropolis test; --ula turns it off (and the tuning);
+--no-scaling trains on the data as given (no fitted standardisation);
 --clamp C clamps the training chains to [−C, C]; --noise gaussian is classic NCE;
 --reinit P sets replay_reinit_prob (0: the buffer follows the snapshot).
 ";
@@ -45,6 +47,9 @@ struct Opts {
     energy_l2: Option<f32>,
     lr: Option<f32>,
     mala: bool,
+    ula: bool,
+    no_scaling: bool,
+    target: Option<f32>,
     reinit: Option<f32>,
     gaussian: bool,
     clamp: Option<f32>,
@@ -74,6 +79,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         energy_l2: None,
         lr: None,
         mala: false,
+        ula: false,
+        no_scaling: false,
+        target: None,
         reinit: None,
         gaussian: false,
         clamp: None,
@@ -96,6 +104,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
                 o.dataset = o.datasets[0].clone();
             }
             "--mala" => o.mala = true,
+            "--ula" => o.ula = true,
+            "--no-scaling" => o.no_scaling = true,
+            "--target-acceptance" => o.target = Some(float(flag, val()?)?),
             "--reinit" => o.reinit = Some(val()?.parse().map_err(|_| "--reinit needs a probability")?),
             "--noise" => {
                 o.gaussian = match val()?.as_str() {
@@ -194,9 +205,10 @@ fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
 fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance::Error> {
     let mut cfg = SanceConfig { noise_update_interval: k, seed, device: o.device, ..Default::default() };
     if let Some(l) = o.step_size {
-        // Keep the sampler at temperature 1.
+        // Keep the sampler at temperature 1; a step given is kept fixed.
         cfg.langevin.step_size = l;
         cfg.langevin.noise_std = (2.0 * l).sqrt();
+        cfg.langevin.target_acceptance = 0.0;
     }
     if let Some(t) = o.langevin_steps {
         cfg.langevin.steps = t;
@@ -207,7 +219,20 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
     if let Some(r) = o.lr {
         cfg.learning_rate = r;
     }
-    cfg.langevin.metropolis = o.mala as u32;
+    if o.mala {
+        cfg.langevin.metropolis = 1;
+    }
+    if let Some(a) = o.target {
+        cfg.langevin.target_acceptance = a;
+    }
+    if o.no_scaling {
+        cfg.scaling = sance::abi::config::SanceScaling::None;
+    }
+    if o.ula {
+        // sance 0.4's sampler: unadjusted, with a fixed step.
+        cfg.langevin.metropolis = 0;
+        cfg.langevin.target_acceptance = 0.0;
+    }
     if let Some(r) = o.reinit {
         cfg.replay_reinit_prob = r;
     }
@@ -232,8 +257,18 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
             ebm.device()
         );
         println!(
-            "{:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8}",
-            "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "accept", "held-out", "steps/s"
+            "{:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8}",
+            "step",
+            "loss",
+            "acc",
+            "E(data)",
+            "E(noise)",
+            "c",
+            "|dE/dx|",
+            "accept",
+            "lambda",
+            "held-out",
+            "steps/s"
         );
     }
     let held = data_batch(&o.dataset, 1000, 1 << 43);
@@ -251,7 +286,7 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
             eval_secs += t1.elapsed().as_secs_f64();
             last = Instant::now();
             println!(
-                "{:>6} {:>8.4} {:>6.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.3} {:>8.3} {:>8.1}",
+                "{:>6} {:>8.4} {:>6.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.3} {:>8.4} {:>8.3} {:>8.1}",
                 s.step,
                 s.loss,
                 s.accuracy,
@@ -260,6 +295,7 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
                 s.log_z_ratio,
                 s.langevin_grad_norm,
                 s.acceptance_rate,
+                s.step_size,
                 held_out,
                 rate
             );

@@ -23,12 +23,16 @@ impl Ebm {
         let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let mut parts = Vec::new();
         for (start, k) in row_chunks(n, chunk) {
-            parts.push(crate::model::no_grad(|| {
-                self.net.energy(self.model_params(), &x.f_narrow(0, start, k)?)
-            })?);
+            let z = self.to_model(&x.f_narrow(0, start, k)?)?;
+            parts.push(crate::model::no_grad(|| self.net.energy(self.model_params(), &z))?);
             torch_point()?;
         }
-        Ok(if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? })
+        let e = if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? };
+        // In the caller's units: the log-Jacobian of the scaling added.
+        Ok(match &self.scaling {
+            Some(s) => s.energy_to_data(&e)?,
+            None => e,
+        })
     }
 
     /// (E_θ(x), ∇ₓE_θ(x)), in chunks; with more than one chunk the gradients are gathered on
@@ -40,12 +44,23 @@ impl Ebm {
         let p = self.model_params().detached();
         let mut energies = Vec::new();
         let grads = gathered(n, chunk, x.size(), self.kind, |start, k| {
-            let (e, g) = self.net.energy_and_grad(&p, &x.f_narrow(0, start, k)?)?;
+            let z = self.to_model(&x.f_narrow(0, start, k)?)?;
+            let (e, g) = self.net.energy_and_grad(&p, &z)?;
             torch_point()?;
             energies.push(e);
-            Ok(g)
+            Ok(match &self.scaling {
+                Some(s) => s.grad_to_data(&g)?,
+                None => g,
+            })
         })?;
-        Ok((if energies.len() == 1 { energies.remove(0) } else { Tensor::f_cat(&energies, 0)? }, grads))
+        let e = if energies.len() == 1 { energies.remove(0) } else { Tensor::f_cat(&energies, 0)? };
+        Ok((
+            match &self.scaling {
+                Some(s) => s.energy_to_data(&e)?,
+                None => e,
+            },
+            grads,
+        ))
     }
 
     /// Langevin chains on E_θ from `l`'s init distribution. Chains are independent, so `n`
@@ -62,9 +77,12 @@ impl Ebm {
         let (shape, kind) = (self.batch_shape(n as i64), self.kind);
         self.undoable(Undo::Stream, |m| {
             let p = m.model_params().detached();
+            let clamp = m.clamp_of(l)?;
             gathered(n, chunk, shape, kind, |_, k| {
-                let x0 = langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, &mut m.rng)?;
-                Ok(langevin::run(&m.net, &p, x0, l, &mut m.rng, false)?.0)
+                // Chains start and run in the model's coordinates.
+                let z0 = langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, &mut m.rng)?;
+                let z = langevin::run_clamped(&m.net, &p, z0, l, &clamp, &mut m.rng, false)?.0;
+                m.to_data(&z)
             })
         })
     }
@@ -78,8 +96,11 @@ impl Ebm {
         let kind = self.kind;
         self.undoable(Undo::Stream, |m| {
             let p = m.model_params().detached();
+            let clamp = m.clamp_of(l)?;
             gathered(n, chunk, x.size(), kind, |start, k| {
-                Ok(langevin::run(&m.net, &p, x.f_narrow(0, start, k)?, l, &mut m.rng, false)?.0)
+                let z0 = m.to_model(&x.f_narrow(0, start, k)?)?;
+                let z = langevin::run_clamped(&m.net, &p, z0, l, &clamp, &mut m.rng, false)?.0;
+                m.to_data(&z)
             })
         })
     }

@@ -23,6 +23,7 @@ pub mod parallel;
 mod saved;
 pub mod state;
 mod step;
+mod units;
 mod update;
 
 use crate::abi::config::{validate_config, SanceArch, SanceConfig, SANCE_DEVICE_AUTO, SANCE_DEVICE_CPU};
@@ -95,6 +96,10 @@ pub struct Ebm {
     /// GAUSSIAN noise: the fitted density; None until `fit_noise` or the first step.
     /// Replaced whole, never written in place.
     pub(crate) gaussian: Option<Gaussian>,
+    /// The data's fitted scaling (config.scaling AUTO, MLP): the model works in z = (x −
+    /// shift)/scale. None until the first call that sees data, and always None otherwise.
+    /// Replaced whole, never written in place.
+    pub(crate) scaling: Option<crate::model::scaling::Scaling>,
     /// The host's reduction over ranks (data-parallel training), once registered, with the
     /// reductions the current step still owes ([`parallel`] alone reads and writes it).
     reduction: Option<Reduction>,
@@ -163,6 +168,7 @@ impl Ebm {
             refresh_count: 0,
             last_draw: None,
             gaussian: None,
+            scaling: None,
             reduction: None,
         })
     }

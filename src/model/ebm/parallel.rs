@@ -19,6 +19,7 @@ use crate::model::flat;
 use crate::model::langevin;
 use crate::model::replay::Draw;
 use crate::model::rng::Rng;
+use crate::model::scaling::{column_sums, scales_from};
 use crate::panic::catch_torch;
 use std::ffi::c_void;
 use tch::{Device, Kind, Tensor};
@@ -66,7 +67,11 @@ impl Collective {
 /// ones the other ranks make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// No reduction made yet this step: the first (gradient) one is still owed.
+    /// The step fits the data's scaling (the model's first step): its two reductions, the
+    /// data's sums then their squared deviations, come before the gradient's.
+    FitSums,
+    FitSpread,
+    /// No gradient reduction made yet this step: it is still owed.
     Start,
     /// The gradient reduction passed on every rank: the second (post-update check) is owed.
     Reduced,
@@ -143,7 +148,8 @@ impl Ebm {
         Ok(())
     }
 
-    /// What every rank must agree on: the config (its device aside), θ and c, the counters.
+    /// What every rank must agree on: the config (its device aside), θ and c, the counters,
+    /// the data's scaling.
     fn fingerprint(&self) -> Result<u64> {
         // The device index may differ (each rank its own GPU), its kind may not: the CPU and
         // CUDA round the update differently.
@@ -157,14 +163,22 @@ impl Ebm {
         for n in [self.step, self.refresh_count, self.adam.t] {
             h = fnv1a(&n.to_le_bytes(), h);
         }
+        if let Some(s) = &self.scaling {
+            let both = Tensor::f_cat(&[&s.shift, &s.scale], 0)?;
+            for v in Vec::<f32>::try_from(both.f_to_device(Device::Cpu)?.f_to_kind(Kind::Float)?)? {
+                h = fnv1a(&v.to_bits().to_le_bytes(), h);
+            }
+        }
         Ok(h)
     }
 
     /// Marks the start of a training step: with a reduction registered, its reductions are
     /// owed to the other ranks from here on.
     pub(super) fn open_step(&mut self) {
+        // A deterministic function of what every rank holds alike (config, counters, scaling).
+        let fits = self.scaling_due();
         if let Some(r) = &mut self.reduction {
-            r.phase = Phase::Start;
+            r.phase = if fits { Phase::FitSums } else { Phase::Start };
         }
     }
 
@@ -173,8 +187,20 @@ impl Ebm {
     /// waits forever. Nothing when the step made them all.
     pub(super) fn settle_step(&mut self) {
         let len = self.gradient_buffer_len();
+        let d = self.sample_size();
         let Some(r) = &mut self.reduction else { return };
         match std::mem::replace(&mut r.phase, Phase::Done) {
+            // A bad flag in either fit reduction makes every rank abandon the step there.
+            Phase::FitSums => {
+                let mut buf = vec![0f32; d + 2];
+                buf[d + 1] = 1.0;
+                let _ = r.collective.reduce(&mut buf, "a skipped step's scaling fit");
+            }
+            Phase::FitSpread => {
+                let mut buf = vec![0f32; d + 1];
+                buf[d] = 1.0;
+                let _ = r.collective.reduce(&mut buf, "a skipped step's scaling fit");
+            }
             Phase::Start => {
                 let mut buf = vec![0f32; len];
                 *buf.last_mut().expect("non-empty") = 1.0;
@@ -193,6 +219,59 @@ impl Ebm {
         let r = self.reduction.as_mut().expect("a reduction is registered");
         r.phase = Phase::Done;
         r.collective.reduce(buf, what)
+    }
+
+    /// The data's scaling fitted to every rank's first batch, in two reductions of the same
+    /// sizes on every rank: the sums of the coordinates and the count, then the squared
+    /// deviations from the mean they give (two passes, so that data far from 0 lose no
+    /// precision). Each buffer ends with a flag: a rank that fails, or whose share is not
+    /// finite, makes every rank abandon the step. Returns (mean, std) per coordinate, the same
+    /// bits on every rank.
+    pub(super) fn reduce_scaling_moments(&mut self, x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
+        let d = self.sample_size();
+        let n = x.size()[0] as f64;
+        let local = catch_torch(|| Ok(column_sums(x, None)?));
+        let mut buf = vec![0f32; d + 2];
+        match &local {
+            Ok(s) => {
+                for (b, v) in buf.iter_mut().zip(s) {
+                    *b = *v as f32;
+                }
+                buf[d] = n as f32;
+            }
+            Err(_) => buf[d + 1] = 1.0,
+        }
+        self.reduce_owed(&mut buf, "the scaling fit's sums")?;
+        local?;
+        let fit_failed = |what: &str, bad: f32| {
+            Error::non_finite(format!(
+                "step 1: {bad} rank(s) failed or saw non-finite data while fitting the data's scaling                  ({what}); every rank skipped the step and left its model unchanged"
+            ))
+        };
+        if buf[d + 1] != 0.0 || !buf.iter().all(|v| v.is_finite()) {
+            return Err(fit_failed("sums", buf[d + 1]));
+        }
+        self.reduction.as_mut().expect("registered").phase = Phase::FitSpread;
+        let total = buf[d] as f64;
+        let mean: Vec<f64> = buf[..d].iter().map(|&v| v as f64 / total).collect();
+        let local = catch_torch(|| Ok(column_sums(x, Some(&mean))?));
+        let mut buf = vec![0f32; d + 1];
+        match &local {
+            Ok(s) => {
+                for (b, v) in buf.iter_mut().zip(s) {
+                    *b = *v as f32;
+                }
+            }
+            Err(_) => buf[d] = 1.0,
+        }
+        self.reduce_owed(&mut buf, "the scaling fit's deviations")?;
+        local?;
+        if buf[d] != 0.0 || !buf.iter().all(|v| v.is_finite()) {
+            return Err(fit_failed("deviations", buf[d]));
+        }
+        self.reduction.as_mut().expect("registered").phase = Phase::Start;
+        let m2: Vec<f64> = buf[..d].iter().map(|&v| v as f64).collect();
+        Ok((mean, scales_from(&m2, total)))
     }
 
     /// θ and c, then the statistics averaged over ranks, then the flag of a bad rank.

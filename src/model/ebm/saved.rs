@@ -4,7 +4,7 @@
 //! model exactly as it was" holds by construction, not by each call's care.
 //!
 //! What is saved: θ and c, their moving average θ̃ and Adam's moments as copies (they are updated in place), and the
-//! rest as it is: the snapshot and the fitted Gaussian are replaced whole, never written in
+//! rest as it is: the snapshot, the fitted Gaussian and the scaling are replaced whole, never written in
 //! place, so keeping their handles keeps them. The replay buffer's rows are the exception: a
 //! step writes them last (`ReplayBuffer::commit`, after every check has passed), so the
 //! buffer's handle and length are saved and its rows need no copy.
@@ -15,6 +15,7 @@ use crate::model::gaussian::Gaussian;
 use crate::model::net::{copy_of, Params};
 use crate::model::replay::{Draw, ReplayBuffer};
 use crate::model::rng::Rng;
+use crate::model::scaling::Scaling;
 use crate::panic::{catch_torch, restoring};
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
@@ -46,6 +47,7 @@ struct ModelState {
     cfg: SanceConfig,
     snapshot: Option<Params>,
     gaussian: Option<Gaussian>,
+    scaling: Option<Scaling>,
     buffer: ReplayBuffer,
     last_draw: Option<Draw>,
     step: u64,
@@ -67,6 +69,7 @@ impl Saved {
                 cfg: m.cfg,
                 snapshot: m.snapshot.as_ref().map(Params::shallow),
                 gaussian: m.gaussian.as_ref().map(Gaussian::shallow),
+                scaling: m.scaling.as_ref().map(Scaling::shallow),
                 buffer: m.buffer.shallow(),
                 last_draw: m.last_draw.clone(),
                 step: m.step,
@@ -98,6 +101,7 @@ impl Saved {
         m.cfg = s.cfg;
         m.snapshot = s.snapshot;
         m.gaussian = s.gaussian;
+        m.scaling = s.scaling;
         m.buffer = s.buffer;
         m.last_draw = s.last_draw;
         m.step = s.step;

@@ -31,6 +31,8 @@ pub struct TrainerState {
     pub replay: Option<Tensor>,
     /// Classic NCE's fitted noise: its mean [D] and scale (Cholesky factor [D, D] or std [D]).
     pub gaussian_noise: Option<(Tensor, Tensor)>,
+    /// The data's fitted scaling: shift [D] and scale [D] (x = shift + scale ⊙ z).
+    pub scaling: Option<(Tensor, Tensor)>,
     pub rng: Rng,
     pub step: u64,
     pub refresh_count: u64,
@@ -50,6 +52,7 @@ impl Ebm {
             adam_t: self.adam.t,
             replay: self.buffer.contents(),
             gaussian_noise: self.gaussian.as_ref().map(|g| (g.mean.shallow_clone(), g.scale.shallow_clone())),
+            scaling: self.scaling.as_ref().map(|s| (s.shift.shallow_clone(), s.scale.shallow_clone())),
             rng: self.rng.clone(),
             step: self.step,
             refresh_count: self.refresh_count,
@@ -78,6 +81,10 @@ impl Ebm {
             || !fits(&s.exp_avg, &moment_shapes)
             || !fits(&s.exp_avg_sq, &moment_shapes)
             || !replay_fits
+            || !s.scaling.as_ref().is_none_or(|(a, b)| {
+                let d = vec![self.sample_size() as i64];
+                a.size() == d && b.size() == d && self.cfg.arch == crate::abi::config::SanceArch::Mlp
+            })
         {
             return Err(Error::invalid("install_state: the state's tensors do not fit this model's network"));
         }
@@ -124,6 +131,12 @@ impl Ebm {
             m.gaussian = match &s.gaussian_noise {
                 None => None,
                 Some((mean, scale)) => Some(Gaussian::from_parts(here(mean)?, here(scale)?, kind, device)?),
+            };
+            m.scaling = match &s.scaling {
+                None => None,
+                Some((shift, scale)) => {
+                    Some(crate::model::scaling::Scaling::from_tensors(here(shift)?, here(scale)?)?)
+                }
             };
             m.rng = s.rng.clone();
             m.step = s.step;

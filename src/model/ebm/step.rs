@@ -45,6 +45,12 @@ impl Ebm {
         let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let refresh = self.refresh_due();
         let stats = self.undoable(Undo::Model, |m| {
+            // The first batch fixes the model's coordinates (summed over ranks when
+            // data-parallel), before anything else sees the data.
+            if m.scaling_due() {
+                m.fit_scaling(data)?;
+            }
+            let data = &m.to_model(data)?;
             match m.cfg.noise {
                 SanceNoise::Snapshot if refresh => m.refresh_snapshot()?,
                 SanceNoise::Snapshot => {}
@@ -60,8 +66,17 @@ impl Ebm {
                 }
                 SanceNoise::Gaussian => {}
             }
-            let stats = m.noise_and_update(data)?;
+            let sampler = m.cfg.langevin;
+            let mut stats = m.noise_and_update(data)?;
             m.update_average()?;
+            if m.cfg.noise == SanceNoise::Snapshot {
+                stats.step_size = sampler.step_size;
+                stats.warnings = m.warnings(data, &sampler, &stats)?;
+                m.tune_step(stats.acceptance_rate);
+            }
+            // Energies in the caller's units, as sance_ebm_energy gives them.
+            stats.data_energy += m.log_det() as f32;
+            stats.noise_energy += m.log_det() as f32;
             Ok(stats)
         })?;
         Ok(self.count_step(stats, refresh))
@@ -90,8 +105,7 @@ impl Ebm {
         let b = data.size()[0];
         let m = self.noise_rows(b) as usize;
         let data = if self.cfg.data_noise_std > 0.0 {
-            let noise = self.rng.randn(&data.size(), self.kind, self.device)?;
-            data.f_add(&noise.f_mul_scalar(self.cfg.data_noise_std as f64)?)?
+            data.f_add(&self.data_noise(&data.size(), self.cfg.data_noise_std as f64)?)?
         } else {
             data.shallow_clone()
         };
@@ -220,7 +234,8 @@ impl Ebm {
             None => fresh,
         };
         let snapshot = self.snapshot.as_ref().expect("snapshot exists during a step");
-        let (x, run) = langevin::run(&self.net, snapshot, x0, &l, &mut self.rng, true)?;
+        let clamp = self.clamp_of(&l)?;
+        let (x, run) = langevin::run_clamped(&self.net, snapshot, x0, &l, &clamp, &mut self.rng, true)?;
         Ok((x, draw, run))
     }
 
@@ -241,7 +256,14 @@ impl Ebm {
                 "fit_noise: n must be at least 2 to estimate a covariance (got {n})"
             )));
         }
-        self.undoable(Undo::Model, |m| m.install_fit(x))
+        self.undoable(Undo::Model, |m| {
+            // Data given before the first step fix the model's coordinates too.
+            if m.scaling_due() {
+                m.fit_scaling_locally(x)?;
+            }
+            let x = m.to_model(x)?;
+            m.install_fit(&x)
+        })
     }
 
     /// Fits q to `x` and, before the first step, starts c at the mean of log q over `x`:
@@ -249,9 +271,15 @@ impl Ebm {
     /// that c need not climb tens of nats at the learning rate's pace first. A later refit
     /// leaves c to adapt.
     fn install_fit(&mut self, x: &Tensor) -> Result<()> {
-        // The trainer adds N(0, s²I) to every data batch; q is fitted to what it classifies.
+        // The trainer adds N(0, s²I) (data units) to every data batch; q is fitted to what it
+        // classifies, in the model's coordinates: variance (s/scale)² per coordinate.
         let s = self.cfg.data_noise_std as f64;
-        let g = Gaussian::fit(x, s * s, self.kind, self.device)?;
+        let d = self.sample_size() as i64;
+        let added = match &self.scaling {
+            Some(sc) => sc.length_to_model(s)?.f_square()?,
+            None => Tensor::f_full([d], s * s, (self.kind, self.device))?,
+        };
+        let g = Gaussian::fit_added(x, &added, self.kind, self.device)?;
         torch_point()?;
         if self.step == 0 {
             let c0 = g.log_density(&x.f_to_device(self.device)?.f_to_kind(self.kind)?)?.f_mean(self.kind)?;

@@ -7,8 +7,10 @@
 // - sance::Ebm owns a handle (move-only, freed by its destructor); every failing call throws
 //   sance::Error, which carries the SanceStatus and the library's message.
 // - Arrays are float, row-major, n x sample_size(), as in the C API.
-// - The enums (SanceArch, SanceActivation, SanceInit, SanceNoise, SanceStatus) and macros are
-//   the C ones from sance.h, e.g. `cfg.noise = SANCE_NOISE_GAUSSIAN`.
+// - The enums (SanceArch, SanceActivation, SanceConvHead, SanceInit, SanceNoise, SanceScaling,
+//   SanceStatus) and macros (SANCE_WARNING_* included) are the C ones from sance.h, e.g.
+//   `cfg.noise = SANCE_NOISE_GAUSSIAN`, `cfg.scaling = SANCE_SCALING_NONE`,
+//   `stats.warnings & SANCE_WARNING_COARSE_STEP`.
 #ifndef SANCE_HPP
 #define SANCE_HPP
 
@@ -73,7 +75,9 @@ struct Config : SanceConfig {
 
 /// Langevin sampler settings. There is no default constructor, so that a sampler is never the
 /// library's by accident: start from the model's, `ebm.langevin()` (what `sample(n)` uses), and
-/// change fields, or ask for the library's defaults by name, `Langevin::defaults()`.
+/// change fields, or ask for the library's defaults by name, `Langevin::defaults()` (MALA,
+/// `metropolis = 1`, whose step training tunes towards `target_acceptance = 0.6`; unadjusted
+/// Langevin needs `metropolis = 0` and `target_acceptance = 0`).
 struct Langevin : SanceLangevin {
     explicit Langevin(const SanceLangevin &l) : SanceLangevin(l) {}
     /// The library's default sampler (the default config's).
@@ -87,6 +91,8 @@ struct Ais : SanceAis {
     explicit Ais(const SanceAis &a) : SanceAis(a) {}
 };
 
+/// What one training step did: loss, accuracy, energies, c, gradient norms, the acceptance rate,
+/// the Langevin step the noise chains used (`step_size`) and `warnings` (SANCE_WARNING_* bits).
 using StepStats = SanceStepStats;
 using Progress = SanceProgress;
 

@@ -20,14 +20,20 @@ const DEFAULT_LIB = normpath(joinpath(@__DIR__, "..", "..", "..", "..", "target"
 """Path of the shared library to load; read when the library is opened, at first use."""
 libpath() = get(ENV, "SANCE_LIB", DEFAULT_LIB)
 
-const SANCE_ABI_VERSION = UInt32(4)
+const SANCE_ABI_VERSION = UInt32(5)
 const SANCE_VERSION_MAJOR = UInt32(0)
-const SANCE_VERSION_MINOR = UInt32(4)
+const SANCE_VERSION_MINOR = UInt32(5)
 const SANCE_VERSION_PATCH = UInt32(0)
 const SANCE_DEVICE_CPU = Int32(-1)
 const SANCE_DEVICE_AUTO = Int32(-2)
 """`SANCE_NOISE_GAUSSIAN`: the largest sample size (floats) whose fitted covariance is full; above it the fit is diagonal."""
 const SANCE_NOISE_FULL_COVARIANCE_MAX_DIM = 1024
+"""`SanceStepStats.warnings` bit: the step is too coarse for the density (MALA accepts under 20 % of its moves, or an unadjusted step's drift exceeds 0.3 × its noise)."""
+const SANCE_WARNING_COARSE_STEP = UInt32(1)
+"""`SanceStepStats.warnings` bit: the step is too fine for the chains to cross the data (noise_std·√steps under 1 % of the batch's spread)."""
+const SANCE_WARNING_FROZEN_STEP = UInt32(2)
+"""`SanceStepStats.warnings` bit: the chains cannot reach the data (a point outside the clamp box, or over 1 % of the batch outside the init box)."""
+const SANCE_WARNING_OUT_OF_REACH = UInt32(4)
 
 """
 The address of every C function, one field per function, named after it. `sym(:name)` reads
@@ -163,6 +169,12 @@ end
     SANCE_NOISE_GAUSSIAN = 1
 end
 
+"""The data's units: AUTO (an MLP standardises each coordinate by the data's fitted mean and std) or NONE (the data as given)."""
+@enum SanceScaling::Cint begin
+    SANCE_SCALING_AUTO = 0
+    SANCE_SCALING_NONE = 1
+end
+
 """Opaque model handle (`SanceEbm` in C); only ever used behind a pointer."""
 mutable struct SanceEbm end
 
@@ -177,6 +189,7 @@ struct SanceLangevin
     init::SanceInit
     init_scale::Float32
     metropolis::UInt32
+    target_acceptance::Float32
 end
 
 struct SanceConfig
@@ -204,6 +217,7 @@ struct SanceConfig
     replay_capacity::UInt32
     replay_reinit_prob::Float32
     data_noise_std::Float32
+    scaling::SanceScaling
     device::Int32
     num_threads::UInt32
     seed::UInt64
@@ -221,6 +235,8 @@ struct SanceStepStats
     grad_norm::Float32
     langevin_grad_norm::Float32
     acceptance_rate::Float32
+    step_size::Float32
+    warnings::UInt32
 end
 
 """Settings of `sance_ebm_log_z`'s annealed importance sampling; `sance_ais_init` fills them for a model."""

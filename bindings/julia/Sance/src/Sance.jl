@@ -58,7 +58,8 @@ field_value(::Type{F}, v) where {F} = convert(F, v)
 
 The library's defaults (`sance_config_init`, tuned for 2-D data) with any field replaced,
 e.g. `Config(data_dim = 16, hidden_width = 256, noise_update_interval = 100, device = -1)`.
-Enum fields take `LibSance` values (`arch = LibSance.SANCE_ARCH_CONV`). Throws a `SanceError`
+Enum fields take `LibSance` values (`arch = LibSance.SANCE_ARCH_CONV`,
+`scaling = LibSance.SANCE_SCALING_NONE`). Throws a `SanceError`
 (`SANCE_STATUS_INVALID_ARGUMENT`) if the library refuses these bindings' `SANCE_ABI_VERSION`.
 """
 function Config(; kwargs...)
@@ -85,7 +86,9 @@ end
     Langevin(; kwargs...) -> LibSance.SanceLangevin
 
 The default config's sampler with any field replaced, e.g. `Langevin(steps = 500)`.
-Temperature is `noise_std^2 / (2 step_size)`; set both to keep it at 1.
+Temperature is `noise_std^2 / (2 step_size)`; set both to keep it at 1. The default is MALA
+(`metropolis = 1`) whose step training tunes towards `target_acceptance = 0.6`; unadjusted
+Langevin is `Langevin(metropolis = 0, target_acceptance = 0)` (a target needs MALA).
 """
 Langevin(; kwargs...) = with_fields(Config().langevin; kwargs...)
 
@@ -193,7 +196,9 @@ dense(X::AbstractArray) = Array{Float32}(X)
     train_step!(ebm, X) -> LibSance.SanceStepStats
 
 One training step on the samples in `X` (`d × n`, or `W × H × C × N`). A `Matrix{Float32}` is
-passed without copying; other element types are converted to `Float32` first (a copy).
+passed without copying; other element types are converted to `Float32` first (a copy). Besides
+the loss and its parts, the stats carry `step_size` (the Langevin step the noise chains used)
+and `warnings` (`LibSance.SANCE_WARNING_*` bits; 0 when the sampler suits the data).
 """
 function train_step!(ebm::EBM, X::AbstractArray)
     A = dense(X)
@@ -236,7 +241,8 @@ end
     sample(ebm, n; kwargs...) -> Array{Float32}
 
 `n` samples from fresh Langevin chains: a `d × n` matrix, or `W × H × C × n`. Keyword
-arguments replace fields of the config's sampler (`steps = 500`, ...).
+arguments replace fields of the config's sampler (`steps = 500`, ...; unadjusted Langevin for
+this call is `metropolis = 0, target_acceptance = 0`). A sampling call never tunes its step.
 """
 function sample(ebm::EBM, n::Integer; kwargs...)
     out = Array{Float32}(undef, sample_shape(ebm, n))

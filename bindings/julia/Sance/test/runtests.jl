@@ -79,7 +79,13 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test c.hidden_width == 32 && c.learning_rate == 5f-4
         @test Langevin(steps = 7).steps == 7
         @test Config(arch = 1).arch == LibSance.SANCE_ARCH_CONV     # enums take their integer values
-        @test c.noise == LibSance.SANCE_NOISE_SNAPSHOT && c.langevin.metropolis == 0
+        # SA-NCE on standardised data, with MALA tuned towards 60 % acceptance, by default.
+        @test c.noise == LibSance.SANCE_NOISE_SNAPSHOT && c.langevin.metropolis == 1
+        @test c.langevin.target_acceptance == 0.6f0 && c.scaling == LibSance.SANCE_SCALING_AUTO
+        @test Config(scaling = 1).scaling == LibSance.SANCE_SCALING_NONE
+        @test_throws ArgumentError Config(scaling = 7)                 # not a SanceScaling
+        @test (LibSance.SANCE_WARNING_COARSE_STEP, LibSance.SANCE_WARNING_FROZEN_STEP, LibSance.SANCE_WARNING_OUT_OF_REACH) ==
+            (1, 2, 4)
         @test Config(noise = 1).noise == LibSance.SANCE_NOISE_GAUSSIAN
         @test c.ema_decay == 0.99f0 && c.replay_reinit_prob == 0f0 && Config(ema_decay = 0).ema_decay == 0f0
         @test Langevin(metropolis = 1).metropolis == 1
@@ -89,6 +95,10 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         err = try EBM(Config(learning_rate = -1)); nothing catch ex; ex end
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
         @test occursin("config.learning_rate", err.msg)
+        # A target acceptance rate needs MALA.
+        err = try EBM(Config(langevin = Langevin(metropolis = 0))); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("config.langevin.target_acceptance", err.msg)
         err = try EBM(Config(device = 64)); nothing catch ex; ex end
         @test err.status == LibSance.SANCE_STATUS_DEVICE
     end
@@ -108,8 +118,11 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         X = toy_dataset("8gaussians", 64; seed = 1)
         s = train_step!(ebm, X)
         @test s.step == 1 && s.refreshed == 1 && isfinite(s.loss)
+        @test s.step_size == small().langevin.step_size && s.warnings == 0   # the configured step, no warnings
+        tuned = config(ebm).langevin.step_size                               # tuned by the first step
         s = train_step!(ebm, Float64.(X))      # converted to Float32
-        @test s.step == 2 && s.acceptance_rate == 1  # unadjusted Langevin rejects nothing
+        @test s.step == 2 && 0 < s.acceptance_rate <= 1
+        @test s.step_size == tuned && s.warnings == 0
         # fit_noise! is for GAUSSIAN noise only: on this SNAPSHOT model it throws, changing nothing.
         e_before = energy(ebm, X)
         err = try fit_noise!(ebm, X); nothing catch ex; ex end
@@ -133,8 +146,10 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         C = copy(X)
         sample!(ebm, C; steps = 5)
         @test C != X && all(isfinite, C)
-        S = Sance.sample(ebm, 8; steps = 5, metropolis = 1)     # MALA for this call
+        S = Sance.sample(ebm, 8; steps = 5, metropolis = 0, target_acceptance = 0)  # unadjusted for this call
         @test size(S) == (2, 8) && all(isfinite, S)
+        err = try Sance.sample(ebm, 5; metropolis = 0); nothing catch ex; ex end
+        @test err isa SanceError && occursin("params.target_acceptance", err.msg)
         err = try Sance.sample(ebm, 5; metropolis = 1, noise_std = 0); nothing catch ex; ex end
         @test err isa SanceError && occursin("metropolis", err.msg)
 
@@ -197,12 +212,16 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         close(ebm)
     end
 
-    @testset "MALA" begin
-        ebm = EBM(Config(device = -1, hidden_width = 16, replay_capacity = 64, langevin = Langevin(metropolis = 1)))
-        @test config(ebm).langevin.metropolis == 1
+    @testset "unadjusted Langevin, unscaled" begin
+        ula = Langevin(metropolis = 0, target_acceptance = 0)
+        ebm = EBM(Config(device = -1, hidden_width = 16, replay_capacity = 64, langevin = ula,
+                         scaling = LibSance.SANCE_SCALING_NONE))
+        @test config(ebm).langevin.metropolis == 0 && config(ebm).scaling == LibSance.SANCE_SCALING_NONE
         s = train_step!(ebm, toy_dataset("8gaussians", 64; seed = 1))
         @test s.step == 1 && isfinite(s.loss)
-        @test 0 < s.acceptance_rate <= 1
+        @test s.acceptance_rate == 1                            # unadjusted Langevin rejects nothing
+        s = train_step!(ebm, toy_dataset("8gaussians", 64; seed = 2))
+        @test s.step_size == ula.step_size == config(ebm).langevin.step_size   # no target: a fixed step
         close(ebm)
     end
 
