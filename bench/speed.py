@@ -45,9 +45,9 @@ LANGEVIN = [
 ]
 # Training rows: sance's defaults, and the 16-D and 8x8-image settings of
 # src/bin/sance-hd/setup.rs (mixture_config, image_config("conv", 8, 8)). The rows on the
-# defaults also time sance with 0.3's defaults (restarts in the noise batch, no parameters'
-# average), alternated in the same rounds: what the noise that follows the snapshot costs.
-SANCE_03 = dict(replay_reinit_prob=0.05, ema_decay=0.0)
+# defaults also time sance with 0.4's sampler and units (20 unadjusted steps of a fixed step, no
+# scaling), alternated in the same rounds: what the tuned MALA sampler and the scaling cost.
+SANCE_04 = dict(scaling=1, langevin=dict(steps=20, step_size=0.005, noise_std=0.1, metropolis=0, target_acceptance=0.0))
 IMAGE_LANGEVIN = dict(steps=40, step_size=1.0, noise_std=0.01, grad_clip=0.0, grad_clamp=0.0, clamp_min=-1.0, clamp_max=1.0, init=1, init_scale=1.0, metropolis=0, target_acceptance=0.0)
 TRAIN = [
     ("train-8gaussians", dict(), "8gaussians", 256, 2.5),
@@ -229,8 +229,8 @@ def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
     ref = Trainer(cfg.as_dict(), device)
     stats = StepStats()
     state = {"sance": 0, "ref": 0, "old": 0}
-    # The rows on the defaults (no overrides of the noise) also run sance 0.3's defaults.
-    old = sance.new(configure(sance, {**overrides, **SANCE_03}, device_id)) if name in ("train-8gaussians", "train-16d") else None
+    # The rows on the defaults (no overrides of the noise) also run sance 0.4's sampler and units.
+    old = sance.new(configure(sance, {**overrides, **SANCE_04}, device_id)) if name in ("train-8gaussians", "train-16d") else None
 
     def run_old():
         x = batches[state["old"] % len(batches)]
@@ -254,7 +254,7 @@ def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
     # Both past the replay buffer's filling and the first refreshes before timing.
     impls = {"sance": run_sance, "eager": run_ref}
     if old is not None:
-        impls["sance_0.3"] = run_old
+        impls["sance_0.4"] = run_old
     for _ in range(args.warmup_steps):
         for f in impls.values():
             f()
@@ -469,7 +469,7 @@ def main():
 def report(r):
     s = r["sance"]["median_ms"]
     cells = [f"{r['row']:<20} {r['device']:<4} sance {s:8.3f} ms [{r['sance']['min_ms']:.3f}-{r['sance']['max_ms']:.3f}]"]
-    for ref in ("eager", "compile", "sance_0.3"):
+    for ref in ("eager", "compile", "sance_0.4"):
         if ref in r:
             m = r[ref]["median_ms"]
             target = r["targets"].get(ref)

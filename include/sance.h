@@ -70,14 +70,6 @@
  */
 #define SANCE_VERSION_PATCH 0
 
-/**
- * The data's std per coordinate in the model's coordinates. 2, not 1: the MLP's first layer
- * resolves the finer features of data at this scale in the same number of steps as the
- * defaults were tuned at (8gaussians, whose coordinates have std 2.03, learns a ring and not
- * its eight modes in 4,000 steps when standardised to std 1: KL 0.43 against 0.05).
- */
-#define MODEL_STD 2.0
-
 #ifndef SANCE_STATUS_DEFINED
 #define SANCE_STATUS_DEFINED
 /**
@@ -572,7 +564,8 @@ SanceStatus sance_config_init(SanceConfig *cfg, uint32_t abi_version);
  * caller scales to [−1, 1]: the CONV energy (one stride-2 convolution per halving of the
  * smaller side down to about 4 pixels), self-adapting NCE with K = 1, and the short-run
  * persistent sampler of image EBMs (a tempered Langevin sampler clamped to [−1, 1], a replay
- * buffer with 5 % fresh chains); docs/results.md, "What images need", gives the measurement
+ * buffer with 5 % fresh chains, a fixed unadjusted step, and `scaling` NONE: pixels come on a
+ * fixed scale); docs/results.md, "What images need", gives the measurement
  * behind each setting. Samples drawn with the config's sampler are sharp images at a low
  * temperature, not draws of exp(−E) at temperature 1. `abi_version` as in
  * `sance_config_init`; a size out of range (zero, over 4096, or more than 2^26 floats per

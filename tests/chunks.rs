@@ -28,7 +28,13 @@ fn cut_and_uncut_calls_agree() {
         let (e2, rest) = rest.split_at_mut(n);
         let (g, chains) = rest.split_at_mut(2 * n);
         chains.copy_from_slice(&x);
-        let quiet = SanceLangevin { noise_std: 0.0, steps: 10, ..Default::default() };
+        let quiet = SanceLangevin {
+            noise_std: 0.0,
+            steps: 10,
+            metropolis: 0,
+            target_acceptance: 0.0,
+            ..Default::default()
+        };
         unsafe {
             assert_eq!(
                 sance_ebm_energy(h, x.as_ptr(), n, e.as_mut_ptr()),

@@ -44,7 +44,10 @@ fn out_of_memory_is_a_torch_status_and_the_handle_stays_usable() {
     // K = 5, so the failing training step is also a refresh step. Chunks of 16 MiB of work
     // (on this thread), so that one fits under the cap below.
     sance::fault::set_chunk_bytes(Some(16 << 20));
-    let cfg = SanceConfig { hidden_width: 256, noise_update_interval: 5, ..small_config() };
+    // Five sampler steps a call: the calls' size, not their length, is what fails here.
+    let base = small_config();
+    let langevin = sance::SanceLangevin { steps: 5, ..base.langevin };
+    let cfg = SanceConfig { hidden_width: 256, noise_update_interval: 5, langevin, ..base };
     let (h, twin) = (new(&cfg), new(&cfg));
     for t in 0..5 {
         step(h, t);

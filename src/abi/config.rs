@@ -336,6 +336,10 @@ impl SanceConfig {
             replay_capacity: 10_000,
             replay_reinit_prob: 0.05,
             data_noise_std: IMAGE_DATA_NOISE,
+            // Pixels come on a fixed scale, [−1, 1], which the sampler's numbers are for; a
+            // per-pixel standardisation would divide constant border pixels by nothing (and a
+            // conv energy is never scaled anyway; this keeps an MLP on these settings alike).
+            scaling: SanceScaling::None,
             energy_l2: IMAGE_ENERGY_L2,
             ..SanceConfig::default()
         }
@@ -599,6 +603,7 @@ mod tests {
             assert_eq!(cfg.arch, SanceArch::Conv);
             assert_eq!((cfg.langevin.clamp_min, cfg.langevin.clamp_max), (-1.0, 1.0));
             assert_eq!(cfg.conv_head, SanceConvHead::Dense);
+            assert_eq!(cfg.scaling, SanceScaling::None);
             assert_eq!(cfg.hidden_width, if h * w <= 256 { 32 } else { 16 });
             validate_config(&cfg).unwrap();
         }

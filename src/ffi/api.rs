@@ -107,7 +107,8 @@ fn same_abi(abi_version: u32) -> Result<()> {
 /// caller scales to [−1, 1]: the CONV energy (one stride-2 convolution per halving of the
 /// smaller side down to about 4 pixels), self-adapting NCE with K = 1, and the short-run
 /// persistent sampler of image EBMs (a tempered Langevin sampler clamped to [−1, 1], a replay
-/// buffer with 5 % fresh chains); docs/results.md, "What images need", gives the measurement
+/// buffer with 5 % fresh chains, a fixed unadjusted step, and `scaling` NONE: pixels come on a
+/// fixed scale); docs/results.md, "What images need", gives the measurement
 /// behind each setting. Samples drawn with the config's sampler are sharp images at a low
 /// temperature, not draws of exp(−E) at temperature 1. `abi_version` as in
 /// `sance_config_init`; a size out of range (zero, over 4096, or more than 2^26 floats per

@@ -15,7 +15,7 @@ use tch::{Device, Kind, TchError, Tensor};
 /// resolves the finer features of data at this scale in the same number of steps as the
 /// defaults were tuned at (8gaussians, whose coordinates have std 2.03, learns a ring and not
 /// its eight modes in 4,000 steps when standardised to std 1: KL 0.43 against 0.05).
-pub const MODEL_STD: f64 = 2.0;
+pub(crate) const MODEL_STD: f64 = 2.0;
 
 /// A fitted scaling of vectors of D floats.
 #[derive(Debug)]

@@ -24,11 +24,11 @@ def main():
     with safe_open(ckpt, framework="pt") as f:
         meta = f.metadata()
     assert meta["format"] == "sance-checkpoint", meta.get("format")
-    assert meta["format_version"] == "3", meta["format_version"]
+    assert meta["format_version"] == "4", meta["format_version"]
     cfg = json.loads(meta["config"])
     state = load_file(ckpt)
 
-    model = SanceModel(cfg)
+    model = SanceModel(cfg, scaled="scaling.shift" in state)
     if meta["dtype"] == "F64":
         model = model.double()
     result = model.load_state_dict(state, strict=False)

@@ -3,7 +3,8 @@
 A sance checkpoint names its tensors as `state_dict()` names these modules, so
 `SanceModel(cfg).load_state_dict(safetensors.torch.load_file(path), strict=False)` loads one
 with no renaming: the model's keys (`energy.net.0.weight`, ..., `snapshot.net.0.weight`, ...,
-`average.net.0.weight`, ... when `ema_decay` > 0, `c`) all match, and the only keys left over are what training alone needs
+`average.net.0.weight`, ... when `ema_decay` > 0, `c`, `scaling.shift` and `scaling.scale` when
+the model fitted its scaling) all match, and the only keys left over are what training alone needs
 (`optimizer.exp_avg.<param>`, `optimizer.exp_avg_sq.<param>`, `replay`).
 
 `cfg` is the checkpoint's config (JSON in the metadata key "config"), as a dict.
@@ -65,11 +66,34 @@ class ConvEnergy(nn.Module):
         return self.net(x).squeeze(1)
 
 
+class Scaling(nn.Module):
+    """The data's fitted scaling (checkpoint format 4, `scaling` AUTO): the networks see
+    z = (x - shift) / scale, and the energy of x adds the log-Jacobian sum(log scale)."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+
+class InUnits(nn.Module):
+    """An energy network seen from the data's units through a scaling."""
+
+    def __init__(self, energy, scaling):
+        super().__init__()
+        self.energy, self.scaling = energy, scaling
+
+    def forward(self, x):
+        z = (x - self.scaling.shift) / self.scaling.scale
+        return self.energy(z) + self.scaling.scale.log().sum()
+
+
 class SanceModel(nn.Module):
     """The model E_theta, the noise snapshot E_theta_bar, the parameters' moving average (the
-    energy the library's calls use, when `ema_decay` > 0) and the NCE offset c."""
+    energy the library's calls use, when `ema_decay` > 0), the NCE offset c, and, with
+    `scaled` (the checkpoint holds `scaling.shift` and `scaling.scale`), the data's scaling."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, scaled=False):
         super().__init__()
         energy = MLPEnergy if cfg["arch"] == 0 else ConvEnergy
         self.energy = energy(cfg)
@@ -77,10 +101,13 @@ class SanceModel(nn.Module):
         if cfg.get("ema_decay", 0) > 0:
             self.average = energy(cfg)
         self.c = nn.Parameter(torch.zeros(()))
+        if scaled:
+            self.scaling = Scaling(cfg["data_dim"])
 
     def used(self):
-        """The energy that sance_ebm_energy, _sample and _log_z evaluate."""
-        return getattr(self, "average", self.energy)
+        """The energy of x that sance_ebm_energy, _sample and _log_z evaluate."""
+        net = getattr(self, "average", self.energy)
+        return InUnits(net, self.scaling) if hasattr(self, "scaling") else net
 
     @staticmethod
     def sample_shape(cfg):

@@ -178,8 +178,10 @@ fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfi
         l.steps = v;
     }
     if let Some(v) = o.step_size {
+        // A step given is kept fixed.
         l.step_size = v;
         l.noise_std = (2.0 * v).sqrt();
+        l.target_acceptance = 0.0;
     }
     if let Some(v) = o.noise_std {
         l.noise_std = v;
@@ -190,7 +192,9 @@ fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfi
     if let Some((a, b)) = o.clamp {
         (l.clamp_min, l.clamp_max) = (a, b);
     }
-    l.metropolis = o.mala as u32;
+    if o.mala {
+        l.metropolis = 1;
+    }
     if let Some(v) = o.lr {
         c.learning_rate = v;
     }
