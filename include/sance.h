@@ -468,8 +468,8 @@ typedef struct {
    */
   float grad_norm;
   /**
-   * Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps (0 for GAUSSIAN noise,
-   * which has no chains).
+   * Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and their Langevin steps (MALA: at the
+   * chains' starting points; 0 for GAUSSIAN noise, which has no chains).
    */
   float langevin_grad_norm;
   /**

@@ -26,8 +26,8 @@ pub struct SanceStepStats {
     pub log_z_ratio: f32,
     /// Global gradient norm (θ and c) before clipping.
     pub grad_norm: f32,
-    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and Langevin steps (0 for GAUSSIAN noise,
-    /// which has no chains).
+    /// Mean per-sample ‖∇ₓE_θ̄‖ over the noise chains and their Langevin steps (MALA: at the
+    /// chains' starting points; 0 for GAUSSIAN noise, which has no chains).
     pub langevin_grad_norm: f32,
     /// Share of the noise chains' Langevin moves accepted, over chains and steps: MALA's
     /// Metropolis–Hastings acceptance rate; 1 for unadjusted Langevin and for GAUSSIAN noise,

@@ -28,7 +28,8 @@ pub fn init_chains(
 /// is a host sync; the training step reads them with its other statistics, in one go).
 #[derive(Debug)]
 pub struct RunStats {
-    /// Mean per-sample ‖∇ₓE‖ (before the clip) over all steps and chains, a float64 scalar
+    /// Mean per-sample ‖∇ₓE‖ (before the clip) over all steps and chains (MALA: over the
+    /// chains at their start), a float64 scalar
     /// (0 when not asked for).
     pub grad_norm: Tensor,
     /// Share of moves accepted over all steps and chains (1 for unadjusted Langevin), a
@@ -163,13 +164,13 @@ impl<'a> ScaledGrad<'a> {
         }
     }
 
-    /// (E(x), scale·∇ₓE(x)), the gradient in a tensor of its own (the MLP's workspace is
-    /// overwritten by the next call).
+    /// (E(x), scale·∇ₓE(x)); the MLP's gradient is its workspace, which the next call
+    /// overwrites.
     fn with_energy(&mut self, x: &Tensor) -> Result<(Tensor, Tensor), TchError> {
         match self {
             ScaledGrad::Mlp(w) => {
                 w.run(x, true)?;
-                Ok((w.energy.take().expect("asked for"), w.gx.copy()))
+                Ok((w.energy.take().expect("asked for"), w.gx.shallow_clone()))
             }
             ScaledGrad::Conv(w) => {
                 let g = w.run(x, true)?;
@@ -319,8 +320,8 @@ pub fn run_clamped(
 /// hand-written backward passes on one workspace reused at every step when nothing clips the
 /// gradient (the default), else [`clipped_grad`].
 enum Drift<'a> {
-    /// The workspace and λ.
-    Plain(ScaledGrad<'a>, f64),
+    /// The workspace, which returns −λ·∇ₓE.
+    Plain(ScaledGrad<'a>),
     Clipped {
         net: &'a Net,
         p: &'a Params,
@@ -338,25 +339,22 @@ impl<'a> Drift<'a> {
         bshape: &[i64],
     ) -> Result<Drift<'a>, TchError> {
         Ok(if l.grad_clamp == 0.0 && l.grad_clip == 0.0 {
-            Drift::Plain(ScaledGrad::new(net, p, n, -(l.step_size as f64))?, l.step_size as f64)
+            Drift::Plain(ScaledGrad::new(net, p, n, -(l.step_size as f64))?)
         } else {
             Drift::Clipped { net, p, l, bshape: bshape.to_vec() }
         })
     }
 
-    /// (E(x) in float64, d(x) — a tensor of its own, which the next call does not overwrite —
-    /// and, when `norms`, the sum over chains of ‖∇ₓE(x)‖ before any clip).
+    /// (E(x) in float64, d(x) — possibly a workspace that the next call overwrites — and,
+    /// when `norms`, λ times the sum over chains of ‖∇ₓE(x)‖ before any clip).
     fn at(&mut self, x: &Tensor, norms: bool) -> Result<(Tensor, Tensor, Option<Tensor>), TchError> {
         match self {
-            Drift::Plain(w, lambda) => {
+            Drift::Plain(w) => {
                 let (e, d) = w.with_energy(x)?;
+                // Σ‖d‖ = λ·Σ‖∇ₓE‖ (the run divides by λ once, at its end).
                 let raw = if norms {
-                    Some(
-                        d.f_flatten(1, -1)?
-                            .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?
-                            .f_sum(Kind::Double)?
-                            .f_div_scalar(*lambda)?,
-                    )
+                    let flat = if d.dim() == 2 { d.shallow_clone() } else { d.f_flatten(1, -1)? };
+                    Some(flat.f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?.f_sum(Kind::Double)?)
                 } else {
                     None
                 };
@@ -364,7 +362,8 @@ impl<'a> Drift<'a> {
             }
             Drift::Clipped { net, p, l, bshape } => {
                 let (e, g, raw) = clipped_grad(net, p, x, l, bshape)?;
-                Ok((e.f_to_kind(Kind::Double)?, g.f_mul_scalar(-(l.step_size as f64))?, Some(raw)))
+                let lambda = l.step_size as f64;
+                Ok((e.f_to_kind(Kind::Double)?, g.f_mul_scalar(-lambda)?, Some(raw.f_mul_scalar(lambda)?)))
             }
         }
     }
@@ -399,21 +398,21 @@ fn run_mala(
         x = clamp.apply(&x)?;
     }
     let mut drift = Drift::new(net, p, n, l, &bshape)?;
-    let (mut e, mut d, first_norms) = drift.at(&x, stats)?;
-    let mut norm_sum = first_norms;
+    // The statistic of ‖∇ₓE‖ is taken at the chains' starting points (one evaluation instead
+    // of one a step). d(x) is copied out of the workspace that the first proposal overwrites;
+    // after that each step's d is `where`'s own output.
+    let (mut e, d0, norm_sum) = drift.at(&x, stats)?;
+    let mut d = d0.copy();
     let mut accepted = Tensor::f_zeros([n], (Kind::Double, x.device()))?;
     // σ·ξ and T·log u of the accept test, a block of steps per draw (see `Noise`).
     let mut xis = Noise::new(&shape, sigma, l.steps, x.kind(), x.device());
     let mut us = Noise::log_uniform(&[n], temperature, l.steps, x.device());
-    for step in 0..l.steps {
+    for _ in 0..l.steps {
         crate::fault::torch_point()?;
         let sxi = xis.next(rng)?;
         let t_log_u = us.next(rng)?;
         let y = x.f_add(&d)?.f_add_(&sxi)?;
-        let (e_y, d_y, norms_y) = drift.at(&y, stats && step + 1 < l.steps)?;
-        if let (Some(s), Some(v)) = (norm_sum.as_mut(), norms_y) {
-            let _ = s.f_add_(&v)?;
-        }
+        let (e_y, d_y, _) = drift.at(&y, false)?;
         let a = d.f_add(&d_y)?;
         let b = a.f_add(&sxi)?.f_add_(&sxi)?;
         let dot = a.f_mul(&b)?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
@@ -430,7 +429,7 @@ fn run_mala(
     }
     let total = l.steps as f64 * n as f64;
     let grad_norm = match norm_sum {
-        Some(s) => s.f_div_scalar(total)?,
+        Some(s) => s.f_div_scalar(n as f64 * lambda)?,
         None => Tensor::f_zeros([], (Kind::Double, x.device()))?,
     };
     Ok((x, RunStats { grad_norm, acceptance: accepted.f_sum(Kind::Double)?.f_div_scalar(total)? }))

@@ -128,8 +128,11 @@ impl Ebm {
         let mut w = 0;
         let d = self.sample_size() as f64;
         let flat = data.f_flatten(1, -1)?;
-        // The data's spread: the batch's std per coordinate, averaged (0: unknown).
-        let spread = if flat.size()[0] >= 2 {
+        // The data's spread: the batch's std per coordinate, averaged (0: unknown); a scaled
+        // model knows it without a pass over the batch.
+        let spread = if self.scaling.is_some() {
+            crate::model::scaling::MODEL_STD
+        } else if flat.size()[0] >= 2 {
             flat.f_std_dim([0i64].as_slice(), true, false)?.f_mean(tch::Kind::Double)?.f_double_value(&[])?
         } else {
             0.0
