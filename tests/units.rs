@@ -5,10 +5,12 @@
 //! reach or resolve the data says so in `SanceStepStats::warnings`. Short budgets; the full ones
 //! are `sance-lowd --scale …` (docs/results.md, "Data in other units").
 //!
-//! Planted once each: `SANCE_PLANT=no-scaling` (scaling NONE: the model works in the data's
-//! units, as before) fails the scaled Gaussian (KL 9.6 at 0.01, 140 at (100, 0.01)) and
-//! Müller–Brown (every basin's population off); `SANCE_PLANT=fixed-ula` (sance 0.4's sampler:
-//! ULA at a fixed λ = 0.005) fails the ridge, whose tails the chains never reach.
+//! Planted once each (`SANCE_PLANT=…`): `no-scaling` (scaling NONE, the data's own units as in
+//! sance 0.4) fails the Gaussian in other units (KL 0.30 at ×0.01, 4.2·10⁴ at ×(100, 0.01))
+//! and the check that Müller–Brown's model fitted a scaling (the tuned sampler alone still got
+//! its populations within 0.015 there); `fixed-ula` (0.4's sampler: ULA at a fixed λ = 0.005,
+//! on the scaled data) fails the Gaussian (KL 0.17), Müller–Brown (populations 0.08 / 0.81 /
+//! 0.11 against 0.81 / 0.13 / 0.06) and the ridge (KL 35.7).
 #[path = "../src/bin/sance-lowd/density.rs"]
 mod density;
 #[path = "../src/bin/sance-lowd/mixture.rs"]
