@@ -200,27 +200,28 @@ impl Clamp {
         }
     }
 
-    fn is_some(&self) -> bool {
-        !matches!(self, Clamp::None)
-    }
-
-    /// x clamped into the box.
-    fn apply(&self, x: &Tensor) -> Result<Tensor, TchError> {
+    /// Clamps `x` into the box, in place (nothing without a box).
+    fn apply_(&self, x: &mut Tensor) -> Result<(), TchError> {
         match self {
-            Clamp::None => Ok(x.shallow_clone()),
-            Clamp::Scalar(lo, hi) => x.f_clamp(*lo, *hi),
-            Clamp::Coordinates(lo, hi) => x.f_clamp_tensor(Some(lo), Some(hi)),
+            Clamp::None => {}
+            Clamp::Scalar(lo, hi) => {
+                let _ = x.f_clamp_(*lo, *hi)?;
+            }
+            Clamp::Coordinates(lo, hi) => {
+                let _ = x.f_clamp_tensor_(Some(lo), Some(hi))?;
+            }
         }
+        Ok(())
     }
 
-    /// Whether each row of `y` lies inside the box, [N] booleans.
-    fn inside(&self, y: &Tensor) -> Result<Tensor, TchError> {
+    /// Whether each row of `y` lies inside the box, [N] booleans; None without a box.
+    pub(crate) fn inside(&self, y: &Tensor) -> Result<Option<Tensor>, TchError> {
         let ok = match self {
-            Clamp::None => y.f_isfinite()?,
+            Clamp::None => return Ok(None),
             Clamp::Scalar(lo, hi) => y.f_ge(*lo)?.f_logical_and(&y.f_le(*hi)?)?,
             Clamp::Coordinates(lo, hi) => y.f_ge_tensor(lo)?.f_logical_and(&y.f_le_tensor(hi)?)?,
         };
-        ok.f_flatten(1, -1)?.f_all_dim(1, false)
+        Ok(Some(ok.f_flatten(1, -1)?.f_all_dim(1, false)?))
     }
 }
 
@@ -298,15 +299,7 @@ pub fn run_clamped(
             if l.noise_std > 0.0 {
                 let _ = x.f_add_(&noise.next(rng)?)?;
             }
-            match clamp {
-                Clamp::None => {}
-                Clamp::Scalar(lo, hi) => {
-                    let _ = x.f_clamp_(*lo, *hi)?;
-                }
-                Clamp::Coordinates(lo, hi) => {
-                    let _ = x.f_clamp_tensor_(Some(lo), Some(hi))?;
-                }
-            }
+            clamp.apply_(&mut x)?;
         }
         let mut stats = RunStats::constant(0.0, 1.0, x.device())?;
         if let Some(s) = norm_sum {
@@ -393,10 +386,8 @@ fn run_mala(
     let (lambda, sigma) = (l.step_size as f64, l.noise_std as f64);
     let temperature = sigma * sigma / (2.0 * lambda);
     let mut x = copy_of(&x)?;
-    if clamp.is_some() {
-        // Chains must start inside the box that the target is restricted to.
-        x = clamp.apply(&x)?;
-    }
+    // Chains must start inside the box that the target is restricted to.
+    clamp.apply_(&mut x)?;
     let mut drift = Drift::new(net, p, n, l, &bshape)?;
     // The statistic of ‖∇ₓE‖ is taken at the chains' starting points (one evaluation instead
     // of one a step). d(x) is copied out of the workspace that the first proposal overwrites;
@@ -418,8 +409,8 @@ fn run_mala(
         let dot = a.f_mul(&b)?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
         // NaN (a non-finite energy at y) compares false: the move is rejected.
         let mut accept = dot.f_mul_scalar(0.25 / lambda)?.f_add_(&t_log_u)?.f_lt_tensor(&e.f_sub(&e_y)?)?;
-        if clamp.is_some() {
-            accept = accept.f_logical_and(&clamp.inside(&y)?)?;
+        if let Some(inside) = clamp.inside(&y)? {
+            accept = accept.f_logical_and(&inside)?;
         }
         let _ = accepted.f_add_(&accept)?;
         let keep = accept.f_view(bshape.as_slice())?;

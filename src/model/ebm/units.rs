@@ -78,6 +78,22 @@ impl Ebm {
         })
     }
 
+    /// E(x) from the network's E_net(z): the log-Jacobian of the scaling added.
+    pub(crate) fn energy_to_data(&self, e: &Tensor) -> Result<Tensor> {
+        Ok(match &self.scaling {
+            Some(s) => s.energy_to_data(e)?,
+            None => e.shallow_clone(),
+        })
+    }
+
+    /// ∇ₓE from ∇_z E_net.
+    pub(crate) fn grad_to_data(&self, g: &Tensor) -> Result<Tensor> {
+        Ok(match &self.scaling {
+            Some(s) => s.grad_to_data(g)?,
+            None => g.shallow_clone(),
+        })
+    }
+
     /// E(x) − E_net(z): the log-Jacobian of the scaling (0 without one).
     pub(crate) fn log_det(&self) -> f64 {
         self.scaling.as_ref().map_or(0.0, Scaling::log_det)
@@ -150,15 +166,9 @@ impl Ebm {
         if spread > 0.0 && sigma * (l.steps as f64).sqrt() < 0.01 * spread {
             w |= SANCE_WARNING_FROZEN_STEP;
         }
-        let outside_clamp = match self.clamp_of(l)? {
-            Clamp::None => false,
-            Clamp::Scalar(lo, hi) => {
-                flat.f_lt(lo)?.f_logical_or(&flat.f_gt(hi)?)?.f_any()?.f_int64_value(&[])? != 0
-            }
-            Clamp::Coordinates(lo, hi) => {
-                flat.f_lt_tensor(&lo)?.f_logical_or(&flat.f_gt_tensor(&hi)?)?.f_any()?.f_int64_value(&[])?
-                    != 0
-            }
+        let outside_clamp = match self.clamp_of(l)?.inside(&flat)? {
+            Some(inside) => inside.f_logical_not()?.f_any()?.f_int64_value(&[])? != 0,
+            None => false,
         };
         // Chains start inside the init box (Gaussian ones within ~3 init_scales); a tuned step
         // carries them out of it, a fixed one may not.
