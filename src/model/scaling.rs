@@ -113,9 +113,8 @@ impl Scaling {
 
     /// The per-coordinate bounds [lo, hi] (data units) in model units, [D] each.
     pub fn bounds_to_model(&self, lo: f64, hi: f64) -> Result<(Tensor, Tensor), TchError> {
-        let lo = self.scale.f_reciprocal()?.f_mul(&self.shift.f_neg()?.f_add_scalar(lo)?)?;
-        let hi = self.scale.f_reciprocal()?.f_mul(&self.shift.f_neg()?.f_add_scalar(hi)?)?;
-        Ok((lo, hi))
+        let bound = |v: f64| self.to_model(&self.shift.f_full_like(v)?);
+        Ok((bound(lo)?, bound(hi)?))
     }
 }
 

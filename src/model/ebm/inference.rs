@@ -28,11 +28,7 @@ impl Ebm {
             torch_point()?;
         }
         let e = if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? };
-        // In the caller's units: the log-Jacobian of the scaling added.
-        Ok(match &self.scaling {
-            Some(s) => s.energy_to_data(&e)?,
-            None => e,
-        })
+        self.energy_to_data(&e)
     }
 
     /// (E_θ(x), ∇ₓE_θ(x)), in chunks; with more than one chunk the gradients are gathered on
@@ -48,19 +44,10 @@ impl Ebm {
             let (e, g) = self.net.energy_and_grad(&p, &z)?;
             torch_point()?;
             energies.push(e);
-            Ok(match &self.scaling {
-                Some(s) => s.grad_to_data(&g)?,
-                None => g,
-            })
+            self.grad_to_data(&g)
         })?;
         let e = if energies.len() == 1 { energies.remove(0) } else { Tensor::f_cat(&energies, 0)? };
-        Ok((
-            match &self.scaling {
-                Some(s) => s.energy_to_data(&e)?,
-                None => e,
-            },
-            grads,
-        ))
+        Ok((self.energy_to_data(&e)?, grads))
     }
 
     /// Langevin chains on E_θ from `l`'s init distribution. Chains are independent, so `n`
