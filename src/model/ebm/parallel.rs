@@ -228,50 +228,40 @@ impl Ebm {
     /// finite, makes every rank abandon the step. Returns (mean, std) per coordinate, the same
     /// bits on every rank.
     pub(super) fn reduce_scaling_moments(&mut self, x: &Tensor) -> Result<(Vec<f64>, Vec<f64>)> {
-        let d = self.sample_size();
         let n = x.size()[0] as f64;
-        let local = catch_torch(|| Ok(column_sums(x, None)?));
-        let mut buf = vec![0f32; d + 2];
-        match &local {
-            Ok(s) => {
-                for (b, v) in buf.iter_mut().zip(s) {
-                    *b = *v as f32;
-                }
-                buf[d] = n as f32;
-            }
-            Err(_) => buf[d + 1] = 1.0,
-        }
-        self.reduce_owed(&mut buf, "the scaling fit's sums")?;
-        local?;
-        let fit_failed = |what: &str, bad: f32| {
-            Error::non_finite(format!(
-                "step 1: {bad} rank(s) failed or saw non-finite data while fitting the data's scaling                  ({what}); every rank skipped the step and left its model unchanged"
-            ))
-        };
-        if buf[d + 1] != 0.0 || !buf.iter().all(|v| v.is_finite()) {
-            return Err(fit_failed("sums", buf[d + 1]));
-        }
+        let sums = self.reduce_flagged(catch_torch(|| Ok(column_sums(x, None)?)), &[n], "sums")?;
         self.reduction.as_mut().expect("registered").phase = Phase::FitSpread;
-        let total = buf[d] as f64;
-        let mean: Vec<f64> = buf[..d].iter().map(|&v| v as f64 / total).collect();
-        let local = catch_torch(|| Ok(column_sums(x, Some(&mean))?));
-        let mut buf = vec![0f32; d + 1];
+        let (total, d) = (sums[sums.len() - 1], sums.len() - 1);
+        let mean: Vec<f64> = sums[..d].iter().map(|v| v / total).collect();
+        let m2 = self.reduce_flagged(catch_torch(|| Ok(column_sums(x, Some(&mean))?)), &[], "deviations")?;
+        self.reduction.as_mut().expect("registered").phase = Phase::Start;
+        Ok((mean, scales_from(&m2, total)))
+    }
+
+    /// One reduction of the scaling fit: this rank's `local` values (or, when computing them
+    /// failed, zeros) then `tail`, then a bad-rank flag; every rank fails together when any
+    /// rank flagged or the sums are not finite. Returns the summed values and tail.
+    fn reduce_flagged(&mut self, local: Result<Vec<f64>>, tail: &[f64], what: &str) -> Result<Vec<f64>> {
+        let d = self.sample_size();
+        let mut buf = vec![0f32; d + tail.len() + 1];
         match &local {
-            Ok(s) => {
-                for (b, v) in buf.iter_mut().zip(s) {
-                    *b = *v as f32;
+            Ok(v) => {
+                for (b, x) in buf.iter_mut().zip(v.iter().chain(tail)) {
+                    *b = *x as f32;
                 }
             }
-            Err(_) => buf[d] = 1.0,
+            Err(_) => *buf.last_mut().expect("non-empty") = 1.0,
         }
-        self.reduce_owed(&mut buf, "the scaling fit's deviations")?;
+        self.reduce_owed(&mut buf, &format!("the scaling fit's {what}"))?;
         local?;
-        if buf[d] != 0.0 || !buf.iter().all(|v| v.is_finite()) {
-            return Err(fit_failed("deviations", buf[d]));
+        let bad = *buf.last().expect("non-empty");
+        if bad != 0.0 || !buf.iter().all(|v| v.is_finite()) {
+            return Err(Error::non_finite(format!(
+                "step 1: {bad} rank(s) failed or saw non-finite data while fitting the data's scaling \
+                 ({what}); every rank skipped the step and left its model unchanged"
+            )));
         }
-        self.reduction.as_mut().expect("registered").phase = Phase::Start;
-        let m2: Vec<f64> = buf[..d].iter().map(|&v| v as f64).collect();
-        Ok((mean, scales_from(&m2, total)))
+        Ok(buf[..buf.len() - 1].iter().map(|&v| v as f64).collect())
     }
 
     /// θ and c, then the statistics averaged over ranks, then the flag of a bad rank.
