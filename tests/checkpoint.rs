@@ -431,23 +431,34 @@ fn version_2_checkpoints_load_without_an_average() {
         assert!(entries.iter().all(|e| !e.name.starts_with("average.")), "{}", path.display());
     }
     // A model that averages: θ̃ is saved, and restored exactly.
-    let h = new(&small_config());
     let d: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+    let (h, h2) = saved_and_loaded(&d, "v3-average", "average.net.0.weight");
+    unsafe { sance_ebm_free(h) };
+    unsafe { sance_ebm_free(h2) };
+}
+
+/// The energies of the 32 rows of `d`.
+fn energies_of(h: *mut SanceEbm, d: &[f32]) -> Vec<f32> {
+    let mut e = vec![0f32; 32];
+    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e.as_mut_ptr()) }, SanceStatus::Ok);
+    e
+}
+
+/// A small model trained 5 steps on the 32 rows of `d`, saved in scratch dir `name` with tensor
+/// `holds` among its tensors, and the model loaded back, with the same energies; both handles.
+fn saved_and_loaded(d: &[f32], name: &str, holds: &str) -> (*mut SanceEbm, *mut SanceEbm) {
+    let h = new(&small_config());
     for _ in 0..5 {
         assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) }, SanceStatus::Ok);
     }
-    let path = scratch("v3-average").join("m.safetensors");
+    let path = scratch(name).join("m.safetensors");
     assert_eq!(save(h, &path), SanceStatus::Ok);
     let (entries, _) = decode(&std::fs::read(&path).unwrap());
-    assert!(entries.iter().any(|e| e.name == "average.net.0.weight"), "θ̃ is saved");
+    assert!(entries.iter().any(|e| e.name == holds), "{holds} is saved");
     let (st, h2) = load(&path);
     assert_eq!(st, SanceStatus::Ok, "{}", last_error());
-    let (mut e1, mut e2) = (vec![0f32; 32], vec![0f32; 32]);
-    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
-    assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
-    assert_eq!(e1, e2, "the loaded model's energies are the saved model's");
-    unsafe { sance_ebm_free(h) };
-    unsafe { sance_ebm_free(h2) };
+    assert_eq!(energies_of(h, d), energies_of(h2, d), "the loaded model's energies are the saved model's");
+    (h, h2)
 }
 
 /// Version-3 files (ABI 4) have no `scaling` in their config and no fitted scaling: they load
@@ -474,28 +485,13 @@ fn version_3_checkpoints_load_unscaled() {
         unsafe { sance_ebm_free(h) };
     }
     // A scaled model (data far from unit scale): the scaling is saved and restored exactly.
-    let h = new(&small_config());
     let d: Vec<f32> = (0..64).map(|i| 300.0 + 40.0 * (i as f32 * 0.37).sin()).collect();
-    for _ in 0..5 {
-        assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) }, SanceStatus::Ok);
-    }
-    let path = scratch("v4-scaling").join("m.safetensors");
-    assert_eq!(save(h, &path), SanceStatus::Ok);
-    let (entries, _) = decode(&std::fs::read(&path).unwrap());
-    assert!(entries.iter().any(|e| e.name == "scaling.scale"), "the scaling is saved");
-    let (st, h2) = load(&path);
-    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
-    let (mut e1, mut e2) = (vec![0f32; 32], vec![0f32; 32]);
-    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
-    assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
-    assert_eq!(e1, e2, "the loaded model's energies are the saved model's");
+    let (h, h2) = saved_and_loaded(&d, "v4-scaling", "scaling.scale");
     // And both go on alike.
     for h in [h, h2] {
         assert_eq!(unsafe { sance_ebm_train_step(h, d.as_ptr(), 32, ptr::null_mut()) }, SanceStatus::Ok);
     }
-    assert_eq!(unsafe { sance_ebm_energy(h, d.as_ptr(), 32, e1.as_mut_ptr()) }, SanceStatus::Ok);
-    assert_eq!(unsafe { sance_ebm_energy(h2, d.as_ptr(), 32, e2.as_mut_ptr()) }, SanceStatus::Ok);
-    assert_eq!(e1, e2, "training resumes exactly");
+    assert_eq!(energies_of(h, &d), energies_of(h2, &d), "training resumes exactly");
     unsafe { sance_ebm_free(h) };
     unsafe { sance_ebm_free(h2) };
 }
