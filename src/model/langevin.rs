@@ -5,6 +5,7 @@
 //!   test accepts or rejects, so the chains target exp(−E/T), T = σ²/(2λ), restricted to the
 //!   clamp box (`run_mala` gives the test).
 use crate::abi::config::{SanceArch, SanceInit, SanceLangevin};
+use crate::model::mala_host::{HostBox, HostChains};
 use crate::model::net::{copy_of, ConvGrad, MlpGrad, Net, Params};
 use crate::model::rng::Rng;
 use tch::{Device, Kind, TchError, Tensor};
@@ -257,7 +258,7 @@ pub fn run_clamped(
             return Ok((x, stats));
         }
         if l.metropolis == 1 {
-            return run_mala(net, p, x, l, clamp, rng, stats);
+            return run_mala(net, p, x, l, clamp, rng, stats, true);
         }
         let shape = x.size();
         let mut bshape = vec![n];
@@ -338,7 +339,7 @@ impl<'a> Drift<'a> {
         })
     }
 
-    /// (E(x) in float64, d(x) — possibly a workspace that the next call overwrites — and,
+    /// (E(x) in the model's kind, d(x) — possibly a workspace that the next call overwrites — and,
     /// when `norms`, λ times the sum over chains of ‖∇ₓE(x)‖ before any clip).
     fn at(&mut self, x: &Tensor, norms: bool) -> Result<(Tensor, Tensor, Option<Tensor>), TchError> {
         match self {
@@ -351,15 +352,29 @@ impl<'a> Drift<'a> {
                 } else {
                     None
                 };
-                Ok((e.f_to_kind(Kind::Double)?, d, raw))
+                Ok((e, d, raw))
             }
             Drift::Clipped { net, p, l, bshape } => {
                 let (e, g, raw) = clipped_grad(net, p, x, l, bshape)?;
                 let lambda = l.step_size as f64;
-                Ok((e.f_to_kind(Kind::Double)?, g.f_mul_scalar(-lambda)?, Some(raw.f_mul_scalar(lambda)?)))
+                Ok((e, g.f_mul_scalar(-lambda)?, Some(raw.f_mul_scalar(lambda)?)))
             }
         }
     }
+}
+
+/// MALA (`l.metropolis == 1`) on tensors only, never on host memory: what the CPU's host
+/// path is checked against.
+#[cfg(test)]
+pub(crate) fn run_mala_on_tensors(
+    net: &Net,
+    p: &Params,
+    x: Tensor,
+    l: &SanceLangevin,
+    clamp: &Clamp,
+    rng: &mut Rng,
+) -> Result<(Tensor, RunStats), TchError> {
+    crate::model::no_grad(|| run_mala(net, p, x, l, clamp, rng, true, false))
 }
 
 /// MALA: the move y = x + d(x) + σ·ξ, d = −λ·g (g the clipped gradient), is accepted with
@@ -369,7 +384,9 @@ impl<'a> Drift<'a> {
 /// E(x) − E(y) − a·(a + 2σξ)/(4λ): the test is T·log u + a·(a + 2σξ)/(4λ) < E(x) − E(y). The
 /// clip keeps g a function of the point, so the test stays exact; with a clamp box a move that
 /// leaves it is rejected (the target is π restricted to the box). One uniform per chain and
-/// step comes from the handle's stream.
+/// step comes from the handle's stream. `host_path`: on the CPU, the elementwise work in
+/// `mala_host`'s passes (the same arithmetic).
+#[allow(clippy::too_many_arguments)]
 fn run_mala(
     net: &Net,
     p: &Params,
@@ -378,6 +395,7 @@ fn run_mala(
     clamp: &Clamp,
     rng: &mut Rng,
     stats: bool,
+    host_path: bool,
 ) -> Result<(Tensor, RunStats), TchError> {
     let n = x.size()[0];
     let shape = x.size();
@@ -390,20 +408,41 @@ fn run_mala(
     clamp.apply_(&mut x)?;
     let mut drift = Drift::new(net, p, n, l, &bshape)?;
     // The statistic of ‖∇ₓE‖ is taken at the chains' starting points (one evaluation instead
-    // of one a step). d(x) is copied out of the workspace that the first proposal overwrites;
-    // after that each step's d is `where`'s own output.
-    let (mut e, d0, norm_sum) = drift.at(&x, stats)?;
+    // of one a step). d(x) is copied out of the workspace that the first proposal overwrites,
+    // and accepted moves are copied into it (host) or replace it (`where`'s own output).
+    let (e, d0, norm_sum) = drift.at(&x, stats)?;
     let mut d = d0.copy();
     let mut accepted = Tensor::f_zeros([n], (Kind::Double, x.device()))?;
+    let mut e = e.f_to_kind(Kind::Double)?.f_contiguous()?;
     // σ·ξ and T·log u of the accept test, a block of steps per draw (see `Noise`).
     let mut xis = Noise::new(&shape, sigma, l.steps, x.kind(), x.device());
     let mut us = Noise::log_uniform(&[n], temperature, l.steps, x.device());
+    // On the CPU the elementwise work runs on host memory (`mala_host`), the proposal written
+    // into one buffer; elsewhere, or if a buffer is not host-readable, on tensors.
+    let dim = (x.numel() / n.max(1) as usize).max(1);
+    let host = host_path && x.device() == tch::Device::Cpu && matches!(x.kind(), Kind::Float | Kind::Double);
+    let mut y_buf = if host { Some(x.f_empty_like()?) } else { None };
+    let bounds = if host { Some(HostBox::of(clamp, dim)?) } else { None };
+    let mut host_moved = 0u64;
     for _ in 0..l.steps {
         crate::fault::torch_point()?;
         let sxi = xis.next(rng)?;
         let t_log_u = us.next(rng)?;
+        if let (Some(y), Some(bounds)) = (&mut y_buf, &bounds) {
+            let kind = x.kind();
+            let mut chains = HostChains { x: &mut x, d: &mut d, e: &mut e, y, n: n as usize, dim };
+            let moved = match kind {
+                Kind::Float => host_step::<f32>(&mut chains, &mut drift, &sxi, &t_log_u, lambda, bounds)?,
+                _ => host_step::<f64>(&mut chains, &mut drift, &sxi, &t_log_u, lambda, bounds)?,
+            };
+            if let Some(m) = moved {
+                host_moved += m;
+                continue;
+            }
+        }
         let y = x.f_add(&d)?.f_add_(&sxi)?;
         let (e_y, d_y, _) = drift.at(&y, false)?;
+        let e_y = e_y.f_to_kind(Kind::Double)?;
         let a = d.f_add(&d_y)?;
         let b = a.f_add(&sxi)?.f_add_(&sxi)?;
         let dot = a.f_mul(&b)?.f_flatten(1, -1)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?;
@@ -414,6 +453,7 @@ fn run_mala(
         }
         let _ = accepted.f_add_(&accept)?;
         let keep = accept.f_view(bshape.as_slice())?;
+        // New tensors, never the host path's buffers: x, d and e stay tensors of their own.
         x = y.f_where_self(&keep, &x)?;
         d = d_y.f_where_self(&keep, &d)?;
         e = e_y.f_where_self(&accept, &e)?;
@@ -423,5 +463,33 @@ fn run_mala(
         Some(s) => s.f_div_scalar(n as f64 * lambda)?,
         None => Tensor::f_zeros([], (Kind::Double, x.device()))?,
     };
-    Ok((x, RunStats { grad_norm, acceptance: accepted.f_sum(Kind::Double)?.f_div_scalar(total)? }))
+    Ok((
+        x,
+        RunStats {
+            grad_norm,
+            acceptance: accepted.f_sum(Kind::Double)?.f_add_scalar(host_moved as f64)?.f_div_scalar(total)?,
+        },
+    ))
+}
+
+/// One MALA step on host memory as `T` (`mala_host`): the proposal into `chains.y`, the drift
+/// there, and the accept test. None, before anything ran, when a buffer is not host-readable.
+fn host_step<T: crate::model::mala_host::Elem>(
+    chains: &mut HostChains,
+    drift: &mut Drift,
+    sxi: &Tensor,
+    t_log_u: &Tensor,
+    lambda: f64,
+    bounds: &HostBox,
+) -> Result<Option<u64>, TchError> {
+    if !chains.ready::<T>(sxi) || !crate::model::mala_host::on_host(t_log_u, Kind::Double, chains.n) {
+        return Ok(None);
+    }
+    chains.propose::<T>(sxi);
+    let (mut e_y, mut d_y, _) = drift.at(chains.y, false)?;
+    if !chains.accept_ready::<T>(&e_y, &d_y, t_log_u) {
+        e_y = e_y.f_to_kind(T::KIND)?.f_contiguous()?;
+        d_y = d_y.f_to_kind(T::KIND)?.f_contiguous()?;
+    }
+    Ok(Some(chains.accept::<T>(sxi, &e_y, &d_y, t_log_u, lambda, bounds)))
 }

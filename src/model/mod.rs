@@ -9,6 +9,7 @@ pub mod ebm;
 pub mod flat;
 pub mod gaussian;
 pub mod langevin;
+mod mala_host;
 pub mod net;
 pub mod replay;
 pub mod rng;

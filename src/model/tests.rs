@@ -357,3 +357,37 @@ fn replay_buffer_keeps_each_chains_snapshot_energy() {
         assert!(err <= 1e-4 * scale, "step {t}: kept energies off by {err:e} (scale {scale})");
     }
 }
+
+/// MALA's host path on the CPU (`mala_host`) moves the chains as the tensor path does: from
+/// the same stream, the same chains, energies' acceptance and statistics, up to the order of
+/// the accept test's sums — with and without a clamp box, in float32 and float64.
+#[test]
+fn mala_host_path_matches_the_tensor_path() {
+    use crate::model::langevin::{self, Clamp};
+    for (kind, box_) in [(Kind::Float, false), (Kind::Float, true), (Kind::Double, true)] {
+        let mut ebm = Ebm::with_kind(&cfg(), kind).unwrap();
+        for t in 0..20 {
+            let b = batch(&ebm, "8gaussians", 64, t);
+            ebm.train_step(&b).unwrap();
+        }
+        let mut l = ebm.config().langevin;
+        l.metropolis = 1;
+        l.steps = 30;
+        // A step large enough that hundreds of moves are rejected.
+        l.step_size = 8.0;
+        l.noise_std = 4.0;
+        let clamp = if box_ { Clamp::Scalar(-1.5, 1.5) } else { Clamp::None };
+        let p = ebm.params.detached();
+        let mut rng = crate::model::rng::Rng::new(7);
+        let x0 = langevin::init_chains(&l, &ebm.batch_shape(256), ebm.kind, ebm.device, &mut rng).unwrap();
+        let (mut r1, mut r2) = (rng.clone(), rng.clone());
+        let (on_host, s1) =
+            langevin::run_clamped(&ebm.net, &p, x0.copy(), &l, &clamp, &mut r1, true).unwrap();
+        let (on_tensors, s2) = langevin::run_mala_on_tensors(&ebm.net, &p, x0, &l, &clamp, &mut r2).unwrap();
+        let diff = on_host.f_sub(&on_tensors).unwrap().abs().max().double_value(&[]);
+        let (a1, a2) = (s1.acceptance.double_value(&[]), s2.acceptance.double_value(&[]));
+        assert!(diff < 1e-5, "{kind:?}, box {box_}: chains differ by {diff}");
+        assert!((a1 - a2).abs() < 1e-12 && a1 > 0.02 && a1 < 0.98, "acceptance {a1} against {a2}");
+        assert!((s1.grad_norm.double_value(&[]) - s2.grad_norm.double_value(&[])).abs() < 1e-9);
+    }
+}
