@@ -421,8 +421,8 @@ fn run_mala(
     // into one buffer; elsewhere, or if a buffer is not host-readable, on tensors.
     let dim = (x.numel() / n.max(1) as usize).max(1);
     let host = host_path && x.device() == tch::Device::Cpu && matches!(x.kind(), Kind::Float | Kind::Double);
-    let mut y_buf = if host { Some(x.f_empty_like()?) } else { None };
-    let bounds = if host { Some(HostBox::of(clamp, dim)?) } else { None };
+    let bounds = if host { HostBox::of(clamp, dim)? } else { None };
+    let mut y_buf = if bounds.is_some() { Some(x.f_empty_like()?) } else { None };
     let mut host_moved = 0u64;
     for _ in 0..l.steps {
         crate::fault::torch_point()?;

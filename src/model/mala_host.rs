@@ -47,15 +47,20 @@ unsafe fn write<T: Elem>(t: &mut Tensor, len: usize) -> &mut [T] {
 pub(crate) struct HostBox(Option<(Vec<f64>, Vec<f64>)>);
 
 impl HostBox {
-    pub(crate) fn of(clamp: &Clamp, dim: usize) -> Result<HostBox, tch::TchError> {
+    /// The box for chains of `dim` coordinates; None when its bounds are not one per
+    /// coordinate (a shape only broadcasting gives meaning: the tensor path handles it).
+    pub(crate) fn of(clamp: &Clamp, dim: usize) -> Result<Option<HostBox>, tch::TchError> {
         let host = |t: &Tensor| -> Result<Vec<f64>, tch::TchError> {
             Vec::<f64>::try_from(t.f_to_kind(Kind::Double)?.f_flatten(0, -1)?.f_contiguous()?)
         };
-        Ok(HostBox(match clamp {
-            Clamp::None => None,
-            Clamp::Scalar(lo, hi) => Some((vec![*lo; dim], vec![*hi; dim])),
-            Clamp::Coordinates(lo, hi) => Some((host(lo)?, host(hi)?)),
-        }))
+        Ok(match clamp {
+            Clamp::None => Some(HostBox(None)),
+            Clamp::Scalar(lo, hi) => Some(HostBox(Some((vec![*lo; dim], vec![*hi; dim])))),
+            Clamp::Coordinates(lo, hi) => {
+                let (lo, hi) = (host(lo)?, host(hi)?);
+                (lo.len() == dim && hi.len() == dim).then_some(HostBox(Some((lo, hi))))
+            }
+        })
     }
 
     fn contains(&self, row: &[f64]) -> bool {
