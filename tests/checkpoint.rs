@@ -97,6 +97,52 @@ fn resume_is_bit_exact() {
     unsafe { sance_ebm_free(c) };
 }
 
+/// At the default replay capacity (8,192 chains, the population each refresh reweights and
+/// resamples): a loaded model resaves to the same bytes (the buffer's energies included:
+/// recomputed after a load they could differ in the last bits, and in 5–10 % of resumes the
+/// resampling then picked other chains), and a resumed run and a clone train as the original
+/// through two refreshes (K = 50; saved at step 45, trained to 110).
+#[test]
+fn resume_and_clone_are_exact_at_the_default_capacity() {
+    let cfg = sance::SanceConfig { device: test_device(), data_dim: 2, ..Default::default() };
+    assert_eq!(cfg.replay_capacity, 8192);
+    let steps = |h: *mut SanceEbm, range: std::ops::Range<u64>| {
+        for t in range {
+            let d = data("8gaussians", 256, t);
+            let s = unsafe { sance_ebm_train_step(h, d.as_ptr(), 256, ptr::null_mut()) };
+            assert_eq!(s, SanceStatus::Ok, "{}", last_error());
+        }
+    };
+    let dir = scratch("resume-default");
+    let a = new(&cfg);
+    steps(a, 0..45);
+    let (first, again) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
+    assert_eq!(save(a, &first), SanceStatus::Ok, "{}", last_error());
+    let (entries, _) = decode(&std::fs::read(&first).unwrap());
+    let rows = entries.iter().find(|e| e.name == "replay").expect("the population is saved");
+    assert_eq!(rows.shape[0], 8192, "the population is full by step 45");
+    assert!(entries.iter().any(|e| e.name == "replay.energies"), "its energies are saved");
+    let (st, b) = load(&first);
+    assert_eq!(st, SanceStatus::Ok, "{}", last_error());
+    assert_eq!(save(b, &again), SanceStatus::Ok, "{}", last_error());
+    assert!(
+        std::fs::read(&first).unwrap() == std::fs::read(&again).unwrap(),
+        "a loaded model resaves differently"
+    );
+    let mut c = ptr::null_mut();
+    assert_eq!(unsafe { sance_ebm_clone(a, &mut c) }, SanceStatus::Ok, "{}", last_error());
+    for h in [a, b, c] {
+        steps(h, 45..110);
+    }
+    let (e_a, s_a) = (bits(&probe(a)), bits(&samples(a)));
+    for (h, what) in [(b, "resumed"), (c, "cloned")] {
+        assert_eq!(bits(&probe(h)), e_a, "energies of the {what} run");
+        assert_eq!(bits(&samples(h)), s_a, "samples of the {what} run");
+        unsafe { sance_ebm_free(h) };
+    }
+    unsafe { sance_ebm_free(a) };
+}
+
 #[test]
 fn a_fresh_model_round_trips_too() {
     let dir = scratch("fresh");
@@ -211,9 +257,9 @@ fn damaged_files_are_corrupt_with_a_reason() {
         (
             "future",
             rewrite(&good, |_, m| {
-                m.insert("format_version".into(), "5".into());
+                m.insert("format_version".into(), "6".into());
             }),
-            "version 5",
+            "version 6",
         ),
         (
             "scale-not-positive",
@@ -312,6 +358,29 @@ fn damaged_files_are_corrupt_with_a_reason() {
             }),
             "replay",
         ),
+        (
+            "replay-energies-short",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "replay.energies").unwrap();
+                t.shape[0] -= 1;
+                let n = t.data.len() - 4;
+                t.data.truncate(n);
+            }),
+            "replay.energies",
+        ),
+        (
+            "replay-energies-nan",
+            rewrite(&good, |e, _| {
+                let t = e.iter_mut().find(|t| t.name == "replay.energies").unwrap();
+                t.data[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+            }),
+            "non-finite",
+        ),
+        (
+            "replay-energies-without-rows",
+            rewrite(&good, |e, _| e.retain(|t| t.name != "replay")),
+            "replay.energies",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let (st, msg) = load_bytes(&bytes, name);
@@ -362,7 +431,7 @@ fn missing_unreadable_and_bad_arguments() {
 /// load, every tensor lands where the version-2 name says, and saving writes version 3 (the
 /// names of version 2; the config of a version-1 file has no average, so no `average.` tensors).
 #[test]
-fn version_1_checkpoints_load_and_resave_as_version_4() {
+fn version_1_checkpoints_load_and_resave_as_version_5() {
     let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v1");
     let mut seen = 0;
     for e in std::fs::read_dir(&corpus).unwrap() {
@@ -379,7 +448,7 @@ fn version_1_checkpoints_load_and_resave_as_version_4() {
         assert_eq!(save(h, &resaved), SanceStatus::Ok);
         unsafe { sance_ebm_free(h) };
         let (v2_entries, v2_meta) = decode(&std::fs::read(&resaved).unwrap());
-        assert_eq!(v2_meta["format_version"], "4");
+        assert_eq!(v2_meta["format_version"], "5");
         for key in ["step", "refresh_count", "adam_t", "rng", "dtype"] {
             assert_eq!(v1_meta[key], v2_meta[key], "{key}");
         }
@@ -427,7 +496,7 @@ fn version_2_checkpoints_load_without_an_average() {
         assert_eq!(save(h, &resaved), SanceStatus::Ok);
         unsafe { sance_ebm_free(h) };
         let (entries, meta) = decode(&std::fs::read(&resaved).unwrap());
-        assert_eq!(meta["format_version"], "4");
+        assert_eq!(meta["format_version"], "5");
         assert!(entries.iter().all(|e| !e.name.starts_with("average.")), "{}", path.display());
     }
     // A model that averages: θ̃ is saved, and restored exactly.
@@ -480,7 +549,7 @@ fn version_3_checkpoints_load_unscaled() {
         let resaved = scratch("v3-resave").join("v4.safetensors");
         assert_eq!(save(h, &resaved), SanceStatus::Ok);
         let (entries, meta) = decode(&std::fs::read(&resaved).unwrap());
-        assert_eq!(meta["format_version"], "4");
+        assert_eq!(meta["format_version"], "5");
         assert!(entries.iter().all(|e| !e.name.starts_with("scaling.")), "{}", path.display());
         unsafe { sance_ebm_free(h) };
     }

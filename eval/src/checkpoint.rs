@@ -58,9 +58,9 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
     }
     let version: u32 =
         get("format_version")?.parse().map_err(|_| Error::corrupt("format_version is not a number"))?;
-    if !(1..=4).contains(&version) {
+    if !(1..=5).contains(&version) {
         return Err(Error::corrupt(format!(
-            "checkpoint format version {version}: this sance_eval reads versions 1 to 4"
+            "checkpoint format version {version}: this sance_eval reads versions 1 to 5"
         )));
     }
     let cfg: Value = serde_json::from_str(get("config")?)
@@ -379,8 +379,11 @@ mod tests {
         // Versions before 4 define no scaling tensors: a file that had some would not apply them.
         assert_eq!(plain, energy(&forge(3, Dtype::F32, &[shift(&[1.0; 3]), scale(&[2.0; 3])])));
         assert_ne!(plain, energy(&forge(4, Dtype::F32, &[shift(&[1.0; 3]), scale(&[2.0; 3])])));
-        let m = corrupt(&forge(5, Dtype::F32, &[]));
-        assert!(m.contains("version 5") && m.contains("versions 1 to 4"), "{m}");
+        // Version 5 adds only the replay buffer's energies, which the evaluator does not read.
+        assert_ne!(plain, energy(&forge(5, Dtype::F32, &[shift(&[1.0; 3]), scale(&[2.0; 3])])));
+        assert_eq!(plain, energy(&forge(5, Dtype::F32, &[])));
+        let m = corrupt(&forge(6, Dtype::F32, &[]));
+        assert!(m.contains("version 6") && m.contains("versions 1 to 5"), "{m}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn check_ptr<T>(p: *const T, name: &str) -> Result<()> {
 }
 
 /// Reads the MLP energy in the sance checkpoint at `checkpoint_path` (any format version
-/// libsance writes or reads: 1 to 4; float32 or float64 models, evaluated in their own
+/// libsance writes or reads: 1 to 5; float32 or float64 models, evaluated in their own
 /// precision). The energy is the one libsance's `sance_ebm_energy_grad` evaluates: the
 /// parameters' moving average when the model keeps one (`ema_decay` > 0), else θ, with the
 /// model's fitted scaling of the data when it has one (format version 4), so that energies

@@ -23,6 +23,12 @@
 //! of versions 1–3 have none, and their config no `scaling` field (so NONE): they load with the
 //! energies they had.
 //!
+//! Version 5 adds `replay.energies` [len]: the replay rows' energies under the snapshot,
+//! present when the buffer knows them (ρ = 0, the default). The next refresh resamples the
+//! population with them; recomputed after a load they could differ in the last bits and pick
+//! other chains, so a resumed run or a clone would not train as the original. Files of
+//! versions 1–4 load without them (the refresh computes them).
+//!
 //! The file format itself is read and written by the `safetensors` crate (its reader checks
 //! the header's size, JSON and offsets, and that the tensors tile the data exactly); this
 //! module adds the checks of a sance checkpoint: names, dtypes, shapes, finite values,
@@ -44,7 +50,7 @@ use tch::{Device, Kind, Tensor};
 
 pub(crate) const FORMAT: &str = "sance-checkpoint";
 /// The format version written; versions 1 to 3 are read too.
-pub(crate) const FORMAT_VERSION: u32 = 4;
+pub(crate) const FORMAT_VERSION: u32 = 5;
 
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::new(SanceStatus::Corrupt, msg)
@@ -170,6 +176,9 @@ pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     }
     if let Some(rows) = &state.replay {
         entries.push(("replay".into(), entry(rows)?));
+        if let Some(e) = &state.replay_energies {
+            entries.push(("replay.energies".into(), entry(e)?));
+        }
     }
     if let Some((mean, scale)) = &state.gaussian_noise {
         entries.push(("noise.mean".into(), entry(mean)?));
@@ -410,6 +419,14 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
             Some(read_all(&["replay".to_string()], &[shape], &mut expected)?.remove(0))
         }
     };
+    // Only beside the rows it belongs to; anywhere else it is an unexpected tensor.
+    let replay_energies = match (&replay, f.tensors.get("replay.energies")) {
+        (Some(rows), Some(_)) => {
+            let len = rows.size()[0];
+            Some(read_all(&["replay.energies".to_string()], &[vec![len]], &mut expected)?.remove(0))
+        }
+        _ => None,
+    };
     let gaussian_noise = cfg.noise == crate::abi::config::SanceNoise::Gaussian;
     let noise = match (f.tensors.get("noise.mean"), f.tensors.get("noise.scale")) {
         (None, None) => None,
@@ -503,6 +520,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         exp_avg_sq,
         adam_t,
         replay,
+        replay_energies,
         gaussian_noise: noise,
         scaling,
         rng,

@@ -190,8 +190,9 @@ impl ReplayBuffer {
 }
 
 impl ReplayBuffer {
-    /// Restores the first `rows.size()[0]` chains from a checkpoint.
-    pub fn restore(&mut self, rows: &Tensor) -> Result<(), TchError> {
+    /// Restores the first `rows.size()[0]` chains from a checkpoint, with their energies under
+    /// the current snapshot when the file kept them ([len]; format 5 on).
+    pub fn restore(&mut self, rows: &Tensor, energies: Option<&Tensor>) -> Result<(), TchError> {
         let len = rows.size()[0] as usize;
         debug_assert!(len <= self.capacity);
         if len == 0 {
@@ -205,8 +206,13 @@ impl ReplayBuffer {
             self.data = Some(data);
             self.energies = Some(Tensor::f_zeros([self.capacity as i64], (rows.kind(), rows.device()))?);
         }
-        // A checkpoint holds no energies: the next refresh computes them.
+        // Without them (files before format 5) the next refresh computes them, to within
+        // rounding of the values an uninterrupted run kept.
         self.energies_known = false;
+        if let (Some(e), Some(saved)) = (self.energies.as_ref(), energies) {
+            e.f_narrow(0, 0, len as i64)?.f_copy_(saved)?;
+            self.energies_known = true;
+        }
         self.len = len;
         Ok(())
     }

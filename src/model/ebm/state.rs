@@ -29,6 +29,9 @@ pub struct TrainerState {
     pub adam_t: u64,
     /// The filled rows of the replay buffer, [len, ...sample_shape]; None when empty.
     pub replay: Option<Tensor>,
+    /// Their energies under the snapshot, [len], when the buffer knows them (they decide the
+    /// next refresh's resampling; recomputed, they could differ in the last bits).
+    pub replay_energies: Option<Tensor>,
     /// Classic NCE's fitted noise: its mean [D] and scale (Cholesky factor [D, D] or std [D]).
     pub gaussian_noise: Option<(Tensor, Tensor)>,
     /// The data's fitted scaling: shift [D] and scale [D] (x = shift + scale ⊙ z).
@@ -51,6 +54,7 @@ impl Ebm {
             exp_avg_sq: self.adam.v.iter().map(Tensor::shallow_clone).collect(),
             adam_t: self.adam.t,
             replay: self.buffer.contents(),
+            replay_energies: self.buffer.known_energies(),
             gaussian_noise: self.gaussian.as_ref().map(|g| (g.mean.shallow_clone(), g.scale.shallow_clone())),
             scaling: self.scaling.as_ref().map(|s| (s.shift.shallow_clone(), s.scale.shallow_clone())),
             rng: self.rng.clone(),
@@ -73,7 +77,11 @@ impl Ebm {
         let replay_fits = s.replay.as_ref().is_none_or(|r| {
             r.size()[1..] == self.batch_shape(1)[1..]
                 && (1..=self.buffer.capacity() as i64).contains(&r.size()[0])
-        });
+        }) && match (&s.replay, &s.replay_energies) {
+            (_, None) => true,
+            (Some(r), Some(e)) => e.size() == [r.size()[0]],
+            (None, Some(_)) => false,
+        };
         if !fits(&s.theta, &shapes)
             || !s.snapshot.as_deref().is_none_or(|t| fits(t, &shapes))
             || !s.average.as_deref().is_none_or(|t| fits(t, &shapes))
@@ -125,7 +133,10 @@ impl Ebm {
             };
             m.adam.t = s.adam_t;
             match &s.replay {
-                Some(rows) => m.buffer.restore(&here(rows)?)?,
+                Some(rows) => {
+                    let energies = s.replay_energies.as_ref().map(&here).transpose()?;
+                    m.buffer.restore(&here(rows)?, energies.as_ref())?
+                }
                 None => m.buffer = crate::model::replay::ReplayBuffer::new(m.buffer.capacity()),
             }
             m.gaussian = match &s.gaussian_noise {
