@@ -482,12 +482,12 @@ fn host_step<T: crate::model::mala_host::Elem>(
     lambda: f64,
     bounds: &HostBox,
 ) -> Result<Option<u64>, TchError> {
-    if !chains.ready::<T>(sxi) || !crate::model::mala_host::on_host(t_log_u, Kind::Double, chains.n) {
+    if !chains.ready::<T>(sxi, t_log_u) {
         return Ok(None);
     }
     chains.propose::<T>(sxi);
     let (mut e_y, mut d_y, _) = drift.at(chains.y, false)?;
-    if !chains.accept_ready::<T>(&e_y, &d_y, t_log_u) {
+    if !chains.accept_ready::<T>(&e_y, &d_y) {
         e_y = e_y.f_to_kind(T::KIND)?.f_contiguous()?;
         d_y = d_y.f_to_kind(T::KIND)?.f_contiguous()?;
     }

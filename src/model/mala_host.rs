@@ -21,7 +21,7 @@ impl Elem for f64 {
 
 /// Whether `t` is a contiguous CPU tensor of `kind` with `len` elements: what reading it as
 /// a slice needs.
-pub(crate) fn on_host(t: &Tensor, kind: Kind, len: usize) -> bool {
+fn on_host(t: &Tensor, kind: Kind, len: usize) -> bool {
     t.device() == Device::Cpu && t.kind() == kind && t.is_contiguous() && t.numel() == len
 }
 
@@ -63,10 +63,13 @@ impl HostBox {
         })
     }
 
-    fn contains(&self, row: &[f64]) -> bool {
+    fn contains<T: Elem>(&self, row: &[T]) -> bool {
         match &self.0 {
             None => true,
-            Some((lo, hi)) => row.iter().zip(lo.iter().zip(hi)).all(|(v, (l, h))| *l <= *v && *v <= *h),
+            Some((lo, hi)) => row.iter().zip(lo.iter().zip(hi)).all(|(&v, (l, h))| {
+                let v: f64 = v.into();
+                *l <= v && v <= *h
+            }),
         }
     }
 }
@@ -83,14 +86,16 @@ pub(crate) struct HostChains<'t> {
 }
 
 impl HostChains<'_> {
-    /// Whether every buffer, and the step's σξ, can be read on the host as `T`.
-    pub(crate) fn ready<T: Elem>(&self, sxi: &Tensor) -> bool {
+    /// Whether every buffer, the step's σξ and its T·log u can be read on the host as `T`
+    /// (E and T·log u as float64).
+    pub(crate) fn ready<T: Elem>(&self, sxi: &Tensor, t_log_u: &Tensor) -> bool {
         let len = self.n * self.dim;
         [&*self.x, &*self.d, &*self.y, sxi].iter().all(|t| on_host(t, T::KIND, len))
             && on_host(self.e, Kind::Double, self.n)
+            && on_host(t_log_u, Kind::Double, self.n)
     }
 
-    /// y = x + d + σξ. Needs `ready::<T>(sxi)`.
+    /// y = x + d + σξ. Needs `ready::<T>`.
     pub(crate) fn propose<T: Elem>(&mut self, sxi: &Tensor) {
         let len = self.n * self.dim;
         // Safety: `ready` checked the four tensors; y is a buffer of its own, the others are
@@ -105,8 +110,8 @@ impl HostChains<'_> {
 
     /// The accept test of `run_mala` on each chain, T·log u + a·(a + 2σξ)/(4λ) < E(x) − E(y)
     /// with a = d(x) + d(y), and a move out of `bounds` rejected; accepted rows of y, d(y) and
-    /// E(y) are copied into x, d and E. Returns how many moved. Needs `ready::<T>(sxi)` and
-    /// `e_y`, `d_y`, `t_log_u` on the host (`accept_ready`).
+    /// E(y) are copied into x, d and E. Returns how many moved. Needs `ready::<T>` and
+    /// `accept_ready::<T>`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn accept<T: Elem>(
         &mut self,
@@ -131,7 +136,6 @@ impl HostChains<'_> {
         };
         let (e_y, d_y, t_log_u) =
             unsafe { (read::<T>(e_y, n), read::<T>(d_y, len), read::<f64>(t_log_u, n)) };
-        let mut row = vec![0.0f64; if bounds.0.is_some() { dim } else { 0 }];
         let mut moved = 0;
         for i in 0..n {
             let r = i * dim..(i + 1) * dim;
@@ -142,14 +146,8 @@ impl HostChains<'_> {
             }
             let e_yi: f64 = e_y[i].into();
             // NaN (a non-finite energy at y) compares false: the move is rejected.
-            let mut accept = dot * (0.25 / lambda) + t_log_u[i] < e[i] - e_yi;
-            if accept && !row.is_empty() {
-                for (k, j) in r.clone().enumerate() {
-                    row[k] = y[j].into();
-                }
-                accept = bounds.contains(&row);
-            }
-            if accept {
+            let accept = dot * (0.25 / lambda) + t_log_u[i] < e[i] - e_yi;
+            if accept && bounds.contains(&y[r.clone()]) {
                 x[r.clone()].copy_from_slice(&y[r.clone()]);
                 d[r.clone()].copy_from_slice(&d_y[r]);
                 e[i] = e_yi;
@@ -159,10 +157,8 @@ impl HostChains<'_> {
         moved
     }
 
-    /// Whether the drift's outputs and the uniforms can be read on the host as `T`.
-    pub(crate) fn accept_ready<T: Elem>(&self, e_y: &Tensor, d_y: &Tensor, t_log_u: &Tensor) -> bool {
-        on_host(e_y, T::KIND, self.n)
-            && on_host(d_y, T::KIND, self.n * self.dim)
-            && on_host(t_log_u, Kind::Double, self.n)
+    /// Whether the drift's outputs at y, E(y) and d(y), can be read on the host as `T`.
+    pub(crate) fn accept_ready<T: Elem>(&self, e_y: &Tensor, d_y: &Tensor) -> bool {
+        on_host(e_y, T::KIND, self.n) && on_host(d_y, T::KIND, self.n * self.dim)
     }
 }
