@@ -62,36 +62,32 @@ impl Ebm {
         Ok(())
     }
 
+    /// `f` of the scaling applied to `t`; `t` itself without a scaling.
+    fn through(&self, t: &Tensor, f: fn(&Scaling, &Tensor) -> tch::Result<Tensor>) -> Result<Tensor> {
+        Ok(match &self.scaling {
+            Some(s) => f(s, t)?,
+            None => t.shallow_clone(),
+        })
+    }
+
     /// Caller's coordinates → the model's.
     pub(crate) fn to_model(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(match &self.scaling {
-            Some(s) => s.to_model(x)?,
-            None => x.shallow_clone(),
-        })
+        self.through(x, Scaling::to_model)
     }
 
     /// The model's coordinates → the caller's.
     pub(crate) fn to_data(&self, z: &Tensor) -> Result<Tensor> {
-        Ok(match &self.scaling {
-            Some(s) => s.to_data(z)?,
-            None => z.shallow_clone(),
-        })
+        self.through(z, Scaling::to_data)
     }
 
     /// E(x) from the network's E_net(z): the log-Jacobian of the scaling added.
     pub(crate) fn energy_to_data(&self, e: &Tensor) -> Result<Tensor> {
-        Ok(match &self.scaling {
-            Some(s) => s.energy_to_data(e)?,
-            None => e.shallow_clone(),
-        })
+        self.through(e, Scaling::energy_to_data)
     }
 
     /// ∇ₓE from ∇_z E_net.
     pub(crate) fn grad_to_data(&self, g: &Tensor) -> Result<Tensor> {
-        Ok(match &self.scaling {
-            Some(s) => s.grad_to_data(g)?,
-            None => g.shallow_clone(),
-        })
+        self.through(g, Scaling::grad_to_data)
     }
 
     /// E(x) − E_net(z): the log-Jacobian of the scaling (0 without one).
