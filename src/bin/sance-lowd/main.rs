@@ -7,7 +7,8 @@
 //! 3-D; mass outside the box is lost: it counts against the model) and by
 //! `sance_ebm_log_z` (AIS, default settings) in 5-D, where AIS's estimate is printed beside the
 //! grid's and beside a grid over the box widened twice (1200² or 200³ cells: the model's whole
-//! mass, what AIS estimates; the row also gives the share of it outside the set's box); and each region's share of the model's mass (a mixture's regions are its components;
+//! mass, what AIS estimates; the row also gives the share of it outside the set's box); and
+//! each region's share of the model's mass (a mixture's regions are its components;
 //! Müller–Brown's its three basins; the ridge's its halves x₁ < 0, x₁ ≥ 0), by importance
 //! sampling with the true density as proposal (the share of ∫exp(−E) over the points the truth
 //! assigns to that region, divided by Ẑ). The truth's shares in the row are those of the same
@@ -65,10 +66,9 @@ fn grid_log_z_set(ebm: &Ebm, m: &dyn Density) -> Option<f64> {
 /// since the set's box loses the model's mass outside it.
 fn grid_log_z_wide(ebm: &Ebm, m: &dyn Density) -> Option<f64> {
     let (lo, hi) = m.bounds();
-    let half: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| h - l).collect();
-    let mid: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| (l + h) / 2.0).collect();
-    let wide_lo: Vec<f64> = mid.iter().zip(&half).map(|(c, w)| c - w).collect();
-    let wide_hi: Vec<f64> = mid.iter().zip(&half).map(|(c, w)| c + w).collect();
+    // Half a width more on each side.
+    let wide_lo: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| l - (h - l) / 2.0).collect();
+    let wide_hi: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| h + (h - l) / 2.0).collect();
     let per = match m.dim() {
         1 => 8000,
         2 => 1200,
