@@ -52,7 +52,7 @@
  * `sance_config_init`, which refuses any other, so a program built against another header
  * fails loudly instead of misreading fields.
  */
-#define SANCE_ABI_VERSION 5
+#define SANCE_ABI_VERSION 6
 
 /**
  * The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
@@ -217,6 +217,34 @@ typedef enum {
    */
   SANCE_SCALING_NONE = 1,
 } SanceScaling;
+
+/**
+ * Which sampler `sance_ebm_draw` runs (the `sampler` field of `SanceSampling`).
+ */
+typedef enum {
+  /**
+   * The best the model supports: POPULATION when the model keeps a population (the replay
+   * buffer of a trained or loaded model), else ANNEALED. `report.sampler` says which ran.
+   */
+  SANCE_SAMPLER_AUTO = 0,
+  /**
+   * Fresh chains from `moves`' init distribution through `moves` (sance 0.4's
+   * `sance_ebm_sample`): draws of the model only once the chains have forgotten their start.
+   */
+  SANCE_SAMPLER_FRESH = 1,
+  /**
+   * The replay population: drawn in proportion to the model's density over the density
+   * the chains follow (the snapshot's; uniformly for a buffer with restarts, which follows
+   * no density), then moved by `moves`.
+   */
+  SANCE_SAMPLER_POPULATION = 2,
+  /**
+   * Adaptive tempered SMC from a normalised Gaussian base to the model: each temperature is
+   * chosen so the particles keep `target_ess` of their effective sample size, then the
+   * particles are resampled and moved by `moves` at that temperature.
+   */
+  SANCE_SAMPLER_ANNEALED = 3,
+} SanceSampler;
 
 /**
  * A model and its trainer. Calls on one handle are serialized by the lock inside it.
@@ -501,6 +529,66 @@ typedef struct {
 typedef int32_t (*SanceAllreduceFn)(float *buf, size_t n, void *user);
 
 /**
+ * How `sance_ebm_draw` draws. Fill it with `sance_sampling_init`.
+ */
+typedef struct {
+  /**
+   * A `SanceSampler`.
+   */
+  uint32_t sampler;
+  /**
+   * The transition the sampler applies: FRESH runs it from its init distribution;
+   * POPULATION moves the drawn chains by it; ANNEALED applies it at every temperature
+   * (MALA with a step adapted to each temperature). Its temperature
+   * T = noise_std²/(2·step_size) sets the target, exp(−E/T).
+   */
+  SanceLangevin moves;
+  /**
+   * ANNEALED: each temperature keeps this share of the particles' effective sample size,
+   * in (0, 1).
+   */
+  float target_ess;
+  /**
+   * ANNEALED: at most this many stages (1 to 100,000); the last one reaches the model
+   * whatever the effective sample size.
+   */
+  uint32_t max_temperatures;
+} SanceSampling;
+
+/**
+ * What a `sance_ebm_draw` did.
+ */
+typedef struct {
+  /**
+   * The sampler that ran (AUTO resolved).
+   */
+  uint32_t sampler;
+  /**
+   * ANNEALED: stages used; else 0.
+   */
+  uint32_t temperatures;
+  /**
+   * Effective sample size (1/Σw², w the normalised weights) of the weighted particles before
+   * the final resampling: POPULATION over the population, ANNEALED over the last stage's
+   * particles; NaN where nothing is weighted (FRESH, a buffer with restarts).
+   */
+  double ess;
+  /**
+   * Mean Metropolis acceptance of the moves; NaN for unadjusted moves.
+   */
+  double acceptance;
+  /**
+   * ANNEALED: its estimate of log Z = log ∫ exp(−E(x)/T) dx in the data's units, a by-product
+   * (NaN otherwise).
+   */
+  double log_z;
+  /**
+   * ANNEALED: the estimate's standard error (NaN otherwise).
+   */
+  double log_z_std_error;
+} SanceDrawReport;
+
+/**
  * Parameters of `sance_ebm_log_z`: annealed importance sampling from a normalised Gaussian
  * base to the model (docs/algorithm.md, "The normaliser"). Fill it with `sance_ais_init`.
  */
@@ -544,6 +632,19 @@ typedef struct {
    * c, the learned log Z_θ̄ − log Z_θ.
    */
   float log_z_ratio;
+  /**
+   * Effective sample size, in chains (1 to replay_len), of the weights exp(E_θ̄old − E_θ̄new)
+   * the last refresh gave the population (replay_reinit_prob = 0): far below replay_len,
+   * the snapshot moved far between refreshes and the resampling kept few distinct chains
+   * (a smaller learning rate or noise_update_interval keeps it up). 0 until a refresh has
+   * reweighted the population since the model was made or loaded.
+   */
+  double refresh_ess;
+  /**
+   * Refreshes (since the model was made or loaded) whose weights were not finite (an
+   * energy overflowed on some chain): the population was then kept as it was, unresampled.
+   */
+  uint64_t refresh_nonfinite;
 } SanceProgress;
 
 #ifdef __cplusplus
@@ -664,11 +765,39 @@ SanceStatus sance_ebm_fit_noise(SanceEbm *ebm, const float *data, size_t n);
 SanceStatus sance_ebm_set_learning_rate(SanceEbm *ebm, float learning_rate);
 
 /**
- * Draws `n` samples from the model: fresh chains from the sampler's init distribution run
- * through its Langevin steps on E_θ. `params` NULL uses the config's sampler. Writes
- * `n × sample_size` floats to `out`.
+ * Draws `n` samples from the model into `out` (`n × sample_size` floats). `params` NULL is
+ * `sance_ebm_draw(ebm, n, NULL, out, NULL)`: draws of the model's density by the sampler
+ * AUTO picks. Explicit `params` keep sance 0.4's behaviour: fresh chains from `params`'
+ * init distribution through its Langevin steps (SANCE_SAMPLER_FRESH with `params` as the
+ * moves). Draws never consume the model's training stream (see `sance_ebm_draw`).
  */
 SanceStatus sance_ebm_sample(SanceEbm *ebm, size_t n, const SanceLangevin *params, float *out);
+
+/**
+ * Fills `*params` with the draw settings for `ebm`: SANCE_SAMPLER_AUTO, the config's sampler
+ * as the moves (a trained MLP's tuned MALA step), `target_ess` 0.5 and at most 1,000
+ * temperatures. The model is unchanged.
+ */
+SanceStatus sance_sampling_init(SanceSampling *params, const SanceEbm *ebm);
+
+/**
+ * Draws `n` samples of the model's density exp(−E(x)/T)/Z (T the moves' temperature, 1 by
+ * default) into `out` (`n × sample_size` floats) with the sampler `params` names (NULL:
+ * `sance_sampling_init`'s defaults), and says what it did in `*report` (may be NULL).
+ * SANCE_SAMPLER_AUTO is POPULATION when the model keeps a population (a trained model, or one
+ * loaded from a checkpoint that kept its replay buffer), else ANNEALED (docs/algorithm.md,
+ * "Drawing from the model"). The draws come in random order: any k of them are k draws.
+ * Draws use their own stream, derived from the model's and from the number of draws this
+ * handle has made (a clone inherits the count; a loaded model starts at 0), so drawing never
+ * changes training and the same model gives the same draws. POPULATION with no population
+ * yet: SANCE_STATUS_INVALID_ARGUMENT. Weights that are not finite (a model whose energy
+ * overflows): SANCE_STATUS_NON_FINITE. On failure nothing is written.
+ */
+SanceStatus sance_ebm_draw(SanceEbm *ebm,
+                           size_t n,
+                           const SanceSampling *params,
+                           float *out,
+                           SanceDrawReport *report);
 
 /**
  * Runs Langevin chains on E_θ in place, starting from the `n` samples in `chains`.

@@ -9,6 +9,7 @@ use sance::abi::config::{
     SanceActivation, SanceArch, SanceConfig, SanceConvHead, SanceInit, SanceLangevin, SanceNoise,
     SanceScaling,
 };
+use sance::abi::sampling::{SanceDrawReport, SanceSampler, SanceSampling};
 use sance::ffi::api::*;
 use sance::ffi::handle::SanceEbm;
 use sance::{SanceProgress, SanceStatus};
@@ -65,6 +66,17 @@ impl Ctx {
         assert_eq!((z, se), (f64::MAX, f64::MAX), "the estimate was written by a failed call");
         s
     }
+    /// sance_ebm_draw with one field of the model's defaults changed; neither the draws nor
+    /// the report may be written.
+    fn draw_with(&mut self, edit: impl FnOnce(&mut SanceSampling)) -> SanceStatus {
+        let mut s = default_sampling(self.h);
+        edit(&mut s);
+        let mut report = untouched_report();
+        let out = self.out();
+        let st = unsafe { sance_ebm_draw(self.h, 4, &s, out, &mut report) };
+        assert_eq!(report, untouched_report(), "the report was written by a failed call");
+        st
+    }
     fn path(&self, name: &str) -> CString {
         cpath(&self.dir.join(name))
     }
@@ -73,6 +85,25 @@ impl Ctx {
 /// A reduction over a world of one rank: the sum is the buffer itself.
 unsafe extern "C" fn no_op_sum(_buf: *mut f32, _n: usize, _user: *mut std::ffi::c_void) -> i32 {
     0
+}
+
+fn default_sampling(h: *mut SanceEbm) -> SanceSampling {
+    let mut s =
+        SanceSampling { sampler: 99, moves: SanceLangevin::default(), target_ess: 0.0, max_temperatures: 0 };
+    assert_eq!(unsafe { sance_sampling_init(&mut s, h) }, SanceStatus::Ok, "{}", last_error());
+    s
+}
+
+/// A report no call writes (NaN fields compare unequal, so none here).
+fn untouched_report() -> SanceDrawReport {
+    SanceDrawReport {
+        sampler: 77,
+        temperatures: 77,
+        ess: 7.0,
+        acceptance: 7.0,
+        log_z: 7.0,
+        log_z_std_error: 7.0,
+    }
 }
 
 fn progress(h: *mut SanceEbm) -> SanceProgress {
@@ -202,6 +233,39 @@ rows! {
     sample_grad_clamp_negative: "sance_ebm_sample", "params.grad_clamp = -0.01" => InvalidArgument, "params.grad_clamp", |c| c.langevin_with(|l| l.grad_clamp = -0.01);
     sample_init_unknown: "sance_ebm_sample", "params.init = 3" => InvalidArgument, "params.init", |c| c.langevin_with(|l| raw_enum::<SanceInit>(&mut l.init, 3));
     sample_null_handle: "sance_ebm_sample", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_sample(ptr::null_mut(), 4, ptr::null(), o) } };
+    train_population_hot: "sance_ebm_train_step", "langevin at T = 2 with replay_reinit_prob = 0" => InvalidArgument, "temperature", |c| {
+        let mut k = c.cfg;
+        k.replay_reinit_prob = 0.0;
+        k.langevin.noise_std = (4.0 * k.langevin.step_size).sqrt();
+        let h = new(&k);
+        let s = unsafe { sance_ebm_train_step(h, c.data.as_ptr(), 64, ptr::null_mut()) };
+        let p = progress(h);
+        unsafe { sance_ebm_free(h) };
+        assert_eq!(p.step, 0, "the refused step counted");
+        s
+    };
+    draw_null_handle: "sance_ebm_draw", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_draw(ptr::null_mut(), 4, ptr::null(), o, ptr::null_mut()) } };
+    draw_null_out: "sance_ebm_draw", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_draw(c.h, 4, ptr::null(), ptr::null_mut(), ptr::null_mut()) };
+    draw_n_zero: "sance_ebm_draw", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_ebm_draw(c.h, 0, ptr::null(), o, ptr::null_mut()) } };
+    draw_n_absurd: "sance_ebm_draw", "n = 10^12 (refused before allocating)" => InvalidArgument, "working memory", |c| { let o = c.out(); unsafe { sance_ebm_draw(c.h, 1_000_000_000_000, ptr::null(), o, ptr::null_mut()) } };
+    draw_sampler_unknown: "sance_ebm_draw", "params.sampler = 7" => InvalidArgument, "params.sampler", |c| c.draw_with(|s| s.sampler = 7);
+    draw_target_ess_zero: "sance_ebm_draw", "params.target_ess = 0" => InvalidArgument, "params.target_ess", |c| c.draw_with(|s| s.target_ess = 0.0);
+    draw_target_ess_one: "sance_ebm_draw", "params.target_ess = 1" => InvalidArgument, "params.target_ess", |c| c.draw_with(|s| s.target_ess = 1.0);
+    draw_target_ess_nan: "sance_ebm_draw", "params.target_ess = NaN" => InvalidArgument, "params.target_ess", |c| c.draw_with(|s| s.target_ess = f32::NAN);
+    draw_max_temperatures_zero: "sance_ebm_draw", "params.max_temperatures = 0" => InvalidArgument, "params.max_temperatures", |c| c.draw_with(|s| s.max_temperatures = 0);
+    draw_moves_steps_zero: "sance_ebm_draw", "params.moves.steps = 0" => InvalidArgument, "params.moves.steps", |c| c.draw_with(|s| s.moves.steps = 0);
+    draw_moves_init_unknown: "sance_ebm_draw", "params.moves.init = 3" => InvalidArgument, "params.moves.init", |c| c.draw_with(|s| raw_enum::<SanceInit>(&mut s.moves.init, 3));
+    draw_annealed_noiseless: "sance_ebm_draw", "ANNEALED with params.moves.noise_std = 0" => InvalidArgument, "params.moves.noise_std", |c| c.draw_with(|s| { s.sampler = SanceSampler::Annealed as u32; s.moves.metropolis = 0; s.moves.target_acceptance = 0.0; s.moves.noise_std = 0.0; });
+    draw_population_untrained: "sance_ebm_draw", "POPULATION on a model with no population" => InvalidArgument, "no population", |c| {
+        let fresh = new(&c.cfg);
+        let s = SanceSampling { sampler: SanceSampler::Population as u32, ..default_sampling(fresh) };
+        let o = c.out();
+        let st = unsafe { sance_ebm_draw(fresh, 4, &s, o, ptr::null_mut()) };
+        unsafe { sance_ebm_free(fresh) };
+        st
+    };
+    sampling_init_null_params: "sance_sampling_init", "params NULL" => NullPointer, "params", |c| unsafe { sance_sampling_init(ptr::null_mut(), c.h) };
+    sampling_init_null_handle: "sance_sampling_init", "ebm NULL" => NullPointer, "ebm", |_c| { let mut s = SanceSampling { sampler: 99, moves: SanceLangevin::default(), target_ess: 0.0, max_temperatures: 0 }; let st = unsafe { sance_sampling_init(&mut s, ptr::null()) }; assert_eq!(s.sampler, 99, "params written"); st };
     sample_from_null_chains: "sance_ebm_sample_from", "chains NULL" => NullPointer, "chains", |c| unsafe { sance_ebm_sample_from(c.h, ptr::null_mut(), 4, ptr::null()) };
     sample_from_null_handle: "sance_ebm_sample_from", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_sample_from(ptr::null_mut(), o, 4, ptr::null()) } };
     sample_from_nan: "sance_ebm_sample_from", "NaN in chains" => NonFinite, "chains[1][0] is NaN", |c| { c.out[2] = f32::NAN; let o = c.out(); let r = unsafe { sance_ebm_sample_from(c.h, o, 4, ptr::null()) }; c.out[2] = SENTINEL; r };

@@ -60,3 +60,36 @@ fn persistent_chains_follow_the_snapshot_between_modes() {
     assert!((share - 0.7).abs() < 0.1, "heavy mode's share {share:.3}, truth 0.7");
     unsafe { sance_ebm_free(h) };
 }
+
+/// `SanceProgress.refresh_ess` is the effective sample size of the refresh's weights
+/// exp(E_θ̄old(x) − E_θ̄new(x)) over the population, computed here from the chains and energies
+/// the model kept before the refresh and the new snapshot's energies after it.
+#[test]
+fn the_refresh_reports_its_weights_effective_sample_size() {
+    use sance::Ebm;
+    let cfg = SanceConfig { replay_reinit_prob: 0.0, noise_update_interval: 10, ..small_config() };
+    let mut ebm = Ebm::new(&cfg).unwrap();
+    let mut rng = Rng::new(8);
+    let mut step = |ebm: &mut Ebm| {
+        let d = mixture(64, &mut rng);
+        ebm.train_step(&ebm.tensor_from(&d, 64).unwrap()).unwrap();
+    };
+    for _ in 0..10 {
+        step(&mut ebm);
+    }
+    assert_eq!(ebm.progress().refresh_ess, 0.0, "no refresh has reweighted yet");
+    let before = ebm.persistent_state();
+    let rows = before.replay.expect("a population").copy();
+    let e_old = before.replay_energies.expect("its energies").copy();
+    step(&mut ebm); // step 11 refreshes first
+    assert_eq!(ebm.refresh_count(), 2);
+    let e_new = ebm.net().energy(ebm.snapshot().unwrap(), &rows).unwrap();
+    let w: Vec<f64> = Vec::try_from((e_old - e_new).to_kind(tch::Kind::Double)).unwrap();
+    let m = w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let (s1, s2) = w.iter().fold((0.0, 0.0), |(a, b), v| ((a + (v - m).exp()), b + (2.0 * (v - m)).exp()));
+    let ess = s1 * s1 / s2;
+    let got = ebm.progress().refresh_ess;
+    assert!((got - ess).abs() < 1e-6 * ess, "refresh_ess {got} against {ess}");
+    assert!(ess > 1.0 && ess < rows.size()[0] as f64, "{ess}");
+    assert_eq!(ebm.progress().refresh_nonfinite, 0);
+}

@@ -92,6 +92,24 @@ fn a_libtorch_failure_anywhere_leaves_the_model_as_it_was() {
         }),
     ));
     passed.push((
+        "draw",
+        fail_everywhere("draw", h, twin, &|h, out| {
+            // ANNEALED, kept short: two temperatures of two moves.
+            let mut s = sance::abi::sampling::SanceSampling {
+                sampler: 0,
+                moves: SanceConfig::default().langevin,
+                target_ess: 0.5,
+                max_temperatures: 2,
+            };
+            assert_eq!(unsafe { sance_sampling_init(&mut s, h) }, SanceStatus::Ok);
+            s.sampler = sance::abi::sampling::SanceSampler::Annealed as u32;
+            s.max_temperatures = 2;
+            s.moves.steps = 2;
+            *out = vec![SENTINEL; 80];
+            unsafe { sance_ebm_draw(h, 40, &s, out.as_mut_ptr(), ptr::null_mut()) }
+        }),
+    ));
+    passed.push((
         "sample_from",
         fail_everywhere("sample_from", h, twin, &|h, out| {
             // The chains are the output: untouched on failure. Marked with the sentinel

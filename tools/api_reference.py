@@ -3,7 +3,8 @@
 
 For every function in the header, in header order: its declaration, its documentation comment,
 the statuses it returns (from the bad-input table, plus the general ones), and its thread
-safety. `--check` fails (and prints "0 passed, 1 failed") when docs/api.md is not what the
+safety. Then, under "Types", every enum and struct in header order: its documentation comment
+and a table of its values or fields with theirs. `--check` fails (and prints "0 passed, 1 failed") when docs/api.md is not what the
 header generates, so the reference cannot drift from the code. Without arguments it rewrites
 docs/api.md.
 """
@@ -32,6 +33,9 @@ this page is stale. Conventions that hold for every function are in [c-api.md](c
   refuses further calls, while calls that only read it leave it usable).
 - **Threads**: calls on one handle are serialized by a lock inside it; different handles run in
   parallel.
+
+The functions come first, in the header's order; the enums and structs they take follow under
+[Types](#types).
 """
 
 
@@ -40,9 +44,38 @@ def functions(header):
     out = []
     pattern = re.compile(r"/\*\*((?:(?!\*/).)*)\*/\s*([^;/{}]*?\b(sance_\w+)\([^)]*\);)", re.S)
     for comment, decl, name in pattern.findall(header):
-        text = "\n".join(line.strip().lstrip("*").strip() for line in comment.strip().splitlines())
-        out.append((name, " ".join(decl.split()), text.strip()))
+        out.append((name, " ".join(decl.split()), comment_text(comment)))
     return out
+
+
+def comment_text(comment):
+    """A `/** ... */` comment's text, its lines stripped of the leading `*`."""
+    return "\n".join(line.strip().lstrip("*").strip() for line in comment.strip().splitlines()).strip()
+
+
+def types(header):
+    """(kind, name, comment, members) for every documented enum and struct, in order; members
+    are (name, C type or value, comment)."""
+    out = []
+    pattern = re.compile(r"/\*\*((?:(?!\*/).)*)\*/\s*typedef (enum|struct) \{(.*?)\}\s*(\w+);", re.S)
+    member = re.compile(r"/\*\*((?:(?!\*/).)*)\*/\s*([^;,/]*?)\s*[;,]", re.S)
+    for comment, kind, body, name in pattern.findall(header):
+        members = []
+        for mcomment, decl in member.findall(body):
+            decl = " ".join(decl.split())
+            if kind == "enum":
+                value_name, value = (x.strip() for x in decl.split("="))
+                members.append((value_name, value, comment_text(mcomment)))
+            else:
+                m = re.match(r"(.+?)\s*(\w+)$", decl)
+                members.append((m.group(2), m.group(1).strip(), comment_text(mcomment)))
+        out.append((kind, name, comment_text(comment), members))
+    return out
+
+
+def cell(text):
+    """Comment text as one Markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def statuses_by_entry(errors):
@@ -76,6 +109,15 @@ def generate():
             statuses = ["SANCE_STATUS_OK"] + table.get(name, [])
             parts.append("**Returns:** " + ", ".join(f"`{s}`" for s in statuses) + ".\n")
         parts.append(f"**Thread safety:** {thread_safety(name, decl)}\n")
+    parts.append("## Types\n")
+    for kind, name, text, members in types(header):
+        parts.append(f"### `{name}`\n\n{text}\n")
+        if kind == "enum":
+            rows = [f"| `{m}` ({v}) | {cell(t)} |" for m, v, t in members]
+            parts.append("| value | meaning |\n|---|---|\n" + "\n".join(rows) + "\n")
+        else:
+            rows = [f"| `{m}` | `{t}` | {cell(c)} |" for m, t, c in members]
+            parts.append("| field | C type | meaning |\n|---|---|---|\n" + "\n".join(rows) + "\n")
     return "\n".join(parts)
 
 

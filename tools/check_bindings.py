@@ -73,6 +73,8 @@ CPP_NAMES = {
     "sance_toy_dataset_dim": ("sance_toy_dataset_dim(", "sance::toy_dataset_dim("),
     "sance_ebm_fit_noise": ("sance_ebm_fit_noise(", ".fit_noise("),
     "sance_ais_init": ("sance_ais_init(", ".ais_defaults("),
+    "sance_sampling_init": ("sance_sampling_init(", ".sampling_defaults("),
+    "sance_ebm_draw": ("sance_ebm_draw(", ".draw("),
 }
 # C function -> the idiomatic Julia name its test must call.
 JULIA_NAMES = {
@@ -90,6 +92,8 @@ JULIA_NAMES = {
     "sance_ebm_energy_grad": "energy_grad(",
     "sance_ais_init": "ais_defaults(",
     "sance_ebm_log_z": "log_z(",
+    "sance_sampling_init": "sampling_defaults(",
+    "sance_ebm_draw": "draw(",
     "sance_ebm_progress": "progress(",
     "sance_ebm_sample_size": "sample_size(",
     "sance_ebm_config": "config(",
@@ -285,7 +289,11 @@ def self_test():
         "Julia enum field as an integer": (h, lj.replace("    scaling::SanceScaling\n", "    scaling::UInt32\n"), sj, rt, hpp, ct),
         "Julia ccall missing": (h, lj.replace("ccall(sym(:sance_toy_dataset_dim)", "ccall(sym(:sance_toy_dataset_dims)"), sj, rt, hpp, ct),
         "Julia function pointer missing": (h, lj.replace("    sance_ebm_save::Ptr{Cvoid}\n", ""), sj, rt, hpp, ct),
-        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 5", "#define SANCE_ABI_VERSION 6"), lj, sj, rt, hpp, ct),
+        "Julia report fields swapped": (h, lj.replace("    log_z::Float64\n    log_z_std_error::Float64", "    log_z_std_error::Float64\n    log_z::Float64"), sj, rt, hpp, ct),
+        "Julia sampler field as the enum": (h, lj.replace("struct SanceSampling\n    sampler::UInt32", "struct SanceSampling\n    sampler::SanceSampler"), sj, rt, hpp, ct),
+        "Julia draw argument removed": (h, lj.replace("Ptr{Float32}, Ptr{SanceDrawReport}),\n          ebm, n, params, out, report)", "Ptr{Float32}),\n          ebm, n, params, out)"), sj, rt, hpp, ct),
+        "Julia sampler enum value": (h, lj.replace("SANCE_SAMPLER_ANNEALED = 3", "SANCE_SAMPLER_ANNEALED = 4"), sj, rt, hpp, ct),
+        "C macro changed": (h.replace("#define SANCE_ABI_VERSION 6", "#define SANCE_ABI_VERSION 7"), lj, sj, rt, hpp, ct),
         "C field type": (h.replace("  uint32_t hidden_layers;", "  uint64_t hidden_layers;"), lj, sj, rt, hpp, ct),
         "C field appended": (h.replace("  float target_acceptance;\n} SanceLangevin;", "  float target_acceptance;\n  float extra;\n} SanceLangevin;"), lj, sj, rt, hpp, ct),
         "C enum value added": (h.replace("  SANCE_SCALING_NONE = 1,\n", "  SANCE_SCALING_NONE = 1,\n  SANCE_SCALING_LOG = 2,\n"), lj, sj, rt, hpp, ct),
@@ -293,6 +301,8 @@ def self_test():
         "C function added": (h.replace("const char *sance_version(void);", "const char *sance_version(void);\nSanceStatus sance_ebm_new_thing(SanceEbm *ebm);"), lj, sj, rt, hpp, ct),
         "C++ test missing": (h, lj, sj, rt, hpp, ct.replace(".fit_noise(", ".fit_noise_(")),
         "C++ wrapper missing": (h, lj, sj, rt, hpp.replace("sance_ebm_progress(", "sance_ebm_progres("), ct),
+        "C++ draw test missing": (h, lj, sj, rt, hpp, ct.replace(".draw(", ".draw_(")),
+        "Julia draw wrapper missing": (h, lj, sj.replace("LibSance.sance_ebm_draw(", "LibSance.sance_ebm_drew("), rt, hpp, ct),
         "Julia test missing": (h, lj, sj, rt.replace("refresh_noise!(", "refresh_noise_(") , hpp, ct),
     }
     n, problems = check(h, lj, sj, rt, hpp, ct)

@@ -4,6 +4,7 @@
 pub mod ais;
 pub mod config;
 pub mod config_json;
+pub mod sampling;
 pub mod stats;
 pub mod status;
 pub mod version;

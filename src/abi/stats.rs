@@ -72,4 +72,13 @@ pub struct SanceProgress {
     pub replay_len: u64,
     /// c, the learned log Z_θ̄ − log Z_θ.
     pub log_z_ratio: f32,
+    /// Effective sample size, in chains (1 to replay_len), of the weights exp(E_θ̄old − E_θ̄new)
+    /// the last refresh gave the population (replay_reinit_prob = 0): far below replay_len,
+    /// the snapshot moved far between refreshes and the resampling kept few distinct chains
+    /// (a smaller learning rate or noise_update_interval keeps it up). 0 until a refresh has
+    /// reweighted the population since the model was made or loaded.
+    pub refresh_ess: f64,
+    /// Refreshes (since the model was made or loaded) whose weights were not finite (an
+    /// energy overflowed on some chain): the population was then kept as it was, unresampled.
+    pub refresh_nonfinite: u64,
 }

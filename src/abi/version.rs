@@ -5,7 +5,7 @@ use std::ffi::{CStr, CString};
 /// Version of the C structs' layout. A caller passes the value it was compiled with to
 /// `sance_config_init`, which refuses any other, so a program built against another header
 /// fails loudly instead of misreading fields.
-pub const SANCE_ABI_VERSION: u32 = 5;
+pub const SANCE_ABI_VERSION: u32 = 6;
 /// The library's version, `SANCE_VERSION_MAJOR.SANCE_VERSION_MINOR.SANCE_VERSION_PATCH`
 /// (a test keeps these equal to Cargo.toml's).
 pub const SANCE_VERSION_MAJOR: u32 = 0;

@@ -9,6 +9,7 @@
 #![allow(clippy::missing_safety_doc)]
 use crate::abi::ais::SanceAis;
 use crate::abi::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO};
+use crate::abi::sampling::{read_sampling, SanceDrawReport, SanceSampler, SanceSampling};
 use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
 use crate::abi::version::{version_cstr, SANCE_ABI_VERSION};
@@ -273,9 +274,11 @@ pub unsafe extern "C" fn sance_ebm_set_learning_rate(ebm: *mut SanceEbm, learnin
     guard("sance_ebm_set_learning_rate", || handle(ebm)?.with(|m| m.set_learning_rate(learning_rate)))
 }
 
-/// Draws `n` samples from the model: fresh chains from the sampler's init distribution run
-/// through its Langevin steps on E_θ. `params` NULL uses the config's sampler. Writes
-/// `n × sample_size` floats to `out`.
+/// Draws `n` samples from the model into `out` (`n × sample_size` floats). `params` NULL is
+/// `sance_ebm_draw(ebm, n, NULL, out, NULL)`: draws of the model's density by the sampler
+/// AUTO picks. Explicit `params` keep sance 0.4's behaviour: fresh chains from `params`'
+/// init distribution through its Langevin steps (SANCE_SAMPLER_FRESH with `params` as the
+/// moves). Draws never consume the model's training stream (see `sance_ebm_draw`).
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_sample(
     ebm: *mut SanceEbm,
@@ -286,10 +289,74 @@ pub unsafe extern "C" fn sance_ebm_sample(
     guard("sance_ebm_sample", || {
         handle(ebm)?.read(|m| {
             let count = sample_floats(m, n, "n", true)?;
-            let l = langevin_or_default(params, m)?;
+            let s = if params.is_null() {
+                m.sampling_defaults()
+            } else {
+                let l = langevin_or_default(params, m)?;
+                SanceSampling { sampler: SanceSampler::Fresh as u32, moves: l, ..m.sampling_defaults() }
+            };
             let out = floats_mut(out, count, "out")?;
-            let x = to_host(&m.sample(n, &l)?)?;
+            let x = to_host(&m.draw(n, &s)?.0)?;
             write_out(&x, out)
+        })
+    })
+}
+
+/// Fills `*params` with the draw settings for `ebm`: SANCE_SAMPLER_AUTO, the config's sampler
+/// as the moves (a trained MLP's tuned MALA step), `target_ess` 0.5 and at most 1,000
+/// temperatures. The model is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn sance_sampling_init(
+    params: *mut SanceSampling,
+    ebm: *const SanceEbm,
+) -> SanceStatus {
+    guard("sance_sampling_init", || {
+        non_null(params, "params")?;
+        let s = handle(ebm)?.read(|m| Ok(m.sampling_defaults()))?;
+        params.write(s);
+        Ok(())
+    })
+}
+
+/// Draws `n` samples of the model's density exp(−E(x)/T)/Z (T the moves' temperature, 1 by
+/// default) into `out` (`n × sample_size` floats) with the sampler `params` names (NULL:
+/// `sance_sampling_init`'s defaults), and says what it did in `*report` (may be NULL).
+/// SANCE_SAMPLER_AUTO is POPULATION when the model keeps a population (a trained model, or one
+/// loaded from a checkpoint that kept its replay buffer), else ANNEALED (docs/algorithm.md,
+/// "Drawing from the model"). The draws come in random order: any k of them are k draws.
+/// Draws use their own stream, derived from the model's and from the number of draws this
+/// handle has made (a clone inherits the count; a loaded model starts at 0), so drawing never
+/// changes training and the same model gives the same draws. POPULATION with no population
+/// yet: SANCE_STATUS_INVALID_ARGUMENT. Weights that are not finite (a model whose energy
+/// overflows): SANCE_STATUS_NON_FINITE. On failure nothing is written.
+#[no_mangle]
+pub unsafe extern "C" fn sance_ebm_draw(
+    ebm: *mut SanceEbm,
+    n: usize,
+    params: *const SanceSampling,
+    out: *mut f32,
+    report: *mut SanceDrawReport,
+) -> SanceStatus {
+    guard("sance_ebm_draw", || {
+        handle(ebm)?.read(|m| {
+            let chunked = true;
+            let count = sample_floats(m, n, "n", chunked)?;
+            let s = if params.is_null() {
+                m.sampling_defaults()
+            } else {
+                non_null(params, "params")?;
+                read_sampling(params, "params")?.0
+            };
+            let out = floats_mut(out, count, "out")?;
+            if !report.is_null() {
+                non_null(report, "report")?;
+            }
+            let (x, r) = m.draw(n, &s)?;
+            write_out(&to_host(&x)?, out)?;
+            if !report.is_null() {
+                report.write(r);
+            }
+            Ok(())
         })
     })
 }
@@ -529,7 +596,12 @@ pub unsafe extern "C" fn sance_ebm_clone(ebm: *const SanceEbm, out: *mut *mut Sa
     guard("sance_ebm_clone", || {
         let h = handle(ebm)?;
         non_null(out, "out")?;
-        let copy = h.read(|m| checkpoint::from_bytes(checkpoint::to_bytes(m)?, m.config().device))?;
+        let copy = h.read(|m| {
+            let mut copy = checkpoint::from_bytes(checkpoint::to_bytes(m)?, m.config().device)?;
+            // Not in a checkpoint; a clone draws as the original would.
+            copy.draws = m.draws;
+            Ok(copy)
+        })?;
         out.write(Box::into_raw(Box::new(SanceEbm::new(copy))));
         Ok(())
     })

@@ -258,7 +258,8 @@ pub fn run_clamped(
             return Ok((x, stats));
         }
         if l.metropolis == 1 {
-            return run_mala(net, p, x, l, clamp, rng, stats, true);
+            let drift = Drift::new(net, p, n, l, &batch_shape(&x))?;
+            return run_mala(drift, x, l, clamp, rng, stats, true);
         }
         let shape = x.size();
         let mut bshape = vec![n];
@@ -322,6 +323,22 @@ enum Drift<'a> {
         l: &'a SanceLangevin,
         bshape: Vec<i64>,
     },
+    /// A density on the geometric path from a normalised Gaussian base π₀ to exp(−E/T)
+    /// ([`PathTarget`]), at temperature 1: "E" is U = β·E/T − (1 − β)·log π₀, the drift
+    /// −λ·∇U (the workspace gives −λ·(β/T)·∇E; the base's part is added to it).
+    Path {
+        grad: ScaledGrad<'a>,
+        target: &'a PathTarget<'a>,
+        lambda: f64,
+    },
+}
+
+/// The density f_β ∝ π₀^(1−β)·exp(−E/T)^β between a normalised Gaussian base π₀ and the
+/// model at temperature T: the tempered SMC of crate::model::smc moves its particles on it.
+pub struct PathTarget<'a> {
+    pub base: &'a crate::model::gaussian::Gaussian,
+    pub beta: f64,
+    pub temperature: f64,
 }
 
 impl<'a> Drift<'a> {
@@ -359,6 +376,24 @@ impl<'a> Drift<'a> {
                 let lambda = l.step_size as f64;
                 Ok((e, g.f_mul_scalar(-lambda)?, Some(raw.f_mul_scalar(lambda)?)))
             }
+            Drift::Path { grad, target, lambda } => {
+                let (e, d) = grad.with_energy(x)?;
+                let b = target.beta;
+                let u = e
+                    .f_mul_scalar(b / target.temperature)?
+                    .f_sub(&target.base.log_density(x)?.f_to_kind(e.kind())?.f_mul_scalar(1.0 - b)?)?;
+                let d = d.f_add(&target.base.grad_log_density(x)?.f_mul_scalar(*lambda * (1.0 - b))?)?;
+                let raw = if norms {
+                    Some(
+                        d.f_flatten(1, -1)?
+                            .f_norm_scalaropt_dim(2.0, [1i64].as_slice(), false)?
+                            .f_sum(Kind::Double)?,
+                    )
+                } else {
+                    None
+                };
+                Ok((u, d, raw))
+            }
         }
     }
 }
@@ -374,7 +409,41 @@ pub(crate) fn run_mala_on_tensors(
     clamp: &Clamp,
     rng: &mut Rng,
 ) -> Result<(Tensor, RunStats), TchError> {
-    crate::model::no_grad(|| run_mala(net, p, x, l, clamp, rng, true, false))
+    crate::model::no_grad(|| {
+        let drift = Drift::new(net, p, x.size()[0], l, &batch_shape(&x))?;
+        run_mala(drift, x, l, clamp, rng, true, false)
+    })
+}
+
+/// [n, 1, 1, ...]: a per-chain value's shape against chains shaped like `x`.
+fn batch_shape(x: &Tensor) -> Vec<i64> {
+    let mut b = vec![x.size()[0]];
+    b.resize(x.dim(), 1);
+    b
+}
+
+/// MALA on the path density `target` (temperature 1: `l.noise_std` must be √(2·step_size)),
+/// `l.steps` moves from `x`, with the plain gradient (no clamp or clip of ∇ₓE): the same
+/// kernel as training's (`run_mala`), with its host path on the CPU.
+pub fn run_path(
+    net: &Net,
+    p: &Params,
+    x: Tensor,
+    l: &SanceLangevin,
+    target: &PathTarget,
+    clamp: &Clamp,
+    rng: &mut Rng,
+) -> Result<(Tensor, RunStats), TchError> {
+    crate::model::no_grad(|| {
+        if x.size()[0] == 0 {
+            let stats = RunStats::constant(0.0, 1.0, x.device())?;
+            return Ok((x, stats));
+        }
+        let lambda = l.step_size as f64;
+        let scale = -lambda * target.beta / target.temperature;
+        let drift = Drift::Path { grad: ScaledGrad::new(net, p, x.size()[0], scale)?, target, lambda };
+        run_mala(drift, x, l, clamp, rng, false, true)
+    })
 }
 
 /// MALA: the move y = x + d(x) + σ·ξ, d = −λ·g (g the clipped gradient), is accepted with
@@ -388,8 +457,7 @@ pub(crate) fn run_mala_on_tensors(
 /// `mala_host`'s passes (the same arithmetic).
 #[allow(clippy::too_many_arguments)]
 fn run_mala(
-    net: &Net,
-    p: &Params,
+    mut drift: Drift,
     x: Tensor,
     l: &SanceLangevin,
     clamp: &Clamp,
@@ -406,7 +474,6 @@ fn run_mala(
     let mut x = copy_of(&x)?;
     // Chains must start inside the box that the target is restricted to.
     clamp.apply_(&mut x)?;
-    let mut drift = Drift::new(net, p, n, l, &bshape)?;
     // The statistic of ‖∇ₓE‖ is taken at the chains' starting points (one evaluation instead
     // of one a step). d(x) is copied out of the workspace that the first proposal overwrites,
     // and accepted moves are copied into it (host) or replace it (`where`'s own output).

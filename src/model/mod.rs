@@ -12,8 +12,10 @@ pub mod langevin;
 mod mala_host;
 pub mod net;
 pub mod replay;
+pub mod resample;
 pub mod rng;
 pub mod scaling;
+pub mod smc;
 pub mod toy;
 
 #[cfg(test)]

@@ -48,6 +48,7 @@ int main() {
     static_assert(std::is_nothrow_move_constructible<sance::Ebm>::value, "Ebm moves without throwing");
     static_assert(std::is_base_of<std::runtime_error, sance::Error>::value, "Error is a runtime_error");
     static_assert(!std::is_default_constructible<sance::Ais>::value, "Ais's defaults need a model");
+    static_assert(!std::is_default_constructible<sance::Sampling>::value, "Sampling's defaults need a model");
 
     // Free functions.
     CHECK(sance::version().rfind("sance ", 0) == 0, "version");
@@ -162,8 +163,11 @@ int main() {
 
     sance::Progress p = m.progress();
     CHECK(p.step == 2 && p.refresh_count == 1 && p.replay_len == 64, "progress");
+    CHECK(p.refresh_ess == 0.0 && p.refresh_nonfinite == 0, "no reweighting refresh yet: %g", p.refresh_ess);
     m.refresh_noise();
     CHECK(m.progress().refresh_count == 2 && m.progress().log_z_ratio == 0.0f, "refresh_noise");
+    CHECK(m.progress().refresh_ess >= 1.0 && m.progress().refresh_ess <= 64.0 && m.progress().refresh_nonfinite == 0,
+          "the refresh reweighted the population: ESS %g of 64", m.progress().refresh_ess);
     expect_error([&] { m.train_step(batch.data(), 0); }, SANCE_STATUS_INVALID_ARGUMENT, "batch 0", "batch");
     std::vector<float> odd(3, 0.0f);
     expect_error([&] { m.train_step(odd); }, SANCE_STATUS_INVALID_ARGUMENT, "odd vector", "whole number");
@@ -303,6 +307,99 @@ int main() {
         expect_error([&] { z.log_z(bad); }, SANCE_STATUS_INVALID_ARGUMENT, "AIS with one chain", "params.chains");
     }
 
+    // Drawing from the model (sance_ebm_draw): m is trained, so it keeps a population.
+    {
+        const size_t d = m.sample_size();
+        sance::Sampling sd = m.sampling_defaults();
+        sance::Langevin ml = m.langevin();
+        CHECK(sd.sampler == SANCE_SAMPLER_AUTO && sd.target_ess == 0.5f && sd.max_temperatures == 1000,
+              "sampling_defaults(): AUTO, target_ess 0.5, 1,000 temperatures");
+        CHECK(sd.moves.steps == ml.steps && sd.moves.step_size == ml.step_size &&
+                  sd.moves.noise_std == ml.noise_std && sd.moves.metropolis == ml.metropolis,
+              "sampling_defaults(): the configured sampler as the moves");
+        SanceSampling raw_sampling{};
+        CHECK(sance_sampling_init(&raw_sampling, m.raw()) == SANCE_STATUS_OK, "sance_sampling_init");
+        sance::Sampling wrapped(raw_sampling);
+        CHECK(wrapped.sampler == sd.sampler && wrapped.moves.step_size == sd.moves.step_size &&
+                  wrapped.target_ess == sd.target_ess && wrapped.max_temperatures == sd.max_temperatures,
+              "Sampling(SanceSampling)");
+        std::vector<float> e_before = m.energy(rings);
+        sance::Progress p_before = m.progress();
+        std::vector<float> xd = m.draw(10);
+        CHECK(xd.size() == 10 * d && finite(xd), "draw(n)");
+        sance::DrawReport r{};
+        r.temperatures = 99;
+        std::vector<float> xp = m.draw(12, nullptr, &r);
+        CHECK(xp.size() == 12 * d && finite(xp), "draw(n, nullptr, &report)");
+        CHECK(r.sampler == SANCE_SAMPLER_POPULATION, "AUTO on a trained model is POPULATION: %u", r.sampler);
+        CHECK(r.temperatures == 0 && std::isnan(r.log_z) && std::isnan(r.log_z_std_error),
+              "POPULATION: no temperatures, no log Z");
+        // 1/sum(w^2) over the population's 64 chains: between 1 and 64.
+        CHECK(std::isfinite(r.ess) && r.ess >= 1.0 - 1e-9 && r.ess <= static_cast<double>(p_before.replay_len) + 1e-9,
+              "POPULATION's effective sample size: %g", r.ess);
+        // ANNEALED, explicitly: tempered SMC, with log Z as a by-product.
+        sance::Sampling annealed = sd;
+        annealed.sampler = SANCE_SAMPLER_ANNEALED;
+        sance::DrawReport ar{};
+        std::vector<float> xa = m.draw(64, annealed, &ar);
+        CHECK(xa.size() == 64 * d && finite(xa), "draw(n, ANNEALED, &report)");
+        CHECK(ar.sampler == SANCE_SAMPLER_ANNEALED, "the report names ANNEALED: %u", ar.sampler);
+        CHECK(ar.temperatures >= 1 && ar.temperatures <= annealed.max_temperatures, "ANNEALED's stages: %u",
+              ar.temperatures);
+        CHECK(std::isfinite(ar.log_z) && std::isfinite(ar.log_z_std_error) && ar.log_z_std_error >= 0.0,
+              "ANNEALED's log Z: %g +- %g", ar.log_z, ar.log_z_std_error);
+        CHECK(std::isfinite(ar.ess) && std::isfinite(ar.acceptance) && ar.acceptance > 0.0 && ar.acceptance <= 1.0,
+              "ANNEALED's ess %g and MALA acceptance %g", ar.ess, ar.acceptance);
+        // FRESH: the old sample(n, params); nothing is weighted.
+        sance::Sampling fresh = sd;
+        fresh.sampler = SANCE_SAMPLER_FRESH;
+        sance::DrawReport fr{};
+        std::vector<float> xf = m.draw(8, &fresh, &fr);
+        CHECK(xf.size() == 8 * d && finite(xf), "draw(n, &FRESH, &report)");
+        CHECK(fr.sampler == SANCE_SAMPLER_FRESH && fr.temperatures == 0 && std::isnan(fr.ess) && std::isnan(fr.log_z),
+              "FRESH's report: no ess, no log Z");
+        CHECK(m.energy(rings) == e_before && m.progress().step == p_before.step &&
+                  m.progress().refresh_count == p_before.refresh_count && m.progress().replay_len == p_before.replay_len,
+              "drawing leaves the model unchanged");
+        // A bad field throws, names it, and leaves the report as it was.
+        sance::Sampling bad = sd;
+        bad.target_ess = 1.5f;
+        sance::DrawReport untouched{};
+        untouched.temperatures = 77;
+        expect_error([&] { m.draw(4, bad, &untouched); }, SANCE_STATUS_INVALID_ARGUMENT, "target_ess 1.5",
+                     "params.target_ess");
+        CHECK(untouched.temperatures == 77, "a refused draw writes no report");
+        bad = sd;
+        bad.sampler = 7;
+        expect_error([&] { m.draw(4, &bad); }, SANCE_STATUS_INVALID_ARGUMENT, "sampler 7", "params.sampler");
+        // The same model gives the same draws: sample(n) is draw(n), sample(n, params) is FRESH
+        // with params as the moves (clones share the original's draw count).
+        sance::Ebm c1 = m.clone(), c2 = m.clone();
+        CHECK(c1.sample(6) == c2.draw(6), "sample(n) is draw(n)");
+        sance::Langevin few_moves = m.langevin();
+        few_moves.steps = 3;
+        sance::Sampling fresh_few = sd;
+        fresh_few.sampler = SANCE_SAMPLER_FRESH;
+        fresh_few.moves = few_moves;
+        CHECK(c1.sample(6, few_moves) == c2.draw(6, fresh_few), "sample(n, params) is draw(n, FRESH with params)");
+
+        // An untrained model has no population: AUTO is ANNEALED, POPULATION is refused.
+        sance::Ebm untrained(small());
+        sance::Sampling population = untrained.sampling_defaults();
+        population.sampler = SANCE_SAMPLER_POPULATION;
+        expect_error([&] { untrained.draw(4, population); }, SANCE_STATUS_INVALID_ARGUMENT,
+                     "POPULATION on an untrained model", "no population");
+        sance::Sampling quick = untrained.sampling_defaults();
+        quick.moves.steps = 2;
+        sance::DrawReport ur{};
+        std::vector<float> xu = untrained.draw(16, quick, &ur);
+        CHECK(xu.size() == 16 * d && finite(xu), "draw on an untrained model");
+        CHECK(ur.sampler == SANCE_SAMPLER_ANNEALED && ur.temperatures >= 1 && std::isfinite(ur.log_z),
+              "AUTO on an untrained model is ANNEALED: %u", ur.sampler);
+        CHECK(untrained.progress().step == 0 && untrained.progress().replay_len == 0,
+              "drawing does not train an untrained model");
+    }
+
     // Checkpoints.
     char dir[] = "/tmp/sance-cpp-XXXXXX";
     CHECK(mkdtemp(dir) != nullptr, "mkdtemp");
@@ -328,6 +425,7 @@ int main() {
         sance::StepStats b = other_twin.train_step(batch);
         CHECK(a.loss == b.loss && twin.energy(rings) == other_twin.energy(rings), "clones train exactly alike");
         CHECK(twin.sample(6) == other_twin.sample(6), "a clone's random stream is the original's");
+        CHECK(twin.draw(6) == other_twin.draw(6), "a clone draws as the original would");
         sance::Ebm gone(std::move(twin));
         expect_error([&] { (void)twin.clone(); }, SANCE_STATUS_NULL_POINTER, "clone of a moved-from Ebm", "ebm is NULL");
     }

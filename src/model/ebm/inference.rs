@@ -6,6 +6,7 @@
 use super::saved::Undo;
 use super::Ebm;
 use crate::abi::config::{validate_langevin, SanceLangevin};
+use crate::abi::sampling::{SanceSampler, SanceSampling};
 use crate::abi::status::Result;
 use crate::fault::torch_point;
 use crate::model::langevin;
@@ -50,28 +51,12 @@ impl Ebm {
         Ok((self.energy_to_data(&e)?, grads))
     }
 
-    /// Langevin chains on E_θ from `l`'s init distribution. Chains are independent, so `n`
-    /// chains run in chunks of [`Ebm::chunk_rows`], each drawing its start and noise from the
-    /// stream in turn; with more than one chunk the result is gathered on the host. On failure
-    /// the stream is as it was.
+    /// Langevin chains on E_θ from `l`'s init distribution: `draw` with SANCE_SAMPLER_FRESH
+    /// and `l` as the moves (on the draws' own stream; the model's is untouched).
     pub fn sample(&mut self, n: usize, l: &SanceLangevin) -> Result<Tensor> {
         validate_langevin(l, "params")?;
-        if n == 0 {
-            return Ok(Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?);
-        }
-        let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
-        let (shape, kind) = (self.batch_shape(n as i64), self.kind);
-        self.undoable(Undo::Stream, |m| {
-            let p = m.model_params().detached();
-            let clamp = m.clamp_of(l)?;
-            gathered(n, chunk, shape, kind, |_, k| {
-                // Chains start and run in the model's coordinates.
-                let z0 = langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, &mut m.rng)?;
-                let z = langevin::run_clamped(&m.net, &p, z0, l, &clamp, &mut m.rng, false)?.0;
-                m.to_data(&z)
-            })
-        })
+        let s = SanceSampling { sampler: SanceSampler::Fresh as u32, moves: *l, ..self.sampling_defaults() };
+        Ok(self.draw(n, &s)?.0)
     }
 
     /// Langevin chains on E_θ from given starting points, in chunks like [`Ebm::sample`].
@@ -101,7 +86,7 @@ fn row_chunks(n: usize, chunk: usize) -> impl Iterator<Item = (i64, i64)> {
 /// `f(start, rows)` for each chunk of `n` rows, as one tensor of `shape`: with one chunk its
 /// result as it is (on the device), with several gathered chunk by chunk on the host, so that
 /// the device holds one chunk's work at a time.
-fn gathered(
+pub(super) fn gathered(
     n: usize,
     chunk: usize,
     shape: Vec<i64>,

@@ -16,6 +16,7 @@
 //! config uses tch's fallible `f_` functions, and every public method that changes the model
 //! changes nothing when it fails ([`saved`]): a libtorch error (out of memory on a large
 //! batch, say) comes back as SANCE_STATUS_TORCH and the model stays usable.
+mod draw;
 mod inference;
 mod loss;
 mod normaliser;
@@ -103,6 +104,13 @@ pub struct Ebm {
     /// The host's reduction over ranks (data-parallel training), once registered, with the
     /// reductions the current step still owes ([`parallel`] alone reads and writes it).
     reduction: Option<Reduction>,
+    /// Draws made by this handle (`draw`): with the stream, it seeds the next draw's own stream
+    /// (crate::model::ebm::draw). Not saved in checkpoints; a clone inherits it.
+    pub(crate) draws: u64,
+    /// The last reweighting refresh's effective sample size (0 before one) and the count of
+    /// refreshes whose weights were not finite (`SanceProgress`; not saved in checkpoints).
+    pub(crate) refresh_ess: f64,
+    pub(crate) refresh_nonfinite: u64,
 }
 
 /// A copy of `theta` (flat θ then c) and its views shaped like `like` (θ's tensors).
@@ -170,6 +178,9 @@ impl Ebm {
             gaussian: None,
             scaling: None,
             reduction: None,
+            draws: 0,
+            refresh_ess: 0.0,
+            refresh_nonfinite: 0,
         })
     }
 
@@ -245,6 +256,8 @@ impl Ebm {
             refresh_count: self.refresh_count,
             replay_len: self.buffer.len() as u64,
             log_z_ratio: self.log_z_ratio() as f32,
+            refresh_ess: self.refresh_ess,
+            refresh_nonfinite: self.refresh_nonfinite,
         }
     }
 

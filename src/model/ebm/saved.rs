@@ -23,7 +23,8 @@ use tch::Tensor;
 /// What a call may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Undo {
-    /// The random stream only: calls that read the model but draw from its stream (sample).
+    /// The random stream and the count of draws only: calls that read the model but draw
+    /// from its stream (sample_from) or count their draws (draw).
     Stream,
     /// Everything: calls that train, refresh or fit.
     Model,
@@ -32,6 +33,7 @@ pub(crate) enum Undo {
 /// A model's changeable state, taken on entry to a call.
 pub(crate) struct Saved {
     rng: Rng,
+    draws: u64,
     model: Option<Box<ModelState>>,
 }
 
@@ -52,6 +54,8 @@ struct ModelState {
     last_draw: Option<Draw>,
     step: u64,
     refresh_count: u64,
+    refresh_ess: f64,
+    refresh_nonfinite: u64,
 }
 
 impl Saved {
@@ -74,9 +78,11 @@ impl Saved {
                 last_draw: m.last_draw.clone(),
                 step: m.step,
                 refresh_count: m.refresh_count,
+                refresh_ess: m.refresh_ess,
+                refresh_nonfinite: m.refresh_nonfinite,
             })),
         };
-        Ok(Saved { rng: m.rng.clone(), model })
+        Ok(Saved { rng: m.rng.clone(), draws: m.draws, model })
     }
 
     /// Puts everything saved back. The tensors are copied into their existing storage (the
@@ -85,6 +91,7 @@ impl Saved {
     /// that the C handle is marked unusable ([`restoring`]).
     fn restore(self, m: &mut Ebm) {
         m.rng = self.rng;
+        m.draws = self.draws;
         let Some(s) = self.model else { return };
         restoring(|| {
             crate::model::no_grad(|| {
@@ -106,6 +113,8 @@ impl Saved {
         m.last_draw = s.last_draw;
         m.step = s.step;
         m.refresh_count = s.refresh_count;
+        m.refresh_ess = s.refresh_ess;
+        m.refresh_nonfinite = s.refresh_nonfinite;
     }
 }
 

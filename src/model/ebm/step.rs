@@ -10,6 +10,7 @@ use crate::fault::torch_point;
 use crate::model::gaussian::Gaussian;
 use crate::model::langevin;
 use crate::model::replay::Draw;
+use crate::model::resample::systematic;
 use crate::runtime::threads;
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
@@ -41,6 +42,7 @@ impl Ebm {
     }
 
     fn step_on(&mut self, data: &Tensor) -> Result<SanceStepStats> {
+        self.check_population_temperature()?;
         let b = data.size().first().copied().unwrap_or(0);
         let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let refresh = self.refresh_due();
@@ -80,6 +82,28 @@ impl Ebm {
             Ok(stats)
         })?;
         Ok(self.count_step(stats, refresh))
+    }
+
+    /// The population that follows the snapshot (`follow_snapshot`: SA-NCE without restarts) is
+    /// filled and reweighted as draws of exp(−E_θ̄), and NCE's logit takes log q = −E_θ̄: both
+    /// hold at temperature 1 only, while the moves target exp(−E_θ̄/T), T = σ²/(2λ). Another T
+    /// would make the noise follow another density than the logit's, and the model learn
+    /// p_data·q/r instead of p_data, silently: refused.
+    fn check_population_temperature(&self) -> Result<()> {
+        let l = &self.cfg.langevin;
+        let t = (l.noise_std as f64).powi(2) / (2.0 * l.step_size as f64);
+        if self.cfg.noise == SanceNoise::Snapshot
+            && self.cfg.replay_reinit_prob == 0.0
+            && (t - 1.0).abs() > 1e-3
+        {
+            return Err(Error::invalid(format!(
+                "config.langevin's temperature T = noise_std²/(2·step_size) is {t:.4}, but with \
+                 replay_reinit_prob = 0 the noise chains are a population of the snapshot's density \
+                 exp(−E_θ̄), T = 1, which NCE's logit assumes: set noise_std = √(2·step_size), or \
+                 replay_reinit_prob > 0 for short-run chains that follow no density (the image recipe)"
+            )));
+        }
+        Ok(())
     }
 
     /// The refresh schedule: before the first step, then every K = `noise_update_interval`
@@ -177,7 +201,17 @@ impl Ebm {
             };
             let e_new = crate::model::no_grad(|| self.net.energy(new, &rows))?;
             let u = self.rng.uniform();
-            let idx = systematic(&host_f64(&e_old.f_sub(&e_new)?)?, rows.size()[0] as usize, u);
+            let log_w = host_f64(&e_old.f_sub(&e_new)?)?;
+            // Weights that are not finite keep the population as it is (systematic's identity),
+            // counted in SanceProgress.
+            let max = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            if max.is_finite() && !log_w.iter().any(|v| v.is_nan()) {
+                let (_, share) = crate::model::smc::log_mean_and_ess_share(&log_w);
+                self.refresh_ess = share * log_w.len() as f64;
+            } else {
+                self.refresh_nonfinite += 1;
+            }
+            let idx = systematic(&log_w, rows.size()[0] as usize, u);
             self.buffer.resample(&idx, &e_new)?;
         }
         let missing = self.buffer.capacity() - self.buffer.len();
@@ -300,91 +334,4 @@ impl Ebm {
 /// A tensor's values on the host, as f64.
 fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
     Ok(Vec::<f64>::try_from(t.f_to_kind(tch::Kind::Double)?.f_to_device(tch::Device::Cpu)?)?)
-}
-
-/// Systematic resampling: `n` indices into `log_w` (unnormalised log weights), each i drawn
-/// in proportion to exp(log_w[i]), from one uniform `u` in [0, 1): index j is taken
-/// ⌊n·W_j⌋ or ⌈n·W_j⌉ times (W the normalised weights), the least noise a resampling adds.
-/// Non-finite or all −∞ weights give the identity on the first `n` rows.
-pub(crate) fn systematic(log_w: &[f64], n: usize, u: f64) -> Vec<i64> {
-    let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    if !m.is_finite() || log_w.iter().any(|v| v.is_nan()) {
-        return (0..n.min(log_w.len()) as i64).collect();
-    }
-    let w: Vec<f64> = log_w.iter().map(|v| (v - m).exp()).collect();
-    let total: f64 = w.iter().sum();
-    let mut idx = Vec::with_capacity(n);
-    let (mut acc, mut j) = (w[0] / total, 0usize);
-    for i in 0..n {
-        let target = (i as f64 + u) / n as f64;
-        while target > acc && j + 1 < w.len() {
-            j += 1;
-            acc += w[j] / total;
-        }
-        idx.push(j as i64);
-    }
-    idx
-}
-
-#[cfg(test)]
-mod tests {
-    use super::systematic;
-    use crate::model::rng::Rng;
-
-    /// Copies of each item that systematic resampling must give, computed another way: the
-    /// i-th pointer (i + u)/n lands on item j when C_{j−1} < (i + u)/n ≤ C_j (C the cumulative
-    /// normalised weights), so item j gets F(C_j) − F(C_{j−1}) copies, F(c) the number of
-    /// pointers at or below c; the last item takes what rounding leaves of the total.
-    fn expected_counts(log_w: &[f64], n: usize, u: f64) -> Vec<usize> {
-        let w: Vec<f64> = log_w.iter().map(|v| v.exp()).collect();
-        let total: f64 = w.iter().sum();
-        let f = |c: f64| ((n as f64 * c - u).floor() + 1.0).clamp(0.0, n as f64) as usize;
-        let mut c = 0.0;
-        let mut below = 0;
-        let mut counts = Vec::new();
-        for (j, wj) in w.iter().enumerate() {
-            c += wj / total;
-            let upto = if j + 1 == w.len() { n } else { f(c) };
-            counts.push(upto - below);
-            below = upto;
-        }
-        counts
-    }
-
-    #[test]
-    fn systematic_resampling_matches_its_pointer_counts() {
-        let mut rng = Rng::new(3);
-        for (len, n, spread) in [(10, 10, 1.0), (50, 200, 3.0), (300, 64, 0.5), (8192, 8192, 2.0)] {
-            for u in [0.0, 0.37, 0.999] {
-                let mut log_w: Vec<f64> = (0..len).map(|_| spread * rng.normal()).collect();
-                // Items of weight zero are never drawn.
-                log_w[len / 2] = f64::NEG_INFINITY;
-                let idx = systematic(&log_w, n, u);
-                assert_eq!(idx.len(), n);
-                assert!(idx.windows(2).all(|p| p[0] <= p[1]), "indices in order");
-                let mut counts = vec![0usize; len];
-                for &i in &idx {
-                    counts[i as usize] += 1;
-                }
-                assert_eq!(counts, expected_counts(&log_w, n, u), "len {len}, n {n}, u {u}");
-                assert_eq!(counts[len / 2], 0, "an item of weight zero was drawn");
-                // Each item's copies are n·w_j rounded up or down: the scheme's low variance.
-                let m = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let total: f64 = log_w.iter().map(|v| (v - m).exp()).sum();
-                for (j, &k) in counts.iter().enumerate() {
-                    let share = n as f64 * (log_w[j] - m).exp() / total;
-                    assert!((k as f64 - share).abs() < 1.0 + 1e-9, "item {j}: {k} copies for n·w = {share}");
-                }
-            }
-        }
-    }
-
-    /// Weights that are not numbers, or all zero, leave the population as it is (the first n
-    /// items, in order): what the refresh does when the snapshots' energies are not finite.
-    #[test]
-    fn weights_that_are_not_numbers_keep_the_population() {
-        assert_eq!(systematic(&[0.0, f64::NAN, 1.0], 3, 0.5), vec![0, 1, 2]);
-        assert_eq!(systematic(&[f64::NEG_INFINITY; 4], 2, 0.5), vec![0, 1]);
-        assert_eq!(systematic(&[0.0, f64::INFINITY], 2, 0.5), vec![0, 1]);
-    }
 }

@@ -3,14 +3,15 @@
 // - sance::Config starts from the library's defaults and exposes every field of SanceConfig as
 //   plain members; sance::Langevin (SanceLangevin) starts from a model's configured sampler,
 //   Ebm::langevin(), or explicitly from the library's, Langevin::defaults(); sance::Ais (SanceAis) starts from a model's
-//   defaults, Ebm::ais_defaults().
+//   defaults, Ebm::ais_defaults(); sance::Sampling (SanceSampling, the settings of Ebm::draw) from
+//   Ebm::sampling_defaults().
 // - sance::Ebm owns a handle (move-only, freed by its destructor); every failing call throws
 //   sance::Error, which carries the SanceStatus and the library's message.
 // - Arrays are float, row-major, n x sample_size(), as in the C API.
 // - The enums (SanceArch, SanceActivation, SanceConvHead, SanceInit, SanceNoise, SanceScaling,
-//   SanceStatus) and macros (SANCE_WARNING_* included) are the C ones from sance.h, e.g.
-//   `cfg.noise = SANCE_NOISE_GAUSSIAN`, `cfg.scaling = SANCE_SCALING_NONE`,
-//   `stats.warnings & SANCE_WARNING_COARSE_STEP`.
+//   SanceSampler, SanceStatus) and macros (SANCE_WARNING_* included) are the C ones from sance.h,
+//   e.g. `cfg.noise = SANCE_NOISE_GAUSSIAN`, `cfg.scaling = SANCE_SCALING_NONE`,
+//   `stats.warnings & SANCE_WARNING_COARSE_STEP`, `params.sampler = SANCE_SAMPLER_ANNEALED`.
 #ifndef SANCE_HPP
 #define SANCE_HPP
 
@@ -74,10 +75,11 @@ struct Config : SanceConfig {
 };
 
 /// Langevin sampler settings. There is no default constructor, so that a sampler is never the
-/// library's by accident: start from the model's, `ebm.langevin()` (what `sample(n)` uses), and
-/// change fields, or ask for the library's defaults by name, `Langevin::defaults()` (MALA,
-/// `metropolis = 1`, whose step training tunes towards `target_acceptance = 0.6`; unadjusted
-/// Langevin needs `metropolis = 0` and `target_acceptance = 0`).
+/// library's by accident: start from the model's, `ebm.langevin()` (the moves `sample(n)` and
+/// `draw(n)` use), and change fields, or ask for the library's defaults by name,
+/// `Langevin::defaults()` (MALA, `metropolis = 1`, whose step training tunes towards
+/// `target_acceptance = 0.6`; unadjusted Langevin needs `metropolis = 0` and
+/// `target_acceptance = 0`).
 struct Langevin : SanceLangevin {
     explicit Langevin(const SanceLangevin &l) : SanceLangevin(l) {}
     /// The library's default sampler (the default config's).
@@ -91,10 +93,24 @@ struct Ais : SanceAis {
     explicit Ais(const SanceAis &a) : SanceAis(a) {}
 };
 
+/// Settings for Ebm::draw: the sampler (`sampler`, a SanceSampler: SANCE_SAMPLER_AUTO, FRESH,
+/// POPULATION or ANNEALED), the moves it applies (`moves`, a SanceLangevin) and ANNEALED's
+/// `target_ess` and `max_temperatures`. Its defaults depend on the model (the moves are its
+/// configured sampler), so there is no default constructor: start from
+/// Ebm::sampling_defaults() and change fields, or wrap a SanceSampling.
+struct Sampling : SanceSampling {
+    explicit Sampling(const SanceSampling &s) : SanceSampling(s) {}
+};
+
 /// What one training step did: loss, accuracy, energies, c, gradient norms, the acceptance rate,
 /// the Langevin step the noise chains used (`step_size`) and `warnings` (SANCE_WARNING_* bits).
 using StepStats = SanceStepStats;
 using Progress = SanceProgress;
+/// What one Ebm::draw did: the sampler that ran (`sampler`, AUTO resolved), ANNEALED's stages
+/// (`temperatures`), the effective sample size (`ess`), the moves' mean acceptance
+/// (`acceptance`) and ANNEALED's log Z estimate (`log_z`, `log_z_std_error`); NaN where a field
+/// does not apply.
+using DrawReport = SanceDrawReport;
 
 /// An estimate of log Z (Ebm::log_z) and its standard error.
 struct LogZ {
@@ -156,8 +172,36 @@ class Ebm {
     /// `data.size()` must be a multiple of sample_size().
     void fit_noise(const std::vector<float> &data) { fit_noise(data.data(), rows(data.size())); }
 
+    /// `n` draws of the model's density: the same as draw(n) (sance_ebm_sample with NULL).
     std::vector<float> sample(size_t n) { return sample_impl(n, nullptr); }
+    /// `n` fresh chains from `params`' init distribution through its Langevin steps
+    /// (SANCE_SAMPLER_FRESH with `params` as the moves; sance 0.4's sample).
     std::vector<float> sample(size_t n, const Langevin &params) { return sample_impl(n, &params); }
+
+    /// Settings for draw() suited to this model (sance_sampling_init): SANCE_SAMPLER_AUTO, the
+    /// configured sampler as the moves, target_ess 0.5, at most 1,000 temperatures. The model is
+    /// unchanged.
+    Sampling sampling_defaults() const {
+        SanceSampling s{};
+        detail::check(sance_sampling_init(&s, h_.get()));
+        return Sampling(s);
+    }
+
+    /// `n` draws of the model's density (n x sample_size floats, in random order) by the sampler
+    /// `params` names (nullptr: sampling_defaults(), whose AUTO is POPULATION for a model with a
+    /// population, i.e. a trained one, else ANNEALED); what it did goes to `*report` unless that
+    /// is nullptr. Draws use their own stream: they never change training, and the same model
+    /// gives the same draws. Throws SANCE_STATUS_INVALID_ARGUMENT for a field of `params` out of
+    /// range (the message names it) or POPULATION on a model with no population yet,
+    /// SANCE_STATUS_NON_FINITE when the weights are not finite; `*report` is then unchanged.
+    std::vector<float> draw(size_t n, const SanceSampling *params = nullptr, SanceDrawReport *report = nullptr) {
+        std::vector<float> out(floats(n));
+        detail::check(sance_ebm_draw(h_.get(), n, params, out.data(), report));
+        return out;
+    }
+    std::vector<float> draw(size_t n, const Sampling &params, DrawReport *report = nullptr) {
+        return draw(n, static_cast<const SanceSampling *>(&params), report);
+    }
 
     /// Runs Langevin chains in place from `chains` (n x sample_size).
     void sample_from(float *chains, size_t n) { detail::check(sance_ebm_sample_from(h_.get(), chains, n, nullptr)); }
@@ -222,8 +266,9 @@ class Ebm {
         return Config(c);
     }
 
-    /// The sampler this model was configured with (config().langevin): what sample(n) and
-    /// sample_from(chains) use, and where to start for one call with a few fields changed.
+    /// The sampler this model was configured with (config().langevin): what sample_from(chains)
+    /// uses, the moves of sample(n) and draw(n), and where to start for one call with a few fields
+    /// changed.
     Langevin langevin() const { return Langevin(config().langevin); }
 
     /// Data-parallel training through the host's reduction (collective; docs/mpi.md).
@@ -265,8 +310,17 @@ class Ebm {
         return floats / d;
     }
 
+    /// Floats in `n` samples; throws SANCE_STATUS_INVALID_ARGUMENT when the count overflows.
+    size_t floats(size_t n) const {
+        size_t d = sample_size();
+        if (n > SIZE_MAX / d)
+            throw Error(SANCE_STATUS_INVALID_ARGUMENT, "n = " + std::to_string(n) + " samples of " +
+                                                           std::to_string(d) + " floats overflow size_t");
+        return n * d;
+    }
+
     std::vector<float> sample_impl(size_t n, const SanceLangevin *params) {
-        std::vector<float> out(n * sample_size());
+        std::vector<float> out(floats(n));
         detail::check(sance_ebm_sample(h_.get(), n, params, out.data()));
         return out;
     }

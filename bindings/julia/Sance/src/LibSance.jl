@@ -20,7 +20,7 @@ const DEFAULT_LIB = normpath(joinpath(@__DIR__, "..", "..", "..", "..", "target"
 """Path of the shared library to load; read when the library is opened, at first use."""
 libpath() = get(ENV, "SANCE_LIB", DEFAULT_LIB)
 
-const SANCE_ABI_VERSION = UInt32(5)
+const SANCE_ABI_VERSION = UInt32(6)
 const SANCE_VERSION_MAJOR = UInt32(0)
 const SANCE_VERSION_MINOR = UInt32(5)
 const SANCE_VERSION_PATCH = UInt32(0)
@@ -50,6 +50,8 @@ struct Functions
     sance_ebm_fit_noise::Ptr{Cvoid}
     sance_ebm_set_learning_rate::Ptr{Cvoid}
     sance_ebm_sample::Ptr{Cvoid}
+    sance_sampling_init::Ptr{Cvoid}
+    sance_ebm_draw::Ptr{Cvoid}
     sance_ebm_sample_from::Ptr{Cvoid}
     sance_ebm_energy::Ptr{Cvoid}
     sance_ebm_energy_grad::Ptr{Cvoid}
@@ -175,6 +177,19 @@ end
     SANCE_SCALING_NONE = 1
 end
 
+"""
+Which sampler `sance_ebm_draw` runs (`SanceSampling.sampler`, a `UInt32` in C): AUTO (POPULATION
+when the model keeps a population, else ANNEALED), FRESH (fresh chains through the moves),
+POPULATION (the replay population reweighted to the model, then moved) or ANNEALED (adaptive
+tempered SMC from a normalised Gaussian base).
+"""
+@enum SanceSampler::Cint begin
+    SANCE_SAMPLER_AUTO = 0
+    SANCE_SAMPLER_FRESH = 1
+    SANCE_SAMPLER_POPULATION = 2
+    SANCE_SAMPLER_ANNEALED = 3
+end
+
 """Opaque model handle (`SanceEbm` in C); only ever used behind a pointer."""
 mutable struct SanceEbm end
 
@@ -239,6 +254,32 @@ struct SanceStepStats
     warnings::UInt32
 end
 
+"""
+Settings of `sance_ebm_draw`; `sance_sampling_init` fills them for a model. `sampler` is a
+`SanceSampler` value as a `UInt32`; `moves` the transition the sampler applies; `target_ess` and
+`max_temperatures` are ANNEALED's.
+"""
+struct SanceSampling
+    sampler::UInt32
+    moves::SanceLangevin
+    target_ess::Float32
+    max_temperatures::UInt32
+end
+
+"""
+What a `sance_ebm_draw` did: the sampler that ran (AUTO resolved, a `SanceSampler` value as a
+`UInt32`), ANNEALED's stages, the effective sample size, the moves' mean acceptance and ANNEALED's
+log Z estimate with its standard error; NaN where a field does not apply.
+"""
+struct SanceDrawReport
+    sampler::UInt32
+    temperatures::UInt32
+    ess::Float64
+    acceptance::Float64
+    log_z::Float64
+    log_z_std_error::Float64
+end
+
 """Settings of `sance_ebm_log_z`'s annealed importance sampling; `sance_ais_init` fills them for a model."""
 struct SanceAis
     chains::UInt32
@@ -252,6 +293,8 @@ struct SanceProgress
     refresh_count::UInt64
     replay_len::UInt64
     log_z_ratio::Float32
+    refresh_ess::Float64
+    refresh_nonfinite::UInt64
 end
 
 sance_config_init(cfg, abi_version) =
@@ -271,6 +314,12 @@ sance_ebm_set_learning_rate(ebm, learning_rate) =
     ccall(sym(:sance_ebm_set_learning_rate), SanceStatus, (Ptr{SanceEbm}, Float32), ebm, learning_rate)
 sance_ebm_sample(ebm, n, params, out) =
     ccall(sym(:sance_ebm_sample), SanceStatus, (Ptr{SanceEbm}, Csize_t, Ptr{SanceLangevin}, Ptr{Float32}), ebm, n, params, out)
+sance_sampling_init(params, ebm) =
+    ccall(sym(:sance_sampling_init), SanceStatus, (Ptr{SanceSampling}, Ptr{SanceEbm}), params, ebm)
+# `params` may be NULL (the defaults), and so may `report`.
+sance_ebm_draw(ebm, n, params, out, report) =
+    ccall(sym(:sance_ebm_draw), SanceStatus, (Ptr{SanceEbm}, Csize_t, Ptr{SanceSampling}, Ptr{Float32}, Ptr{SanceDrawReport}),
+          ebm, n, params, out, report)
 sance_ebm_sample_from(ebm, chains, n, params) =
     ccall(sym(:sance_ebm_sample_from), SanceStatus, (Ptr{SanceEbm}, Ptr{Float32}, Csize_t, Ptr{SanceLangevin}), ebm, chains, n, params)
 sance_ebm_energy(ebm, x, n, out) =

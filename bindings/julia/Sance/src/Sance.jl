@@ -14,12 +14,14 @@ module Sance
 include("LibSance.jl")
 include("LibSanceEval.jl")
 using .LibSance
-using .LibSance: SanceConfig, SanceLangevin, SanceAis, SanceStepStats, SanceProgress, SanceStatus, SanceEbm
+using .LibSance: SanceConfig, SanceLangevin, SanceAis, SanceSampling, SanceDrawReport, SanceStepStats, SanceProgress,
+                 SanceStatus, SanceEbm
 
 # `sample`, `save`, `load`, `version` and `device` stay qualified (Sance.sample, ...): StatsBase,
 # FileIO and CUDA.jl export them, and unqualified uses would then be ambiguous.
 export EBM, Config, image_config, Langevin, SanceError, train_step!, refresh_noise!, fit_noise!, set_learning_rate!, sample!, set_allreduce!,
-       energy, energy_grad, ais_defaults, log_z, progress, config, sample_size, cuda_device_count, toy_dataset, toy_dataset_dim,
+       energy, energy_grad, ais_defaults, log_z, sampling_defaults, draw, progress, config, sample_size, cuda_device_count,
+       toy_dataset, toy_dataset_dim,
        Evaluator, EvalError, energy_grad!
 
 """
@@ -51,6 +53,8 @@ end
 
 # Enum fields also accept their integer values (`arch = 1`).
 field_value(::Type{E}, v::Integer) where {E<:Enum} = E(v)
+# `SanceSampling.sampler` is a `UInt32` in C: it also takes a `SanceSampler`.
+field_value(::Type{T}, v::LibSance.SanceSampler) where {T<:Integer} = T(Integer(v))
 field_value(::Type{F}, v) where {F} = convert(F, v)
 
 """
@@ -240,14 +244,21 @@ end
 """
     sample(ebm, n; kwargs...) -> Array{Float32}
 
-`n` samples from fresh Langevin chains: a `d × n` matrix, or `W × H × C × n`. Keyword
-arguments replace fields of the config's sampler (`steps = 500`, ...; unadjusted Langevin for
-this call is `metropolis = 0, target_acceptance = 0`). A sampling call never tunes its step.
+`n` draws of the model: a `d × n` matrix, or `W × H × C × n`. Without keyword arguments,
+`sance_ebm_sample(ebm, n, NULL, out)`: the sampler `SANCE_SAMPLER_AUTO` picks (the replay
+population reweighted to the model, or tempered SMC; see `draw`). Keyword arguments run fresh
+Langevin chains instead (`SANCE_SAMPLER_FRESH`) with those fields of the config's sampler
+replaced (`steps = 500`, ...; unadjusted Langevin for this call is `metropolis = 0,
+target_acceptance = 0`). A sampling call never tunes its step.
 """
 function sample(ebm::EBM, n::Integer; kwargs...)
     out = Array{Float32}(undef, sample_shape(ebm, n))
-    params = Ref(with_fields(config(ebm).langevin; kwargs...))
-    check(LibSance.sance_ebm_sample(ebm, n, params, out))
+    if isempty(kwargs)
+        check(LibSance.sance_ebm_sample(ebm, n, C_NULL, out))
+    else
+        params = Ref(with_fields(config(ebm).langevin; kwargs...))
+        check(LibSance.sance_ebm_sample(ebm, n, params, out))
+    end
     return out
 end
 
@@ -324,6 +335,46 @@ function log_z(ebm::EBM; params::Union{Nothing,SanceAis} = nothing)
     p = params === nothing ? Ptr{SanceAis}(C_NULL) : Ref(params)
     check(LibSance.sance_ebm_log_z(ebm, p, z, se))
     return (log_z = z[], std_error = se[])
+end
+
+"""
+    sampling_defaults(ebm; kwargs...) -> LibSance.SanceSampling
+
+Settings for `draw` suited to this model (`sance_sampling_init`: `SANCE_SAMPLER_AUTO`, the
+config's sampler as the moves, `target_ess` 0.5, at most 1,000 temperatures), with any field
+replaced, e.g. `sampling_defaults(ebm; sampler = LibSance.SANCE_SAMPLER_ANNEALED)` (`sampler`
+takes a `LibSance.SanceSampler` or its integer value; `moves` a `SanceLangevin`, e.g.
+`Langevin(steps = 5)`). The model is unchanged.
+"""
+function sampling_defaults(ebm::EBM; kwargs...)
+    out = Ref{SanceSampling}()
+    check(LibSance.sance_sampling_init(out, ebm))
+    return with_fields(out[]; kwargs...)
+end
+
+"""
+    draw(ebm, n; params = nothing) -> (Array{Float32}, LibSance.SanceDrawReport)
+
+`n` draws of the model's density exp(-E(x)/T)/Z (T the moves' temperature, 1 by default), in
+random order, shaped as `sample`'s (`d × n`, or `W × H × C × n`), and the report of what the
+sampler did. `params` is a `LibSance.SanceSampling` (start from `sampling_defaults`), or
+`nothing` for `sampling_defaults(ebm)`, whose `SANCE_SAMPLER_AUTO` is POPULATION when the model
+keeps a population (a trained model) and ANNEALED otherwise. The report's `sampler` is the one
+that ran (`LibSance.SanceSampler(report.sampler)`); `temperatures` ANNEALED's stages (else 0);
+`ess` the effective sample size (NaN for FRESH); `acceptance` the moves' mean acceptance (NaN
+for unadjusted moves); `log_z` and `log_z_std_error` ANNEALED's estimate of log Z (NaN
+otherwise). Draws use their own stream, derived from the model's and the handle's count of
+draws: they never change training, and the same model gives the same draws. Throws a
+`SanceError`: `SANCE_STATUS_INVALID_ARGUMENT` for a field of `params` out of range (the message
+names it) or POPULATION on a model with no population yet, `SANCE_STATUS_NON_FINITE` when the
+weights are not finite.
+"""
+function draw(ebm::EBM, n::Integer; params::Union{Nothing,SanceSampling} = nothing)
+    out = Array{Float32}(undef, sample_shape(ebm, n))
+    report = Ref{SanceDrawReport}()
+    p = params === nothing ? Ptr{SanceSampling}(C_NULL) : Ref(params)
+    check(LibSance.sance_ebm_draw(ebm, n, p, out, report))
+    return out, report[]
 end
 
 """Writes a checkpoint atomically (safetensors)."""

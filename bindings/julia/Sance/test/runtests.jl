@@ -130,8 +130,10 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test occursin("SANCE_NOISE_SNAPSHOT", err.msg)
         @test energy(ebm, X) == e_before && progress(ebm).step == 2 && progress(ebm).refresh_count == 1
         @test progress(ebm).step == 2 && progress(ebm).replay_len == 64
+        @test progress(ebm).refresh_ess == 0 && progress(ebm).refresh_nonfinite == 0
         refresh_noise!(ebm)
         @test progress(ebm).refresh_count == 2 && progress(ebm).log_z_ratio == 0
+        @test 1 <= progress(ebm).refresh_ess <= 64 && progress(ebm).refresh_nonfinite == 0
         set_learning_rate!(ebm, 5e-4)
         @test config(ebm).learning_rate == 5f-4
         Xbad = copy(X); Xbad[2, 3] = NaN
@@ -210,6 +212,65 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
         @test occursin("params.chains", err.msg)
         close(ebm)
+    end
+
+    @testset "drawing (sance_ebm_draw)" begin
+        ebm = EBM(small())
+        for t in 0:4
+            train_step!(ebm, toy_dataset("8gaussians", 64; seed = 200 + t))
+        end
+        d = sampling_defaults(ebm)
+        @test d isa LibSance.SanceSampling
+        @test LibSance.SanceSampler(d.sampler) == LibSance.SANCE_SAMPLER_AUTO
+        @test d.target_ess == 0.5f0 && d.max_temperatures == 1000
+        @test d.moves == config(ebm).langevin                              # the configured sampler
+        out = Ref{LibSance.SanceSampling}()
+        @test LibSance.sance_sampling_init(out, ebm) == LibSance.SANCE_STATUS_OK && out[] == d
+        a = sampling_defaults(ebm; sampler = LibSance.SANCE_SAMPLER_ANNEALED, max_temperatures = 500)
+        @test a.sampler == UInt32(3) && a.max_temperatures == 500 && a.moves == d.moves
+        @test sampling_defaults(ebm; sampler = 1).sampler == UInt32(LibSance.SANCE_SAMPLER_FRESH)
+        @test_throws ArgumentError sampling_defaults(ebm; no_such_field = 1)
+        X = toy_dataset("rings", 100; seed = 3)
+        e = energy(ebm, X)
+        # No params: AUTO, which is POPULATION on a trained model.
+        S, r = draw(ebm, 10)
+        @test S isa Matrix{Float32} && size(S) == (2, 10) && all(isfinite, S)
+        @test r isa LibSance.SanceDrawReport
+        @test LibSance.SanceSampler(r.sampler) == LibSance.SANCE_SAMPLER_POPULATION
+        @test r.temperatures == 0 && isnan(r.log_z) && isnan(r.log_z_std_error)
+        @test isfinite(r.ess) && 1 - 1e-9 <= r.ess <= progress(ebm).replay_len + 1e-9
+        # ANNEALED: tempered SMC, with log Z as a by-product.
+        S, r = draw(ebm, 64; params = a)
+        @test size(S) == (2, 64) && all(isfinite, S)
+        @test LibSance.SanceSampler(r.sampler) == LibSance.SANCE_SAMPLER_ANNEALED
+        @test 1 <= r.temperatures <= 500
+        @test isfinite(r.log_z) && isfinite(r.log_z_std_error) && r.log_z_std_error >= 0
+        @test isfinite(r.ess) && 0 < r.acceptance <= 1
+        # FRESH: nothing is weighted.
+        S, r = draw(ebm, 8; params = sampling_defaults(ebm; sampler = LibSance.SANCE_SAMPLER_FRESH))
+        @test size(S) == (2, 8) && all(isfinite, S)
+        @test LibSance.SanceSampler(r.sampler) == LibSance.SANCE_SAMPLER_FRESH && isnan(r.ess) && isnan(r.log_z)
+        @test energy(ebm, X) == e && progress(ebm).step == 5          # drawing leaves the model unchanged
+        # The same model gives the same draws (a copy inherits the count of draws).
+        twin = copy(ebm)
+        @test draw(twin, 6)[1] == draw(ebm, 6)[1]
+        err = try draw(ebm, 4; params = sampling_defaults(ebm; target_ess = 1.5)); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("params.target_ess", err.msg)
+        close(twin)
+        close(ebm)
+        # An untrained model has no population: AUTO is ANNEALED, POPULATION is refused.
+        fresh = EBM(small())
+        p = sampling_defaults(fresh; sampler = LibSance.SANCE_SAMPLER_POPULATION)
+        err = try draw(fresh, 4; params = p); nothing catch ex; ex end
+        @test err isa SanceError && err.status == LibSance.SANCE_STATUS_INVALID_ARGUMENT
+        @test occursin("no population", err.msg)
+        S, r = draw(fresh, 16; params = sampling_defaults(fresh; moves = Langevin(steps = 2)))
+        @test size(S) == (2, 16) && all(isfinite, S)
+        @test LibSance.SanceSampler(r.sampler) == LibSance.SANCE_SAMPLER_ANNEALED && r.temperatures >= 1
+        @test isfinite(r.log_z)
+        @test progress(fresh).step == 0 && progress(fresh).replay_len == 0
+        close(fresh)
     end
 
     @testset "unadjusted Langevin, unscaled" begin

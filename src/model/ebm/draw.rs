@@ -1,0 +1,276 @@
+//! Draws from the model (`sance_ebm_draw`, docs/algorithm.md "Drawing from the model"):
+//! fresh chains (FRESH), the replay population reweighted to the model and moved
+//! (POPULATION), or adaptive tempered SMC from a normalised base (ANNEALED); AUTO picks the
+//! population when the model has one.
+//!
+//! Draws use a stream derived from the model's and from the number of draws the handle has
+//! made (since it was made, loaded or cloned, a clone inheriting the count): drawing never
+//! changes training, and the same model gives the same sequence of draws.
+use super::Ebm;
+use crate::abi::config::{SanceLangevin, SanceNoise};
+use crate::abi::sampling::{validate_sampling, SanceDrawReport, SanceSampler, SanceSampling};
+use crate::abi::status::{Error, Result};
+use crate::model::langevin;
+use crate::model::net::Params;
+use crate::model::resample::systematic;
+use crate::model::rng::Rng;
+use crate::model::smc::{self, SmcSettings};
+use crate::runtime::threads;
+use tch::{Device, Kind, Tensor};
+
+/// Tag of the draws' streams (xor the handle's draw count).
+const DRAW_STREAM: u64 = 0x5a1c_e000_0000_0100;
+/// ANNEALED's fewest particles (at most 64 floats per sample; above, the second). Modes'
+/// weights are set by the stages' weighted resamplings, not by the moves, which rarely cross
+/// between modes: each adds an error of about √(w(1 − w)/ESS) to a mode's weight w, and 8,192
+/// particles keep the sum within 0.02 on the low-dimensional mixtures (docs/results.md).
+const ANNEALED_MIN_PARTICLES: usize = 8192;
+const ANNEALED_MIN_PARTICLES_LARGE: usize = 256;
+
+/// The temperature T = σ²/(2λ) of a transition.
+fn temperature(l: &SanceLangevin) -> f64 {
+    (l.noise_std as f64).powi(2) / (2.0 * l.step_size as f64)
+}
+
+impl Ebm {
+    /// `sance_sampling_init`'s defaults for this model: AUTO, the config's sampler as the moves
+    /// (the tuned MALA step of a trained MLP), target_ess 0.5, at most 1,000 temperatures.
+    pub fn sampling_defaults(&self) -> SanceSampling {
+        SanceSampling {
+            sampler: SanceSampler::Auto as u32,
+            moves: self.cfg.langevin,
+            target_ess: 0.5,
+            max_temperatures: 1000,
+        }
+    }
+
+    /// What AUTO means for this model: POPULATION when it keeps a population (the replay
+    /// buffer holds chains), else ANNEALED.
+    pub fn resolve_sampler(&self, s: SanceSampler) -> SanceSampler {
+        match s {
+            SanceSampler::Auto if !self.buffer.is_empty() => SanceSampler::Population,
+            SanceSampler::Auto => SanceSampler::Annealed,
+            other => other,
+        }
+    }
+
+    /// Whether the population is a population of the snapshot's density exp(−E_θ̄): SA-NCE
+    /// without restarts, once a snapshot exists (`follow_snapshot`).
+    fn population_follows_snapshot(&self) -> bool {
+        self.cfg.noise == SanceNoise::Snapshot
+            && self.cfg.replay_reinit_prob == 0.0
+            && self.snapshot.is_some()
+    }
+
+    /// `n` draws, shaped [n, ...sample_shape] in the data's units, with `s`'s sampler, and what
+    /// the sampler did. The model is unchanged but for its count of draws.
+    pub fn draw(&mut self, n: usize, s: &SanceSampling) -> Result<(Tensor, SanceDrawReport)> {
+        let sampler = self.resolve_sampler(validate_sampling(s, "params")?);
+        if sampler == SanceSampler::Population && self.buffer.is_empty() {
+            return Err(Error::invalid(
+                "params.sampler is SANCE_SAMPLER_POPULATION but the model has no population yet (train it, \
+                 or load a checkpoint that kept its replay buffer); SANCE_SAMPLER_ANNEALED needs none",
+            ));
+        }
+        let mut report = SanceDrawReport::empty(sampler);
+        if n == 0 {
+            return Ok((Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?, report));
+        }
+        let mut rng = self.rng.derived(DRAW_STREAM ^ self.draws);
+        let _threads = threads::Scope::for_call(self.cfg.num_threads);
+        let x = match sampler {
+            SanceSampler::Fresh => self.fresh_draws(n, &s.moves, &mut rng, &mut report)?,
+            SanceSampler::Population => self.population_draws(n, &s.moves, &mut rng, &mut report)?,
+            _ => self.annealed_draws(n, s, &mut rng, &mut report)?,
+        };
+        self.draws = self.draws.wrapping_add(1);
+        Ok((x, report))
+    }
+
+    /// FRESH: chains from `l`'s init distribution through `l`, in chunks of
+    /// [`Ebm::chunk_rows`], each drawing its starts and noise in turn.
+    fn fresh_draws(
+        &self,
+        n: usize,
+        l: &SanceLangevin,
+        rng: &mut Rng,
+        report: &mut SanceDrawReport,
+    ) -> Result<Tensor> {
+        let p = self.model_params().detached();
+        let clamp = self.clamp_of(l)?;
+        let mut acc = Acceptance::new(l);
+        let x = super::inference::gathered(
+            n,
+            self.chunk_rows(),
+            self.batch_shape(n as i64),
+            self.kind,
+            |_, k| {
+                // Chains start and run in the model's coordinates.
+                let z0 = langevin::init_chains(l, &self.batch_shape(k), self.kind, self.device, rng)?;
+                let (z, run) = langevin::run_clamped(&self.net, &p, z0, l, &clamp, rng, false)?;
+                acc.add(&run, k)?;
+                self.to_data(&z)
+            },
+        )?;
+        report.acceptance = acc.mean();
+        Ok(x)
+    }
+
+    /// POPULATION: `n` of the population's chains drawn in proportion to w = exp(E_θ̄(x) −
+    /// E_θ(x)/T) (the population follows exp(−E_θ̄); uniformly when it follows no density:
+    /// restarts, classic NCE), systematically, in random order, then moved by `l` on E_θ.
+    fn population_draws(
+        &self,
+        n: usize,
+        l: &SanceLangevin,
+        rng: &mut Rng,
+        report: &mut SanceDrawReport,
+    ) -> Result<Tensor> {
+        let rows = self.buffer.contents().expect("checked by draw").f_to_kind(self.kind)?;
+        let p = self.model_params().detached();
+        let log_w = if self.population_follows_snapshot() {
+            let snapshot = self.snapshot.as_ref().expect("checked").shallow();
+            let e_old = match self.buffer.known_energies() {
+                Some(e) => e,
+                None => self.energies_of(&snapshot, &rows)?,
+            };
+            let e_new = self.energies_of(&p, &rows)?;
+            let w = host_f64(
+                &e_old
+                    .f_to_kind(Kind::Double)?
+                    .f_sub(&e_new.f_to_kind(Kind::Double)?.f_div_scalar(temperature(l))?)?,
+            )?;
+            if w.iter().any(|v| !v.is_finite()) {
+                return Err(Error::non_finite(
+                    "the population's weights are not finite (the model's energy is not finite on some \
+                     of its chains): draw with SANCE_SAMPLER_ANNEALED or SANCE_SAMPLER_FRESH",
+                ));
+            }
+            report.ess = ess(&w);
+            w
+        } else {
+            vec![0.0; rows.size()[0] as usize]
+        };
+        let mut idx = systematic(&log_w, n, rng.uniform());
+        shuffle(&mut idx, rng);
+        let clamp = self.clamp_of(l)?;
+        let mut acc = Acceptance::new(l);
+        let idx_t = Tensor::f_from_slice(&idx)?.f_to_device(rows.device())?;
+        let x = super::inference::gathered(
+            n,
+            self.chunk_rows(),
+            self.batch_shape(n as i64),
+            self.kind,
+            |start, k| {
+                let z0 = rows.f_index_select(0, &idx_t.f_narrow(0, start, k)?)?;
+                let (z, run) = langevin::run_clamped(&self.net, &p, z0, l, &clamp, rng, false)?;
+                acc.add(&run, k)?;
+                self.to_data(&z)
+            },
+        )?;
+        report.acceptance = acc.mean();
+        Ok(x)
+    }
+
+    /// ANNEALED: tempered SMC (crate::model::smc) from [`Ebm::ais_base`] with at least
+    /// [`ANNEALED_MIN_PARTICLES`] particles, `n` of them drawn at random at the end.
+    fn annealed_draws(
+        &self,
+        n: usize,
+        s: &SanceSampling,
+        rng: &mut Rng,
+        report: &mut SanceDrawReport,
+    ) -> Result<Tensor> {
+        let floor =
+            if self.sample_size() > 64 { ANNEALED_MIN_PARTICLES_LARGE } else { ANNEALED_MIN_PARTICLES };
+        let particles = n.max(floor);
+        self.check_work_size(particles, "n (the particles of SANCE_SAMPLER_ANNEALED)", false)?;
+        let base = self.ais_base()?;
+        let p = self.model_params().detached();
+        let clamp = self.clamp_of(&s.moves)?;
+        let settings = SmcSettings {
+            moves: &s.moves,
+            target_ess: s.target_ess as f64,
+            max_stages: s.max_temperatures,
+            clamp: &clamp,
+        };
+        let (z, run) =
+            smc::annealed(&self.net, &p, &base, particles, &self.batch_shape(1)[1..], &settings, rng)?;
+        let mut idx: Vec<i64> = (0..particles as i64).collect();
+        shuffle(&mut idx, rng);
+        idx.truncate(n);
+        let z = z.f_index_select(0, &Tensor::f_from_slice(&idx)?.f_to_device(z.device())?)?;
+        // ∫ exp(−E(x)/T) dx in the data's units: E(x) = E_z(z) + L and dx = e^L dz (L the
+        // scaling's log-determinant).
+        let t = temperature(&s.moves);
+        report.temperatures = run.stages;
+        report.ess = run.ess;
+        report.acceptance = run.acceptance;
+        report.log_z = run.log_z + self.log_det() * (1.0 - 1.0 / t);
+        report.log_z_std_error = run.std_error;
+        self.to_data(&z)
+    }
+
+    /// E_params of rows in the model's coordinates, [N], in chunks of [`Ebm::chunk_rows`].
+    fn energies_of(&self, params: &Params, rows: &Tensor) -> Result<Tensor> {
+        let n = rows.size()[0];
+        let chunk = self.chunk_rows() as i64;
+        let mut parts = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let k = chunk.min(n - start);
+            parts.push(crate::model::no_grad(|| self.net.energy(params, &rows.f_narrow(0, start, k)?))?);
+            crate::fault::torch_point()?;
+            start += k;
+        }
+        Ok(Tensor::f_cat(&parts, 0)?)
+    }
+}
+
+/// The moves' acceptance over chunks (NaN for unadjusted moves).
+struct Acceptance {
+    metropolis: bool,
+    sum: f64,
+    rows: f64,
+}
+
+impl Acceptance {
+    fn new(l: &SanceLangevin) -> Acceptance {
+        Acceptance { metropolis: l.metropolis == 1, sum: 0.0, rows: 0.0 }
+    }
+
+    fn add(&mut self, run: &langevin::RunStats, rows: i64) -> Result<()> {
+        if self.metropolis {
+            self.sum += run.acceptance.f_double_value(&[])? * rows as f64;
+            self.rows += rows as f64;
+        }
+        Ok(())
+    }
+
+    fn mean(&self) -> f64 {
+        if self.metropolis && self.rows > 0.0 {
+            self.sum / self.rows
+        } else {
+            f64::NAN
+        }
+    }
+}
+
+/// Effective sample size 1/Σw² of the normalised weights exp(log_w).
+fn ess(log_w: &[f64]) -> f64 {
+    let (_, share) = smc::log_mean_and_ess_share(log_w);
+    share * log_w.len() as f64
+}
+
+/// Fisher–Yates on the handle's derived stream: systematic resampling returns its indices in
+/// order, and a caller who takes the first k draws must get k draws of the model.
+fn shuffle(idx: &mut [i64], rng: &mut Rng) {
+    for i in (1..idx.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        idx.swap(i, j);
+    }
+}
+
+fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
+    Ok(Vec::<f64>::try_from(t.f_to_kind(Kind::Double)?.f_to_device(Device::Cpu)?)?)
+}

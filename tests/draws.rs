@@ -1,0 +1,186 @@
+//! `sance_ebm_draw` draws the model's own density: on a 2-D mixture of four Gaussians with a
+//! 5 % component (a density no default was tuned on), the defaults' draws
+//! (`sance_ebm_sample(…, NULL, …)`, SANCE_SAMPLER_AUTO: the population) and ANNEALED's give
+//! each component within 0.02 of the model's own mass and a mean log-density within 0.05 nats
+//! of exact draws of the model, both computed on a grid (the model's mass outside the grid's
+//! box is checked to be negligible). ANNEALED does the same for a classic-NCE model, which has
+//! no population, and its log Z matches the grid's.
+//!
+//! Planted once (`SANCE_PLANT=fresh`): the sampler `sance_ebm_sample(…, NULL, …)` ran before
+//! (fresh chains from the init box through the training sampler's 20 steps) fails the
+//! share check.
+#[path = "../src/bin/sance-lowd/mixture.rs"]
+mod mixture;
+
+use mixture::{energies, logsumexp, Mixture};
+use sance::abi::config::{SanceConfig, SanceNoise};
+use sance::abi::sampling::{SanceSampler, SanceSampling};
+use sance::model::rng::Rng;
+use sance::Ebm;
+
+const BATCH: usize = 256;
+const DRAWS: usize = 8000;
+/// The grid: [−W, W]² in PER² cells.
+const W: f64 = 9.0;
+const PER: usize = 400;
+
+/// Weights 0.55 / 0.25 / 0.15 / 0.05, axis-aligned components of different widths.
+fn mixture() -> Mixture {
+    let diag = |a: f64, b: f64| vec![a, 0.0, 0.0, b];
+    Mixture {
+        name: "mix2-4",
+        dim: 2,
+        weights: vec![0.55, 0.25, 0.15, 0.05],
+        means: vec![vec![-3.0, 0.0], vec![2.5, 2.0], vec![2.0, -2.5], vec![-0.5, 3.5]],
+        chol: vec![diag(0.8, 0.5), diag(0.4, 0.7), diag(0.6, 0.3), diag(0.3, 0.3)],
+    }
+}
+
+fn trained(m: &Mixture, noise: SanceNoise, steps: usize) -> Ebm {
+    let cfg = SanceConfig {
+        data_dim: 2,
+        device: sance::abi::config::SANCE_DEVICE_CPU,
+        noise,
+        ..Default::default()
+    };
+    let mut ebm = Ebm::new(&cfg).unwrap();
+    let mut rng = Rng::new(21);
+    for _ in 0..steps {
+        let x = m.sample(BATCH, &mut rng);
+        ebm.train_step(&ebm.tensor_from(&x, BATCH).unwrap()).unwrap();
+    }
+    ebm
+}
+
+/// The model on the grid: log Z, each component's share of the mass (a cell belongs to the
+/// component of largest weighted density at its centre) and E_model[log p_model].
+struct OnGrid {
+    log_z: f64,
+    shares: Vec<f64>,
+    mean_log_p: f64,
+}
+
+fn on_grid(ebm: &Ebm, m: &Mixture) -> OnGrid {
+    let h = 2.0 * W / PER as f64;
+    let mut x = Vec::with_capacity(2 * PER * PER);
+    for i in 0..PER {
+        for j in 0..PER {
+            x.push((-W + h * (i as f64 + 0.5)) as f32);
+            x.push((-W + h * (j as f64 + 0.5)) as f32);
+        }
+    }
+    let e = energies(ebm, &x, 2);
+    let log_cell = 2.0 * h.ln();
+    let log_z = logsumexp(&e.iter().map(|v| -v).collect::<Vec<_>>()) + log_cell;
+    let mut shares = vec![0.0; m.weights.len()];
+    let mut mean_log_p = 0.0;
+    for (k, ei) in e.iter().enumerate() {
+        let lp = -ei - log_z;
+        let p = (lp + log_cell).exp();
+        shares[m.region(&x[2 * k..2 * k + 2])] += p;
+        mean_log_p += p * lp;
+    }
+    OnGrid { log_z, shares, mean_log_p }
+}
+
+/// The draws' largest share gap to the model's shares, and their mean log-density's gap.
+fn judge(ebm: &Ebm, m: &Mixture, g: &OnGrid, draws: &tch::Tensor) -> (f64, f64) {
+    let d = Vec::<f32>::try_from(draws.reshape([-1])).unwrap();
+    let shares = m.point_shares(&d);
+    let gap = shares.iter().zip(&g.shares).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+    let e = energies(ebm, &d, 2);
+    let mean = e.iter().map(|v| -v - g.log_z).sum::<f64>() / e.len() as f64;
+    eprintln!("draws' shares {shares:.3?} against the model's {:.3?}", g.shares);
+    (gap, mean - g.mean_log_p)
+}
+
+#[test]
+fn default_draws_follow_the_models_masses() {
+    let m = mixture();
+    let mut ebm = trained(&m, SanceNoise::Snapshot, 2000);
+    let g = on_grid(&ebm, &m);
+    // The grid holds the model's mass: a log Z over a box twice as wide agrees.
+    let wide = mixture::grid_log_z(&ebm, 2, 2.0 * W, 2 * PER);
+    assert!((wide - g.log_z).abs() < 1e-3, "mass outside the grid: log Z {} vs {wide}", g.log_z);
+    let defaults = ebm.sampling_defaults();
+    let s = if std::env::var("SANCE_PLANT").as_deref() == Ok("fresh") {
+        SanceSampling { sampler: SanceSampler::Fresh as u32, ..defaults }
+    } else {
+        defaults
+    };
+    let (x, report) = ebm.draw(DRAWS, &s).unwrap();
+    let (gap, dlogp) = judge(&ebm, &m, &g, &x);
+    eprintln!("default draws ({report:?}): share gap {gap:.4}, mean log p gap {dlogp:+.4}");
+    assert_eq!(report.sampler, SanceSampler::Population as u32, "AUTO on a trained model");
+    assert!(gap <= 0.02, "a component's share of the draws is {gap:.3} off the model's mass");
+    assert!(dlogp.abs() <= 0.05, "the draws' mean log-density is {dlogp:+.3} nats off exact draws'");
+    assert!(report.ess > 0.5 * 8192.0, "the population's weights collapsed: ESS {}", report.ess);
+
+    let annealed = SanceSampling { sampler: SanceSampler::Annealed as u32, ..defaults };
+    let (x, report) = ebm.draw(DRAWS, &annealed).unwrap();
+    let (gap, dlogp) = judge(&ebm, &m, &g, &x);
+    eprintln!("annealed draws ({report:?}): share gap {gap:.4}, mean log p gap {dlogp:+.4}");
+    assert!(gap <= 0.02 && dlogp.abs() <= 0.05, "ANNEALED: share gap {gap:.3}, log p gap {dlogp:+.3}");
+    assert!(
+        (report.log_z - g.log_z).abs() <= 0.05,
+        "ANNEALED's log Z {} ± {} against the grid's {}",
+        report.log_z,
+        report.log_z_std_error,
+        g.log_z
+    );
+}
+
+#[test]
+fn annealed_draws_a_model_without_a_population() {
+    let m = mixture();
+    let mut ebm = trained(&m, SanceNoise::Gaussian, 1500);
+    let g = on_grid(&ebm, &m);
+    let (x, report) = ebm.draw(DRAWS, &ebm.sampling_defaults()).unwrap();
+    let (gap, dlogp) = judge(&ebm, &m, &g, &x);
+    eprintln!("classic NCE, AUTO ({report:?}): share gap {gap:.4}, mean log p gap {dlogp:+.4}");
+    assert_eq!(report.sampler, SanceSampler::Annealed as u32, "AUTO without a population");
+    assert!(gap <= 0.02 && dlogp.abs() <= 0.05, "share gap {gap:.3}, log p gap {dlogp:+.3}");
+    assert!(
+        (report.log_z - g.log_z).abs() <= 0.05 && report.temperatures >= 2,
+        "log Z {} ± {} against the grid's {} ({} temperatures)",
+        report.log_z,
+        report.log_z_std_error,
+        g.log_z,
+        report.temperatures
+    );
+}
+
+/// Draws are reproducible for a model, differ from one call to the next, and never change
+/// training: a model that drew trains exactly as one that did not.
+#[test]
+fn draws_leave_training_alone() {
+    let m = mixture();
+    let cfg = SanceConfig { data_dim: 2, device: sance::abi::config::SANCE_DEVICE_CPU, ..Default::default() };
+    let (mut a, mut b) = (Ebm::new(&cfg).unwrap(), Ebm::new(&cfg).unwrap());
+    let mut rng = Rng::new(5);
+    for t in 0..60 {
+        let x = m.sample(64, &mut rng);
+        let x = a.tensor_from(&x, 64).unwrap();
+        a.train_step(&x).unwrap();
+        b.train_step(&x).unwrap();
+        if t % 20 == 10 {
+            for sampler in [SanceSampler::Auto, SanceSampler::Fresh, SanceSampler::Annealed] {
+                let s = SanceSampling { sampler: sampler as u32, ..a.sampling_defaults() };
+                let _ = a.draw(16, &s).unwrap();
+            }
+        }
+    }
+    let probe = a.tensor_from(&m.sample(32, &mut Rng::new(6)), 32).unwrap();
+    assert!(a.energy(&probe).unwrap().equal(&b.energy(&probe).unwrap()), "drawing changed training");
+    // Two models in the same state draw the same; the next call draws anew.
+    let s = a.sampling_defaults();
+    let (mut c, mut d) = (Ebm::new(&cfg).unwrap(), Ebm::new(&cfg).unwrap());
+    for t in 0..3 {
+        let x = c.tensor_from(&m.sample(64, &mut Rng::new(t)), 64).unwrap();
+        c.train_step(&x).unwrap();
+        d.train_step(&x).unwrap();
+    }
+    let first = c.draw(32, &s).unwrap().0;
+    assert!(first.equal(&d.draw(32, &s).unwrap().0), "the same model drew differently");
+    assert!(!first.equal(&c.draw(32, &s).unwrap().0), "a second call repeated the first's draws");
+}
