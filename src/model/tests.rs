@@ -391,3 +391,54 @@ fn mala_host_path_matches_the_tensor_path() {
         assert!((s1.grad_norm.double_value(&[]) - s2.grad_norm.double_value(&[])).abs() < 1e-9);
     }
 }
+
+/// The fill (`draws_of`) draws the init distribution g tilted by the snapshot's density,
+/// ∝ exp(−E(x))·g(x): for the box, q restricted to it; for the Gaussian init, q·g. Checked on a
+/// model of N(0, 2²I) data against the moments of exp(−E)·g on a grid. The earlier weights
+/// exp(−E)/g (q itself, with weights of infinite variance) give a second moment near 4
+/// instead of q·g's 1.4 and fail.
+#[test]
+fn the_fill_draws_the_init_distribution_tilted_by_the_snapshot() {
+    use crate::abi::config::{SanceInit, SanceScaling};
+    for (init, scale) in [(SanceInit::Gaussian, 1.5f64), (SanceInit::Uniform, 3.0)] {
+        let mut c = SanceConfig { scaling: SanceScaling::None, ..cfg() };
+        c.langevin.init = init;
+        c.langevin.init_scale = scale as f32;
+        let mut ebm = Ebm::new(&c).unwrap();
+        for t in 0..300 {
+            let x = crate::model::rng::Rng::new(t).randn(&[128, 2], Kind::Float, tch::Device::Cpu).unwrap() * 2.0;
+            ebm.train_step(&x).unwrap();
+        }
+        let p = ebm.params.shallow();
+        let (x, e) = ebm.draws_of(&p, 8192).unwrap();
+        // The fill's energies are its rows'.
+        let again = ebm.net.energy(&p, &x).unwrap();
+        assert!(f64::try_from((&e - &again).abs().max()).unwrap() < 1e-5);
+        // Moments of exp(−E)·g on a 400² grid over [−8, 8]².
+        let per = 400i64;
+        let h = 16.0 / per as f64;
+        let ax = Tensor::arange(per, (Kind::Double, tch::Device::Cpu)) * h + (h / 2.0 - 8.0);
+        let grid = Tensor::stack(&[ax.repeat_interleave_self_int(per, 0, None), ax.repeat([per])], 1);
+        let log_t = ebm.net.energy(&p, &grid.to_kind(Kind::Float)).unwrap().to_kind(Kind::Double).neg()
+            + match init {
+                SanceInit::Gaussian => grid.square().sum_dim_intlist(1, false, Kind::Double) / (-2.0 * scale * scale),
+                SanceInit::Uniform => {
+                    let inside = grid.abs().le(scale).all_dim(1, false).to_kind(Kind::Double);
+                    (inside - 1.0) * 1e9
+                }
+            };
+        let w = (&log_t - log_t.max()).exp();
+        let w = &w / w.sum(Kind::Double);
+        let x = x.to_kind(Kind::Double);
+        for k in 0..2 {
+            let (gx, fx) = (grid.select(1, k), x.select(1, k));
+            let (m_grid, m_fill) = (f64::try_from((&w * &gx).sum(Kind::Double)).unwrap(), f64::try_from(fx.mean(Kind::Double)).unwrap());
+            let (s_grid, s_fill) = (
+                f64::try_from((&w * gx.square()).sum(Kind::Double)).unwrap(),
+                f64::try_from(fx.square().mean(Kind::Double)).unwrap(),
+            );
+            assert!((m_grid - m_fill).abs() < 0.06, "{init:?}: mean {m_fill} against {m_grid}");
+            assert!((s_grid - s_fill).abs() < 0.08 * s_grid, "{init:?}: second moment {s_fill} against {s_grid}");
+        }
+    }
+}
