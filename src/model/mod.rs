@@ -8,6 +8,7 @@ pub mod ais;
 pub mod ebm;
 pub mod flat;
 pub mod gaussian;
+pub mod kde;
 pub mod langevin;
 mod mala_host;
 pub mod net;

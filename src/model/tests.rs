@@ -406,7 +406,8 @@ fn the_fill_draws_the_init_distribution_tilted_by_the_snapshot() {
         c.langevin.init_scale = scale as f32;
         let mut ebm = Ebm::new(&c).unwrap();
         for t in 0..300 {
-            let x = crate::model::rng::Rng::new(t).randn(&[128, 2], Kind::Float, tch::Device::Cpu).unwrap() * 2.0;
+            let x =
+                crate::model::rng::Rng::new(t).randn(&[128, 2], Kind::Float, tch::Device::Cpu).unwrap() * 2.0;
             ebm.train_step(&x).unwrap();
         }
         let p = ebm.params.shallow();
@@ -421,7 +422,9 @@ fn the_fill_draws_the_init_distribution_tilted_by_the_snapshot() {
         let grid = Tensor::stack(&[ax.repeat_interleave_self_int(per, 0, None), ax.repeat([per])], 1);
         let log_t = ebm.net.energy(&p, &grid.to_kind(Kind::Float)).unwrap().to_kind(Kind::Double).neg()
             + match init {
-                SanceInit::Gaussian => grid.square().sum_dim_intlist(1, false, Kind::Double) / (-2.0 * scale * scale),
+                SanceInit::Gaussian => {
+                    grid.square().sum_dim_intlist(1, false, Kind::Double) / (-2.0 * scale * scale)
+                }
                 SanceInit::Uniform => {
                     let inside = grid.abs().le(scale).all_dim(1, false).to_kind(Kind::Double);
                     (inside - 1.0) * 1e9
@@ -432,13 +435,19 @@ fn the_fill_draws_the_init_distribution_tilted_by_the_snapshot() {
         let x = x.to_kind(Kind::Double);
         for k in 0..2 {
             let (gx, fx) = (grid.select(1, k), x.select(1, k));
-            let (m_grid, m_fill) = (f64::try_from((&w * &gx).sum(Kind::Double)).unwrap(), f64::try_from(fx.mean(Kind::Double)).unwrap());
+            let (m_grid, m_fill) = (
+                f64::try_from((&w * &gx).sum(Kind::Double)).unwrap(),
+                f64::try_from(fx.mean(Kind::Double)).unwrap(),
+            );
             let (s_grid, s_fill) = (
                 f64::try_from((&w * gx.square()).sum(Kind::Double)).unwrap(),
                 f64::try_from(fx.square().mean(Kind::Double)).unwrap(),
             );
             assert!((m_grid - m_fill).abs() < 0.06, "{init:?}: mean {m_fill} against {m_grid}");
-            assert!((s_grid - s_fill).abs() < 0.08 * s_grid, "{init:?}: second moment {s_fill} against {s_grid}");
+            assert!(
+                (s_grid - s_fill).abs() < 0.08 * s_grid,
+                "{init:?}: second moment {s_fill} against {s_grid}"
+            );
         }
     }
 }

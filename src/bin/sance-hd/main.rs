@@ -293,6 +293,12 @@ fn samples(ebm: &mut Ebm, n: usize, steps: u32) -> Vec<f32> {
     in_chunks(ebm, n, |e, m| e.sample(m, &l).expect("valid sampler"))
 }
 
+/// `n` draws of `sance_ebm_sample(ebm, n, NULL, out)`: the model's defaults (AUTO).
+fn default_draws(ebm: &mut Ebm, n: usize) -> Vec<f32> {
+    let s = ebm.sampling_defaults();
+    in_chunks(ebm, n, |e, m| e.draw(m, &s).expect("a drawable model").0)
+}
+
 /// `n` rows drawn by `draw(ebm, m)` in chunks of at most 500 (which keeps the memory of image
 /// chains small), as floats on the host.
 fn in_chunks(ebm: &mut Ebm, n: usize, mut draw: impl FnMut(&mut Ebm, usize) -> tch::Tensor) -> Vec<f32> {
@@ -351,11 +357,19 @@ fn cmd_mixture(o: &Opts) -> Result<(), String> {
         "MMD² to 2000 held-out points (sum of RBF kernels at 0.5, 1, 2, 4 × the median distance \
          {median:.3}); real-vs-real floor {floor:.5}"
     );
-    println!("| method | MMD² | modes covered (of 8) | share near a mode | seconds |");
-    println!("|---|---|---|---|---|");
+    println!(
+        "held-out data: share near a mode {:.3}; the default draws are sance_ebm_sample(…, NULL, …) \
+         (SANCE_SAMPLER_AUTO)",
+        metrics::coverage16(&held_out[..1000 * d]).near
+    );
+    println!(
+        "| method | MMD² | modes covered (of 8) | share near a mode | default draws: MMD² | modes | share near a mode | seconds |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
     let mut panels: Vec<(String, Vec<f32>)> = vec![("held-out data".into(), held_out[..1000 * d].to_vec())];
     for m in methods(o, &["k25", "k100", "k0", "classic"])? {
         let (mut mmd, mut modes, mut near, mut secs) = (vec![], vec![], vec![], 0.0);
+        let (mut mmd_d, mut modes_d, mut near_d) = (vec![], vec![], vec![]);
         for &seed in &o.seeds {
             let cfg = apply(o, mixture_config(), &m, seed);
             let mut ebm = Ebm::new(&cfg).map_err(|e| e.to_string())?;
@@ -376,13 +390,21 @@ fn cmd_mixture(o: &Opts) -> Result<(), String> {
             let c = metrics::coverage16(&x);
             modes.push(c.modes as f64);
             near.push(c.near);
+            let xd = default_draws(&mut ebm, 1000);
+            mmd_d.push(metrics::mmd2(&xd, &held_out, d, median));
+            let c = metrics::coverage16(&xd);
+            modes_d.push(c.modes as f64);
+            near_d.push(c.near);
         }
         println!(
-            "| {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {:.0} |",
             m.label(),
             stats(&mmd, 4),
             stats(&modes, 1),
             stats(&near, 3),
+            stats(&mmd_d, 4),
+            stats(&modes_d, 1),
+            stats(&near_d, 3),
             secs / o.seeds.len() as f64
         );
     }
@@ -637,10 +659,25 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
         100.0 * judge.classifier.test_accuracy
     );
     judge.print_ladder();
+    let t_fresh = std::time::Instant::now();
     let raw = samples(&mut ebm, 1000, sample_steps);
+    let fresh_secs = t_fresh.elapsed().as_secs_f64();
     let x = to_pixels(&raw);
     let label = format!("{} after {} steps", m.label(), ebm.step_count());
     println!("{}", score::row(&format!("{label}, fresh chains"), &judge.score(&x), Some(secs)));
+    // What sance_ebm_sample(…, NULL, …) returns: the model's default draws (AUTO).
+    let t_draws = std::time::Instant::now();
+    let raw_d = default_draws(&mut ebm, 1000);
+    let draw_secs = t_draws.elapsed().as_secs_f64();
+    let xd = to_pixels(&raw_d);
+    println!("{}", score::row(&format!("{label}, sance_ebm_sample(NULL) draws"), &judge.score(&xd), None));
+    println!(
+        "1000 draws took {draw_secs:.1} s (sance_ebm_sample(NULL)) and {fresh_secs:.1} s (fresh chains, \
+         {sample_steps} steps)"
+    );
+    let draws_path = dir.join("draws.f32");
+    write_f32(&draws_path, &raw_d).map_err(|e| format!("{}: {e}", draws_path.display()))?;
+    println!("wrote {}: the 1000 sance_ebm_sample(NULL) draws", draws_path.display());
     // The headline samples (samples.f32) are the buffer draws for self-adapting NCE, whose
     // training draws its noise that way; classic NCE has no buffer, so its fresh chains.
     let held = judge.reference();
@@ -659,6 +696,7 @@ fn cmd_fashion(o: &Opts) -> Result<(), String> {
         &raw_b
     };
     rows_.extend([("fresh", &x[..16 * 784]), ("fresh", &x[16 * 784..32 * 784])]);
+    rows_.extend([("NULL draws", &xd[..16 * 784]), ("NULL draws", &xd[16 * 784..32 * 784])]);
     let raw_path = dir.join("samples.f32");
     write_f32(&raw_path, headline).map_err(|e| format!("{}: {e}", raw_path.display()))?;
     println!(

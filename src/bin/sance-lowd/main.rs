@@ -381,13 +381,18 @@ fn sampler_rows(
     let exact = num / den;
     let defaults = ebm.sampling_defaults();
     let mut rows = Vec::new();
-    for (label, sampler) in [
-        ("FRESH (sance 0.5's NULL)", SanceSampler::Fresh),
-        ("POPULATION", SanceSampler::Population),
-        ("ANNEALED", SanceSampler::Annealed),
-        ("AUTO (NULL)", SanceSampler::Auto),
+    let fresh200 = SanceSampling {
+        sampler: SanceSampler::Fresh as u32,
+        moves: sance::abi::config::SanceLangevin { steps: 200, ..defaults.moves },
+        ..defaults
+    };
+    for (label, s) in [
+        ("FRESH (sance 0.5's NULL)", SanceSampling { sampler: SanceSampler::Fresh as u32, ..defaults }),
+        ("FRESH, 200 steps (the cost reference)", fresh200),
+        ("POPULATION", SanceSampling { sampler: SanceSampler::Population as u32, ..defaults }),
+        ("ANNEALED", SanceSampling { sampler: SanceSampler::Annealed as u32, ..defaults }),
+        ("AUTO (NULL)", defaults),
     ] {
-        let s = SanceSampling { sampler: sampler as u32, ..defaults };
         let t0 = Instant::now();
         let (d, report) = match ebm.draw(n, &s) {
             Ok(v) => v,

@@ -10,6 +10,7 @@ use super::Ebm;
 use crate::abi::config::{SanceLangevin, SanceNoise};
 use crate::abi::sampling::{validate_sampling, SanceDrawReport, SanceSampler, SanceSampling};
 use crate::abi::status::{Error, Result};
+use crate::model::kde::Kde;
 use crate::model::langevin;
 use crate::model::net::Params;
 use crate::model::resample::systematic;
@@ -24,8 +25,23 @@ const DRAW_STREAM: u64 = 0x5a1c_e000_0000_0100;
 /// weights are set by the stages' weighted resamplings, not by the moves, which rarely cross
 /// between modes: each adds an error of about √(w(1 − w)/ESS) to a mode's weight w, and 8,192
 /// particles keep the sum within 0.02 on the low-dimensional mixtures (docs/results.md).
-const ANNEALED_MIN_PARTICLES: usize = 8192;
+const ANNEALED_MIN_PARTICLES: usize = 16384;
 const ANNEALED_MIN_PARTICLES_LARGE: usize = 256;
+
+/// POPULATION's kernel density estimate is used up to this many floats per sample (beyond,
+/// each proposal's density is its own kernel's and the weights degenerate).
+const KDE_MAX_DIM: usize = 64;
+/// POPULATION's proposals from the estimate: 4n, at least this many. Each mode's weight is off
+/// by about √(w(1 − w)/ESS) (ESS 0.4–0.8 of the proposals on the `sance-lowd` sets), and with
+/// more proposals than draws the resampling repeats few of them.
+const KDE_PROPOSALS: usize = 8192;
+/// The estimate's centres: a random subset of the population of at most this many chains.
+const KDE_CENTRES: usize = 2048;
+
+/// The bandwidths POPULATION's pilot tries, as factors of Silverman's rule, and its
+/// proposals per bandwidth.
+const KDE_BANDWIDTHS: &[f64] = &[1.0, 0.6, 0.35, 0.2];
+const KDE_PILOT: i64 = 512;
 
 /// The temperature T = σ²/(2λ) of a transition.
 fn temperature(l: &SanceLangevin) -> f64 {
@@ -116,9 +132,14 @@ impl Ebm {
         Ok(x)
     }
 
-    /// POPULATION: `n` of the population's chains drawn in proportion to w = exp(E_θ̄(x) −
-    /// E_θ(x)/T) (the population follows exp(−E_θ̄); uniformly when it follows no density:
-    /// restarts, classic NCE), systematically, in random order, then moved by `l` on E_θ.
+    /// POPULATION: `n` points drawn in proportion to the model's density over a density the
+    /// library can evaluate, systematically, in random order, then moved by `l` on E_θ.
+    /// - Up to [`KDE_MAX_DIM`] floats per sample: max(n, [`KDE_PROPOSALS`]) draws of a kernel
+    ///   density estimate of the population (crate::model::kde), weighted by exp(−E_θ(x)/T)/KDE(x):
+    ///   exact importance weights, whatever density the chains follow (their mode weights drift
+    ///   from the snapshot's by the refreshes' resampling noise).
+    /// - Above, the population itself: weighted by exp(E_θ̄(x) − E_θ(x)/T) when it follows the
+    ///   snapshot exp(−E_θ̄); uniformly when it follows no density (restarts).
     fn population_draws(
         &self,
         n: usize,
@@ -128,7 +149,32 @@ impl Ebm {
     ) -> Result<Tensor> {
         let rows = self.buffer.contents().expect("checked by draw").f_to_kind(self.kind)?;
         let p = self.model_params().detached();
-        let log_w = if self.population_follows_snapshot() {
+        let t = temperature(l);
+        let clamp = self.clamp_of(l)?;
+        let (pool, log_w) = if self.sample_size() <= KDE_MAX_DIM && rows.size()[0] >= 2 {
+            // At most KDE_CENTRES of the chains as centres: the estimate's cost is proposals × centres.
+            let centres = if rows.size()[0] as usize > KDE_CENTRES {
+                let mut idx: Vec<i64> = (0..rows.size()[0]).collect();
+                shuffle(&mut idx, rng);
+                idx.truncate(KDE_CENTRES);
+                rows.f_index_select(0, &Tensor::f_from_slice(&idx)?.f_to_device(rows.device())?)?
+            } else {
+                rows.shallow_clone()
+            };
+            let kde = self.population_kde(&centres, &p, t, rng)?;
+            let m = (4 * n).max(KDE_PROPOSALS);
+            self.check_work_size(m, "n (the proposals of SANCE_SAMPLER_POPULATION)", true)?;
+            let x = kde.sample(&self.batch_shape(m as i64), self.kind, rng)?;
+            let e = self.energies_of(&p, &x)?.f_to_kind(Kind::Double)?;
+            let mut w =
+                host_f64(&e.f_div_scalar(-t)?.f_sub(&kde.log_density(&x)?.f_to_device(e.device())?)?)?;
+            // The target is the density restricted to the moves' box.
+            if let Some(inside) = clamp.inside(&x)? {
+                let inside = Vec::<bool>::try_from(inside.f_to_device(Device::Cpu)?)?;
+                w.iter_mut().zip(inside).filter(|(_, ok)| !ok).for_each(|(v, _)| *v = f64::NEG_INFINITY);
+            }
+            (x, Some(w))
+        } else if self.population_follows_snapshot() {
             let snapshot = self.snapshot.as_ref().expect("checked").shallow();
             let e_old = match self.buffer.known_energies() {
                 Some(e) => e,
@@ -136,33 +182,38 @@ impl Ebm {
             };
             let e_new = self.energies_of(&p, &rows)?;
             let w = host_f64(
-                &e_old
-                    .f_to_kind(Kind::Double)?
-                    .f_sub(&e_new.f_to_kind(Kind::Double)?.f_div_scalar(temperature(l))?)?,
+                &e_old.f_to_kind(Kind::Double)?.f_sub(&e_new.f_to_kind(Kind::Double)?.f_div_scalar(t)?)?,
             )?;
-            if w.iter().any(|v| !v.is_finite()) {
-                return Err(Error::non_finite(
-                    "the population's weights are not finite (the model's energy is not finite on some \
-                     of its chains): draw with SANCE_SAMPLER_ANNEALED or SANCE_SAMPLER_FRESH",
-                ));
-            }
-            report.ess = ess(&w);
-            w
+            (rows, Some(w))
         } else {
-            vec![0.0; rows.size()[0] as usize]
+            (rows.shallow_clone(), None)
+        };
+        let log_w = match log_w {
+            Some(w) => {
+                let max = w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                if !max.is_finite() || w.iter().any(|v| v.is_nan()) {
+                    return Err(Error::non_finite(
+                        "the population's weights are not finite (the model's energy is not finite where \
+                         the population lies, or no point lies inside the moves' box): draw with \
+                         SANCE_SAMPLER_ANNEALED or SANCE_SAMPLER_FRESH",
+                    ));
+                }
+                report.ess = ess(&w);
+                w
+            }
+            None => vec![0.0; pool.size()[0] as usize],
         };
         let mut idx = systematic(&log_w, n, rng.uniform());
         shuffle(&mut idx, rng);
-        let clamp = self.clamp_of(l)?;
         let mut acc = Acceptance::new(l);
-        let idx_t = Tensor::f_from_slice(&idx)?.f_to_device(rows.device())?;
+        let idx_t = Tensor::f_from_slice(&idx)?.f_to_device(pool.device())?;
         let x = super::inference::gathered(
             n,
             self.chunk_rows(),
             self.batch_shape(n as i64),
             self.kind,
             |start, k| {
-                let z0 = rows.f_index_select(0, &idx_t.f_narrow(0, start, k)?)?;
+                let z0 = pool.f_index_select(0, &idx_t.f_narrow(0, start, k)?)?;
                 let (z, run) = langevin::run_clamped(&self.net, &p, z0, l, &clamp, rng, false)?;
                 acc.add(&run, k)?;
                 self.to_data(&z)
@@ -170,6 +221,26 @@ impl Ebm {
         )?;
         report.acceptance = acc.mean();
         Ok(x)
+    }
+
+    /// The population's kernel density estimate at the bandwidth (a factor of Silverman's, of
+    /// [`KDE_BANDWIDTHS`]) whose weights exp(−E/T)/KDE keep the largest effective sample size
+    /// on a pilot of [`KDE_PILOT`] proposals each: too wide a kernel spreads the proposals
+    /// beyond the modes, too narrow a one makes each proposal's density its own kernel's. Any
+    /// bandwidth gives exact weights; the choice only sets their spread.
+    fn population_kde(&self, rows: &Tensor, p: &Params, t: f64, rng: &mut Rng) -> Result<Kde> {
+        let mut best: Option<(f64, Kde)> = None;
+        for &scale in KDE_BANDWIDTHS {
+            let kde = Kde::fit_scaled(rows, scale)?;
+            let x = kde.sample(&self.batch_shape(KDE_PILOT), self.kind, rng)?;
+            let e = self.energies_of(p, &x)?.f_to_kind(Kind::Double)?;
+            let w = host_f64(&e.f_div_scalar(-t)?.f_sub(&kde.log_density(&x)?.f_to_device(e.device())?)?)?;
+            let share = if w.iter().all(|v| v.is_finite()) { ess(&w) } else { 0.0 };
+            if best.as_ref().is_none_or(|(b, _)| share > *b) {
+                best = Some((share, kde));
+            }
+        }
+        Ok(best.expect("at least one bandwidth").1)
     }
 
     /// ANNEALED: tempered SMC (crate::model::smc) from [`Ebm::ais_base`] with at least

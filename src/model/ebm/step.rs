@@ -228,7 +228,11 @@ impl Ebm {
     /// weights are bounded where q's own, exp(−E)/g, grow like exp(|x|²/(2s²)) in g's tails
     /// (an effective sample size of 3–31 of 8,192). At the first refresh q is nearly flat and
     /// has no normalisable density of its own; the moves then carry the population to q.
-    pub(crate) fn draws_of(&mut self, params: &crate::model::net::Params, n: usize) -> Result<(Tensor, Tensor)> {
+    pub(crate) fn draws_of(
+        &mut self,
+        params: &crate::model::net::Params,
+        n: usize,
+    ) -> Result<(Tensor, Tensor)> {
         let l = self.cfg.langevin;
         let x =
             langevin::init_chains(&l, &self.batch_shape(n as i64), self.kind, self.device, &mut self.rng)?;
