@@ -5,11 +5,15 @@
 //! path f_β = π₀^(1−β) · exp(−E)^β, β from 0 to 1 on a sigmoid schedule (Grosse et al. 2015:
 //! dense at both ends). At each temperature a chain's log weight grows by
 //! (β_t − β_{t−1})·(−E(x) − log π₀(x)), then `steps` Metropolis-adjusted Langevin moves leave
-//! f_{β_t} invariant. Ẑ = mean exp(log w) is unbiased for Z; log Ẑ and its standard error (by
+//! f_{β_t} invariant: the training sampler's kernel (`langevin::run_path_fn`), fed each
+//! chain's U and drift carried over from the last temperature, so that a temperature costs
+//! one evaluation of E per step, as before the kernel was shared. Ẑ = mean exp(log w) is unbiased for Z; log Ẑ and its standard error (by
 //! the delta method, std(w)/(mean(w)·√n)) are returned. The MALA step at β is
 //! λ_β = λ₀^(1−β)·λ^β: λ₀ suits the base, λ (the caller's) suits the model. Log weights are
 //! kept in float64 whatever the energy's kind.
+use crate::abi::config::SanceLangevin;
 use crate::model::gaussian::Gaussian;
+use crate::model::langevin::{self, PathTarget};
 use crate::model::rng::Rng;
 use tch::{Kind, TchError, Tensor};
 
@@ -46,83 +50,53 @@ pub fn base_step(base: &Gaussian) -> Result<f64, TchError> {
     Ok(0.68 * var / d.cbrt())
 }
 
-/// One chain state with everything a MALA move and a weight update need.
-struct State {
+/// The MALA transition at step λ and temperature 1 (σ = √(2λ)): the path densities are
+/// tempered in U, not in T.
+fn moves(lambda: f64, steps: usize) -> SanceLangevin {
+    SanceLangevin {
+        steps: steps as u32,
+        step_size: lambda as f32,
+        noise_std: (2.0 * lambda).sqrt() as f32,
+        grad_clip: 0.0,
+        grad_clamp: 0.0,
+        clamp_min: 0.0,
+        clamp_max: 0.0,
+        metropolis: 1,
+        target_acceptance: 0.0,
+        ..SanceLangevin::default()
+    }
+}
+
+/// Chains between temperatures: where they are, E there (float64), and their drift at the
+/// last temperature, with that temperature's β and λ.
+struct Chains {
     x: Tensor,
-    /// E(x) and ∇E(x); log π₀(x) and ∇ log π₀(x).
     e: Tensor,
-    ge: Tensor,
-    lb: Tensor,
-    glb: Tensor,
+    last: Option<(Tensor, f64, f64)>,
 }
 
-fn state(x: Tensor, energy: &mut EnergyFn, base: &Gaussian) -> Result<State, TchError> {
-    let (e, ge) = energy(&x)?;
-    let lb = base.log_density(&x)?;
-    let glb = base.grad_log_density(&x)?;
-    Ok(State { x, e, ge, lb, glb })
-}
-
-impl State {
-    /// log f_β(x) per chain, in float64.
-    fn log_f(&self, beta: f64) -> Result<Tensor, TchError> {
-        self.lb
+impl Chains {
+    /// The chains' U and d at β and λ, from E and the last temperature's drift (which holds
+    /// −λ'·(β'·∇E − (1 − β')·∇log π₀)): no evaluation of the energy. None at the first
+    /// temperature, which evaluates.
+    fn state_at(
+        &self,
+        beta: f64,
+        lambda: f64,
+        base: &Gaussian,
+    ) -> Result<Option<(Tensor, Tensor)>, TchError> {
+        let Some((d, b0, l0)) = &self.last else { return Ok(None) };
+        let lb = base.log_density(&self.x)?.f_to_kind(Kind::Double)?;
+        let glb = base.grad_log_density(&self.x)?.f_to_kind(Kind::Double)?;
+        let grad_e = d
             .f_to_kind(Kind::Double)?
-            .f_mul_scalar(1.0 - beta)?
-            .f_sub(&self.e.f_to_kind(Kind::Double)?.f_mul_scalar(beta)?)
+            .f_div_scalar(-l0)?
+            .f_add(&glb.f_mul_scalar(1.0 - b0)?)?
+            .f_div_scalar(*b0)?;
+        let u = self.e.f_mul_scalar(beta)?.f_sub(&lb.f_mul_scalar(1.0 - beta)?)?;
+        let d = grad_e.f_mul_scalar(beta)?.f_sub(&glb.f_mul_scalar(1.0 - beta)?)?.f_mul_scalar(-lambda)?;
+        Ok(Some((u, d.f_to_kind(self.x.kind())?)))
     }
-
-    /// ∇ log f_β(x).
-    fn grad_log_f(&self, beta: f64) -> Result<Tensor, TchError> {
-        self.glb.f_mul_scalar(1.0 - beta)?.f_sub(&self.ge.f_mul_scalar(beta)?)
-    }
-}
-
-/// Per-row sum of squares of x [n, ...], in float64.
-fn row_sq(x: &Tensor) -> Result<Tensor, TchError> {
-    x.f_flatten(1, -1)?.f_to_kind(Kind::Double)?.f_square()?.f_sum_dim_intlist(
-        [1i64].as_slice(),
-        false,
-        Kind::Double,
-    )
-}
-
-/// One MALA move of every chain on f_β with step λ; returns the number of accepted moves.
-fn mala(
-    s: State,
-    beta: f64,
-    lambda: f64,
-    energy: &mut EnergyFn,
-    base: &Gaussian,
-    rng: &mut Rng,
-) -> Result<(State, Tensor), TchError> {
-    let xi = rng.randn(&s.x.size(), s.x.kind(), s.x.device())?;
-    let g = s.grad_log_f(beta)?;
-    let y = s.x.f_add(&g.f_mul_scalar(lambda)?)?.f_add(&xi.f_mul_scalar((2.0 * lambda).sqrt())?)?;
-    let t = state(y, energy, base)?;
-    // log q(y | x) = −‖ξ‖²/2; log q(x | y) = −‖x − y − λ∇log f(y)‖²/(4λ), the same constant.
-    let back = s.x.f_sub(&t.x)?.f_sub(&t.grad_log_f(beta)?.f_mul_scalar(lambda)?)?;
-    let log_alpha = t
-        .log_f(beta)?
-        .f_sub(&s.log_f(beta)?)?
-        .f_add(&row_sq(&xi)?.f_mul_scalar(0.5)?)?
-        .f_sub(&row_sq(&back)?.f_div_scalar(4.0 * lambda)?)?;
-    let u = rng.rand(&[s.x.size()[0]], Kind::Double, s.x.device())?;
-    // NaN (an overflowing proposal) is never accepted.
-    let accept = u.f_log()?.f_lt_tensor(&log_alpha)?;
-    let pick = |new: &Tensor, old: &Tensor| -> Result<Tensor, TchError> {
-        let mut shape = vec![-1i64];
-        shape.extend(std::iter::repeat_n(1, old.dim().saturating_sub(1)));
-        new.f_where_self(&accept.f_view(shape.as_slice())?, old)
-    };
-    let next = State {
-        x: pick(&t.x, &s.x)?,
-        e: pick(&t.e, &s.e)?,
-        ge: pick(&t.ge, &s.ge)?,
-        lb: pick(&t.lb, &s.lb)?,
-        glb: pick(&t.glb, &s.glb)?,
-    };
-    Ok((next, accept.f_sum(Kind::Double)?))
 }
 
 /// What an estimate gives: log Ẑ, its standard error, and MALA's acceptance rate.
@@ -147,23 +121,29 @@ pub fn log_z(
     full.extend_from_slice(shape);
     let lambda0 = base_step(base)?;
     let betas = temperatures(s.temperatures);
-    let mut st = state(base.sample(&full, rng)?, energy, base)?;
-    let mut log_w = Tensor::f_zeros([n], (Kind::Double, st.x.device()))?;
-    let mut accepted = Tensor::f_zeros([], (Kind::Double, st.x.device()))?;
+    let x = base.sample(&full, rng)?;
+    // E at β = 0; after that, recovered from each move's U = β·E − (1 − β)·log π₀.
+    let e = energy(&x)?.0.f_to_kind(Kind::Double)?;
+    let mut c = Chains { x, e, last: None };
+    let mut log_w = Tensor::f_zeros([n], (Kind::Double, c.x.device()))?;
+    let mut accepted = 0.0;
     for t in 1..betas.len() {
         let (b0, b1) = (betas[t - 1], betas[t]);
-        let gap = st.e.f_to_kind(Kind::Double)?.f_neg()?.f_sub(&st.lb.f_to_kind(Kind::Double)?)?;
-        log_w = log_w.f_add(&gap.f_mul_scalar(b1 - b0)?)?;
+        let lb = base.log_density(&c.x)?.f_to_kind(Kind::Double)?;
+        log_w = log_w.f_add(&c.e.f_neg()?.f_sub(&lb)?.f_mul_scalar(b1 - b0)?)?;
         let lambda = lambda0.powf(1.0 - b1) * s.step_size.powf(b1);
-        for _ in 0..s.steps {
-            let (next, a) = mala(st, b1, lambda, energy, base, rng)?;
-            st = next;
-            accepted = accepted.f_add(&a)?;
-        }
+        let target = PathTarget { base, beta: b1, temperature: 1.0 };
+        let init = c.state_at(b1, lambda, base)?;
+        let x = c.x.shallow_clone();
+        let (moved, run) = langevin::run_path_fn(energy, x, init, &moves(lambda, s.steps), &target, rng)?;
+        accepted += run.acceptance.f_double_value(&[])?;
+        let lb = base.log_density(&moved.x)?.f_to_kind(Kind::Double)?;
+        let e = moved.u.f_add(&lb.f_mul_scalar(1.0 - b1)?)?.f_div_scalar(b1)?;
+        c = Chains { x: moved.x, e, last: Some((moved.d, b1, lambda)) };
         crate::fault::torch_point()?;
     }
     let w = Vec::<f64>::try_from(log_w.f_to_device(tch::Device::Cpu)?)?;
-    let acceptance = accepted.f_double_value(&[])? / (s.chains * s.steps * s.temperatures) as f64;
+    let acceptance = accepted / s.temperatures as f64;
     Ok(summarise(&w, acceptance))
 }
 
@@ -186,17 +166,16 @@ pub fn pilot_acceptance(
             base.sample(&full, rng)?
         }
     };
-    let n = x.size()[0] as f64;
-    let mut st = state(x, energy, base)?;
-    let mut accepted = 0.0;
-    for k in 0..s.steps {
-        let (next, a) = mala(st, 1.0, s.step_size, energy, base, rng)?;
-        st = next;
-        if 2 * k >= s.steps {
-            accepted += a.f_double_value(&[])?;
-        }
-    }
-    Ok(accepted / (n * (s.steps - s.steps / 2) as f64))
+    let target = PathTarget { base, beta: 1.0, temperature: 1.0 };
+    let half = s.steps / 2;
+    let (x, init) = if half > 0 {
+        let (c, _) = langevin::run_path_fn(energy, x, None, &moves(s.step_size, half), &target, rng)?;
+        (c.x, Some((c.u, c.d)))
+    } else {
+        (x, None)
+    };
+    let (_, run) = langevin::run_path_fn(energy, x, init, &moves(s.step_size, s.steps - half), &target, rng)?;
+    Ok(run.acceptance.f_double_value(&[])?)
 }
 
 /// log of the mean of exp(w) and its delta-method standard error, computed stably.

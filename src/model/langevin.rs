@@ -327,10 +327,18 @@ enum Drift<'a> {
     /// ([`PathTarget`]), at temperature 1: "E" is U = β·E/T − (1 − β)·log π₀, the drift
     /// −λ·∇U (the workspace gives −λ·(β/T)·∇E; the base's part is added to it).
     Path {
-        grad: ScaledGrad<'a>,
+        energy: PathEnergy<'a>,
+        scale: f64,
         target: &'a PathTarget<'a>,
         lambda: f64,
     },
+}
+
+/// What a path's drift evaluates: the network through its workspace (which returns
+/// scale·∇ₓE), or any energy with its gradient (AIS's tests check a quadratic's exact log Z).
+enum PathEnergy<'a> {
+    Net(ScaledGrad<'a>),
+    Fn(&'a mut crate::model::ais::EnergyFn<'a>),
 }
 
 /// The density f_β ∝ π₀^(1−β)·exp(−E/T)^β between a normalised Gaussian base π₀ and the
@@ -376,12 +384,20 @@ impl<'a> Drift<'a> {
                 let lambda = l.step_size as f64;
                 Ok((e, g.f_mul_scalar(-lambda)?, Some(raw.f_mul_scalar(lambda)?)))
             }
-            Drift::Path { grad, target, lambda } => {
-                let (e, d) = grad.with_energy(x)?;
+            Drift::Path { energy, scale, target, lambda } => {
+                let (e, d) = match energy {
+                    PathEnergy::Net(g) => g.with_energy(x)?,
+                    PathEnergy::Fn(f) => {
+                        let (e, g) = f(x)?;
+                        (e, g.f_mul_scalar(*scale)?)
+                    }
+                };
                 let b = target.beta;
+                // In float64: AIS recovers E from U at β near 0 (`ais::log_z`).
                 let u = e
+                    .f_to_kind(Kind::Double)?
                     .f_mul_scalar(b / target.temperature)?
-                    .f_sub(&target.base.log_density(x)?.f_to_kind(e.kind())?.f_mul_scalar(1.0 - b)?)?;
+                    .f_sub(&target.base.log_density(x)?.f_to_kind(Kind::Double)?.f_mul_scalar(1.0 - b)?)?;
                 let d = d.f_add(&target.base.grad_log_density(x)?.f_mul_scalar(*lambda * (1.0 - b))?)?;
                 let raw = if norms {
                     Some(
@@ -441,8 +457,38 @@ pub fn run_path(
         }
         let lambda = l.step_size as f64;
         let scale = -lambda * target.beta / target.temperature;
-        let drift = Drift::Path { grad: ScaledGrad::new(net, p, x.size()[0], scale)?, target, lambda };
+        let energy = PathEnergy::Net(ScaledGrad::new(net, p, x.size()[0], scale)?);
+        let drift = Drift::Path { energy, scale, target, lambda };
         run_mala(drift, x, l, clamp, rng, false, true)
+    })
+}
+
+/// The state of MALA chains on a path density: the chains, U(x) per chain (float64) and the
+/// drift d(x) = −λ·∇U(x) of their last accepted points.
+pub struct PathChains {
+    pub x: Tensor,
+    pub u: Tensor,
+    pub d: Tensor,
+}
+
+/// [`run_path`] for any `energy` (E and ∇ₓE of a batch), without a box, from `x` or from the
+/// chains' state at this very target and step (`init`: U and d, which then need no new
+/// evaluation), returning the final state: what annealed importance sampling
+/// (crate::model::ais) moves its chains with, one temperature at a time.
+pub fn run_path_fn(
+    energy: &mut crate::model::ais::EnergyFn,
+    x: Tensor,
+    init: Option<(Tensor, Tensor)>,
+    l: &SanceLangevin,
+    target: &PathTarget,
+    rng: &mut Rng,
+) -> Result<(PathChains, RunStats), TchError> {
+    crate::model::no_grad(|| {
+        let lambda = l.step_size as f64;
+        let scale = -lambda * target.beta / target.temperature;
+        let drift = Drift::Path { energy: PathEnergy::Fn(energy), scale, target, lambda };
+        let (x, stats, u, d) = run_mala_state(drift, x, init, l, &Clamp::None, rng, false, true)?;
+        Ok((PathChains { x, u, d }, stats))
     })
 }
 
@@ -457,7 +503,7 @@ pub fn run_path(
 /// `mala_host`'s passes (the same arithmetic).
 #[allow(clippy::too_many_arguments)]
 fn run_mala(
-    mut drift: Drift,
+    drift: Drift,
     x: Tensor,
     l: &SanceLangevin,
     clamp: &Clamp,
@@ -465,6 +511,23 @@ fn run_mala(
     stats: bool,
     host_path: bool,
 ) -> Result<(Tensor, RunStats), TchError> {
+    let (x, run, _, _) = run_mala_state(drift, x, None, l, clamp, rng, stats, host_path)?;
+    Ok((x, run))
+}
+
+/// [`run_mala`] from a known state (`init`: E(x) and d(x) at the start, which then need no
+/// evaluation; the gradient statistic is then 0), returning the final E (float64) and d too.
+#[allow(clippy::too_many_arguments)]
+fn run_mala_state(
+    mut drift: Drift,
+    x: Tensor,
+    init: Option<(Tensor, Tensor)>,
+    l: &SanceLangevin,
+    clamp: &Clamp,
+    rng: &mut Rng,
+    stats: bool,
+    host_path: bool,
+) -> Result<(Tensor, RunStats, Tensor, Tensor), TchError> {
     let n = x.size()[0];
     let shape = x.size();
     let mut bshape = vec![n];
@@ -477,7 +540,10 @@ fn run_mala(
     // The statistic of ‖∇ₓE‖ is taken at the chains' starting points (one evaluation instead
     // of one a step). d(x) is copied out of the workspace that the first proposal overwrites,
     // and accepted moves are copied into it (host) or replace it (`where`'s own output).
-    let (e, d0, norm_sum) = drift.at(&x, stats)?;
+    let (e, d0, norm_sum) = match init {
+        Some((e, d)) => (e, d, None),
+        None => drift.at(&x, stats)?,
+    };
     let mut d = d0.copy();
     let mut accepted = Tensor::f_zeros([n], (Kind::Double, x.device()))?;
     let mut e = e.f_to_kind(Kind::Double)?.f_contiguous()?;
@@ -530,13 +596,11 @@ fn run_mala(
         Some(s) => s.f_div_scalar(n as f64 * lambda)?,
         None => Tensor::f_zeros([], (Kind::Double, x.device()))?,
     };
-    Ok((
-        x,
-        RunStats {
-            grad_norm,
-            acceptance: accepted.f_sum(Kind::Double)?.f_add_scalar(host_moved as f64)?.f_div_scalar(total)?,
-        },
-    ))
+    let run = RunStats {
+        grad_norm,
+        acceptance: accepted.f_sum(Kind::Double)?.f_add_scalar(host_moved as f64)?.f_div_scalar(total)?,
+    };
+    Ok((x, run, e, d))
 }
 
 /// One MALA step on host memory as `T` (`mala_host`): the proposal into `chains.y`, the drift
