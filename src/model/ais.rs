@@ -175,7 +175,7 @@ pub fn pilot_acceptance(
         (x, None)
     };
     let (_, run) = langevin::run_path_fn(energy, x, init, &moves(s.step_size, s.steps - half), &target, rng)?;
-    Ok(run.acceptance.f_double_value(&[])?)
+    run.acceptance.f_double_value(&[])
 }
 
 /// log of the mean of exp(w) and its delta-method standard error, computed stably.
