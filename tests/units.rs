@@ -19,6 +19,8 @@ mod mixture;
 mod mueller_brown;
 #[path = "../src/bin/sance-lowd/ridge.rs"]
 mod ridge;
+#[path = "../src/bin/sance-lowd/ring.rs"]
+mod ring;
 
 use density::{model_shares, point_shares, Density, Scaled};
 use mixture::{energies, grid_log_z_box};

@@ -237,3 +237,59 @@ mod tests {
         assert!(b.windows(2).all(|w| w[1] > w[0]));
     }
 }
+
+#[cfg(test)]
+mod carried_state {
+    use super::*;
+    use tch::Device;
+
+    /// The U and drift carried from one temperature to the next (`Chains::state_at`) are what
+    /// an evaluation at the new temperature gives: the kernel's accept test needs the drift
+    /// of the point itself.
+    #[test]
+    fn the_carried_state_is_the_evaluated_one() {
+        let a = Tensor::from_slice(&[1.0f64, -2.0]);
+        let mut energy = |x: &Tensor| -> Result<(Tensor, Tensor), TchError> {
+            // E = Σ (x − a)⁴/4 + x₁x₂: not quadratic, so ∇E varies.
+            let d = x.f_sub(&a)?;
+            let e = d
+                .f_pow_tensor_scalar(4)?
+                .f_sum_dim_intlist([1i64].as_slice(), false, Kind::Double)?
+                .f_div_scalar(4.0)?;
+            let cross = x.f_select(1, 0)?.f_mul(&x.f_select(1, 1)?)?;
+            let g = d
+                .f_pow_tensor_scalar(3)?
+                .f_add(&Tensor::f_stack(&[x.f_select(1, 1)?, x.f_select(1, 0)?], 1)?)?;
+            Ok((e.f_add(&cross)?, g))
+        };
+        let base = Gaussian::from_parts(
+            Tensor::zeros([2], (Kind::Double, Device::Cpu)),
+            Tensor::full([2], 2.0, (Kind::Double, Device::Cpu)),
+            Kind::Double,
+            Device::Cpu,
+        )
+        .unwrap();
+        let mut rng = Rng::new(9);
+        let x = base.sample(&[64, 2], &mut rng).unwrap();
+        for (b0, l0, b1, l1) in [(1e-4, 0.3, 2e-4, 0.29), (0.4, 0.05, 0.45, 0.04), (0.99, 0.01, 1.0, 0.01)] {
+            let target = PathTarget { base: &base, beta: b0, temperature: 1.0 };
+            let (moved, _) =
+                langevin::run_path_fn(&mut energy, x.shallow_clone(), None, &moves(l0, 3), &target, &mut rng)
+                    .unwrap();
+            let lb = base.log_density(&moved.x).unwrap();
+            let e = (&moved.u + lb * (1.0 - b0)) / b0;
+            let c = Chains { x: moved.x.shallow_clone(), e, last: Some((moved.d, b0, l0)) };
+            let (u, d) = c.state_at(b1, l1, &base).unwrap().unwrap();
+            // The same by evaluation: a run of zero moves returns its start's state.
+            let target = PathTarget { base: &base, beta: b1, temperature: 1.0 };
+            let (direct, _) =
+                langevin::run_path_fn(&mut energy, moved.x, None, &moves(l1, 0), &target, &mut rng).unwrap();
+            let du = f64::try_from((&u - &direct.u).abs().max()).unwrap();
+            let dd = f64::try_from((&d - &direct.d).abs().max()).unwrap();
+            assert!(
+                du < 1e-6 && dd < 1e-6 * l1.max(1e-3) * 100.0,
+                "β {b0} → {b1}: U off by {du:.2e}, drift by {dd:.2e}"
+            );
+        }
+    }
+}

@@ -1,11 +1,12 @@
 //! What `sance-lowd` measures a model against: a density known exactly ([`Density`]), its three
 //! implementations (the Gaussian mixtures of mixture.rs, the Müller–Brown density of
-//! mueller_brown.rs, the ridge of ridge.rs), the change of units `--scale` puts on any of them
+//! mueller_brown.rs, the ridge of ridge.rs, the ring of ring.rs), the change of units `--scale` puts on any of them
 //! ([`Scaled`]), and the measures that use only the trait (the regions' shares).
 #![allow(dead_code)] // tests/units.rs includes this file and uses part of it.
 use crate::mixture::{self, logsumexp, Mixture};
 use crate::mueller_brown::MuellerBrown;
 use crate::ridge::Ridge;
+use crate::ring::Ring;
 use sance::model::rng::Rng;
 
 /// A density known exactly, in `dim()` dimensions. Points are row-major, one per `dim()`
@@ -148,13 +149,16 @@ pub fn sets(want: impl Fn(&str) -> bool) -> Vec<Box<dyn Density>> {
     if want(Ridge::NAME) {
         out.push(Box::new(Ridge));
     }
+    if want(Ring::NAME) {
+        out.push(Box::new(Ring));
+    }
     out
 }
 
 /// Every set's name, in order.
 pub fn names() -> Vec<String> {
     let mut v: Vec<String> = mixture::sets().iter().map(|m| m.name.to_string()).collect();
-    v.extend([MuellerBrown::NAME.to_string(), Ridge::NAME.to_string()]);
+    v.extend([MuellerBrown::NAME.to_string(), Ridge::NAME.to_string(), Ring::NAME.to_string()]);
     v
 }
 

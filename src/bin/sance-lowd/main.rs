@@ -32,7 +32,7 @@
 //!              [--reinit P] [--mala] [--ula] [--no-scaling] [--langevin-steps T] [--step-size L] [--lr R] [--ema B]
 //!              [--noise-ratio N] [--batch B] [--trace N] [--ais-temperatures T]
 //!
-//! Sets: gauss2-corr, mix2-2, mix3-3a, mix3-3b, mix5-4, mueller-brown, ridge.
+//! Sets: gauss2-corr, mix2-2, mix3-3a, mix3-3b, mix5-4, mueller-brown, ridge, ring.
 use sance::abi::config::SanceConfig;
 use sance::model::rng::Rng;
 use sance::Ebm;
@@ -42,6 +42,7 @@ mod density;
 mod mixture;
 mod mueller_brown;
 mod ridge;
+mod ring;
 use density::{fmt, model_shares, point_shares, Density, Scaled};
 use mixture::{energies, grid_log_integral, grid_log_z_box};
 
@@ -343,9 +344,9 @@ fn main() {
     if !draw_rows.is_empty() {
         println!();
         println!(
-            "| set | scale | seed | sampler | draws' shares (model's) | max share gap | mean log p of draws − exact | ESS | acceptance | ms per 1,000 draws |"
+            "| set | scale | seed | sampler | draws' shares (model's) | max share gap | mean log p of draws − exact | ESS | acceptance | log Z − grid's (± se) | ms per 1,000 draws |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for r in draw_rows {
             println!("{r}");
         }
@@ -407,8 +408,13 @@ fn sampler_rows(
         let gap = shares.iter().zip(mass).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
         let ed = energies(ebm, &d, dim);
         let mean = ed.iter().map(|v| -v - log_z).sum::<f64>() / ed.len() as f64;
+        let z = if report.log_z.is_finite() {
+            format!("{:+.3} ± {:.3}", report.log_z - log_z, report.log_z_std_error)
+        } else {
+            "—".into()
+        };
         rows.push(format!(
-            "| {} | {scale} | {seed} | {label} | {} ({}) | {gap:.3} | {:+.3} | {:.0} | {:.2} | {ms:.0} |",
+            "| {} | {scale} | {seed} | {label} | {} ({}) | {gap:.3} | {:+.3} | {:.0} | {:.2} | {z} | {ms:.0} |",
             m.name(),
             fmt(&shares),
             fmt(mass),

@@ -42,6 +42,9 @@ const KDE_CENTRES: usize = 2048;
 /// proposals per bandwidth.
 const KDE_BANDWIDTHS: &[f64] = &[1.0, 0.6, 0.35, 0.2];
 const KDE_PILOT: i64 = 512;
+/// The least share of the pilot's proposals the weights must keep for POPULATION to use the
+/// estimate (when the chains follow the snapshot; else it is the only weighting there is).
+const KDE_MIN_SHARE: f64 = 0.1;
 
 /// The temperature T = σ²/(2λ) of a transition.
 fn temperature(l: &SanceLangevin) -> f64 {
@@ -151,7 +154,7 @@ impl Ebm {
         let p = self.model_params().detached();
         let t = temperature(l);
         let clamp = self.clamp_of(l)?;
-        let (pool, log_w) = if self.sample_size() <= KDE_MAX_DIM && rows.size()[0] >= 2 {
+        let kde = if self.sample_size() <= KDE_MAX_DIM && rows.size()[0] >= 2 {
             // At most KDE_CENTRES of the chains as centres: the estimate's cost is proposals × centres.
             let centres = if rows.size()[0] as usize > KDE_CENTRES {
                 let mut idx: Vec<i64> = (0..rows.size()[0]).collect();
@@ -161,7 +164,15 @@ impl Ebm {
             } else {
                 rows.shallow_clone()
             };
-            let kde = self.population_kde(&centres, &p, t, rng)?;
+            let (share, kde) = self.population_kde(&centres, &p, t, rng)?;
+            // Weights that keep too few proposals (well-separated modes in 16 dimensions: a
+            // kernel wide enough to cover a mode reaches into empty space) would draw a few
+            // proposals many times: the snapshot's weights are then the better estimate.
+            (share >= KDE_MIN_SHARE || !self.population_follows_snapshot()).then_some(kde)
+        } else {
+            None
+        };
+        let (pool, log_w) = if let Some(kde) = kde {
             let m = (4 * n).max(KDE_PROPOSALS);
             self.check_work_size(m, "n (the proposals of SANCE_SAMPLER_POPULATION)", true)?;
             let x = kde.sample(&self.batch_shape(m as i64), self.kind, rng)?;
@@ -228,19 +239,19 @@ impl Ebm {
     /// on a pilot of [`KDE_PILOT`] proposals each: too wide a kernel spreads the proposals
     /// beyond the modes, too narrow a one makes each proposal's density its own kernel's. Any
     /// bandwidth gives exact weights; the choice only sets their spread.
-    fn population_kde(&self, rows: &Tensor, p: &Params, t: f64, rng: &mut Rng) -> Result<Kde> {
+    fn population_kde(&self, rows: &Tensor, p: &Params, t: f64, rng: &mut Rng) -> Result<(f64, Kde)> {
         let mut best: Option<(f64, Kde)> = None;
         for &scale in KDE_BANDWIDTHS {
             let kde = Kde::fit_scaled(rows, scale)?;
             let x = kde.sample(&self.batch_shape(KDE_PILOT), self.kind, rng)?;
             let e = self.energies_of(p, &x)?.f_to_kind(Kind::Double)?;
             let w = host_f64(&e.f_div_scalar(-t)?.f_sub(&kde.log_density(&x)?.f_to_device(e.device())?)?)?;
-            let share = if w.iter().all(|v| v.is_finite()) { ess(&w) } else { 0.0 };
+            let share = if w.iter().all(|v| v.is_finite()) { ess(&w) / w.len() as f64 } else { 0.0 };
             if best.as_ref().is_none_or(|(b, _)| share > *b) {
                 best = Some((share, kde));
             }
         }
-        Ok(best.expect("at least one bandwidth").1)
+        Ok(best.expect("at least one bandwidth"))
     }
 
     /// ANNEALED: tempered SMC (crate::model::smc) from [`Ebm::ais_base`] with at least
