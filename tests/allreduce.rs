@@ -345,14 +345,20 @@ fn ranks_from_one_checkpoint_get_distinct_streams_and_distinct_ones_keep_theirs(
         assert_eq!(unsafe { sance_ebm_sample(h, 8, ptr::null(), x.as_mut_ptr()) }, SanceStatus::Ok);
         bits(&x)
     };
-    // `advance[r]` draws on rank r before registering, which moves its stream.
+    // Chains run in place draw from the model's stream (sance_ebm_draw uses its own streams,
+    // derived from it, and leaves it where it is).
+    let advance_stream = |h: *mut SanceEbm| {
+        let mut x = vec![0.5f32; 16];
+        assert_eq!(unsafe { sance_ebm_sample_from(h, x.as_mut_ptr(), 8, ptr::null()) }, SanceStatus::Ok);
+    };
+    // `advance[r]` runs chains on rank r before registering, which moves its stream.
     let run = |advance: [bool; W]| {
         let g = group(W);
         let load = load.clone();
         ranks(W, move |rank| {
             let h = load();
             if advance[rank] {
-                draw(h);
+                advance_stream(h);
             }
             let mut ctx = RankCtx { group: g.clone(), rank, fail_next: false };
             assert_eq!(register(h, &mut ctx, W), SanceStatus::Ok, "{}", last_error());
@@ -369,7 +375,7 @@ fn ranks_from_one_checkpoint_get_distinct_streams_and_distinct_ones_keep_theirs(
     // Rank 1 moved its stream before registering: the streams differ, so both keep theirs.
     let distinct = run([false, true]);
     let advanced = load();
-    draw(advanced);
+    advance_stream(advanced);
     assert!(distinct[1] == draw(advanced), "a rank whose stream was already its own lost it");
     unsafe {
         sance_ebm_free(alone);

@@ -13,7 +13,6 @@ use crate::abi::status::{Error, Result};
 use crate::model::kde::Kde;
 use crate::model::langevin;
 use crate::model::net::Params;
-use crate::model::resample::systematic;
 use crate::model::rng::Rng;
 use crate::model::smc::{self, SmcSettings};
 use crate::runtime::threads;
@@ -35,6 +34,8 @@ const KDE_MAX_DIM: usize = 64;
 /// by about √(w(1 − w)/ESS) (ESS 0.4–0.8 of the proposals on the `sance-lowd` sets), and with
 /// more proposals than draws the resampling repeats few of them.
 const KDE_PROPOSALS: usize = 8192;
+/// POPULATION's most proposals: beyond, more draws repeat proposals (the moves spread them).
+const KDE_PROPOSALS_MAX: usize = 1 << 18;
 /// The estimate's centres: a random subset of the population of at most this many chains.
 const KDE_CENTRES: usize = 2048;
 
@@ -173,7 +174,7 @@ impl Ebm {
             None
         };
         let (pool, log_w) = if let Some(kde) = kde {
-            let m = (4 * n).max(KDE_PROPOSALS);
+            let m = (4 * n).clamp(KDE_PROPOSALS, KDE_PROPOSALS_MAX);
             self.check_work_size(m, "n (the proposals of SANCE_SAMPLER_POPULATION)", true)?;
             let x = kde.sample(&self.batch_shape(m as i64), self.kind, rng)?;
             let e = self.energies_of(&p, &x)?.f_to_kind(Kind::Double)?;
@@ -214,17 +215,29 @@ impl Ebm {
             }
             None => vec![0.0; pool.size()[0] as usize],
         };
-        let mut idx = systematic(&log_w, n, rng.uniform());
-        shuffle(&mut idx, rng);
+        // Each draw picks a point in proportion to its weight (inverse CDF), a chunk at a time:
+        // nothing the size of n lives on the host, whose allocations cannot fail gracefully.
+        let cdf = weights_cdf(&log_w, pool.device())?;
         let mut acc = Acceptance::new(l);
-        let idx_t = Tensor::f_from_slice(&idx)?.f_to_device(pool.device())?;
         let x = super::inference::gathered(
             n,
             self.chunk_rows(),
             self.batch_shape(n as i64),
             self.kind,
-            |start, k| {
-                let z0 = pool.f_index_select(0, &idx_t.f_narrow(0, start, k)?)?;
+            |_, k| {
+                // Stratified: one uniform in each of k equal slices of [0, 1), which draws each
+                // point about k·w times with less noise than independent draws (as systematic
+                // resampling does); then in random order.
+                let u = Tensor::f_arange(k, (Kind::Double, pool.device()))?
+                    .f_add(&rng.rand(&[k], Kind::Double, pool.device())?)?
+                    .f_div_scalar(k as f64)?;
+                // The first point whose cumulative weight exceeds u (zero weights are skipped).
+                let idx = u
+                    .f_searchsorted(&cdf, false, true, "right", None::<&Tensor>)?
+                    .f_clamp_max(cdf.size()[0] - 1)?;
+                let order = rng.rand(&[k], Kind::Float, pool.device())?.f_argsort(0, false)?;
+                let idx = idx.f_index_select(0, &order)?;
+                let z0 = pool.f_index_select(0, &idx)?;
                 let (z, run) = langevin::run_clamped(&self.net, &p, z0, l, &clamp, rng, false)?;
                 acc.add(&run, k)?;
                 self.to_data(&z)
@@ -336,6 +349,15 @@ impl Acceptance {
             f64::NAN
         }
     }
+}
+
+/// The normalised cumulative weights of exp(log_w), [m] float64 on `device`, ending at 1.
+fn weights_cdf(log_w: &[f64], device: Device) -> Result<Tensor> {
+    let max = log_w.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    let w = Tensor::f_from_slice(log_w)?.f_sub_scalar(max)?.f_exp()?;
+    let c = w.f_cumsum(0, Kind::Double)?;
+    let total = c.f_select(0, -1)?;
+    Ok(c.f_div(&total)?.f_to_device(device)?)
 }
 
 /// Effective sample size 1/Σw² of the normalised weights exp(log_w).
