@@ -35,7 +35,7 @@ const KDE_MAX_DIM: usize = 64;
 /// more proposals than draws the resampling repeats few of them.
 const KDE_PROPOSALS: usize = 8192;
 /// POPULATION's most proposals: beyond, more draws repeat proposals (the moves spread them).
-const KDE_PROPOSALS_MAX: usize = 1 << 18;
+const KDE_PROPOSALS_MAX: usize = 1 << 16;
 /// The estimate's centres: a random subset of the population of at most this many chains.
 const KDE_CENTRES: usize = 2048;
 
