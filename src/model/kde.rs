@@ -8,7 +8,7 @@
 //! h_j = s_j·(4/((D + 2)·N))^(1/(D+4)), s_j the centres' standard deviation. Useful in a few
 //! dozen dimensions at most: in hundreds, each draw's density is its own kernel's.
 use crate::model::rng::Rng;
-use tch::{Device, Kind, TchError, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 /// Rows of the pairwise-distance block evaluated at once (bounds the memory to about
 /// BLOCK × N doubles).
@@ -84,15 +84,12 @@ impl Kde {
         }
         Tensor::f_cat(&parts, 0)
     }
-
-    pub fn device(&self) -> Device {
-        self.centres.device()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tch::Device;
 
     /// The estimate is a normalised density (its integral on a grid is 1) whose draws have the
     /// centres' mean and, per coordinate, their variance plus h².

@@ -116,6 +116,22 @@ impl Ebm {
         rng: &mut Rng,
         report: &mut SanceDrawReport,
     ) -> Result<Tensor> {
+        // Chains start and run in the model's coordinates.
+        self.moved_in_chunks(n, l, rng, report, |m, k, rng| {
+            Ok(langevin::init_chains(l, &m.batch_shape(k), m.kind, m.device, rng)?)
+        })
+    }
+
+    /// `n` chains in chunks of [`Ebm::chunk_rows`]: each chunk's starts from `start(k)`, moved
+    /// by `l` on E_θ, in the data's units; the moves' acceptance into `report`.
+    fn moved_in_chunks(
+        &self,
+        n: usize,
+        l: &SanceLangevin,
+        rng: &mut Rng,
+        report: &mut SanceDrawReport,
+        mut start: impl FnMut(&Ebm, i64, &mut Rng) -> Result<Tensor>,
+    ) -> Result<Tensor> {
         let p = self.model_params().detached();
         let clamp = self.clamp_of(l)?;
         let mut acc = Acceptance::new(l);
@@ -125,8 +141,7 @@ impl Ebm {
             self.batch_shape(n as i64),
             self.kind,
             |_, k| {
-                // Chains start and run in the model's coordinates.
-                let z0 = langevin::init_chains(l, &self.batch_shape(k), self.kind, self.device, rng)?;
+                let z0 = start(self, k, rng)?;
                 let (z, run) = langevin::run_clamped(&self.net, &p, z0, l, &clamp, rng, false)?;
                 acc.add(&run, k)?;
                 self.to_data(&z)
@@ -218,33 +233,20 @@ impl Ebm {
         // Each draw picks a point in proportion to its weight (inverse CDF), a chunk at a time:
         // nothing the size of n lives on the host, whose allocations cannot fail gracefully.
         let cdf = weights_cdf(&log_w, pool.device())?;
-        let mut acc = Acceptance::new(l);
-        let x = super::inference::gathered(
-            n,
-            self.chunk_rows(),
-            self.batch_shape(n as i64),
-            self.kind,
-            |_, k| {
-                // Stratified: one uniform in each of k equal slices of [0, 1), which draws each
-                // point about k·w times with less noise than independent draws (as systematic
-                // resampling does); then in random order.
-                let u = Tensor::f_arange(k, (Kind::Double, pool.device()))?
-                    .f_add(&rng.rand(&[k], Kind::Double, pool.device())?)?
-                    .f_div_scalar(k as f64)?;
-                // The first point whose cumulative weight exceeds u (zero weights are skipped).
-                let idx = u
-                    .f_searchsorted(&cdf, false, true, "right", None::<&Tensor>)?
-                    .f_clamp_max(cdf.size()[0] - 1)?;
-                let order = rng.rand(&[k], Kind::Float, pool.device())?.f_argsort(0, false)?;
-                let idx = idx.f_index_select(0, &order)?;
-                let z0 = pool.f_index_select(0, &idx)?;
-                let (z, run) = langevin::run_clamped(&self.net, &p, z0, l, &clamp, rng, false)?;
-                acc.add(&run, k)?;
-                self.to_data(&z)
-            },
-        )?;
-        report.acceptance = acc.mean();
-        Ok(x)
+        self.moved_in_chunks(n, l, rng, report, |_, k, rng| {
+            // Stratified: one uniform in each of k equal slices of [0, 1), which draws each
+            // point about k·w times with less noise than independent draws (as systematic
+            // resampling does); then in random order.
+            let u = Tensor::f_arange(k, (Kind::Double, pool.device()))?
+                .f_add(&rng.rand(&[k], Kind::Double, pool.device())?)?
+                .f_div_scalar(k as f64)?;
+            // The first point whose cumulative weight exceeds u (zero weights are skipped).
+            let idx = u
+                .f_searchsorted(&cdf, false, true, "right", None::<&Tensor>)?
+                .f_clamp_max(cdf.size()[0] - 1)?;
+            let order = rng.rand(&[k], Kind::Float, pool.device())?.f_argsort(0, false)?;
+            Ok(pool.f_index_select(0, &idx.f_index_select(0, &order)?)?)
+        })
     }
 
     /// The population's kernel density estimate at the bandwidth (a factor of Silverman's, of
