@@ -4,7 +4,8 @@
 //! each component within 0.02 of the model's own mass and a mean log-density within 0.05 nats
 //! of exact draws of the model, both computed on a grid (the model's mass outside the grid's
 //! box is checked to be negligible). ANNEALED does the same for a classic-NCE model, which has
-//! no population, and its log Z matches the grid's.
+//! no population, and its log Z matches the grid's. Many calls of 8 draws each add up to the
+//! model as one call of as many draws does.
 //!
 //! Planted once (`SANCE_PLANT=fresh`): the sampler `sance_ebm_sample(…, NULL, …)` ran before
 //! (fresh chains from the init box through the training sampler's 20 steps) fails the
@@ -23,6 +24,8 @@ const DRAWS: usize = 8000;
 /// ANNEALED's draws in these tests: as many particles (its error on a mode's weight falls as
 /// 1/√particles: about 0.009 at its default 16,384, half the target; 0.006 here).
 const ANNEALED_DRAWS: usize = 32_000;
+/// Draws per call in the test of many small calls.
+const SMALL_CALL: usize = 8;
 /// The grid: [−W, W]² in PER² cells.
 const W: f64 = 9.0;
 const PER: usize = 400;
@@ -119,6 +122,17 @@ fn default_draws_follow_the_models_masses() {
     assert!(dlogp.abs() <= 0.05, "the draws' mean log-density is {dlogp:+.3} nats off exact draws'");
     // The weights keep more effective proposals than there are draws.
     assert!(report.ess > DRAWS as f64, "the proposals' weights collapsed: ESS {}", report.ess);
+
+    // Calls for a few draws each (their proposals, centres and pilot scale down with n) add up
+    // to the model too: the way a simulation asks for a draw at a time.
+    let few: Vec<tch::Tensor> =
+        (0..DRAWS / SMALL_CALL).map(|_| ebm.draw(SMALL_CALL, &s).unwrap().0).collect();
+    let (gap, dlogp) = judge(&ebm, &m, &g, &tch::Tensor::cat(&few, 0));
+    eprintln!("{} calls of {SMALL_CALL} draws: share gap {gap:.4}, mean log p gap {dlogp:+.4}", few.len());
+    assert!(
+        gap <= 0.02 && dlogp.abs() <= 0.05,
+        "calls of {SMALL_CALL}: share gap {gap:.3}, log p gap {dlogp:+.3}"
+    );
 
     let annealed = SanceSampling { sampler: SanceSampler::Annealed as u32, ..defaults };
     let (x, report) = ebm.draw(ANNEALED_DRAWS, &annealed).unwrap();

@@ -20,29 +20,32 @@ use tch::{Device, Kind, Tensor};
 
 /// Tag of the draws' streams (xor the handle's draw count).
 const DRAW_STREAM: u64 = 0x5a1c_e000_0000_0100;
-/// ANNEALED's fewest particles (at most 64 floats per sample; above, the second). Modes'
-/// weights are set by the stages' weighted resamplings, not by the moves, which rarely cross
-/// between modes: each adds an error of about √(w(1 − w)/ESS) to a mode's weight w, and 8,192
-/// particles keep the sum within 0.02 on the low-dimensional mixtures (docs/results.md).
-const ANNEALED_MIN_PARTICLES: usize = 16384;
-const ANNEALED_MIN_PARTICLES_LARGE: usize = 256;
+/// ANNEALED's particles: max(n, 4n clamped to these) (at most 64 floats per sample; above,
+/// max(n, [`ANNEALED_PARTICLES_LARGE`])). Modes' weights are set by the stages' weighted
+/// resamplings, not by the moves, which rarely cross between modes: each adds an error of about
+/// √(w(1 − w)/ESS) to a mode's weight w, common to the call's draws; 16,384 particles keep the
+/// sum within 0.02 on the low-dimensional mixtures (docs/results.md). With 4n particles the
+/// error is about half the n draws' own sampling noise, and a call for a few draws does not
+/// pay for thousands (docs/speed.md, *time per draw*).
+const ANNEALED_PARTICLES: (usize, usize) = (1024, 16384);
+const ANNEALED_PARTICLES_LARGE: usize = 256;
 
 /// POPULATION's kernel density estimate is used up to this many floats per sample (beyond,
 /// each proposal's density is its own kernel's and the weights degenerate).
 const KDE_MAX_DIM: usize = 64;
-/// POPULATION's proposals from the estimate: 4n, at least this many. Each mode's weight is off
-/// by about √(w(1 − w)/ESS) (ESS 0.4–0.8 of the proposals on the `sance-lowd` sets), and with
-/// more proposals than draws the resampling repeats few of them.
-const KDE_PROPOSALS: usize = 8192;
-/// POPULATION's most proposals: beyond, more draws repeat proposals (the moves spread them).
-const KDE_PROPOSALS_MAX: usize = 1 << 16;
-/// The estimate's centres: a random subset of the population of at most this many chains.
-const KDE_CENTRES: usize = 2048;
+/// POPULATION's proposals from the estimate: 4n clamped to these. Each mode's weight is off by
+/// about √(w(1 − w)/ESS) (ESS 0.4–0.8 of the proposals on the `sance-lowd` sets), and with more
+/// proposals than draws the resampling repeats few of them; beyond the most, more draws repeat
+/// proposals (the moves spread them). The fewest keep a call for a few draws cheap.
+const KDE_PROPOSALS: (usize, usize) = (1024, 1 << 16);
+/// The estimate's centres: a random subset of the population of proposals/4 chains, clamped to
+/// these (its cost is proposals × centres).
+const KDE_CENTRES: (usize, usize) = (256, 2048);
 
 /// The bandwidths POPULATION's pilot tries, as factors of Silverman's rule, and its
-/// proposals per bandwidth.
+/// proposals per bandwidth: proposals/16 clamped to these.
 const KDE_BANDWIDTHS: &[f64] = &[1.0, 0.6, 0.35, 0.2];
-const KDE_PILOT: i64 = 512;
+const KDE_PILOT: (usize, usize) = (64, 512);
 /// The least share of the pilot's proposals the weights must keep for POPULATION to use the
 /// estimate (when the chains follow the snapshot; else it is the only weighting there is).
 const KDE_MIN_SHARE: f64 = 0.1;
@@ -153,7 +156,7 @@ impl Ebm {
 
     /// POPULATION: `n` points drawn in proportion to the model's density over a density the
     /// library can evaluate, systematically, in random order, then moved by `l` on E_θ.
-    /// - Up to [`KDE_MAX_DIM`] floats per sample: max(n, [`KDE_PROPOSALS`]) draws of a kernel
+    /// - Up to [`KDE_MAX_DIM`] floats per sample: 4n draws (clamped to [`KDE_PROPOSALS`]) of a kernel
     ///   density estimate of the population (crate::model::kde), weighted by exp(−E_θ(x)/T)/KDE(x):
     ///   exact importance weights, whatever density the chains follow (their mode weights drift
     ///   from the snapshot's by the refreshes' resampling noise).
@@ -170,17 +173,20 @@ impl Ebm {
         let p = self.model_params().detached();
         let t = temperature(l);
         let clamp = self.clamp_of(l)?;
+        // The work scales with n (a call for a few draws stays cheap) up to n = 2,048.
+        let m = (4 * n).clamp(KDE_PROPOSALS.0, KDE_PROPOSALS.1);
         let kde = if self.sample_size() <= KDE_MAX_DIM && rows.size()[0] >= 2 {
-            // At most KDE_CENTRES of the chains as centres: the estimate's cost is proposals × centres.
-            let centres = if rows.size()[0] as usize > KDE_CENTRES {
+            let (centres, pilot) =
+                ((m / 4).clamp(KDE_CENTRES.0, KDE_CENTRES.1), (m / 16).clamp(KDE_PILOT.0, KDE_PILOT.1));
+            let centres = if rows.size()[0] as usize > centres {
                 let mut idx: Vec<i64> = (0..rows.size()[0]).collect();
                 shuffle(&mut idx, rng);
-                idx.truncate(KDE_CENTRES);
+                idx.truncate(centres);
                 rows.f_index_select(0, &Tensor::f_from_slice(&idx)?.f_to_device(rows.device())?)?
             } else {
                 rows.shallow_clone()
             };
-            let (share, kde) = self.population_kde(&centres, &p, t, rng)?;
+            let (share, kde) = self.population_kde(&centres, &p, t, pilot as i64, rng)?;
             // Weights that keep too few proposals (well-separated modes in 16 dimensions: a
             // kernel wide enough to cover a mode reaches into empty space) would draw a few
             // proposals many times: the snapshot's weights are then the better estimate.
@@ -189,7 +195,6 @@ impl Ebm {
             None
         };
         let (pool, log_w) = if let Some(kde) = kde {
-            let m = (4 * n).clamp(KDE_PROPOSALS, KDE_PROPOSALS_MAX);
             self.check_work_size(m, "n (the proposals of SANCE_SAMPLER_POPULATION)", true)?;
             let x = kde.sample(&self.batch_shape(m as i64), self.kind, rng)?;
             let e = self.energies_of(&p, &x)?.f_to_kind(Kind::Double)?;
@@ -251,14 +256,21 @@ impl Ebm {
 
     /// The population's kernel density estimate at the bandwidth (a factor of Silverman's, of
     /// [`KDE_BANDWIDTHS`]) whose weights exp(−E/T)/KDE keep the largest effective sample size
-    /// on a pilot of [`KDE_PILOT`] proposals each: too wide a kernel spreads the proposals
+    /// on a pilot of `pilot` proposals each: too wide a kernel spreads the proposals
     /// beyond the modes, too narrow a one makes each proposal's density its own kernel's. Any
     /// bandwidth gives exact weights; the choice only sets their spread.
-    fn population_kde(&self, rows: &Tensor, p: &Params, t: f64, rng: &mut Rng) -> Result<(f64, Kde)> {
+    fn population_kde(
+        &self,
+        rows: &Tensor,
+        p: &Params,
+        t: f64,
+        pilot: i64,
+        rng: &mut Rng,
+    ) -> Result<(f64, Kde)> {
         let mut best: Option<(f64, Kde)> = None;
         for &scale in KDE_BANDWIDTHS {
             let kde = Kde::fit_scaled(rows, scale)?;
-            let x = kde.sample(&self.batch_shape(KDE_PILOT), self.kind, rng)?;
+            let x = kde.sample(&self.batch_shape(pilot), self.kind, rng)?;
             let e = self.energies_of(p, &x)?.f_to_kind(Kind::Double)?;
             let w = host_f64(&e.f_div_scalar(-t)?.f_sub(&kde.log_density(&x)?.f_to_device(e.device())?)?)?;
             let share = if w.iter().all(|v| v.is_finite()) { ess(&w) / w.len() as f64 } else { 0.0 };
@@ -269,8 +281,8 @@ impl Ebm {
         Ok(best.expect("at least one bandwidth"))
     }
 
-    /// ANNEALED: tempered SMC (crate::model::smc) from [`Ebm::ais_base`] with at least
-    /// [`ANNEALED_MIN_PARTICLES`] particles, `n` of them drawn at random at the end.
+    /// ANNEALED: tempered SMC (crate::model::smc) from [`Ebm::ais_base`] with
+    /// [`ANNEALED_PARTICLES`] particles, `n` of them drawn at random at the end.
     fn annealed_draws(
         &self,
         n: usize,
@@ -278,9 +290,11 @@ impl Ebm {
         rng: &mut Rng,
         report: &mut SanceDrawReport,
     ) -> Result<Tensor> {
-        let floor =
-            if self.sample_size() > 64 { ANNEALED_MIN_PARTICLES_LARGE } else { ANNEALED_MIN_PARTICLES };
-        let particles = n.max(floor);
+        let particles = if self.sample_size() > KDE_MAX_DIM {
+            n.max(ANNEALED_PARTICLES_LARGE)
+        } else {
+            n.max((4 * n).clamp(ANNEALED_PARTICLES.0, ANNEALED_PARTICLES.1))
+        };
         self.check_work_size(particles, "n (the particles of SANCE_SAMPLER_ANNEALED)", false)?;
         let base = self.ais_base()?;
         let p = self.model_params().detached();

@@ -238,8 +238,9 @@ world_of_one(buf::Ptr{Float32}, n::Csize_t, user::Ptr{Cvoid}) = Int32(0)
         @test r isa LibSance.SanceDrawReport
         @test LibSance.SanceSampler(r.sampler) == LibSance.SANCE_SAMPLER_POPULATION
         @test r.temperatures == 0 && isnan(r.log_z) && isnan(r.log_z_std_error)
-        # over 8,192 proposals of the population's density estimate, or its chains themselves
-        @test isfinite(r.ess) && 1 - 1e-9 <= r.ess <= 8192 + 1e-9
+        # over the proposals of the population's density estimate (4n clamped to [1024, 65536]:
+        # 1,024 at n = 10), or its chains themselves
+        @test isfinite(r.ess) && 1 - 1e-9 <= r.ess <= 1024 + 1e-9
         # ANNEALED: tempered SMC, with log Z as a by-product.
         S, r = draw(ebm, 64; params = a)
         @test size(S) == (2, 64) && all(isfinite, S)
