@@ -38,6 +38,22 @@ mod hooks {
         static PANIC: Cell<bool> = const { Cell::new(false) };
         static TORCH_FAULT: Cell<Option<(u32, TorchFault)>> = const { Cell::new(None) };
         static CHUNK_BYTES: Cell<Option<usize>> = const { Cell::new(None) };
+        static THREADS_SEEN: Cell<Option<ThreadsSeen>> = const { Cell::new(None) };
+    }
+
+    /// The intra-op thread counts the torch points on this thread saw while watching.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct ThreadsSeen {
+        pub points: u64,
+        pub min: i32,
+        pub max: i32,
+    }
+
+    /// Starts (Some: empty) or stops (None) watching the thread count at each torch point
+    /// passed on this thread; returns what was seen until now.
+    pub fn watch_threads(on: bool) -> Option<ThreadsSeen> {
+        let fresh = ThreadsSeen { points: 0, min: i32::MAX, max: i32::MIN };
+        THREADS_SEEN.with(|t| t.replace(on.then_some(fresh)))
     }
 
     /// Working memory per chunk of the chunked calls on this thread (None: the default).
@@ -61,6 +77,13 @@ mod hooks {
     }
 
     pub(crate) fn torch_point() -> Result<(), tch::TchError> {
+        if let Some(mut seen) = THREADS_SEEN.with(|t| t.get()) {
+            let n = crate::runtime::threads::current().unwrap_or(0);
+            seen.points += 1;
+            seen.min = seen.min.min(n);
+            seen.max = seen.max.max(n);
+            THREADS_SEEN.with(|t| t.set(Some(seen)));
+        }
         match TORCH_FAULT.with(|t| t.get()) {
             Some((0, how)) => {
                 TORCH_FAULT.with(|t| t.set(None));
@@ -108,7 +131,10 @@ mod hooks {
 #[cfg(feature = "test-hooks")]
 pub(crate) use hooks::{chunk_bytes_override, panic_point, save_fault, torch_point};
 #[cfg(feature = "test-hooks")]
-pub use hooks::{inject_panic, inject_save_fault, inject_torch_fault, set_chunk_bytes, torch_fault_pending};
+pub use hooks::{
+    inject_panic, inject_save_fault, inject_torch_fault, set_chunk_bytes, torch_fault_pending, watch_threads,
+    ThreadsSeen,
+};
 
 #[cfg(not(feature = "test-hooks"))]
 #[inline(always)]

@@ -43,6 +43,8 @@ impl SanceEbm {
     pub fn read<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         st.refuse_if_poisoned()?;
+        // The call's thread count, from here to its return (the C layer's copies included).
+        let _threads = st.ebm.call_threads();
         catch_panic(|| {
             st.ebm.read_only(|m| {
                 crate::fault::panic_point();
@@ -59,6 +61,7 @@ impl SanceEbm {
     pub fn with<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         st.refuse_if_poisoned()?;
+        let _threads = st.ebm.call_threads();
         match catch_panic(|| {
             crate::fault::panic_point();
             f(&mut st.ebm)

@@ -142,10 +142,18 @@ pub fn set_current(n: i32) {
     }
 }
 
+thread_local! {
+    /// Whether a [`Scope`] is open on this thread: a call's entry opens one, and entries it
+    /// reaches inside (a C call through the Rust entry it calls) find it open and leave it.
+    static OPEN: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// While alive, the calling thread runs libtorch's intra-op work (OpenMP and MKL) on the count
 /// the policy picks; dropping it (also on an error or a panic) restores the thread's previous
-/// counts.
+/// counts. The outermost scope on a thread decides: one opened inside another changes nothing,
+/// so a call has one count from its entry to its return.
 pub struct Scope {
+    outermost: bool,
     restore: Option<i32>,
     restore_mkl: Option<i32>,
 }
@@ -159,25 +167,32 @@ impl Scope {
     }
 
     pub fn with_policy(p: Policy) -> Scope {
-        let Some(n) = p.threads() else { return Scope { restore: None, restore_mkl: None } };
+        if OPEN.with(|o| o.replace(true)) {
+            return Scope { outermost: false, restore: None, restore_mkl: None };
+        }
+        let Some(n) = p.threads() else { return Scope { outermost: true, restore: None, restore_mkl: None } };
         let restore = current().and_then(|before| {
             (before != n).then(|| {
                 set_current(n);
                 before
             })
         });
-        Scope { restore, restore_mkl: set_mkl_local(n) }
+        Scope { outermost: true, restore, restore_mkl: set_mkl_local(n) }
     }
 }
 
 impl Drop for Scope {
     fn drop(&mut self) {
+        if !self.outermost {
+            return;
+        }
         if let Some(n) = self.restore {
             set_current(n);
         }
         if let Some(n) = self.restore_mkl {
             set_mkl_local(n);
         }
+        OPEN.with(|o| o.set(false));
     }
 }
 
@@ -233,6 +248,15 @@ mod tests {
         {
             let _s = Scope::for_call(2);
             assert_eq!(current(), Some(2), "the handle's num_threads wins");
+        }
+        assert_eq!(current(), Some(3));
+        {
+            let _outer = Scope::for_call(2);
+            {
+                let _inner = Scope::for_call(4);
+                assert_eq!(current(), Some(2), "a scope inside another changes nothing");
+            }
+            assert_eq!(current(), Some(2), "nor does its end");
         }
         assert_eq!(current(), Some(3));
         let r = std::panic::catch_unwind(|| {

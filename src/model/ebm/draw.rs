@@ -15,7 +15,6 @@ use crate::model::langevin;
 use crate::model::net::Params;
 use crate::model::rng::Rng;
 use crate::model::smc::{self, SmcSettings};
-use crate::runtime::threads;
 use tch::{Device, Kind, Tensor};
 
 /// Tag of the draws' streams (xor the handle's draw count).
@@ -88,6 +87,7 @@ impl Ebm {
     /// `n` draws, shaped [n, ...sample_shape] in the data's units, with `s`'s sampler, and what
     /// the sampler did. The model is unchanged but for its count of draws.
     pub fn draw(&mut self, n: usize, s: &SanceSampling) -> Result<(Tensor, SanceDrawReport)> {
+        let _threads = self.call_threads();
         let sampler = self.resolve_sampler(validate_sampling(s, "params")?);
         if sampler == SanceSampler::Population && self.buffer.is_empty() {
             return Err(Error::invalid(
@@ -100,7 +100,6 @@ impl Ebm {
             return Ok((Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?, report));
         }
         let mut rng = self.rng.derived(DRAW_STREAM ^ self.draws);
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let x = match sampler {
             SanceSampler::Fresh => self.fresh_draws(n, &s.moves, &mut rng, &mut report)?,
             SanceSampler::Population => self.population_draws(n, &s.moves, &mut rng, &mut report)?,

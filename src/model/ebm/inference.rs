@@ -10,18 +10,17 @@ use crate::abi::sampling::{SanceSampler, SanceSampling};
 use crate::abi::status::Result;
 use crate::fault::torch_point;
 use crate::model::langevin;
-use crate::runtime::threads;
 use tch::{Device, Kind, Tensor};
 
 impl Ebm {
     /// E_θ(x) for a batch [N, ...] → [N], in chunks of [`Ebm::chunk_rows`] rows.
     pub fn energy(&self, x: &Tensor) -> Result<Tensor> {
+        let _threads = self.call_threads();
         let n = x.size()[0] as usize;
         if n == 0 {
             return Ok(Tensor::f_zeros([0], (self.kind, self.device))?);
         }
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let mut parts = Vec::new();
         for (start, k) in row_chunks(n, chunk) {
             let z = self.to_model(&x.f_narrow(0, start, k)?)?;
@@ -35,9 +34,9 @@ impl Ebm {
     /// (E_θ(x), ∇ₓE_θ(x)), in chunks; with more than one chunk the gradients are gathered on
     /// the host, so that the device holds one chunk's work at a time.
     pub fn energy_grad(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let _threads = self.call_threads();
         let n = x.size()[0] as usize;
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let p = self.model_params().detached();
         let mut energies = Vec::new();
         let grads = gathered(n, chunk, x.size(), self.kind, |start, k| {
@@ -64,7 +63,6 @@ impl Ebm {
         validate_langevin(l, "params")?;
         let n = x.size()[0] as usize;
         let chunk = self.chunk_rows();
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let kind = self.kind;
         self.undoable(Undo::Stream, |m| {
             let p = m.model_params().detached();

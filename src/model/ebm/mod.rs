@@ -130,6 +130,8 @@ impl Ebm {
     /// A model computing in `kind` (the C API always uses float32; tests use float64).
     pub fn with_kind(cfg: &SanceConfig, kind: Kind) -> Result<Ebm> {
         validate_config(cfg)?;
+        // Creating (sance_ebm_new) and loading (sance_ebm_load) compute on the new handle's count.
+        let _threads = crate::runtime::threads::Scope::for_call(cfg.num_threads);
         let device = resolve_device(cfg.device)?;
         let mut cfg = *cfg;
         cfg.device = match device {
@@ -199,6 +201,16 @@ impl Ebm {
         let theta = &self.theta;
         crate::model::no_grad(|| avg.f_lerp_(theta, 1.0 - beta).map(|_| ()))?;
         Ok(())
+    }
+
+    /// The intra-op thread count of a call on this model (`config.num_threads`, docs/c-api.md
+    /// "Threads"), held until the scope drops. Every entry that computes opens it first: the C
+    /// layer for each call on a handle (crate::ffi::handle), [`Ebm::with_kind`] for a new or
+    /// loaded model, [`Ebm::undoable`] for every call that may change the model, a training
+    /// step's entry, and the entries that only read (energy, energy_grad, draw, the normaliser's);
+    /// one opened inside another changes nothing.
+    pub(crate) fn call_threads(&self) -> crate::runtime::threads::Scope {
+        crate::runtime::threads::Scope::for_call(self.cfg.num_threads)
     }
 
     pub fn config(&self) -> SanceConfig {

@@ -9,7 +9,6 @@ use crate::abi::status::Result;
 use crate::model::ais::{self, Estimate, Schedule};
 use crate::model::gaussian::Gaussian;
 use crate::model::rng::Rng;
-use crate::runtime::threads;
 use tch::Tensor;
 
 /// Tags of the streams derived for the pilot run and the estimate.
@@ -51,11 +50,11 @@ impl Ebm {
     /// are accepted at least half the time, λ₀ being the base's own step. The model is
     /// unchanged.
     pub fn ais_defaults(&self) -> Result<SanceAis> {
+        let _threads = self.call_threads();
         let d = self.sample_size();
         let chains = if d > 64 { 128 } else { 512 };
         let base = self.ais_base()?;
         let mut rng = self.rng.derived(PILOT_STREAM);
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let p = self.model_params().detached();
         let mut energy = |x: &Tensor| self.net.energy_and_grad(&p, x);
         // Start where the model's mass is when the replay buffer knows it.
@@ -79,11 +78,11 @@ impl Ebm {
     /// AIS estimate of log Z_θ = log ∫ exp(−E_θ(x)) dx (c not included) with `p`, from
     /// [`Ebm::ais_base`], reproducible for a model: the same model gives the same estimate.
     pub fn estimate_log_normaliser(&self, p: &SanceAis) -> Result<Estimate> {
+        let _threads = self.call_threads();
         validate_ais(p, "params")?;
         self.check_work_size(p.chains as usize, "params.chains", false)?;
         let base = self.ais_base()?;
         let mut rng: Rng = self.rng.derived(ESTIMATE_STREAM);
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let params = self.model_params().detached();
         let mut energy = |x: &Tensor| self.net.energy_and_grad(&params, x);
         let s = Schedule {

@@ -119,10 +119,11 @@ impl Saved {
 }
 
 impl Ebm {
-    /// Runs `f` on the model; when it fails — an error, a libtorch error raised as a panic
+    /// Runs `f` on the model, on the handle's thread count ([`Ebm::call_threads`]); when it fails — an error, a libtorch error raised as a panic
     /// (returned as SANCE_STATUS_TORCH), or any other panic (which then goes on unwinding) —
     /// what `what` names is put back as it was on entry.
     pub(crate) fn undoable<T>(&mut self, what: Undo, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
+        let _threads = self.call_threads();
         let saved = Saved::take(self, what)?;
         match panic::catch_unwind(AssertUnwindSafe(|| catch_torch(|| f(self)))) {
             Ok(Ok(v)) => Ok(v),

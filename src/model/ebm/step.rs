@@ -11,7 +11,6 @@ use crate::model::gaussian::Gaussian;
 use crate::model::langevin;
 use crate::model::replay::Draw;
 use crate::model::resample::systematic;
-use crate::runtime::threads;
 use std::panic::{self, AssertUnwindSafe};
 use tch::Tensor;
 
@@ -29,6 +28,8 @@ impl Ebm {
     /// registered a batch refused on this rank still makes the reductions the other ranks make
     /// (flagged bad), whatever way the step ends: an error, a libtorch failure or a panic.
     pub fn train_step_with(&mut self, batch: impl FnOnce(&Ebm) -> Result<Tensor>) -> Result<SanceStepStats> {
+        // The batch's copy and the step's reductions run on the call's threads too.
+        let _threads = self.call_threads();
         self.open_step();
         let r = panic::catch_unwind(AssertUnwindSafe(|| {
             let data = batch(self)?;
@@ -44,7 +45,6 @@ impl Ebm {
     fn step_on(&mut self, data: &Tensor) -> Result<SanceStepStats> {
         self.check_population_temperature()?;
         let b = data.size().first().copied().unwrap_or(0);
-        let _threads = threads::Scope::for_call(self.cfg.num_threads);
         let refresh = self.refresh_due();
         let stats = self.undoable(Undo::Model, |m| {
             // The first batch fixes the model's coordinates (summed over ranks when
