@@ -4,7 +4,7 @@
 //! enum fields' raw integer values *before* a Rust value of the struct exists: an out-of-range
 //! enum read into a Rust enum would be undefined behaviour, not an error.
 use crate::abi::status::{Error, Result};
-use crate::abi::version::SANCE_ABI_VERSION;
+use crate::abi::version::{check_abi, SANCE_ABI_VERSION};
 use serde::{Deserialize, Serialize};
 use std::ptr::addr_of;
 
@@ -405,6 +405,7 @@ const _: () = {
     assert!(std::mem::size_of::<SanceActivation>() == 4);
     assert!(std::mem::size_of::<SanceNoise>() == 4);
     assert!(std::mem::size_of::<SanceScaling>() == 4);
+    assert!(std::mem::size_of::<SanceConvHead>() == 4);
 };
 
 fn check_enum<T: TryFrom<u32>>(raw: u32, field: &str) -> Result<()> {
@@ -428,13 +429,7 @@ pub unsafe fn read_langevin(p: *const SanceLangevin, field: &str) -> Result<Sanc
 /// `p` must be non-null, aligned and point to readable memory of the struct's size.
 pub unsafe fn read_config(p: *const SanceConfig) -> Result<SanceConfig> {
     // abi_version first: a struct from another layout must not be read any further.
-    let abi = addr_of!((*p).abi_version).read();
-    if abi != SANCE_ABI_VERSION {
-        return Err(Error::invalid(format!(
-            "config.abi_version is {abi} but this library is ABI version {SANCE_ABI_VERSION}: \
-             start from sance_config_init(&cfg, SANCE_ABI_VERSION) and rebuild against this library's header"
-        )));
-    }
+    check_abi(addr_of!((*p).abi_version).read(), "config.abi_version")?;
     check_enum::<SanceArch>(addr_of!((*p).arch).cast::<u32>().read(), "config.arch")?;
     check_enum::<SanceActivation>(addr_of!((*p).activation).cast::<u32>().read(), "config.activation")?;
     check_enum::<SanceInit>(addr_of!((*p).langevin.init).cast::<u32>().read(), "config.langevin.init")?;
@@ -514,12 +509,7 @@ pub(crate) const MAX_SAMPLE_SIZE: u64 = 1 << 26;
 
 /// Checks every field of a config; the message names the first offending field.
 pub fn validate_config(c: &SanceConfig) -> Result<()> {
-    if c.abi_version != SANCE_ABI_VERSION {
-        return Err(Error::invalid(format!(
-            "config.abi_version is {} but this library is ABI version {SANCE_ABI_VERSION}",
-            c.abi_version
-        )));
-    }
+    check_abi(c.abi_version, "config.abi_version")?;
     match c.arch {
         SanceArch::Mlp => range_u32(c.data_dim, 1, MAX_SAMPLE_SIZE as u32, "config.data_dim")?,
         SanceArch::Conv => {

@@ -11,10 +11,10 @@ use crate::abi::ais::SanceAis;
 use crate::abi::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO};
 use crate::abi::sampling::{read_sampling, SanceDrawReport, SanceSampler, SanceSampling};
 use crate::abi::stats::{SanceProgress, SanceStepStats};
-use crate::abi::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
-use crate::abi::version::{version_cstr, SANCE_ABI_VERSION};
+use crate::abi::status::{last_error_ptr, Error, Result, SanceStatus};
+use crate::abi::version::{check_abi, version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
-use crate::ffi::boundary::{all_finite, catch, element_count, floats, floats_mut, guard, non_null};
+use crate::ffi::boundary::{all_finite, element_count, floats, floats_mut, guard, guard_or, non_null};
 use crate::ffi::handle::SanceEbm;
 use crate::model::ebm::parallel::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
@@ -87,21 +87,10 @@ unsafe fn langevin_or_default(params: *const SanceLangevin, ebm: &Ebm) -> Result
 pub unsafe extern "C" fn sance_config_init(cfg: *mut SanceConfig, abi_version: u32) -> SanceStatus {
     guard("sance_config_init", || {
         non_null(cfg, "cfg")?;
-        same_abi(abi_version)?;
+        check_abi(abi_version, "abi_version")?;
         cfg.write(SanceConfig::default());
         Ok(())
     })
-}
-
-fn same_abi(abi_version: u32) -> Result<()> {
-    if abi_version != SANCE_ABI_VERSION {
-        return Err(Error::invalid(format!(
-            "abi_version is {abi_version}, but this library ({}) is ABI version {SANCE_ABI_VERSION}: \
-             the program was compiled against another sance.h; rebuild it against this library's header",
-            version_string_short()
-        )));
-    }
-    Ok(())
 }
 
 /// Fills `*cfg` with the image recipe for `channels`×`height`×`width` images whose pixels the
@@ -125,16 +114,12 @@ pub unsafe extern "C" fn sance_config_init_image(
 ) -> SanceStatus {
     guard("sance_config_init_image", || {
         non_null(cfg, "cfg")?;
-        same_abi(abi_version)?;
+        check_abi(abi_version, "abi_version")?;
         let c = SanceConfig::image(channels, height, width);
         crate::abi::config::validate_config(&c)?;
         cfg.write(c);
         Ok(())
     })
-}
-
-fn version_string_short() -> String {
-    format!("sance {}", env!("CARGO_PKG_VERSION"))
 }
 
 /// The ABI version this library was built with; equals `SANCE_ABI_VERSION` of the header the
@@ -497,13 +482,7 @@ pub unsafe extern "C" fn sance_ebm_progress(ebm: *const SanceEbm, out: *mut Sanc
 /// Floats per sample (data_dim for MLP, channels·height·width for CONV); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_sample_size(ebm: *const SanceEbm) -> usize {
-    match handle(ebm).and_then(|h| h.read(|m| Ok(m.sample_size()))) {
-        Ok(n) => n,
-        Err(e) => {
-            set_last_error(&format!("sance_ebm_sample_size: {}", e.message));
-            0
-        }
-    }
+    guard_or("sance_ebm_sample_size", 0, || handle(ebm)?.read(|m| Ok(m.sample_size())))
 }
 
 /// Copies the model's config into `*out`, with `device` resolved to the device in use
@@ -641,14 +620,10 @@ pub unsafe extern "C" fn sance_toy_dataset(
 /// name or NULL (then `sance_last_error` says why).
 #[no_mangle]
 pub unsafe extern "C" fn sance_toy_dataset_dim(name: *const c_char) -> usize {
-    let r = catch(|| {
+    guard_or("sance_toy_dataset_dim", 0, || {
         non_null(name, "name")?;
         let name = CStr::from_ptr(name).to_str().map_err(|_| Error::invalid("name is not valid UTF-8"))?;
         toy::toy_dataset_dim(name).ok_or_else(|| Error::invalid(format!("unknown toy dataset {name:?}")))
-    });
-    r.unwrap_or_else(|e| {
-        set_last_error(&format!("sance_toy_dataset_dim: {}", e.message));
-        0
     })
 }
 
@@ -680,11 +655,5 @@ pub extern "C" fn sance_version() -> *const c_char {
 /// Number of CUDA devices libtorch can use (0 without a GPU or with a CPU-only libtorch).
 #[no_mangle]
 pub extern "C" fn sance_cuda_device_count() -> i32 {
-    match catch_panic(tch::Cuda::device_count) {
-        Ok(n) => n as i32,
-        Err(e) => {
-            set_last_error(&format!("sance_cuda_device_count: {}", e.message));
-            0
-        }
-    }
+    guard_or("sance_cuda_device_count", 0, || Ok(tch::Cuda::device_count() as i32))
 }

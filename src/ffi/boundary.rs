@@ -24,6 +24,15 @@ pub fn guard(fn_name: &str, f: impl FnOnce() -> Result<()>) -> SanceStatus {
     status(fn_name, catch(f))
 }
 
+/// `catch`, then the value, or `fallback` with the message recorded: the body of the exports
+/// that return a value instead of a status (sizes and counts, 0 on failure).
+pub fn guard_or<T>(fn_name: &str, fallback: T, f: impl FnOnce() -> Result<T>) -> T {
+    catch(f).unwrap_or_else(|e| {
+        set_last_error(&format!("{fn_name}: {}", e.message));
+        fallback
+    })
+}
+
 /// Checks a sample count against the sample size: non-zero and addressable as f32s.
 pub fn element_count(n: usize, sample_size: usize, what: &str) -> Result<usize> {
     if n == 0 {
