@@ -812,13 +812,13 @@ SanceStatus sance_ebm_sample_from(SanceEbm *ebm,
 /**
  * Energies E_θ(x) of `n` samples into `out` (`n` floats).
  */
-SanceStatus sance_ebm_energy(SanceEbm *ebm, const float *x, size_t n, float *out);
+SanceStatus sance_ebm_energy(const SanceEbm *ebm, const float *x, size_t n, float *out);
 
 /**
  * Energies (into `energy`, `n` floats; may be NULL) and input gradients ∇ₓE_θ (into `grad`,
  * `n × sample_size` floats).
  */
-SanceStatus sance_ebm_energy_grad(SanceEbm *ebm,
+SanceStatus sance_ebm_energy_grad(const SanceEbm *ebm,
                                   const float *x,
                                   size_t n,
                                   float *energy,
@@ -843,7 +843,7 @@ SanceStatus sance_ais_init(SanceAis *params, const SanceEbm *ebm);
  * The same model gives the same estimate, and the model is unchanged: the chains draw from a
  * stream derived from the model's. SANCE_STATUS_NON_FINITE when the estimate overflows.
  */
-SanceStatus sance_ebm_log_z(SanceEbm *ebm,
+SanceStatus sance_ebm_log_z(const SanceEbm *ebm,
                             const SanceAis *params,
                             double *out_log_z,
                             double *out_std_error);

@@ -369,7 +369,7 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
 /// Energies E_θ(x) of `n` samples into `out` (`n` floats).
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_energy(
-    ebm: *mut SanceEbm,
+    ebm: *const SanceEbm,
     x: *const f32,
     n: usize,
     out: *mut f32,
@@ -387,7 +387,7 @@ pub unsafe extern "C" fn sance_ebm_energy(
 /// `n × sample_size` floats).
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_energy_grad(
-    ebm: *mut SanceEbm,
+    ebm: *const SanceEbm,
     x: *const f32,
     n: usize,
     energy: *mut f32,
@@ -435,7 +435,7 @@ pub unsafe extern "C" fn sance_ais_init(params: *mut SanceAis, ebm: *const Sance
 /// stream derived from the model's. SANCE_STATUS_NON_FINITE when the estimate overflows.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_log_z(
-    ebm: *mut SanceEbm,
+    ebm: *const SanceEbm,
     params: *const SanceAis,
     out_log_z: *mut f64,
     out_std_error: *mut f64,

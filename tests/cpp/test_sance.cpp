@@ -277,6 +277,9 @@ int main() {
     sance::EnergyGrad eg = m.energy_grad(rings);
     CHECK(eg.energy == e && eg.grad.size() == 200 && finite(eg.grad), "energy_grad(vector)");
     CHECK(m.energy_grad(rings.data(), 100).grad == eg.grad, "energy_grad(ptr)");
+    // The read-only calls take a const model (sance_ebm_energy, _energy_grad, _log_z: const SanceEbm *).
+    const sance::Ebm &cm = m;
+    CHECK(cm.energy(rings) == e && cm.energy_grad(rings).grad == eg.grad, "energy on a const Ebm");
 
     // The normaliser: annealed importance sampling on a briefly trained 2-D model.
     {
@@ -293,7 +296,7 @@ int main() {
         std::vector<float> ez = z.energy(rings);
         sance::LogZ lz = z.log_z();
         CHECK(std::isfinite(lz.log_z) && std::isfinite(lz.std_error) && lz.std_error > 0.0, "log_z()");
-        sance::LogZ again = z.log_z();
+        sance::LogZ again = static_cast<const sance::Ebm &>(z).log_z();  // const: the model is unchanged
         CHECK(again.log_z == lz.log_z && again.std_error == lz.std_error, "log_z() twice: the same estimate");
         CHECK(z.log_z(a).log_z == lz.log_z, "log_z(ais_defaults()) is log_z()");
         CHECK(z.energy(rings) == ez && z.progress().step == 20, "log_z leaves the model unchanged");

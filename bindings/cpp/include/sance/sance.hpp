@@ -213,21 +213,21 @@ class Ebm {
         sample_from(chains.data(), rows(chains.size()), params);
     }
 
-    std::vector<float> energy(const float *x, size_t n) {
+    std::vector<float> energy(const float *x, size_t n) const {
         std::vector<float> e(n);
         detail::check(sance_ebm_energy(h_.get(), x, n, e.data()));
         return e;
     }
-    std::vector<float> energy(const std::vector<float> &x) { return energy(x.data(), rows(x.size())); }
+    std::vector<float> energy(const std::vector<float> &x) const { return energy(x.data(), rows(x.size())); }
 
-    EnergyGrad energy_grad(const float *x, size_t n) {
+    EnergyGrad energy_grad(const float *x, size_t n) const {
         EnergyGrad r;
         r.energy.resize(n);
         r.grad.resize(n * sample_size());
         detail::check(sance_ebm_energy_grad(h_.get(), x, n, r.energy.data(), r.grad.data()));
         return r;
     }
-    EnergyGrad energy_grad(const std::vector<float> &x) { return energy_grad(x.data(), rows(x.size())); }
+    EnergyGrad energy_grad(const std::vector<float> &x) const { return energy_grad(x.data(), rows(x.size())); }
 
     /// Settings for log_z() suited to this model (sance_ais_init: 512 chains, 128 above 64 floats
     /// per sample; 1,000 temperatures; one MALA step each; a step size from a short pilot run).
@@ -244,8 +244,8 @@ class Ebm {
     /// The same model gives the same estimate, and the model is unchanged. Throws
     /// SANCE_STATUS_INVALID_ARGUMENT for a field of `params` out of range (the message names
     /// it, e.g. "params.chains"), SANCE_STATUS_NON_FINITE when the estimate overflows.
-    LogZ log_z() { return log_z_impl(nullptr); }
-    LogZ log_z(const Ais &params) { return log_z_impl(&params); }
+    LogZ log_z() const { return log_z_impl(nullptr); }
+    LogZ log_z(const Ais &params) const { return log_z_impl(&params); }
 
     /// Writes a checkpoint atomically (see docs/checkpoints.md).
     void save(const std::string &path) const { detail::check(sance_ebm_save(h_.get(), path.c_str())); }
@@ -325,7 +325,7 @@ class Ebm {
         return out;
     }
 
-    LogZ log_z_impl(const SanceAis *params) {
+    LogZ log_z_impl(const SanceAis *params) const {
         LogZ r{};
         detail::check(sance_ebm_log_z(h_.get(), params, &r.log_z, &r.std_error));
         return r;
