@@ -810,13 +810,14 @@ SanceStatus sance_ebm_sample_from(SanceEbm *ebm,
                                   const SanceLangevin *params);
 
 /**
- * Energies E_θ(x) of `n` samples into `out` (`n` floats).
+ * Energies E_θ(x) of `n` samples into `out` (`n` floats), which must not overlap `x`.
  */
 SanceStatus sance_ebm_energy(const SanceEbm *ebm, const float *x, size_t n, float *out);
 
 /**
  * Energies (into `energy`, `n` floats; may be NULL) and input gradients ∇ₓE_θ (into `grad`,
- * `n × sample_size` floats).
+ * `n × sample_size` floats). The outputs must not overlap `x` or each other
+ * (SANCE_STATUS_INVALID_ARGUMENT, nothing written).
  */
 SanceStatus sance_ebm_energy_grad(const SanceEbm *ebm,
                                   const float *x,

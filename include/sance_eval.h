@@ -88,7 +88,8 @@ SanceStatus sance_eval_load(const char *checkpoint_path, SanceEval **out);
 /**
  * E(x) and ∇ₓE(x) of `n` points. `x` holds n × dim floats (row-major, dim =
  * `sance_eval_dim`); `energy_out` receives n energies and `grad_out` n × dim gradients
- * (the force is −∇ₓE); either may be NULL when not wanted. `grad_out` must not overlap `x`.
+ * (the force is −∇ₓE); either may be NULL when not wanted. The outputs must not overlap `x`
+ * or each other (SANCE_STATUS_INVALID_ARGUMENT, nothing written).
  * Reentrant: any number of threads may call this on one model at once. n ≥ 1; a NaN or
  * infinity in `x` gives SANCE_STATUS_NON_FINITE naming it, and nothing is written.
  */

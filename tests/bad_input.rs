@@ -276,6 +276,10 @@ rows! {
     energy_null_out: "sance_ebm_energy", "out NULL" => NullPointer, "out", |c| unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 4, ptr::null_mut()) };
     energy_inf: "sance_ebm_energy", "+Inf in x" => NonFinite, "x[2][1] is inf", |c| { c.data[5] = f32::INFINITY; let o = c.out(); unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 4, o) } };
     energy_n_zero: "sance_ebm_energy", "n = 0" => InvalidArgument, "n must be > 0", |c| { let o = c.out(); unsafe { sance_ebm_energy(c.h, c.data.as_ptr(), 0, o) } };
+    energy_out_overlaps_x: "sance_ebm_energy", "out overlapping x" => InvalidArgument, "out overlaps x", |c| { let x = c.data.as_mut_ptr(); unsafe { sance_ebm_energy(c.h, x, 4, x.add(6)) } };
+    energy_grad_grad_overlaps_x: "sance_ebm_energy_grad", "grad overlapping x" => InvalidArgument, "grad overlaps x", |c| { let x = c.data.as_mut_ptr(); let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, x, 4, o, x.add(1)) } };
+    energy_grad_energy_overlaps_x: "sance_ebm_energy_grad", "energy overlapping x" => InvalidArgument, "energy overlaps x", |c| { let x = c.data.as_mut_ptr(); let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, x, 4, x, o) } };
+    energy_grad_outputs_overlap: "sance_ebm_energy_grad", "energy overlapping grad" => InvalidArgument, "energy overlaps grad", |c| { let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, c.data.as_ptr(), 4, o.add(7), o) } };
     energy_grad_null_grad: "sance_ebm_energy_grad", "grad NULL" => NullPointer, "grad", |c| { let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, c.data.as_ptr(), 4, o, ptr::null_mut()) } };
     energy_grad_null_handle: "sance_ebm_energy_grad", "ebm NULL" => NullPointer, "ebm", |c| { let o = c.out(); unsafe { sance_ebm_energy_grad(ptr::null_mut(), c.data.as_ptr(), 4, ptr::null_mut(), o) } };
     energy_grad_null_x: "sance_ebm_energy_grad", "x NULL" => NullPointer, "x is NULL", |c| { let o = c.out(); unsafe { sance_ebm_energy_grad(c.h, ptr::null(), 4, ptr::null_mut(), o) } };

@@ -261,10 +261,16 @@ fn refuses_bad_calls_and_writes_nothing() {
     let s = unsafe { sance_eval_energy_grad(m, ptr::null(), 4, e.as_mut_ptr(), g.as_mut_ptr()) };
     assert_eq!(s, EvalStatus::NullPointer);
     assert!(eval_error().contains("x is NULL"));
-    // grad_out over x.
+    // Outputs over x, or over each other (grad_out's second row is energy_out's start).
     let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), 4, e.as_mut_ptr(), x.as_mut_ptr()) };
     assert_eq!(s, EvalStatus::InvalidArgument);
-    assert!(eval_error().contains("overlaps"));
+    assert!(eval_error().contains("grad_out overlaps x"), "{}", eval_error());
+    let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), 4, x.as_mut_ptr().add(3), g.as_mut_ptr()) };
+    assert_eq!(s, EvalStatus::InvalidArgument);
+    assert!(eval_error().contains("energy_out overlaps x"), "{}", eval_error());
+    let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), 4, g.as_mut_ptr().add(d), g.as_mut_ptr()) };
+    assert_eq!(s, EvalStatus::InvalidArgument);
+    assert!(eval_error().contains("grad_out overlaps energy_out"), "{}", eval_error());
     let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), usize::MAX / 2, e.as_mut_ptr(), g.as_mut_ptr()) };
     assert_eq!(s, EvalStatus::InvalidArgument);
     assert!(e.iter().chain(&g).all(|&v| v == 7.0), "a refused call wrote its outputs");

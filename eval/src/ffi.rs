@@ -74,7 +74,8 @@ pub unsafe extern "C" fn sance_eval_load(
 
 /// E(x) and ∇ₓE(x) of `n` points. `x` holds n × dim floats (row-major, dim =
 /// `sance_eval_dim`); `energy_out` receives n energies and `grad_out` n × dim gradients
-/// (the force is −∇ₓE); either may be NULL when not wanted. `grad_out` must not overlap `x`.
+/// (the force is −∇ₓE); either may be NULL when not wanted. The outputs must not overlap `x`
+/// or each other (SANCE_STATUS_INVALID_ARGUMENT, nothing written).
 /// Reentrant: any number of threads may call this on one model at once. n ≥ 1; a NaN or
 /// infinity in `x` gives SANCE_STATUS_NON_FINITE naming it, and nothing is written.
 #[no_mangle]
@@ -104,23 +105,32 @@ pub unsafe extern "C" fn sance_eval_energy_grad(
                 format!("x[{}][{}] is {} (inputs must be finite)", i / d, i % d, xs[i]),
             ));
         }
-        let energy = if energy_out.is_null() {
-            None
-        } else {
+        // Outputs must not overlap the input or each other (checked on the pointers, before
+        // any slice is borrowed), as in libsance.
+        let overlap = |a: *const f32, a_len: usize, b: *const f32, b_len: usize| {
+            let (a0, b0) = (a as usize, b as usize);
+            a0 < b0 + 4 * b_len && b0 < a0 + 4 * a_len
+        };
+        let either = |name: &str, other: &str| {
+            Error::invalid(format!("{name} overlaps {other} (outputs must not overlap inputs or each other)"))
+        };
+        if !energy_out.is_null() {
             check_ptr(energy_out, "energy_out")?;
-            Some(std::slice::from_raw_parts_mut(energy_out, n))
-        };
-        let grad = if grad_out.is_null() {
-            None
-        } else {
-            check_ptr(grad_out, "grad_out")?;
-            let (g0, x0) = (grad_out as usize, x as usize);
-            let bytes = len * std::mem::size_of::<f32>();
-            if g0 < x0 + bytes && x0 < g0 + bytes {
-                return Err(Error::invalid("grad_out overlaps x"));
+            if overlap(energy_out, n, x, len) {
+                return Err(either("energy_out", "x"));
             }
-            Some(std::slice::from_raw_parts_mut(grad_out, len))
-        };
+        }
+        if !grad_out.is_null() {
+            check_ptr(grad_out, "grad_out")?;
+            if overlap(grad_out, len, x, len) {
+                return Err(either("grad_out", "x"));
+            }
+            if !energy_out.is_null() && overlap(grad_out, len, energy_out, n) {
+                return Err(either("grad_out", "energy_out"));
+            }
+        }
+        let energy = (!energy_out.is_null()).then(|| std::slice::from_raw_parts_mut(energy_out, n));
+        let grad = (!grad_out.is_null()).then(|| std::slice::from_raw_parts_mut(grad_out, len));
         m.energy_grad(xs, n, energy, grad);
         Ok(())
     })

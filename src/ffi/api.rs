@@ -14,7 +14,7 @@ use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{last_error_ptr, Error, Result, SanceStatus};
 use crate::abi::version::{check_abi, version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
-use crate::ffi::boundary::{all_finite, element_count, floats, floats_mut, guard, guard_or, non_null};
+use crate::ffi::boundary::{all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null};
 use crate::ffi::handle::SanceEbm;
 use crate::model::ebm::parallel::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
@@ -366,7 +366,7 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
     })
 }
 
-/// Energies E_θ(x) of `n` samples into `out` (`n` floats).
+/// Energies E_θ(x) of `n` samples into `out` (`n` floats), which must not overlap `x`.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_energy(
     ebm: *const SanceEbm,
@@ -377,6 +377,7 @@ pub unsafe extern "C" fn sance_ebm_energy(
     guard("sance_ebm_energy", || {
         handle(ebm)?.read(|m| {
             let x = input_samples(m, x, n, "n", "x", true)?;
+            disjoint((out, n), "out", (x.as_ptr(), x.len()), "x")?;
             let out = floats_mut(out, n, "out")?;
             write_out(&to_host(&m.energy(&m.tensor_from(x, n)?)?)?, out)
         })
@@ -384,7 +385,8 @@ pub unsafe extern "C" fn sance_ebm_energy(
 }
 
 /// Energies (into `energy`, `n` floats; may be NULL) and input gradients ∇ₓE_θ (into `grad`,
-/// `n × sample_size` floats).
+/// `n × sample_size` floats). The outputs must not overlap `x` or each other
+/// (SANCE_STATUS_INVALID_ARGUMENT, nothing written).
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_energy_grad(
     ebm: *const SanceEbm,
@@ -396,6 +398,12 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
     guard("sance_ebm_energy_grad", || {
         handle(ebm)?.read(|m| {
             let x = input_samples(m, x, n, "n", "x", true)?;
+            let xs = (x.as_ptr(), x.len());
+            disjoint((grad, x.len()), "grad", xs, "x")?;
+            if !energy.is_null() {
+                disjoint((energy, n), "energy", xs, "x")?;
+                disjoint((energy, n), "energy", (grad, x.len()), "grad")?;
+            }
             let grad = floats_mut(grad, x.len(), "grad")?;
             let energy = if energy.is_null() { None } else { Some(floats_mut(energy, n, "energy")?) };
             let (e, g) = m.energy_grad(&m.tensor_from(x, n)?)?;

@@ -75,6 +75,19 @@ pub unsafe fn floats_mut<'a>(p: *mut f32, len: usize, name: &str) -> Result<&'a 
     Ok(std::slice::from_raw_parts_mut(p, len))
 }
 
+/// INVALID_ARGUMENT when two of a call's arrays share memory: outputs must not overlap inputs
+/// or each other (docs/c-api.md, "Arrays"), which C cannot see and Rust's borrows forbid.
+/// Checked on the pointers, before any slice is borrowed (overlapping borrows are themselves
+/// undefined behaviour). Lengths in floats, already checked to be addressable.
+pub fn disjoint(a: (*const f32, usize), a_name: &str, b: (*const f32, usize), b_name: &str) -> Result<()> {
+    let (a0, b0) = (a.0 as usize, b.0 as usize);
+    let (a1, b1) = (a0 + 4 * a.1, b0 + 4 * b.1);
+    if a0 < b1 && b0 < a1 {
+        return Err(Error::invalid(format!("{a_name} overlaps {b_name} (outputs must not overlap inputs or each other)")));
+    }
+    Ok(())
+}
+
 /// Checks a non-null pointer argument.
 pub fn non_null<T>(p: *const T, name: &str) -> Result<()> {
     check_ptr(p, name)
