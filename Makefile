@@ -29,8 +29,8 @@
 #
 # The pkg-config and CMake files locate the prefix from their own place, so a moved prefix still
 # works with pkg-config and find_package(sance). LIBDIR and INCLUDEDIR must lie inside PREFIX.
-# A further library installs with the same three macros as libsance (install_lib, install_pkg,
-# uninstall_lib) and packaging/<name>.pc.in, packaging/<name>Config{,Version}.cmake.in; if it
+# A further library installs with the same macros as libsance (install_lib, install_pc,
+# install_pkg, uninstall_so, uninstall_lib) and packaging/<name>.pc.in, packaging/<name>Config{,Version}.cmake.in; if it
 # links libtorch, it joins BUNDLED_LIBS so that the bundle covers what it loads.
 
 PREFIX ?= /usr/local

@@ -1,7 +1,8 @@
 //! The status codes, shared with libsance: the same type, names and values, so that a program
 //! including both headers sees one `SanceStatus` (both headers guard it with
 //! `SANCE_STATUS_DEFINED`). This crate cannot depend on libsance's (it links libtorch), so the
-//! enum is repeated here; `tests/header.rs` fails when the two headers' definitions differ.
+//! enum is repeated here; `tests/eval.rs` (`both_headers_define_the_same_status`) fails when the
+//! two headers' definitions differ.
 use std::cell::RefCell;
 use std::ffi::{c_char, CString};
 

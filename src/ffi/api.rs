@@ -14,7 +14,9 @@ use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{last_error_ptr, Error, Result, SanceStatus};
 use crate::abi::version::{check_abi, version_cstr, SANCE_ABI_VERSION};
 use crate::checkpoint;
-use crate::ffi::boundary::{all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null};
+use crate::ffi::boundary::{
+    all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null,
+};
 use crate::ffi::handle::SanceEbm;
 use crate::model::ebm::parallel::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
@@ -158,9 +160,14 @@ pub unsafe extern "C" fn sance_ebm_free(ebm: *mut SanceEbm) {
 /// One self-adapting NCE step on `batch` samples (`batch × sample_size` floats, row-major).
 /// `stats` may be NULL.
 ///
+/// The step refreshes the noise snapshot when one is due (every `noise_update_interval` steps),
+/// updates θ and c by Adam, then θ's moving average θ̃ (the model every other call uses when
+/// `ema_decay` > 0), and, on the first batch, fits the data's scaling (`config.scaling`) and,
+/// for classic NCE without `sance_ebm_fit_noise`, the Gaussian noise.
+///
 /// Returns SANCE_STATUS_NON_FINITE for NaN/Inf in `data`, or when the step's loss or gradient
-/// is not finite: the update is then skipped and the model (θ, snapshot, c, optimizer, replay
-/// buffer, counters, random stream) is left exactly as it was.
+/// is not finite: the update is then skipped and the model (θ, θ̃, snapshot, c, optimizer,
+/// fitted noise and scaling, replay buffer, counters, random stream) is left exactly as it was.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_train_step(
     ebm: *mut SanceEbm,
@@ -529,8 +536,9 @@ unsafe fn c_path<'a>(path: *const c_char) -> Result<&'a Path> {
     Ok(Path::new(OsStr::from_bytes(bytes)))
 }
 
-/// Saves everything training needs to continue exactly — θ, the snapshot, c, the optimizer's
-/// moments and step count, the counters, the replay buffer and the random stream — to one
+/// Saves everything training needs to continue exactly — θ, its moving average θ̃, the
+/// snapshot, c, the optimizer's moments and step count, the fitted Gaussian noise and data
+/// scaling, the counters, the replay buffer with its energies and the random stream — to one
 /// safetensors file (see docs/checkpoints.md). The write is atomic: a temporary file in the
 /// same directory is written, flushed, fsynced and renamed over `path`, and the directory is
 /// fsynced; on any failure the previous file at `path` is intact.
@@ -547,7 +555,8 @@ pub unsafe extern "C" fn sance_ebm_save(ebm: *const SanceEbm, path: *const c_cha
 
 /// Loads a checkpoint written by `sance_ebm_save` onto `device` (-1 CPU, k CUDA k,
 /// SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller). Reads format
-/// versions 1 (sance 0.1) and 2 (written since 0.2); see docs/checkpoints.md.
+/// versions 1 to 5 (1: sance 0.1; 5, the population's energies, is what it writes); see
+/// docs/checkpoints.md.
 ///
 /// Returns SANCE_STATUS_IO for a missing or unreadable file, SANCE_STATUS_CORRUPT (naming the
 /// problem) for anything that is not a valid checkpoint of a version it reads, and

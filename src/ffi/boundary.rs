@@ -83,7 +83,9 @@ pub fn disjoint(a: (*const f32, usize), a_name: &str, b: (*const f32, usize), b_
     let (a0, b0) = (a.0 as usize, b.0 as usize);
     let (a1, b1) = (a0 + 4 * a.1, b0 + 4 * b.1);
     if a0 < b1 && b0 < a1 {
-        return Err(Error::invalid(format!("{a_name} overlaps {b_name} (outputs must not overlap inputs or each other)")));
+        return Err(Error::invalid(format!(
+            "{a_name} overlaps {b_name} (outputs must not overlap inputs or each other)"
+        )));
     }
     Ok(())
 }

@@ -4,8 +4,11 @@
 //! empty), otherwise a distinct stored chain. With ρ = 0 the trainer fills the buffer at the
 //! first refresh and keeps it a population of the snapshot (`Ebm::follow_snapshot`). After sampling, replayed chains go back to the
 //! slots they came from and fresh chains are appended while there is room, then overwrite
-//! random stored chains that were not replayed this step. Nothing is written until the step
-//! commits, so a rejected step leaves the buffer untouched.
+//! random stored chains that were not replayed this step. The rule is what the undo
+//! (crate::model::ebm::saved, which keeps the storage's handles and the length) can hide: a
+//! step writes its rows last ([`ReplayBuffer::commit`], after every check has passed); a
+//! refresh writes first, but only where the undo hides it — its resampling into new storage
+//! ([`ReplayBuffer::resample`]) and its fill past the current length ([`ReplayBuffer::extend`]).
 use crate::model::rng::Rng;
 use std::collections::HashSet;
 use tch::{TchError, Tensor};
