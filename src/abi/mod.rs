@@ -7,4 +7,5 @@ pub mod config_json;
 pub mod sampling;
 pub mod stats;
 pub mod status;
+pub mod validate;
 pub mod version;

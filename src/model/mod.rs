@@ -5,6 +5,7 @@
 //! `crate::checkpoint` build on it.
 pub mod adam;
 pub mod ais;
+pub mod clamp;
 pub mod ebm;
 pub mod flat;
 pub mod gaussian;

@@ -8,24 +8,19 @@
 //! freed yet. The header's comments state the sizes.
 #![allow(clippy::missing_safety_doc)]
 use crate::abi::ais::SanceAis;
-use crate::abi::config::{read_config, read_langevin, SanceConfig, SanceLangevin, SANCE_DEVICE_AUTO};
+use crate::abi::config::{read_config, read_langevin, SanceConfig, SanceLangevin};
 use crate::abi::sampling::{read_sampling, SanceDrawReport, SanceSampler, SanceSampling};
 use crate::abi::stats::{SanceProgress, SanceStepStats};
-use crate::abi::status::{last_error_ptr, Error, Result, SanceStatus};
-use crate::abi::version::{check_abi, version_cstr, SANCE_ABI_VERSION};
-use crate::checkpoint;
+use crate::abi::status::{Error, Result, SanceStatus};
+use crate::abi::version::{check_abi, SANCE_ABI_VERSION};
 use crate::ffi::boundary::{
     all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null,
 };
 use crate::ffi::handle::SanceEbm;
 use crate::model::ebm::parallel::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
-use crate::model::toy;
 use crate::panic::catch_panic;
-use libc::{c_char, c_void};
-use std::ffi::{CStr, OsStr};
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use libc::c_void;
 use tch::{Device, Kind, Tensor};
 
 fn handle<'a>(ebm: *const SanceEbm) -> Result<&'a SanceEbm> {
@@ -526,151 +521,7 @@ pub unsafe extern "C" fn sance_ebm_device(ebm: *const SanceEbm, out_device: *mut
     })
 }
 
-/// A path from C: any bytes but NUL (POSIX paths need not be UTF-8).
-unsafe fn c_path<'a>(path: *const c_char) -> Result<&'a Path> {
-    non_null(path, "path")?;
-    let bytes = CStr::from_ptr(path).to_bytes();
-    if bytes.is_empty() {
-        return Err(Error::invalid("path is empty"));
-    }
-    Ok(Path::new(OsStr::from_bytes(bytes)))
-}
-
-/// Saves everything training needs to continue exactly — θ, its moving average θ̃, the
-/// snapshot, c, the optimizer's moments and step count, the fitted Gaussian noise and data
-/// scaling, the counters, the replay buffer with its energies and the random stream — to one
-/// safetensors file (see docs/checkpoints.md). The write is atomic: a temporary file in the
-/// same directory is written, flushed, fsynced and renamed over `path`, and the directory is
-/// fsynced; on any failure the previous file at `path` is intact.
-///
-/// Returns SANCE_STATUS_IO when the file cannot be written (the message has the OS reason).
-#[no_mangle]
-pub unsafe extern "C" fn sance_ebm_save(ebm: *const SanceEbm, path: *const c_char) -> SanceStatus {
-    guard("sance_ebm_save", || {
-        let h = handle(ebm)?;
-        let path = c_path(path)?;
-        h.read(|m| checkpoint::save(m, path))
-    })
-}
-
-/// Loads a checkpoint written by `sance_ebm_save` onto `device` (-1 CPU, k CUDA k,
-/// SANCE_DEVICE_AUTO) and stores a new handle in `*out` (owned by the caller). Reads format
-/// versions 1 to 5 (1: sance 0.1; 5, the population's energies, is what it writes); see
-/// docs/checkpoints.md.
-///
-/// Returns SANCE_STATUS_IO for a missing or unreadable file, SANCE_STATUS_CORRUPT (naming the
-/// problem) for anything that is not a valid checkpoint of a version it reads, and
-/// SANCE_STATUS_DEVICE for a device that does not exist.
-#[no_mangle]
-pub unsafe extern "C" fn sance_ebm_load(
-    path: *const c_char,
-    device: i32,
-    out: *mut *mut SanceEbm,
-) -> SanceStatus {
-    guard("sance_ebm_load", || {
-        let path = c_path(path)?;
-        non_null(out, "out")?;
-        if device < SANCE_DEVICE_AUTO {
-            return Err(Error::invalid(format!(
-                "device must be -2 (auto), -1 (CPU) or a CUDA index (got {device})"
-            )));
-        }
-        let ebm = checkpoint::load(path, device)?;
-        out.write(Box::into_raw(Box::new(SanceEbm::new(ebm))));
-        Ok(())
-    })
-}
-
-/// A deep copy of `ebm` in a new handle on the same device: θ, the snapshot, c, the average,
-/// the optimizer's state, the replay buffer, the random stream and the counters, so that the
-/// copy trains and samples exactly as the original would from here (what a checkpoint holds,
-/// copied in memory). The allreduce hook (`sance_ebm_set_allreduce`) is not copied: the copy
-/// trains alone until one is set. On success `*out` holds the copy (free it with
-/// `sance_ebm_free`); on failure `*out` is unchanged. The original is unchanged either way.
-#[no_mangle]
-pub unsafe extern "C" fn sance_ebm_clone(ebm: *const SanceEbm, out: *mut *mut SanceEbm) -> SanceStatus {
-    guard("sance_ebm_clone", || {
-        let h = handle(ebm)?;
-        non_null(out, "out")?;
-        let copy = h.read(|m| {
-            let mut copy = checkpoint::from_bytes(checkpoint::to_bytes(m)?, m.config().device)?;
-            // Not in a checkpoint; a clone draws as the original would.
-            copy.draws = m.draws;
-            Ok(copy)
-        })?;
-        out.write(Box::into_raw(Box::new(SanceEbm::new(copy))));
-        Ok(())
-    })
-}
-
-/// Writes `n` samples (`n × sance_toy_dataset_dim(name)` floats) of the toy dataset `name`,
-/// drawn with `seed`: the 2-D sets "8gaussians", "rings", "checkerboard", "2spirals",
-/// "pinwheel" (FFJORD conventions) or "gaussians16d", 8 isotropic Gaussians (std 0.5) in 16-D
-/// centred at rows 1–8 of the 16×16 Sylvester–Hadamard matrix (docs/results.md).
-#[no_mangle]
-pub unsafe extern "C" fn sance_toy_dataset(
-    name: *const c_char,
-    n: usize,
-    seed: u64,
-    out: *mut f32,
-) -> SanceStatus {
-    guard("sance_toy_dataset", || {
-        non_null(name, "name")?;
-        let name = CStr::from_ptr(name).to_str().map_err(|_| Error::invalid("name is not valid UTF-8"))?;
-        let dim = toy::toy_dataset_dim(name).ok_or_else(|| {
-            Error::invalid(format!(
-                "unknown toy dataset {name:?}; known: {}, {}",
-                toy::TOY_DATASETS.join(", "),
-                toy::GAUSSIANS16D
-            ))
-        })?;
-        let count = element_count(n, dim, "n")?;
-        let out = floats_mut(out, count, "out")?;
-        let mut buf = vec![0f32; count];
-        toy::toy_dataset(name, n, seed, &mut buf)?;
-        out.copy_from_slice(&buf);
-        Ok(())
-    })
-}
-
-/// Floats per sample of toy dataset `name` (2, or 16 for "gaussians16d"); 0 for an unknown
-/// name or NULL (then `sance_last_error` says why).
-#[no_mangle]
-pub unsafe extern "C" fn sance_toy_dataset_dim(name: *const c_char) -> usize {
-    guard_or("sance_toy_dataset_dim", 0, || {
-        non_null(name, "name")?;
-        let name = CStr::from_ptr(name).to_str().map_err(|_| Error::invalid("name is not valid UTF-8"))?;
-        toy::toy_dataset_dim(name).ok_or_else(|| Error::invalid(format!("unknown toy dataset {name:?}")))
-    })
-}
-
-/// The message of the last failed call on this thread ("" if none). The string is owned by
-/// the library and stays valid until the next failing call on this thread.
-#[no_mangle]
-pub extern "C" fn sance_last_error() -> *const c_char {
-    last_error_ptr()
-}
-
-/// The enumerator name of a status ("SANCE_STATUS_OK", ...), or "SANCE_STATUS_UNKNOWN".
-/// Takes an int32_t so that any value, even one that is not a SanceStatus, is safe to pass.
-/// The string is static.
-#[no_mangle]
-pub extern "C" fn sance_status_name(status: i32) -> *const c_char {
-    match SanceStatus::from_i32(status) {
-        Some(s) => s.name().as_ptr(),
-        None => c"SANCE_STATUS_UNKNOWN".as_ptr(),
-    }
-}
-
-/// Library, tch and libtorch versions, e.g. "sance 0.5.0 (tch 0.24.0, libtorch 2.11.0+cu130)".
-/// The string is static.
-#[no_mangle]
-pub extern "C" fn sance_version() -> *const c_char {
-    version_cstr().as_ptr()
-}
-
-/// Number of CUDA devices libtorch can use (0 without a GPU or with a CPU-only libtorch).
-#[no_mangle]
-pub extern "C" fn sance_cuda_device_count() -> i32 {
-    guard_or("sance_cuda_device_count", 0, || Ok(tch::Cuda::device_count() as i32))
-}
+mod files;
+mod process;
+pub use files::*;
+pub use process::*;
