@@ -76,7 +76,7 @@ fn the_logit_uses_the_exact_log_density_of_the_fit() {
         ebm.fit_noise(&fit).unwrap();
         let x = ebm.tensor_from(&data(name, 64, 2), 64).unwrap();
         let noise = ebm.tensor_from(&data(name, 128, 3), 128).unwrap();
-        let (loss, h, _) = ebm.nce_loss(&x, &noise).unwrap();
+        let sance::model::ebm::NceLoss { loss, h, .. } = ebm.nce_loss(&x, &noise).unwrap();
         // h = −E − log q + c − ln ν over [data; noise]; the fit started c at the mean log q of
         // the fit data.
         let c0 = reference_log_q(&fit, s, &fit).mean(Kind::Double).double_value(&[]);

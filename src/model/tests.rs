@@ -35,7 +35,7 @@ fn ml_identity(kind: Kind) -> f64 {
     ebm.refresh_noise().unwrap();
     let data = batch(&ebm, "8gaussians", 128, 99);
     let (noise, _, _) = ebm.draw_noise(128).unwrap();
-    let (loss, h, _) = ebm.nce_loss(&data, &noise).unwrap();
+    let crate::model::ebm::NceLoss { loss, h, .. } = ebm.nce_loss(&data, &noise).unwrap();
     assert_eq!(h.abs().max().double_value(&[]), 0.0, "h = −log ν = 0 everywhere at a refresh");
     let mut inputs: Vec<&Tensor> = ebm.params.iter().collect();
     inputs.push(&ebm.c);

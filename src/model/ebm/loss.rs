@@ -1,6 +1,7 @@
 //! The NCE loss of one step, its gradients, and the step's statistics.
 use super::Ebm;
 use crate::abi::config::SanceNoise;
+use crate::abi::stats::SanceStepStats;
 use crate::abi::status::Result;
 use crate::fault::torch_point;
 use crate::model::langevin;
@@ -8,14 +9,45 @@ use tch::{Kind, Tensor};
 
 /// How many statistics [`Ebm::step_statistics`] gives (and ranks average): loss, accuracy,
 /// mean data energy, mean noise energy, the sampler's gradient norm, its acceptance rate.
+/// A new statistic changes this file and `SanceStepStats` only: [`step_stats`] is the one
+/// decoder (the single-process update and the data-parallel one both use it).
 pub(super) const STEP_STATISTICS: usize = 6;
 
+/// What a step keeps of the loss's pass.
+pub struct NceLoss {
+    /// The loss, differentiable in θ and c.
+    pub loss: Tensor,
+    /// The logits h over [data; noise].
+    pub h: Tensor,
+    /// E_θ over [data; noise].
+    pub e: Tensor,
+    /// E_θ̄ of the noise rows (the snapshot's energies, which the population keeps); None for
+    /// GAUSSIAN noise.
+    pub snapshot_energies: Option<Tensor>,
+}
+
+/// The statistics [`Ebm::step_statistics`] stacked, read back (and averaged over ranks), as
+/// the C struct; the caller adds what is not among them (the gradient norm, log Z's ratio).
+pub(super) fn step_stats(s: &[f64]) -> SanceStepStats {
+    let [loss, accuracy, data_energy, noise_energy, langevin_grad_norm, acceptance_rate] =
+        <[f64; STEP_STATISTICS]>::try_from(&s[..STEP_STATISTICS]).expect("STEP_STATISTICS values");
+    SanceStepStats {
+        loss: loss as f32,
+        accuracy: accuracy as f32,
+        data_energy: data_energy as f32,
+        noise_energy: noise_energy as f32,
+        langevin_grad_norm: langevin_grad_norm as f32,
+        acceptance_rate: acceptance_rate as f32,
+        ..Default::default()
+    }
+}
+
 impl Ebm {
-    /// The NCE loss on given data and noise, differentiable in θ and c. Returns the loss and
-    /// (h, E_θ) over the concatenation [data; noise].
+    /// The NCE loss on given data and noise, differentiable in θ and c, and what the step keeps
+    /// of its pass (see [`NceLoss`]).
     /// The logit is h = −E_θ(x) − log q(x) + c − ln ν, where log q = −E_θ̄ for the snapshot
     /// (its normaliser is absorbed by c) and the exact log density for GAUSSIAN noise.
-    pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> Result<NceLoss> {
         let nu = self.cfg.noise_ratio as f64;
         let b = data.size()[0];
         let x = Tensor::f_cat(&[data, noise], 0)?;
@@ -43,38 +75,25 @@ impl Ebm {
             let penalty = e_d.f_square()?.f_mean(self.kind)?.f_add(&e_n.f_square()?.f_mean(self.kind)?)?;
             loss = loss.f_add(&penalty.f_mul_scalar(self.cfg.energy_l2 as f64)?)?;
         }
-        Ok((loss, h, e))
+        // The replay buffer keeps E_θ̄ beside its chains: the next refresh reweights with them
+        // instead of a pass over the population.
+        let snapshot_energies = match self.cfg.noise {
+            SanceNoise::Snapshot => Some(neg_log_q.f_narrow(0, b, n)?.f_detach()?),
+            SanceNoise::Gaussian => None,
+        };
+        Ok(NceLoss { loss, h, e, snapshot_energies })
     }
 
-    /// E_θ̄ of the noise rows, recovered from the logit h = E_θ̄ − E_θ + c − ln ν and E_θ over
-    /// [data; noise] (call before the update changes c); None for GAUSSIAN noise. The replay
-    /// buffer keeps them beside its chains, which saves a pass over it at the next refresh.
-    pub(super) fn snapshot_energies(&self, h: &Tensor, e: &Tensor, b: i64) -> Result<Option<Tensor>> {
-        if self.cfg.noise != SanceNoise::Snapshot {
-            return Ok(None);
-        }
-        let n = h.size()[0] - b;
-        let ln_nu = (self.cfg.noise_ratio as f64).ln();
-        let v = crate::model::no_grad(|| {
-            h.f_narrow(0, b, n)?.f_add(&e.f_narrow(0, b, n)?)?.f_sub(&self.c)?.f_add_scalar(ln_nu)
-        })?;
-        Ok(Some(v.f_detach()?))
-    }
-
-    /// The NCE loss on data [B, ...] and noise [M, ...], its logits and energies, and its
-    /// gradients for θ (in `Params::named` order) then c.
-    pub(super) fn loss_and_gradients(
-        &self,
-        data: &Tensor,
-        noise: &Tensor,
-    ) -> Result<(Tensor, Tensor, Tensor, Vec<Tensor>)> {
-        let (loss, h, e) = self.nce_loss(data, noise)?;
+    /// The NCE loss on data [B, ...] and noise [M, ...] and its gradients for θ (in
+    /// `Params::named` order) then c.
+    pub(super) fn loss_and_gradients(&self, data: &Tensor, noise: &Tensor) -> Result<(NceLoss, Vec<Tensor>)> {
+        let l = self.nce_loss(data, noise)?;
         torch_point()?;
         let mut inputs: Vec<&Tensor> = self.params.iter().collect();
         inputs.push(&self.c);
-        let grads = Tensor::f_run_backward(&[&loss], &inputs, false, false)?;
+        let grads = Tensor::f_run_backward(&[&l.loss], &inputs, false, false)?;
         torch_point()?;
-        Ok((loss, h, e, grads))
+        Ok((l, grads))
     }
 
     /// The step's statistics on the device, in float64, [`STEP_STATISTICS`] of them: loss, accuracy of the
@@ -83,12 +102,11 @@ impl Ebm {
     /// noise after them.
     pub(super) fn step_statistics(
         &self,
-        loss: &Tensor,
-        h: &Tensor,
-        e: &Tensor,
+        l: &NceLoss,
         b: i64,
         run: Option<&langevin::RunStats>,
     ) -> Result<Tensor> {
+        let (loss, h, e) = (&l.loss, &l.h, &l.e);
         let m = h.size()[0] - b;
         // A tie (h = 0, as everywhere right after a refresh with ν = 1) is a coin toss: half right.
         let correct = h

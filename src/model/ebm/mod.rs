@@ -19,6 +19,7 @@
 mod draw;
 mod inference;
 mod loss;
+pub use loss::NceLoss;
 mod normaliser;
 pub mod parallel;
 mod saved;

@@ -9,7 +9,7 @@
 //! This file owns the protocol whole: registration, where a step stands in its reductions
 //! ([`Phase`], read and written here alone), the two reductions of a step, and what a failed
 //! step still owes.
-use super::loss::STEP_STATISTICS;
+use super::loss::{step_stats, STEP_STATISTICS};
 use super::Ebm;
 use crate::abi::config::{SanceNoise, SANCE_DEVICE_CPU};
 use crate::abi::stats::SanceStepStats;
@@ -282,14 +282,13 @@ impl Ebm {
         noise: &Tensor,
         draw: Option<&Draw>,
         run: Option<&langevin::RunStats>,
-    ) -> Result<(SanceStepStats, Vec<Tensor>)> {
+    ) -> Result<SanceStepStats> {
         let b = data.size()[0];
-        let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
-        let e_bar = if draw.is_some() { self.snapshot_energies(&h, &e, b)? } else { None };
+        let (l, grads) = self.loss_and_gradients(data, noise)?;
         let g = flat::concat(&grads)?;
-        let bad = loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
+        let bad = l.loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
         let local = Tensor::f_cat(
-            &[self.step_statistics(&loss, &h, &e, b, run)?, bad.f_to_kind(Kind::Double)?.f_view([1])?],
+            &[self.step_statistics(&l, b, run)?, bad.f_to_kind(Kind::Double)?.f_view([1])?],
             0,
         )?;
         let host = Tensor::f_cat(&[g.detach().f_to_kind(Kind::Float)?, local.f_to_kind(Kind::Float)?], 0)?;
@@ -353,20 +352,9 @@ impl Ebm {
         // storing the chains cannot run out of memory; if it still failed, undoing θ here alone
         // would set this rank apart from the others, so the buffer just keeps its old chains.
         if let Some(d) = draw {
-            let _ = catch_torch(|| Ok(self.buffer.commit(d, noise, e_bar.as_ref())?));
+            let _ = catch_torch(|| Ok(self.buffer.commit(d, noise, l.snapshot_energies.as_ref())?));
         }
-        let stats = SanceStepStats {
-            loss: stats[0] as f32,
-            accuracy: stats[1] as f32,
-            data_energy: stats[2] as f32,
-            noise_energy: stats[3] as f32,
-            log_z_ratio: v[1] as f32,
-            grad_norm: gnorm_v as f32,
-            langevin_grad_norm: stats[4] as f32,
-            acceptance_rate: stats[5] as f32,
-            ..Default::default()
-        };
-        Ok((stats, Vec::new()))
+        Ok(SanceStepStats { log_z_ratio: v[1] as f32, grad_norm: gnorm_v as f32, ..step_stats(&stats) })
     }
 }
 

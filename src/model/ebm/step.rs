@@ -136,11 +136,11 @@ impl Ebm {
         if self.cfg.noise == SanceNoise::Gaussian {
             let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
             let noise = g.sample(&self.batch_shape(m as i64), &mut self.rng)?;
-            let (stats, _) = self.update(&data, &noise, None, None)?;
+            let stats = self.update(&data, &noise, None, None)?;
             return Ok(stats);
         }
         let (noise, draw, run) = self.draw_noise(m)?;
-        let (stats, _) = self.update(&data, &noise, Some(&draw), Some(&run))?;
+        let stats = self.update(&data, &noise, Some(&draw), Some(&run))?;
         self.last_draw = Some(draw);
         Ok(stats)
     }

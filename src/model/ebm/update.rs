@@ -2,7 +2,7 @@
 //! one read-back of the step. With a reduction registered, `parallel.rs` applies it instead.
 //! A failure here returns an error and changes nothing itself: the step's undo
 //! (crate::model::ebm::saved) puts θ, c and Adam back.
-use super::loss::STEP_STATISTICS;
+use super::loss::{step_stats, STEP_STATISTICS};
 use super::Ebm;
 use crate::abi::stats::SanceStepStats;
 use crate::abi::status::{Error, Result};
@@ -15,8 +15,7 @@ use tch::{Device, Kind, Tensor};
 impl Ebm {
     /// Loss, gradients, clip, AdamW and the finiteness check on data [B, ...] and noise
     /// [M, ...]; then, when a draw is given, the chains go back to the replay buffer (the
-    /// last act: nothing can fail after it). Returns the stats and the gradients before
-    /// clipping (test hooks only).
+    /// last act: nothing can fail after it). Returns the step's statistics.
     ///
     /// One host sync: everything is computed on the device, the update included, and the
     /// statistics and the finiteness checks are read back together at the end. A step whose
@@ -27,18 +26,15 @@ impl Ebm {
         noise: &Tensor,
         draw: Option<&Draw>,
         run: Option<&langevin::RunStats>,
-    ) -> Result<(SanceStepStats, Vec<Tensor>)> {
+    ) -> Result<SanceStepStats> {
         if self.is_data_parallel() {
             return self.update_across_ranks(data, noise, draw, run);
         }
         let b = data.size()[0];
-        let (loss, h, e, grads) = self.loss_and_gradients(data, noise)?;
-        let e_bar = if draw.is_some() { self.snapshot_energies(&h, &e, b)? } else { None };
-        // One flat gradient in θ's layout (θ then c); clipping scales it, not `grads`.
+        let (l, grads) = self.loss_and_gradients(data, noise)?;
+        // One flat gradient in θ's layout (θ then c); clipping scales it.
         let mut g = flat::concat(&grads)?;
         let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
-        // The test entry returns the gradients as they were before clipping.
-        let raw_grads = if cfg!(feature = "test-hooks") && draw.is_none() { grads } else { Vec::new() };
         let clip = self.cfg.grad_clip as f64;
         if clip > 0.0 {
             // g·min(1, clip/‖g‖), on the device (no read of ‖g‖).
@@ -51,7 +47,7 @@ impl Ebm {
         torch_point()?;
         let summary = Tensor::f_cat(
             &[
-                self.step_statistics(&loss, &h, &e, b, run)?,
+                self.step_statistics(&l, b, run)?,
                 Tensor::f_stack(
                     &[
                         gnorm.shallow_clone(),
@@ -64,9 +60,9 @@ impl Ebm {
             0,
         )?;
         let read = Vec::<f64>::try_from(summary.f_to_device(Device::Cpu)?)?;
-        let read = <[f64; STEP_STATISTICS + 3]>::try_from(read).expect("nine statistics were stacked");
-        let [loss_v, accuracy, data_energy, noise_energy, lnorm, acceptance, gnorm_v, log_z, energies_ok] =
-            read;
+        let [gnorm_v, log_z, energies_ok] = <[f64; 3]>::try_from(&read[STEP_STATISTICS..])
+            .expect("the statistics and three values were stacked");
+        let loss_v = read[0];
         if !loss_v.is_finite() || !gnorm_v.is_finite() {
             return Err(Error::non_finite(format!(
                 "step {}: the loss ({loss_v}) or gradient norm ({gnorm_v}) is not finite; the update \
@@ -83,20 +79,9 @@ impl Ebm {
             )));
         }
         if let Some(d) = draw {
-            self.buffer.commit(d, noise, e_bar.as_ref())?;
+            self.buffer.commit(d, noise, l.snapshot_energies.as_ref())?;
         }
-        let stats = SanceStepStats {
-            loss: loss_v as f32,
-            accuracy: accuracy as f32,
-            data_energy: data_energy as f32,
-            noise_energy: noise_energy as f32,
-            log_z_ratio: log_z as f32,
-            grad_norm: gnorm_v as f32,
-            langevin_grad_norm: lnorm as f32,
-            acceptance_rate: acceptance as f32,
-            ..Default::default()
-        };
-        Ok((stats, raw_grads))
+        Ok(SanceStepStats { log_z_ratio: log_z as f32, grad_norm: gnorm_v as f32, ..step_stats(&read) })
     }
 
     /// Applies AdamW with the (clipped) flat gradient `g`, then says whether c and the
@@ -120,12 +105,14 @@ impl Ebm {
     /// Test-only (the `test-hooks` feature): one update, as a training step makes it, on given
     /// data and noise chains — no refresh, no Langevin sampling, the replay buffer untouched.
     /// Returns the step's statistics and the gradient of the loss for θ (in `Params::named`
-    /// order) then c, before clipping. tests/reference_step.rs compares all of it with a
-    /// PyTorch reference.
+    /// order) then c, before clipping (computed apart, on the parameters before the update).
+    /// tests/reference_step.rs compares all of it with a PyTorch reference.
     #[cfg(feature = "test-hooks")]
     pub fn update_on(&mut self, data: &Tensor, noise: &Tensor) -> Result<(SanceStepStats, Vec<Tensor>)> {
-        let r = self.undoable(super::saved::Undo::Model, |m| m.update(data, noise, None, None))?;
+        let (_, grads) = self.loss_and_gradients(data, noise)?;
+        let grads = grads.iter().map(|g| g.f_detach()).collect::<std::result::Result<Vec<_>, _>>()?;
+        let stats = self.undoable(super::saved::Undo::Model, |m| m.update(data, noise, None, None))?;
         self.step += 1;
-        Ok(r)
+        Ok((stats, grads))
     }
 }
