@@ -417,7 +417,7 @@ fn a_panic_inside_a_call_is_caught_and_the_handle_refuses_further_calls() {
 /// leaves it as it was whatever happens inside, so a panic there is reported and the handle
 /// stays usable, its random stream included.
 #[test]
-fn a_panic_inside_a_read_only_call_does_not_poison_the_handle() {
+fn a_panic_inside_a_query_does_not_poison_the_handle() {
     let (h, twin) = (new(&small_config()), new(&small_config()));
     train(h, 0..2);
     train(twin, 0..2);

@@ -34,19 +34,20 @@ impl SanceEbm {
         SanceEbm { state: Mutex::new(State { ebm, poisoned: None }) }
     }
 
-    /// Runs `f`, a call that only reads the model, under the handle's lock. The random stream
-    /// is the one thing such a call may change (the sampler draws from it), and it runs under
-    /// the model's undo of the stream (crate::model::ebm::saved): a failure anywhere in the
+    /// Runs `f`, a query — a call whose one lasting change is the count of draws that picks the
+    /// next draw's stream (energies, draws, the normaliser, a save) — under the handle's lock.
+    /// It gets `&mut Ebm` for that count and the stream, and runs under the model's undo of both
+    /// (crate::model::ebm::saved): a failure anywhere in the
     /// call — the model's part or the C layer's copy-out, a libtorch error raised by an
     /// infallible op, or a bug's panic — leaves the model exactly as it was and does not
     /// poison the handle.
-    pub fn read<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
+    pub fn query<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         st.refuse_if_poisoned()?;
         // The call's thread count, from here to its return (the C layer's copies included).
         let _threads = st.ebm.call_threads();
         catch_panic(|| {
-            st.ebm.read_only(|m| {
+            st.ebm.query(|m| {
                 crate::fault::panic_point();
                 f(m)
             })
@@ -58,7 +59,7 @@ impl SanceEbm {
     /// its own changes on an error, libtorch's included, and a training step settles what it
     /// owes the other ranks however it ends; a panic that still gets here is a bug that may
     /// have left the model half-updated, so it poisons the handle.
-    pub fn with<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
+    pub fn mutate<T>(&self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let mut st = self.state.lock();
         st.refuse_if_poisoned()?;
         let _threads = st.ebm.call_threads();

@@ -33,7 +33,7 @@ pub unsafe extern "C" fn sance_ebm_save(ebm: *const SanceEbm, path: *const c_cha
     guard("sance_ebm_save", || {
         let h = handle(ebm)?;
         let path = c_path(path)?;
-        h.read(|m| checkpoint::save(m, path))
+        h.query(|m| checkpoint::save(m, path))
     })
 }
 
@@ -76,7 +76,7 @@ pub unsafe extern "C" fn sance_ebm_clone(ebm: *const SanceEbm, out: *mut *mut Sa
     guard("sance_ebm_clone", || {
         let h = handle(ebm)?;
         non_null(out, "out")?;
-        let copy = h.read(|m| {
+        let copy = h.query(|m| {
             let mut copy = checkpoint::from_bytes(checkpoint::to_bytes(m)?, m.config().device)?;
             // Not in a checkpoint; a clone draws as the original would.
             copy.draws = m.draws;

@@ -172,7 +172,7 @@ pub unsafe extern "C" fn sance_ebm_train_step(
 ) -> SanceStatus {
     guard("sance_ebm_train_step", || {
         let h = handle(ebm)?;
-        h.with(|m| {
+        h.mutate(|m| {
             // The checks run inside the step: with a reduction registered, a step refused here
             // still makes the reductions the other ranks make (flagged bad), so that they skip
             // it too instead of waiting.
@@ -222,7 +222,7 @@ pub unsafe extern "C" fn sance_ebm_set_allreduce(
 ) -> SanceStatus {
     guard("sance_ebm_set_allreduce", || {
         let c = r#fn.map(|f| Collective { f, user: UserPtr(user), rank, world: world_size });
-        handle(ebm)?.with(|m| m.set_allreduce(c))
+        handle(ebm)?.mutate(|m| m.set_allreduce(c))
     })
 }
 
@@ -231,7 +231,7 @@ pub unsafe extern "C" fn sance_ebm_set_allreduce(
 /// With `noise` = SANCE_NOISE_GAUSSIAN there is no snapshot: SANCE_STATUS_INVALID_ARGUMENT.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceStatus {
-    guard("sance_ebm_refresh_noise", || handle(ebm)?.with(|m| m.refresh_noise()))
+    guard("sance_ebm_refresh_noise", || handle(ebm)?.mutate(|m| m.refresh_noise()))
 }
 
 /// Classic NCE (`noise` = SANCE_NOISE_GAUSSIAN): fits the noise Gaussian's mean and covariance
@@ -246,7 +246,7 @@ pub unsafe extern "C" fn sance_ebm_refresh_noise(ebm: *mut SanceEbm) -> SanceSta
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_fit_noise(ebm: *mut SanceEbm, data: *const f32, n: usize) -> SanceStatus {
     guard("sance_ebm_fit_noise", || {
-        handle(ebm)?.with(|m| {
+        handle(ebm)?.mutate(|m| {
             let x = input_samples(m, data, n, "n", "data", false)?;
             m.fit_noise(&m.tensor_from(x, n)?)
         })
@@ -258,7 +258,7 @@ pub unsafe extern "C" fn sance_ebm_fit_noise(ebm: *mut SanceEbm, data: *const f3
 /// shows the new value. `learning_rate` must be finite and > 0.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_set_learning_rate(ebm: *mut SanceEbm, learning_rate: f32) -> SanceStatus {
-    guard("sance_ebm_set_learning_rate", || handle(ebm)?.with(|m| m.set_learning_rate(learning_rate)))
+    guard("sance_ebm_set_learning_rate", || handle(ebm)?.mutate(|m| m.set_learning_rate(learning_rate)))
 }
 
 /// Draws `n` samples from the model into `out` (`n × sample_size` floats). `params` NULL is
@@ -274,7 +274,7 @@ pub unsafe extern "C" fn sance_ebm_sample(
     out: *mut f32,
 ) -> SanceStatus {
     guard("sance_ebm_sample", || {
-        handle(ebm)?.read(|m| {
+        handle(ebm)?.query(|m| {
             let count = sample_floats(m, n, "n", true)?;
             let s = if params.is_null() {
                 m.sampling_defaults()
@@ -299,7 +299,7 @@ pub unsafe extern "C" fn sance_sampling_init(
 ) -> SanceStatus {
     guard("sance_sampling_init", || {
         non_null(params, "params")?;
-        let s = handle(ebm)?.read(|m| Ok(m.sampling_defaults()))?;
+        let s = handle(ebm)?.query(|m| Ok(m.sampling_defaults()))?;
         params.write(s);
         Ok(())
     })
@@ -325,7 +325,7 @@ pub unsafe extern "C" fn sance_ebm_draw(
     report: *mut SanceDrawReport,
 ) -> SanceStatus {
     guard("sance_ebm_draw", || {
-        handle(ebm)?.read(|m| {
+        handle(ebm)?.query(|m| {
             let chunked = true;
             let count = sample_floats(m, n, "n", chunked)?;
             let s = if params.is_null() {
@@ -359,7 +359,7 @@ pub unsafe extern "C" fn sance_ebm_sample_from(
     params: *const SanceLangevin,
 ) -> SanceStatus {
     guard("sance_ebm_sample_from", || {
-        handle(ebm)?.read(|m| {
+        handle(ebm)?.query(|m| {
             let x0 = m.tensor_from(input_samples(m, chains, n, "n", "chains", true)?, n)?;
             let l = langevin_or_default(params, m)?;
             let x = to_host(&m.sample_from(&x0, &l)?)?;
@@ -377,7 +377,7 @@ pub unsafe extern "C" fn sance_ebm_energy(
     out: *mut f32,
 ) -> SanceStatus {
     guard("sance_ebm_energy", || {
-        handle(ebm)?.read(|m| {
+        handle(ebm)?.query(|m| {
             let x = input_samples(m, x, n, "n", "x", true)?;
             disjoint((out, n), "out", (x.as_ptr(), x.len()), "x")?;
             let out = floats_mut(out, n, "out")?;
@@ -398,7 +398,7 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
     grad: *mut f32,
 ) -> SanceStatus {
     guard("sance_ebm_energy_grad", || {
-        handle(ebm)?.read(|m| {
+        handle(ebm)?.query(|m| {
             let x = input_samples(m, x, n, "n", "x", true)?;
             let xs = (x.as_ptr(), x.len());
             disjoint((grad, x.len()), "grad", xs, "x")?;
@@ -428,7 +428,7 @@ pub unsafe extern "C" fn sance_ebm_energy_grad(
 pub unsafe extern "C" fn sance_ais_init(params: *mut SanceAis, ebm: *const SanceEbm) -> SanceStatus {
     guard("sance_ais_init", || {
         non_null(params, "params")?;
-        let a = handle(ebm)?.read(|m| m.ais_defaults())?;
+        let a = handle(ebm)?.query(|m| m.ais_defaults())?;
         params.write(a);
         Ok(())
     })
@@ -459,7 +459,7 @@ pub unsafe extern "C" fn sance_ebm_log_z(
         if !params.is_null() {
             non_null(params, "params")?;
         }
-        let est = h.read(|m| {
+        let est = h.query(|m| {
             let p = if params.is_null() { m.ais_defaults()? } else { params.read() };
             m.estimate_log_normaliser(&p)
         })?;
@@ -482,7 +482,7 @@ pub unsafe extern "C" fn sance_ebm_log_z(
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_progress(ebm: *const SanceEbm, out: *mut SanceProgress) -> SanceStatus {
     guard("sance_ebm_progress", || {
-        let p = handle(ebm)?.read(|m| Ok(m.progress()))?;
+        let p = handle(ebm)?.query(|m| Ok(m.progress()))?;
         non_null(out, "out")?;
         out.write(p);
         Ok(())
@@ -492,7 +492,7 @@ pub unsafe extern "C" fn sance_ebm_progress(ebm: *const SanceEbm, out: *mut Sanc
 /// Floats per sample (data_dim for MLP, channels·height·width for CONV); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_sample_size(ebm: *const SanceEbm) -> usize {
-    guard_or("sance_ebm_sample_size", 0, || handle(ebm)?.read(|m| Ok(m.sample_size())))
+    guard_or("sance_ebm_sample_size", 0, || handle(ebm)?.query(|m| Ok(m.sample_size())))
 }
 
 /// Copies the model's config into `*out`, with `device` resolved to the device in use
@@ -500,7 +500,7 @@ pub unsafe extern "C" fn sance_ebm_sample_size(ebm: *const SanceEbm) -> usize {
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_config(ebm: *const SanceEbm, out: *mut SanceConfig) -> SanceStatus {
     guard("sance_ebm_config", || {
-        let cfg = handle(ebm)?.read(|m| Ok(m.config()))?;
+        let cfg = handle(ebm)?.query(|m| Ok(m.config()))?;
         non_null(out, "out")?;
         out.write(cfg);
         Ok(())
@@ -514,7 +514,7 @@ pub unsafe extern "C" fn sance_ebm_config(ebm: *const SanceEbm, out: *mut SanceC
 #[no_mangle]
 pub unsafe extern "C" fn sance_ebm_device(ebm: *const SanceEbm, out_device: *mut i32) -> SanceStatus {
     guard("sance_ebm_device", || {
-        let d = handle(ebm)?.read(|m| Ok(m.config().device))?;
+        let d = handle(ebm)?.query(|m| Ok(m.config().device))?;
         non_null(out_device, "out_device")?;
         out_device.write(d);
         Ok(())

@@ -34,11 +34,11 @@ pub(crate) enum Undo {
 pub(crate) struct Saved {
     rng: Rng,
     draws: u64,
-    model: Option<Box<ModelState>>,
+    model: Option<Box<SavedModel>>,
 }
 
 /// [`Undo::Model`]'s part: everything but the random stream.
-struct ModelState {
+struct SavedModel {
     /// Copies of θ and c (flat), then of Adam's moments (flat).
     theta: Tensor,
     average: Option<Tensor>,
@@ -63,7 +63,7 @@ impl Saved {
     fn take(m: &Ebm, what: Undo) -> Result<Saved> {
         let model = match what {
             Undo::Stream => None,
-            Undo::Model => Some(Box::new(ModelState {
+            Undo::Model => Some(Box::new(SavedModel {
                 theta: copy_of(&m.theta)?,
                 average: m.average.as_ref().map(|(a, _)| copy_of(a)).transpose()?,
                 adam_m: copy_of(&m.adam.m_flat)?,
@@ -138,10 +138,10 @@ impl Ebm {
         }
     }
 
-    /// Runs `f`, a call that reads the model and may draw from its stream, under the undo of
-    /// the stream: for callers (the C layer) whose own part of the call may still fail after
-    /// the model's part succeeded.
-    pub fn read_only<T>(&mut self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
+    /// Runs `f`, a query (it reads the model; it may draw from the stream and count its draws),
+    /// under the undo of the stream and the count: for callers (the C layer) whose own part of
+    /// the call may still fail after the model's part succeeded.
+    pub fn query<T>(&mut self, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         self.undoable(Undo::Stream, f)
     }
 }
