@@ -92,15 +92,17 @@ fn one_handle_shared_by_threads() {
             std::thread::spawn(move || {
                 let h = h as *mut SanceEbm;
                 let mut data = vec![0f32; 64 * 2];
+                let mut energies = vec![0f32; 64];
                 for t in 0..10 {
                     unsafe { sance_toy_dataset(c"rings".as_ptr(), 64, w * 100 + t, data.as_mut_ptr()) };
                     let s = match (w + t) % 3 {
                         0 => unsafe { sance_ebm_train_step(h, data.as_ptr(), 64, ptr::null_mut()) },
                         1 => unsafe { sance_ebm_sample(h, 16, ptr::null(), data.as_mut_ptr()) },
-                        _ => unsafe { sance_ebm_energy(h, data.as_ptr(), 64, data.as_mut_ptr().add(64)) },
+                        // Outputs must not overlap the input (docs/c-api.md).
+                        _ => unsafe { sance_ebm_energy(h, data.as_ptr(), 64, energies.as_mut_ptr()) },
                     };
                     assert_eq!(s, SanceStatus::Ok, "{}", last_error());
-                    assert!(data.iter().all(|v| v.is_finite()));
+                    assert!(data.iter().chain(&energies).all(|v| v.is_finite()));
                 }
             })
         })
