@@ -83,7 +83,14 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model> {
     let activation = match field("activation")? {
         0 => Activation::Silu,
         1 => Activation::LeakyRelu,
-        a => return Err(Error::corrupt(format!("config activation {a} is not an activation"))),
+        // A valid file whose activation this evaluator does not know (a newer libsance's):
+        // the caller's choice of file, not damage.
+        a => {
+            return Err(Error::invalid(format!(
+                "config activation {a} is not one this evaluator knows (0 SiLU, 1 LeakyReLU): a newer \
+                 libsance's file? evaluate it with libsance"
+            )))
+        }
     };
     let dim = field("data_dim")? as usize;
     let width = field("hidden_width")? as usize;
@@ -384,6 +391,22 @@ mod tests {
         assert_eq!(plain, energy(&forge(5, Dtype::F32, &[])));
         let m = corrupt(&forge(6, Dtype::F32, &[]));
         assert!(m.contains("version 6") && m.contains("versions 1 to 5"), "{m}");
+    }
+
+    /// A valid file with an activation this evaluator does not know (a newer libsance's) is the
+    /// caller's argument, not damage: INVALID_ARGUMENT, naming it.
+    #[test]
+    fn an_unknown_activation_is_an_invalid_argument() {
+        let mut bytes = forge(5, Dtype::F32, &[]);
+        // The config is JSON inside the header's JSON (its quotes escaped): the first digit after
+        // its key is the activation's.
+        let key = bytes.windows(10).position(|w| w == b"activation").expect("the forged config");
+        let digit = key + bytes[key..].iter().position(u8::is_ascii_digit).expect("a value");
+        assert_eq!(bytes[digit], b'0');
+        bytes[digit] = b'7';
+        let e = from_bytes(&bytes).unwrap_err();
+        assert_eq!(e.status, SanceStatus::InvalidArgument, "{}", e.message);
+        assert!(e.message.contains("activation 7"), "{}", e.message);
     }
 
     #[test]

@@ -53,7 +53,8 @@ fn check_ptr<T>(p: *const T, name: &str) -> Result<()> {
 /// parameters' moving average when the model keeps one (`ema_decay` > 0), else θ, with the
 /// model's fitted scaling of the data when it has one (format version 4), so that energies
 /// and gradients are in the user's coordinates.
-/// Convolutional energies are refused (SANCE_STATUS_INVALID_ARGUMENT). On success `*out`
+/// Convolutional energies, and activations this evaluator does not know, are refused
+/// (SANCE_STATUS_INVALID_ARGUMENT). On success `*out`
 /// holds a new model (free it with `sance_eval_free`); on failure `*out` is unchanged and the
 /// status says why: SANCE_STATUS_IO (unreadable file), SANCE_STATUS_CORRUPT (not a valid
 /// sance checkpoint).

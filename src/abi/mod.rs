@@ -2,6 +2,7 @@
 //! codes and error messages, and the version numbers; also the config's JSON form (checkpoint
 //! metadata, the data-parallel fingerprint). cbindgen writes them to `include/sance.h`.
 pub mod ais;
+pub mod collective;
 pub mod config;
 pub mod config_json;
 pub mod sampling;

@@ -191,10 +191,7 @@ pub unsafe extern "C" fn sance_ebm_train_step(
     })
 }
 
-/// The host's reduction for data-parallel training: sums `buf[0 .. n]` in place over all
-/// ranks (e.g. `MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_FLOAT, MPI_SUM, comm)`) and returns 0,
-/// or non-zero on failure. `user` is the pointer given to `sance_ebm_set_allreduce`.
-pub type SanceAllreduceFn = Option<unsafe extern "C" fn(buf: *mut f32, n: usize, user: *mut c_void) -> i32>;
+pub use crate::abi::collective::SanceAllreduceFn;
 
 /// Makes training data-parallel across ranks through the host's reduction `fn` (NULL
 /// unregisters). Every rank calls it, with its `rank` in 0 .. `world_size` − 1: registration is
@@ -221,7 +218,7 @@ pub unsafe extern "C" fn sance_ebm_set_allreduce(
     world_size: u32,
 ) -> SanceStatus {
     guard("sance_ebm_set_allreduce", || {
-        let c = r#fn.map(|f| Collective { f, user: UserPtr(user), rank, world: world_size });
+        let c = Collective::new(r#fn, UserPtr(user), rank, world_size);
         handle(ebm)?.mutate(|m| m.set_allreduce(c))
     })
 }

@@ -11,6 +11,7 @@
 //! step still owes.
 use super::loss::{step_stats, STEP_STATISTICS};
 use super::Ebm;
+use crate::abi::collective::SanceAllreduceFn;
 use crate::abi::config::{SanceNoise, SANCE_DEVICE_CPU};
 use crate::abi::stats::SanceStepStats;
 use crate::abi::status::{Error, Result, SanceStatus};
@@ -24,9 +25,6 @@ use crate::panic::catch_torch;
 use std::ffi::c_void;
 use tch::{Device, Kind, Tensor};
 
-/// The host's reduction: sums `buf[..n]` over ranks, in place; 0 on success.
-pub type ReduceFn = unsafe extern "C" fn(buf: *mut f32, n: usize, user: *mut c_void) -> i32;
-
 /// The host's `user` pointer, passed back untouched. The host promises it may be used from
 /// whichever thread calls sance (the handle serialises calls).
 #[derive(Clone, Copy, Debug)]
@@ -35,15 +33,22 @@ pub struct UserPtr(pub *mut c_void);
 unsafe impl Send for UserPtr {}
 unsafe impl Sync for UserPtr {}
 
+/// A registered reduction: the host's function (never NULL here), its `user` pointer, this
+/// rank and the world's size.
 #[derive(Clone, Copy, Debug)]
 pub struct Collective {
-    pub f: ReduceFn,
-    pub user: UserPtr,
+    f: unsafe extern "C" fn(buf: *mut f32, n: usize, user: *mut c_void) -> i32,
+    user: UserPtr,
     pub rank: u32,
     pub world: u32,
 }
 
 impl Collective {
+    /// The reduction `f` registers; None when `f` is NULL (unregistering).
+    pub fn new(f: SanceAllreduceFn, user: UserPtr, rank: u32, world: u32) -> Option<Collective> {
+        f.map(|f| Collective { f, user, rank, world })
+    }
+
     /// Sums `buf` over ranks. A non-zero return is SANCE_STATUS_COLLECTIVE.
     pub fn reduce(&self, buf: &mut [f32], what: &str) -> Result<()> {
         // SAFETY: the host's function, on a buffer of exactly `buf.len()` floats.
