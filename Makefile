@@ -71,8 +71,14 @@ all: build
 build:
 	bash -c 'source scripts/env.sh && cargo build --release --lib'
 
-$(LIB) $(EVAL_LIB):
+# The libraries are rebuilt when any of their sources is newer, so an install never ships a
+# stale build; when they are current no cargo runs (`sudo make install` after `make` needs no
+# toolchain for root).
+SOURCES := $(shell find src eval/src build_support -name '*.rs') build.rs eval/build.rs \
+	Cargo.toml eval/Cargo.toml Cargo.lock cbindgen.toml eval/cbindgen.toml
+$(LIB) $(EVAL_LIB): $(SOURCES)
 	$(MAKE) build
+	@touch $(LIB) $(EVAL_LIB)
 
 # $(call install_lib,BUILT,libNAME,X.Y.Z[,norunpath]): BUILT as LIBDIR/libNAME.so.X.Y.Z, its SONAME and
 # libNAME.so links, its RUNPATH set for the chosen libtorch (left as built, i.e. none, with a 4th

@@ -82,8 +82,16 @@ else
     skip "test_threads on CUDA" "no GPU"
     skip "test_quality on CUDA" "no GPU"
 fi
-CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_sance on the CPU" 90 ./test_sance
-CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_threads on the CPU" 60 ./test_threads
+# The CPU parts: SANCE_BUNDLE_CPU_PARTS lists which (default both; the test suite, which ran
+# both harnesses on the CPU already, runs only test_threads here: proof enough that the
+# bundle's binaries load its library and run).
+for p in ${SANCE_BUNDLE_CPU_PARTS-test_sance test_threads}; do
+    case $p in
+    test_sance) CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_sance on the CPU" 90 ./test_sance ;;
+    test_threads) CUDA_VISIBLE_DEVICES= SANCE_TEST_DEVICE=cpu part "test_threads on the CPU" 60 ./test_threads ;;
+    *) echo "FAIL: SANCE_BUNDLE_CPU_PARTS names $p (test_sance, test_threads)"; failed=$((failed + 1)) ;;
+    esac
+done
 
 if [ "$gpu" -eq 1 ]; then
     echo "== speed: CUDA against PyTorch eager on the same GPU, and the CPU rows"

@@ -364,7 +364,7 @@ impl Ebm {
 }
 
 /// FNV-1a, 64 bits: a fingerprint that is the same on every machine for the same bytes.
-pub fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
+fn fnv1a(bytes: &[u8], mut h: u64) -> u64 {
     for &b in bytes {
         h ^= b as u64;
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -383,7 +383,7 @@ pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 /// duplicates); every rank holds the same θ and config exactly when W · Σx² = (Σx)² for each nibble (small
 /// integers, exact in float32 up to 74,000 ranks); the same test on the stream's nibbles says whether every
 /// rank holds the same random stream ([`same_streams`]).
-pub fn registration_buffer(fingerprint: u64, stream: u64, rank: u32, world: u32) -> Vec<f32> {
+fn registration_buffer(fingerprint: u64, stream: u64, rank: u32, world: u32) -> Vec<f32> {
     let mut buf = vec![0f32; REGISTRATION_LEN];
     let (w, r) = (world as f32, rank as f32);
     buf[..5].copy_from_slice(&[1.0, w, w * w, r, r * r]);
@@ -411,12 +411,12 @@ fn same_nibbles(buf: &[f32], at: usize) -> bool {
 /// Whether every rank registered with the same random stream (as after every rank loaded one
 /// checkpoint, or made its model from the same config): read from the sums alone, so every
 /// rank reaches the same verdict.
-pub fn same_streams(buf: &[f32]) -> bool {
+fn same_streams(buf: &[f32]) -> bool {
     same_nibbles(buf, 5 + 32)
 }
 
 /// The verdict on a summed registration buffer (the same on every rank: it reads only the sums).
-pub fn check_registration(buf: &[f32]) -> Result<()> {
+fn check_registration(buf: &[f32]) -> Result<()> {
     let n = buf[0] as f64;
     let close = |a: f64, b: f64| a.is_finite() && (a - b).abs() <= 1e-6 * b.abs().max(1.0);
     let (sw, sw2) = (buf[1] as f64, buf[2] as f64);
