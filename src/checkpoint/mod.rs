@@ -35,7 +35,7 @@
 //! counters, the config.
 pub mod atomic;
 
-use crate::abi::config::validate_config;
+use crate::abi::config::{validate_config, SanceConfig};
 use crate::abi::config_json;
 use crate::abi::status::{Error, Result, SanceStatus};
 use crate::abi::version::{version_string, SANCE_ABI_VERSION};
@@ -90,23 +90,62 @@ impl View for &Entry {
     }
 }
 
+/// The two element types a checkpoint stores, read and written by one generic path.
+trait StoredFloat: tch::kind::Element + Copy + Default {
+    const BYTES: usize;
+    fn to_le(self) -> Vec<u8>;
+    fn from_le(b: &[u8]) -> Self;
+    fn finite(self) -> bool;
+}
+
+impl StoredFloat for f32 {
+    const BYTES: usize = 4;
+    fn to_le(self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+    fn from_le(b: &[u8]) -> f32 {
+        f32::from_le_bytes(b.try_into().expect("4 bytes"))
+    }
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+
+impl StoredFloat for f64 {
+    const BYTES: usize = 8;
+    fn to_le(self) -> Vec<u8> {
+        self.to_le_bytes().to_vec()
+    }
+    fn from_le(b: &[u8]) -> f64 {
+        f64::from_le_bytes(b.try_into().expect("8 bytes"))
+    }
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+}
+
+/// A contiguous host tensor's `n` elements as little-endian bytes.
+fn le_bytes<T: StoredFloat>(t: &Tensor, n: usize) -> Result<Vec<u8>> {
+    let mut v = vec![T::default(); n];
+    t.f_copy_data(&mut v, n)?;
+    Ok(v.into_iter().flat_map(T::to_le).collect())
+}
+
+/// Little-endian bytes as a host tensor, CORRUPT (naming the tensor) when a value is not finite.
+fn from_le_bytes<T: StoredFloat>(bytes: &[u8], name: &str) -> Result<Tensor> {
+    let v: Vec<T> = bytes.chunks_exact(T::BYTES).map(T::from_le).collect();
+    if v.iter().any(|x| !x.finite()) {
+        return Err(corrupt(format!("tensor {name} holds non-finite values")));
+    }
+    Ok(Tensor::f_from_slice(&v)?)
+}
+
 /// `t`'s bytes on the host (float32 or float64; other kinds are refused).
 pub fn entry(t: &Tensor) -> Result<Entry> {
     let t = t.f_detach()?.f_to_device(Device::Cpu)?.f_contiguous()?;
     let dtype = dtype_of(t.kind())?;
     let n = t.numel();
-    let data = match dtype {
-        Dtype::F64 => {
-            let mut v = vec![0f64; n];
-            t.f_copy_data(&mut v, n)?;
-            v.iter().flat_map(|x| x.to_le_bytes()).collect()
-        }
-        _ => {
-            let mut v = vec![0f32; n];
-            t.f_copy_data(&mut v, n)?;
-            v.iter().flat_map(|x| x.to_le_bytes()).collect()
-        }
-    };
+    let data = if dtype == Dtype::F64 { le_bytes::<f64>(&t, n)? } else { le_bytes::<f32>(&t, n)? };
     Ok(Entry { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), data })
 }
 
@@ -318,34 +357,63 @@ fn tensor(f: &File, name: &str, shape: &[i64], dtype: Dtype, kind: Kind, device:
             t.dtype, t.shape
         )));
     }
-    let bytes = t.data;
-    let host = match dtype {
-        Dtype::F64 => {
-            let v: Vec<f64> =
-                bytes.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect();
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(corrupt(format!("tensor {name} holds non-finite values")));
-            }
-            Tensor::f_from_slice(&v)?
-        }
-        _ => {
-            let v: Vec<f32> =
-                bytes.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect();
-            if v.iter().any(|x| !x.is_finite()) {
-                return Err(corrupt(format!("tensor {name} holds non-finite values")));
-            }
-            Tensor::f_from_slice(&v)?
-        }
+    let host = if dtype == Dtype::F64 {
+        from_le_bytes::<f64>(t.data, name)?
+    } else {
+        from_le_bytes::<f32>(t.data, name)?
     };
     Ok(host.f_view(shape)?.f_to_kind(kind)?.f_to_device(device)?)
 }
 
-/// Rebuilds a model from checkpoint bytes: a fresh model of the stored config, and the
-/// decoded and validated [`TrainerState`] that the model then installs. Every problem is
+/// Rebuilds a model from checkpoint bytes in three steps: the metadata (format, version,
+/// config, dtype), a fresh model of the stored config, then the tensors and the counters,
+/// decoded and validated into the [`TrainerState`] that the model installs. Every problem is
 /// SANCE_STATUS_CORRUPT naming what is wrong, except a device that does not exist
 /// (SANCE_STATUS_DEVICE).
 pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     let f = decode(&bytes)?;
+    let (mut cfg, version, dtype) = header(&f)?;
+    let kind = if dtype == Dtype::F64 { Kind::Double } else { Kind::Float };
+    cfg.device = device;
+    let mut ebm = Ebm::with_kind(&cfg, kind)?;
+    let t = tensors(&f, &ebm, &cfg, version, dtype)?;
+    let (step, refresh_count, adam_t, rng) = counters(&f, &cfg, &t)?;
+    ebm.install_state(TrainerState {
+        theta: t.theta,
+        average: t.average,
+        snapshot: t.snapshot,
+        c: t.c,
+        exp_avg: t.exp_avg,
+        exp_avg_sq: t.exp_avg_sq,
+        adam_t,
+        replay: t.replay,
+        replay_energies: t.replay_energies,
+        gaussian_noise: t.noise,
+        scaling: t.scaling,
+        rng,
+        step,
+        refresh_count,
+    })?;
+    Ok(ebm)
+}
+
+/// The tensors of a checkpoint, each checked against the model's shapes.
+struct Tensors {
+    theta: Vec<Tensor>,
+    snapshot: Option<Vec<Tensor>>,
+    average: Option<Vec<Tensor>>,
+    c: Tensor,
+    exp_avg: Vec<Tensor>,
+    exp_avg_sq: Vec<Tensor>,
+    replay: Option<Tensor>,
+    replay_energies: Option<Tensor>,
+    noise: Option<(Tensor, Tensor)>,
+    scaling: Option<(Tensor, Tensor)>,
+}
+
+/// Step 1: the metadata — the format, a version this library reads, the stored config
+/// (validated, in this library's layout) and the element type.
+fn header(f: &File) -> Result<(SanceConfig, u64, Dtype)> {
     if f.meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(corrupt("not a sance checkpoint: metadata \"format\" is not \"sance-checkpoint\""));
     }
@@ -363,14 +431,18 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     cfg.abi_version = SANCE_ABI_VERSION;
     validate_config(&cfg)
         .map_err(|e| corrupt(format!("the stored config fails validation: {}", e.message)))?;
-    let dtype = match meta(&f, "dtype")? {
+    let dtype = match meta(f, "dtype")? {
         "F32" => Dtype::F32,
         "F64" => Dtype::F64,
         d => return Err(corrupt(format!("metadata \"dtype\" is {d:?}, expected F32 or F64"))),
     };
+    Ok((cfg, version, dtype))
+}
+
+/// Step 2: every tensor the config and version call for, with its shape, element type and
+/// values checked, and no tensor besides them.
+fn tensors(f: &File, ebm: &Ebm, cfg: &SanceConfig, version: u64, dtype: Dtype) -> Result<Tensors> {
     let kind = if dtype == Dtype::F64 { Kind::Double } else { Kind::Float };
-    cfg.device = device;
-    let mut ebm = Ebm::with_kind(&cfg, kind)?;
     let dev = ebm.device();
     let names = Names::new(version, &ebm.net().param_names());
 
@@ -382,7 +454,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
             .zip(shapes)
             .map(|(name, s)| {
                 expected.insert(name.clone());
-                tensor(&f, name, s, dtype, kind, dev)
+                tensor(f, name, s, dtype, kind, dev)
             })
             .collect::<Result<Vec<Tensor>>>()
     };
@@ -485,10 +557,18 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
     if let Some(extra) = f.tensors.keys().find(|k| !expected.contains(*k)) {
         return Err(corrupt(format!("unexpected tensor {extra}")));
     }
-    let step = meta_u64(&f, "step")?;
-    let refresh_count = meta_u64(&f, "refresh_count")?;
-    let adam_t = meta_u64(&f, "adam_t")?;
-    let noise_missing = if gaussian_noise { noise.is_none() } else { !has_snapshot };
+    Ok(Tensors { theta, snapshot, average, c, exp_avg, exp_avg_sq, replay, replay_energies, noise, scaling })
+}
+
+/// Step 3: the counters and the random stream, consistent with each other and with the
+/// tensors (a trained model has its snapshot or its fitted noise).
+fn counters(f: &File, cfg: &SanceConfig, t: &Tensors) -> Result<(u64, u64, u64, Rng)> {
+    let gaussian_noise = cfg.noise == crate::abi::config::SanceNoise::Gaussian;
+    let has_snapshot = t.snapshot.is_some();
+    let step = meta_u64(f, "step")?;
+    let refresh_count = meta_u64(f, "refresh_count")?;
+    let adam_t = meta_u64(f, "adam_t")?;
+    let noise_missing = if gaussian_noise { t.noise.is_none() } else { !has_snapshot };
     let refresh_bad = if gaussian_noise {
         refresh_count != 0 || has_snapshot
     } else {
@@ -501,7 +581,7 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
             if noise_missing { "absent" } else { "present" }
         )));
     }
-    let rng: Vec<u64> = meta(&f, "rng")?
+    let rng: Vec<u64> = meta(f, "rng")?
         .split(',')
         .map(|x| x.parse::<u64>())
         .collect::<std::result::Result<_, _>>()
@@ -510,22 +590,5 @@ pub fn from_bytes(bytes: Vec<u8>, device: i32) -> Result<Ebm> {
         .ok()
         .and_then(Rng::from_state)
         .ok_or_else(|| corrupt("metadata \"rng\" is not a valid generator state"))?;
-
-    ebm.install_state(TrainerState {
-        theta,
-        average,
-        snapshot,
-        c,
-        exp_avg,
-        exp_avg_sq,
-        adam_t,
-        replay,
-        replay_energies,
-        gaussian_noise: noise,
-        scaling,
-        rng,
-        step,
-        refresh_count,
-    })?;
-    Ok(ebm)
+    Ok((step, refresh_count, adam_t, rng))
 }
