@@ -417,7 +417,7 @@ fn header(f: &File) -> Result<(SanceConfig, u64, Dtype)> {
     if f.meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(corrupt("not a sance checkpoint: metadata \"format\" is not \"sance-checkpoint\""));
     }
-    let version = meta_u64(&f, "format_version")?;
+    let version = meta_u64(f, "format_version")?;
     if !(1..=FORMAT_VERSION as u64).contains(&version) {
         return Err(corrupt(format!(
             "checkpoint format version {version} is not supported: this library reads versions 1 to \
@@ -425,7 +425,7 @@ fn header(f: &File) -> Result<(SanceConfig, u64, Dtype)> {
             if version > FORMAT_VERSION as u64 { " (written by a newer sance)" } else { "" }
         )));
     }
-    let mut cfg = config_json::from_json(meta(&f, "config")?).map_err(corrupt)?;
+    let mut cfg = config_json::from_json(meta(f, "config")?).map_err(corrupt)?;
     // The stored abi_version is that of the library that wrote the file; the layout in
     // memory is this library's.
     cfg.abi_version = SANCE_ABI_VERSION;
