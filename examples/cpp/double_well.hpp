@@ -1,8 +1,11 @@
 // The double-well simulation shared by the examples (double_well.cpp, double_well_mpi.cpp):
 // overdamped Langevin walkers in U(x, y) = h (x² − 1)² + y² / 2 at kT = 1, 2-D histograms of
-// where they go, and the total variation distance between two histograms.
+// where they go, the total variation distance between two histograms; and what both examples
+// do alike: the model's config and the evaluation of the trained model as a force field.
 #ifndef SANCE_EXAMPLES_DOUBLE_WELL_HPP
 #define SANCE_EXAMPLES_DOUBLE_WELL_HPP
+
+#include <sance/sance.hpp>
 
 #include <cmath>
 #include <cstdio>
@@ -82,6 +85,42 @@ inline std::vector<float> start(uint64_t seed, int walkers = kWalkers) {
     std::vector<float> x(2 * walkers);
     for (auto &v : x) v = static_cast<float>(u(rng));
     return x;
+}
+
+// The examples' model: the 2-D defaults but for the sampler's starting step. The wells are
+// broad (std ~0.3), so the default λ = 0.005, chosen for thin structures, only slows the noise
+// chains' crossings of the barrier: with it (at K = 100) the learned right-well occupancy fell
+// to 0.40 (TV 0.130), against 0.46 (TV 0.083) at λ = 0.01. (Measured with sance 0.4's
+// unadjusted sampler at a fixed step. Since 0.5 the default is MALA, whose step training tunes
+// from this starting value towards 60 % acceptance.) Temperature stays 1.
+inline sance::Config model_config() {
+    sance::Config cfg;
+    cfg.seed = 1;
+    cfg.langevin.step_size = 0.01f;
+    cfg.langevin.noise_std = std::sqrt(2.0f * cfg.langevin.step_size);
+    return cfg;
+}
+
+// The trained energy's force field −kT ∇E_θ drives a simulation that never sees U; its long-run
+// histogram is compared with the reference simulation's, beside two independent reference runs
+// (the sampling-noise floor). Prints the distances and occupancies; true when TV < 0.12.
+inline bool learned_force_matches(const sance::Ebm &ebm) {
+    auto learned_force = [&ebm](const std::vector<float> &pos, std::vector<float> &out) {
+        sance::EnergyGrad eg = ebm.energy_grad(pos);
+        for (size_t k = 0; k < out.size(); k++) out[k] = -eg.grad[k];
+    };
+    const int burn = 2000, steps = 20000;
+    Histogram reference = simulate(true_force, start(11), burn, steps, 101);
+    Histogram independent = simulate(true_force, start(12), burn, steps, 202);
+    Histogram learned = simulate(learned_force, start(13), burn, steps, 303);
+    double floor = total_variation(reference, independent);
+    double tv = total_variation(reference, learned);
+    std::printf("total variation distance between 2-D histograms (40x40 bins):\n");
+    std::printf("  learned force field vs reference simulation: %.4f\n", tv);
+    std::printf("  two independent reference runs (noise floor): %.4f\n", floor);
+    std::printf("right-well occupancy: reference %.3f, independent %.3f, learned %.3f\n", right_well(reference),
+                right_well(independent), right_well(learned));
+    return tv < 0.12;
 }
 
 } // namespace double_well
