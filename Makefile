@@ -69,7 +69,7 @@ up = $(subst $(space),/,$(patsubst %,..,$(subst /, ,$(1))))
 all: build
 
 build:
-	bash -c 'source scripts/env.sh && cargo build --release --lib'
+	bash -c 'source scripts/env.sh && cargo build --release --lib && sance_soname_links'
 
 # The libraries are rebuilt when any of their sources is newer, so an install never ships a
 # stale build; when they are current no cargo runs (`sudo make install` after `make` needs no

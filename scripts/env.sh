@@ -53,3 +53,18 @@ else
     export LIBTORCH_USE_PYTORCH=1
 fi
 export SANCE_ROOT
+
+# Links target/release/<SONAME> -> lib<name>.so for each built library (libsance.so.0.5 ->
+# libsance.so), so that programs linked against the build tree (-Ltarget/release) find it at
+# run time as they would an installed library. The SONAME itself is set at link time
+# (build_support/header.rs); the link is made here, after a build, since a build script may
+# write only into its OUT_DIR. Called by `make build`, scripts/test and the benchmarks.
+sance_soname_links() {
+    local dir=${1:-$SANCE_ROOT/target/release} lib soname
+    for lib in libsance libsance_eval; do
+        [ -f "$dir/$lib.so" ] || continue
+        soname=$(readelf -d "$dir/$lib.so" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
+        [ -n "$soname" ] && ln -sfn "$lib.so" "$dir/$soname"
+    done
+    return 0
+}
