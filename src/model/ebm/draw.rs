@@ -173,7 +173,7 @@ impl Ebm {
         let t = temperature(l);
         let clamp = self.clamp_of(l)?;
         // The work scales with n (a call for a few draws stays cheap) up to n = 2,048.
-        let m = (4 * n).clamp(KDE_PROPOSALS.0, KDE_PROPOSALS.1);
+        let m = n.saturating_mul(4).clamp(KDE_PROPOSALS.0, KDE_PROPOSALS.1);
         let kde = if self.sample_size() <= KDE_MAX_DIM && rows.size()[0] >= 2 {
             let (centres, pilot) =
                 ((m / 4).clamp(KDE_CENTRES.0, KDE_CENTRES.1), (m / 16).clamp(KDE_PILOT.0, KDE_PILOT.1));
@@ -292,7 +292,7 @@ impl Ebm {
         let particles = if self.sample_size() > KDE_MAX_DIM {
             n.max(ANNEALED_PARTICLES_LARGE)
         } else {
-            n.max((4 * n).clamp(ANNEALED_PARTICLES.0, ANNEALED_PARTICLES.1))
+            n.max(n.saturating_mul(4).clamp(ANNEALED_PARTICLES.0, ANNEALED_PARTICLES.1))
         };
         self.check_work_size(particles, "n (the particles of SANCE_SAMPLER_ANNEALED)", false)?;
         let base = self.ais_base()?;
