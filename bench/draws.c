@@ -6,34 +6,11 @@
  * classic model. Prints the median milliseconds per call and each one's ratio to the
  * reference of the same run. Built and run by bench/draws. */
 #define _POSIX_C_SOURCE 200809L
-#include <sance.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <time.h>
-
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        SanceStatus s_ = (call);                                                           \
-        if (s_ != SANCE_STATUS_OK) {                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, sance_last_error()); \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
+#include "bench.h"
 
 enum { AUTO, FRESH200, POPULATION, ANNEALED, CLASSIC_AUTO, KINDS };
 static const char *NAMES[KINDS] = {"AUTO (NULL)", "FRESH, 200 steps", "POPULATION", "ANNEALED",
                                    "classic NCE: AUTO"};
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static SanceEbm *trained(uint32_t noise) {
     SanceConfig c;

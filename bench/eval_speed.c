@@ -26,17 +26,7 @@
             exit(1);                                                                               \
         }                                                                                          \
     } while (0)
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench.h" /* after CHECK: its own prints both libraries' errors */
 
 static double median(double *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp);

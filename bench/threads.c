@@ -7,31 +7,11 @@
  * libtorch's own default (every core), what sance did before 0.4. Prints the median over
  * ROUNDS rounds (default 7) of 10 steps (4 for conv) each, after 5 warm-up steps. */
 #define _POSIX_C_SOURCE 200809L
-#include <sance.h>
+#include "bench.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define CHECK(call)                                                                        \
-    do {                                                                                   \
-        SanceStatus s_ = (call);                                                           \
-        if (s_ != SANCE_STATUS_OK) {                                                       \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, sance_last_error()); \
-            exit(1);                                                                       \
-        }                                                                                  \
-    } while (0)
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc < 3) {
