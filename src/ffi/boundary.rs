@@ -81,7 +81,8 @@ pub unsafe fn floats_mut<'a>(p: *mut f32, len: usize, name: &str) -> Result<&'a 
 /// undefined behaviour). Lengths in floats, already checked to be addressable.
 pub fn disjoint(a: (*const f32, usize), a_name: &str, b: (*const f32, usize), b_name: &str) -> Result<()> {
     let (a0, b0) = (a.0 as usize, b.0 as usize);
-    let (a1, b1) = (a0 + 4 * a.1, b0 + 4 * b.1);
+    let f = std::mem::size_of::<f32>();
+    let (a1, b1) = (a0 + f * a.1, b0 + f * b.1);
     if a0 < b1 && b0 < a1 {
         return Err(Error::invalid(format!(
             "{a_name} overlaps {b_name} (outputs must not overlap inputs or each other)"
