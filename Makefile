@@ -6,7 +6,7 @@
 #
 # Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X — libsance.so.0.Y before 1.0, where
 # a minor version may break the ABI (0.2 and 0.3 did) — and the SONAME / .so links,
-# include/sance.h, include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
+# include/sance.h (and include/sance_status.h, which it shares with sance_eval.h), include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
 # lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance); and libsance_eval,
 # the libtorch-free evaluator of trained MLP energies: lib/libsance_eval.so.X.Y.Z (its SONAME and
 # links), include/sance_eval.h, include/sance/eval.hpp, lib/pkgconfig/sance_eval.pc and the
@@ -74,8 +74,8 @@ build:
 # The libraries are rebuilt when any of their sources is newer, so an install never ships a
 # stale build; when they are current no cargo runs (`sudo make install` after `make` needs no
 # toolchain for root).
-SOURCES := $(shell find src eval/src build_support -name '*.rs') build.rs eval/build.rs \
-	Cargo.toml eval/Cargo.toml Cargo.lock cbindgen.toml eval/cbindgen.toml
+SOURCES := $(shell find src eval/src cabi/src build_support -name '*.rs') build.rs eval/build.rs cabi/build.rs \
+	Cargo.toml eval/Cargo.toml cabi/Cargo.toml Cargo.lock cbindgen.toml eval/cbindgen.toml cabi/cbindgen.toml
 $(LIB) $(EVAL_LIB): $(SOURCES)
 	$(MAKE) build
 	@touch $(LIB) $(EVAL_LIB)
@@ -131,6 +131,7 @@ install: $(LIB) $(EVAL_LIB) check-install patchelf
 	$(call install_lib,$(EVAL_LIB),libsance_eval,$(VERSION),norunpath)
 	install -m 644 include/sance.h $(DESTDIR)$(INCLUDEDIR)/sance.h
 	install -m 644 include/sance_eval.h $(DESTDIR)$(INCLUDEDIR)/sance_eval.h
+	install -m 644 include/sance_status.h $(DESTDIR)$(INCLUDEDIR)/sance_status.h
 	install -m 644 bindings/cpp/include/sance/sance.hpp $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp
 	install -m 644 bindings/cpp/include/sance/eval.hpp $(DESTDIR)$(INCLUDEDIR)/sance/eval.hpp
 	install -m 644 bindings/cpp/include/sance/mpi.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
@@ -166,7 +167,8 @@ uninstall:
 	$(call uninstall_lib,sance,libsance,$(VERSION))
 	$(call uninstall_so,libsance_eval,$(VERSION))
 	rm -f $(DESTDIR)$(LIBDIR)/pkgconfig/sance_eval.pc
-	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance_eval.h $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp \
+	rm -f $(DESTDIR)$(INCLUDEDIR)/sance.h $(DESTDIR)$(INCLUDEDIR)/sance_eval.h $(DESTDIR)$(INCLUDEDIR)/sance_status.h \
+	    $(DESTDIR)$(INCLUDEDIR)/sance/sance.hpp \
 	    $(DESTDIR)$(INCLUDEDIR)/sance/eval.hpp $(DESTDIR)$(INCLUDEDIR)/sance/mpi.hpp
 	-rmdir $(DESTDIR)$(INCLUDEDIR)/sance
 	rm -rf $(DESTDIR)$(BUNDLEDIR)

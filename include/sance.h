@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include "sance_status.h"
 
 /**
  * `SanceConfig::device`: run on the CPU.
@@ -69,58 +70,6 @@
  * See `SANCE_VERSION_MAJOR`.
  */
 #define SANCE_VERSION_PATCH 0
-
-#ifndef SANCE_STATUS_DEFINED
-#define SANCE_STATUS_DEFINED
-/**
- * Outcome of a fallible call. Values are explicit and never reused.
- */
-typedef enum {
-  /**
-   * Success.
-   */
-  SANCE_STATUS_OK = 0,
-  /**
-   * A required pointer argument was NULL.
-   */
-  SANCE_STATUS_NULL_POINTER = 1,
-  /**
-   * An argument or config field is out of range; the message names it.
-   */
-  SANCE_STATUS_INVALID_ARGUMENT = 2,
-  /**
-   * NaN or infinity in the input, or training produced a non-finite loss or gradient
-   * (the update was skipped and the model left exactly as it was).
-   */
-  SANCE_STATUS_NON_FINITE = 3,
-  /**
-   * The requested device does not exist (e.g. CUDA asked for where there is none).
-   */
-  SANCE_STATUS_DEVICE = 4,
-  /**
-   * A file could not be read or written.
-   */
-  SANCE_STATUS_IO = 5,
-  /**
-   * A file's contents are not a valid checkpoint.
-   */
-  SANCE_STATUS_CORRUPT = 6,
-  /**
-   * libtorch reported an error (typically out of memory on a large batch); the message
-   * carries libtorch's text. The call changed nothing and the handle stays usable.
-   */
-  SANCE_STATUS_TORCH = 7,
-  /**
-   * An internal panic was caught at the API boundary (a bug: please report it).
-   */
-  SANCE_STATUS_PANIC = 8,
-  /**
-   * The host's allreduce (`sance_ebm_set_allreduce`) returned non-zero: the step was
-   * abandoned and this rank's model left unchanged; the communicator is the host's.
-   */
-  SANCE_STATUS_COLLECTIVE = 9,
-} SanceStatus;
-#endif  /* SANCE_STATUS_DEFINED */
 
 /**
  * Energy network architecture.

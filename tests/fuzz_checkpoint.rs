@@ -6,8 +6,8 @@ use common::*;
 use sance::abi::config::SANCE_DEVICE_CPU;
 use sance::checkpoint::from_bytes;
 use sance::ffi::api::{sance_ebm_free, sance_ebm_save};
-use sance::ffi::boundary::catch;
 use sance::SanceStatus;
+use sance_cabi::boundary::catch;
 
 struct XorShift(u64);
 impl XorShift {

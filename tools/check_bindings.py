@@ -255,13 +255,18 @@ def check(header_text, libsance_text, sance_jl, runtests, hpp, cpp_test, module=
     return n, problems
 
 
+def header_text(path):
+    """A header with its local includes (`#include "sance_status.h"`) inlined, as C sees it."""
+    return re.sub(r'#include "([\w.]+)"', lambda m: header_text(path.parent / m.group(1)), path.read_text())
+
+
 def sources():
-    return [p.read_text() for p in (HEADER, LIBSANCE, SANCE_JL, RUNTESTS, HPP, CPP_TEST)]
+    return [header_text(HEADER)] + [p.read_text() for p in (LIBSANCE, SANCE_JL, RUNTESTS, HPP, CPP_TEST)]
 
 
 def check_eval(eval_header=None, libsance_eval=None, eval_hpp=None):
     """check() for libsance_eval's header against its own bindings."""
-    h = EVAL_HEADER.read_text() if eval_header is None else eval_header
+    h = header_text(EVAL_HEADER) if eval_header is None else eval_header
     lj = LIBSANCE_EVAL.read_text() if libsance_eval is None else libsance_eval
     hpp = EVAL_HPP.read_text() if eval_hpp is None else eval_hpp
     return check(h, lj, SANCE_JL.read_text(), RUNTESTS.read_text(), hpp, EVAL_CPP_TEST.read_text(),
@@ -307,7 +312,7 @@ def self_test():
     }
     n, problems = check(h, lj, sj, rt, hpp, ct)
     results = [("unchanged sources pass", not problems, "; ".join(problems))]
-    eh, elj, ehpp = EVAL_HEADER.read_text(), LIBSANCE_EVAL.read_text(), EVAL_HPP.read_text()
+    eh, elj, ehpp = header_text(EVAL_HEADER), LIBSANCE_EVAL.read_text(), EVAL_HPP.read_text()
     _, eproblems = check_eval()
     results.append(("unchanged libsance_eval sources pass", not eproblems, "; ".join(eproblems)))
     eval_mutations = {

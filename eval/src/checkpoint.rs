@@ -7,8 +7,8 @@
 //! buffer) is ignored. The checks are the ones that matter for evaluation: format and version,
 //! an MLP config, each tensor's dtype and shape against the config, finite values, scales > 0.
 use crate::mlp::{Activation, Hidden, Net, Real, Scaling};
-use crate::status::{Error, Result, SanceStatus};
 use safetensors::tensor::{Dtype, SafeTensors, TensorInfo};
+use sance_cabi::status::{Error, Result};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::Path;
@@ -39,8 +39,7 @@ impl Model {
 
 /// Reads the checkpoint at `path`.
 pub fn load(path: &Path) -> Result<Model> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(SanceStatus::Io, format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}: {e}", path.display())))?;
     from_bytes(&bytes).map_err(|e| Error::new(e.status, format!("{}: {}", path.display(), e.message)))
 }
 
@@ -224,6 +223,7 @@ fn values<T: Real>(t: &TensorInfo, data: &[u8], name: &str, shape: &[usize], dty
 mod tests {
     use super::*;
     use safetensors::tensor::TensorView;
+    use sance_cabi::SanceStatus;
 
     const D: usize = 3;
     const H: usize = 8;

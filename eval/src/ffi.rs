@@ -7,44 +7,18 @@
 //! freed yet.
 #![allow(clippy::missing_safety_doc)]
 use crate::checkpoint::{self, Model};
-use crate::status::{last_error_ptr, set_last_error, Error, Result, SanceStatus};
+use sance_cabi::boundary::{
+    all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null,
+};
+use sance_cabi::status::{last_error_ptr, SanceStatus};
 use std::ffi::{c_char, CStr, OsStr};
 use std::os::unix::ffi::OsStrExt;
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
 /// A trained MLP energy, read from a sance checkpoint. Immutable once loaded: one model may be
 /// used by any number of threads at once.
 pub struct SanceEval {
     model: Model,
-}
-
-fn guard(fn_name: &str, f: impl FnOnce() -> Result<()>) -> SanceStatus {
-    let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        Err(Error::new(SanceStatus::Panic, format!("internal panic (a bug, please report it): {what}")))
-    });
-    match r {
-        Ok(()) => SanceStatus::Ok,
-        Err(e) => {
-            set_last_error(&format!("{fn_name}: {}", e.message));
-            e.status
-        }
-    }
-}
-
-fn check_ptr<T>(p: *const T, name: &str) -> Result<()> {
-    if p.is_null() {
-        return Err(Error::null(name));
-    }
-    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
-        return Err(Error::invalid(format!("{name} is not aligned for its type")));
-    }
-    Ok(())
 }
 
 /// Reads the MLP energy in the sance checkpoint at `checkpoint_path` (any format version
@@ -64,8 +38,8 @@ pub unsafe extern "C" fn sance_eval_load(
     out: *mut *mut SanceEval,
 ) -> SanceStatus {
     guard("sance_eval_load", || {
-        check_ptr(checkpoint_path, "checkpoint_path")?;
-        check_ptr(out, "out")?;
+        non_null(checkpoint_path, "checkpoint_path")?;
+        non_null(out, "out")?;
         let path = Path::new(OsStr::from_bytes(CStr::from_ptr(checkpoint_path).to_bytes()));
         let model = checkpoint::load(path)?;
         out.write(Box::into_raw(Box::new(SanceEval { model })));
@@ -88,50 +62,26 @@ pub unsafe extern "C" fn sance_eval_energy_grad(
     grad_out: *mut f32,
 ) -> SanceStatus {
     guard("sance_eval_energy_grad", || {
-        check_ptr(model, "model")?;
+        non_null(model, "model")?;
         let m = &(*model).model;
         let d = m.dim();
-        if n == 0 {
-            return Err(Error::invalid("n must be > 0"));
-        }
-        let len =
-            n.checked_mul(d).filter(|&e| e <= isize::MAX as usize / std::mem::size_of::<f32>()).ok_or_else(
-                || Error::invalid(format!("n = {n} points of {d} floats overflows the address space")),
-            )?;
-        check_ptr(x, "x")?;
-        let xs = std::slice::from_raw_parts(x, len);
-        if let Some(i) = xs.iter().position(|v| !v.is_finite()) {
-            return Err(Error::new(
-                SanceStatus::NonFinite,
-                format!("x[{}][{}] is {} (inputs must be finite)", i / d, i % d, xs[i]),
-            ));
-        }
+        let len = element_count(n, d, "n")?;
+        non_null(x, "x")?;
         // Outputs must not overlap the input or each other (checked on the pointers, before
-        // any slice is borrowed), as in libsance.
-        let overlap = |a: *const f32, a_len: usize, b: *const f32, b_len: usize| {
-            let (a0, b0) = (a as usize, b as usize);
-            a0 < b0 + 4 * b_len && b0 < a0 + 4 * a_len
-        };
-        let either = |name: &str, other: &str| {
-            Error::invalid(format!("{name} overlaps {other} (outputs must not overlap inputs or each other)"))
-        };
+        // any slice is borrowed).
         if !energy_out.is_null() {
-            check_ptr(energy_out, "energy_out")?;
-            if overlap(energy_out, n, x, len) {
-                return Err(either("energy_out", "x"));
-            }
+            disjoint((energy_out, n), "energy_out", (x, len), "x")?;
         }
         if !grad_out.is_null() {
-            check_ptr(grad_out, "grad_out")?;
-            if overlap(grad_out, len, x, len) {
-                return Err(either("grad_out", "x"));
-            }
-            if !energy_out.is_null() && overlap(grad_out, len, energy_out, n) {
-                return Err(either("grad_out", "energy_out"));
+            disjoint((grad_out, len), "grad_out", (x, len), "x")?;
+            if !energy_out.is_null() {
+                disjoint((grad_out, len), "grad_out", (energy_out, n), "energy_out")?;
             }
         }
-        let energy = (!energy_out.is_null()).then(|| std::slice::from_raw_parts_mut(energy_out, n));
-        let grad = (!grad_out.is_null()).then(|| std::slice::from_raw_parts_mut(grad_out, len));
+        let xs = floats(x, len, "x")?;
+        all_finite(xs, d, "x")?;
+        let energy = if energy_out.is_null() { None } else { Some(floats_mut(energy_out, n, "energy_out")?) };
+        let grad = if grad_out.is_null() { None } else { Some(floats_mut(grad_out, len, "grad_out")?) };
         m.energy_grad(xs, n, energy, grad);
         Ok(())
     })
@@ -140,11 +90,10 @@ pub unsafe extern "C" fn sance_eval_energy_grad(
 /// Floats per point of `model`'s energy (its `data_dim`); 0 for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn sance_eval_dim(model: *const SanceEval) -> u32 {
-    if model.is_null() {
-        set_last_error("sance_eval_dim: model is NULL");
-        return 0;
-    }
-    (*model).model.dim() as u32
+    guard_or("sance_eval_dim", 0, || {
+        non_null(model, "model")?;
+        Ok((*model).model.dim() as u32)
+    })
 }
 
 /// Frees a model from `sance_eval_load`. NULL is a no-op.

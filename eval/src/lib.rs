@@ -5,7 +5,6 @@
 pub mod checkpoint;
 pub mod ffi;
 pub mod mlp;
-pub mod status;
 
 pub use checkpoint::Model;
-pub use status::SanceStatus;
+pub use sance_cabi::SanceStatus;

@@ -1,7 +1,7 @@
 //! Crash-safe file replacement: write a temporary file in the target's directory, flush and
 //! fsync it, rename it over the target, fsync the directory. At every point of failure the
 //! previous file is intact.
-use crate::abi::status::{Error, Result, SanceStatus};
+use crate::abi::status::{Error, Result};
 use crate::fault::{save_fault as fault, FaultPoint};
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -11,20 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 fn io_error(path: &Path, what: &str, e: std::io::Error) -> Error {
-    Error::new(SanceStatus::Io, format!("{what} {}: {e}", path.display()))
+    Error::io(format!("{what} {}: {e}", path.display()))
 }
 
 /// Replaces `path` with `bytes` atomically.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.is_dir() {
-        return Err(Error::new(
-            SanceStatus::Io,
-            format!("cannot save to {}: it is a directory", path.display()),
-        ));
+        return Err(Error::io(format!("cannot save to {}: it is a directory", path.display())));
     }
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::new(SanceStatus::Io, format!("{} names no file", path.display())))?;
+    let name = path.file_name().ok_or_else(|| Error::io(format!("{} names no file", path.display())))?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),

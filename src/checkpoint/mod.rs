@@ -37,7 +37,7 @@ pub mod atomic;
 
 use crate::abi::config::{validate_config, SanceConfig};
 use crate::abi::config_json;
-use crate::abi::status::{Error, Result, SanceStatus};
+use crate::abi::status::{Error, Result};
 use crate::abi::version::{version_string, SANCE_ABI_VERSION};
 use crate::model::ebm::state::TrainerState;
 use crate::model::ebm::Ebm;
@@ -53,7 +53,7 @@ pub(crate) const FORMAT: &str = "sance-checkpoint";
 pub(crate) const FORMAT_VERSION: u32 = 5;
 
 fn corrupt(msg: impl Into<String>) -> Error {
-    Error::new(SanceStatus::Corrupt, msg)
+    Error::corrupt(msg)
 }
 
 fn dtype_of(kind: Kind) -> Result<Dtype> {
@@ -243,9 +243,7 @@ pub fn to_bytes(ebm: &Ebm) -> Result<Vec<u8>> {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let mut bytes = safetensors::tensor::serialize(entries.iter().map(|(n, e)| (n.as_str(), e)), &Some(meta))
-        .map_err(|e| {
-            Error::new(SanceStatus::Io, format!("cannot encode the checkpoint: {}", describe(&e)))
-        })?;
+        .map_err(|e| Error::io(format!("cannot encode the checkpoint: {}", describe(&e))))?;
     sort_header(&mut bytes)?;
     Ok(bytes)
 }
@@ -261,7 +259,7 @@ fn sort_header(bytes: &mut [u8]) -> Result<()> {
         #[serde(flatten)]
         tensors: BTreeMap<String, serde_json::Value>,
     }
-    let fail = |what: String| Error::new(SanceStatus::Io, format!("cannot encode the checkpoint: {what}"));
+    let fail = |what: String| Error::io(format!("cannot encode the checkpoint: {what}"));
     let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     let header: Header = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| fail(e.to_string()))?;
     let sorted = serde_json::to_vec(&header).map_err(|e| fail(e.to_string()))?;
@@ -281,13 +279,9 @@ pub fn save(ebm: &Ebm, path: &Path) -> Result<()> {
 /// Loads a checkpoint onto `device` (-1 CPU, k CUDA k, -2 auto).
 pub fn load(path: &Path, device: i32) -> Result<Ebm> {
     if path.is_dir() {
-        return Err(Error::new(
-            SanceStatus::Io,
-            format!("cannot load {}: it is a directory", path.display()),
-        ));
+        return Err(Error::io(format!("cannot load {}: it is a directory", path.display())));
     }
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::new(SanceStatus::Io, format!("cannot read {}: {e}", path.display())))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(format!("cannot read {}: {e}", path.display())))?;
     from_bytes(bytes, device).map_err(|e| Error::new(e.status, format!("{}: {}", path.display(), e.message)))
 }
 

@@ -1,4 +1,3 @@
 //! The C ABI: every `extern "C"` function of `include/sance.h`.
 pub mod api;
-pub mod boundary;
 pub mod handle;

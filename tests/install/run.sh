@@ -57,7 +57,7 @@ lib=$prefix/lib/libsance.so.$version
 for f in lib/libsance.so "lib/libsance.so.$soname_version" "lib/libsance.so.$version" include/sance.h \
     include/sance/sance.hpp include/sance/mpi.hpp lib/pkgconfig/sance.pc lib/cmake/sance/sanceConfig.cmake \
     lib/cmake/sance/sanceConfigVersion.cmake lib/libsance_eval.so "lib/libsance_eval.so.$soname_version" \
-    include/sance_eval.h include/sance/eval.hpp lib/pkgconfig/sance_eval.pc; do
+    include/sance_eval.h include/sance_status.h include/sance/eval.hpp lib/pkgconfig/sance_eval.pc; do
     ok "installed $f" test -e "$prefix/$f"
 done
 ok "versioned SONAME libsance.so.$soname_version" bash -c "readelf -d '$lib' | grep -q 'SONAME.*\[libsance.so.$soname_version\]'"

@@ -13,14 +13,14 @@ use crate::abi::sampling::{read_sampling, SanceDrawReport, SanceSampler, SanceSa
 use crate::abi::stats::{SanceProgress, SanceStepStats};
 use crate::abi::status::{Error, Result, SanceStatus};
 use crate::abi::version::{check_abi, SANCE_ABI_VERSION};
-use crate::ffi::boundary::{
-    all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null,
-};
 use crate::ffi::handle::SanceEbm;
 use crate::model::ebm::parallel::{Collective, UserPtr};
 use crate::model::ebm::Ebm;
 use crate::panic::catch_panic;
 use libc::c_void;
+use sance_cabi::boundary::{
+    all_finite, disjoint, element_count, floats, floats_mut, guard, guard_or, non_null,
+};
 use tch::{Device, Kind, Tensor};
 
 fn handle<'a>(ebm: *const SanceEbm) -> Result<&'a SanceEbm> {

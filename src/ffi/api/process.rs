@@ -2,9 +2,9 @@
 //! error, status names, versions, the CUDA device count.
 use crate::abi::status::{last_error_ptr, Error, SanceStatus};
 use crate::abi::version::version_cstr;
-use crate::ffi::boundary::{element_count, floats_mut, guard, guard_or, non_null};
 use crate::model::toy;
 use libc::c_char;
+use sance_cabi::boundary::{element_count, floats_mut, guard, guard_or, non_null};
 use std::ffi::CStr;
 
 /// Writes `n` samples (`n × sance_toy_dataset_dim(name)` floats) of the toy dataset `name`,

@@ -1,7 +1,8 @@
-//! What every exported function does at the C boundary: stop panics (crate::panic), turn a
-//! result into a status and a message, and check pointers and sizes from C.
-use crate::abi::status::{set_last_error, Error, Result, SanceStatus};
+//! What every exported function of both libraries does at the C boundary: stop panics
+//! (crate::panic), turn a result into a status and a message, and check pointers and sizes
+//! from C.
 use crate::panic::catch_panic;
+use crate::status::{set_last_error, Error, Result, SanceStatus};
 
 /// Runs `f`, turning a panic into an error.
 pub fn catch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
