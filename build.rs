@@ -1,5 +1,4 @@
 //! Links libtorch so that `libsance.so` finds it at run time, and generates the C header.
-use std::env;
 use std::path::Path;
 
 fn main() {
@@ -7,27 +6,20 @@ fn main() {
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=build_support/header.rs");
+    println!("cargo:rerun-if-changed=build_support/libtorch.rs");
 
-    // torch-sys (`links = "tch"`) exports libtorch's lib directory to its direct dependents.
-    let lib = env::var("DEP_TCH_LIBTORCH_LIB")
-        .expect("DEP_TCH_LIBTORCH_LIB is unset: torch-sys must be a direct dependency");
-    // An rpath so neither the library nor the test binaries need LD_LIBRARY_PATH.
-    println!("cargo:rustc-link-arg=-Wl,-rpath,{lib}");
-    // Nothing references libtorch_cuda's symbols directly; without --no-as-needed the linker
-    // drops it and CUDA silently disappears at run time.
-    if Path::new(&lib).join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-    }
+    let lib = link_libtorch();
     // The SONAME at link time, so that every build carries it.
     link_soname("libsance");
     println!("cargo:rustc-env=SANCE_LIBTORCH_VERSION={}", libtorch_version(Path::new(&lib)));
     println!("cargo:rustc-env=SANCE_LIBTORCH_LIB={lib}");
 
-    // SanceStatus is shared with include/sance_eval.h.
+    // SanceStatus is sance-cabi's (include/sance_status.h, which sance.h includes).
     write_header("sance.h");
 }
 
 include!("build_support/header.rs");
+include!("build_support/libtorch.rs");
 
 /// The libtorch version, from the pip wheel's `version.py` or a standalone `build-version`.
 fn libtorch_version(lib: &Path) -> String {

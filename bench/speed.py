@@ -40,11 +40,11 @@ LANGEVIN = [
     ("langevin-128-256", dict(arch=0, data_dim=2, hidden_width=128, hidden_layers=3), 256, 1.8, 1.6),
     ("langevin-128-4096", dict(arch=0, data_dim=2, hidden_width=128, hidden_layers=3), 4096, 1.3, None),
     ("langevin-1024-256", dict(arch=0, data_dim=2, hidden_width=1024, hidden_layers=3), 256, 1.0, None),
-    # Fashion-MNIST's conv energy (src/bin/sance-hd/setup.rs, fashion_config).
+    # Fashion-MNIST's conv energy (experiments/src/images/setup.rs, fashion_config).
     ("langevin-conv28-64", dict(arch=1, channels=1, height=28, width=28, hidden_width=16, hidden_layers=2), 64, 1.2, None),
 ]
 # Training rows: sance's defaults, and the 16-D and 8x8-image settings of
-# src/bin/sance-hd/setup.rs (mixture_config, image_config("conv", 8, 8)). The rows on the
+# experiments/src/images/setup.rs (mixture_config, image_config("conv", 8, 8)). The rows on the
 # defaults also time sance with 0.4's sampler and units (20 unadjusted steps of a fixed step, no
 # scaling), alternated in the same rounds: what the tuned MALA sampler and the scaling cost.
 SANCE_04 = dict(scaling=1, langevin=dict(steps=20, step_size=0.005, noise_std=0.1, metropolis=0, target_acceptance=0.0))

@@ -9,18 +9,17 @@
 //! - [`panic`]: panics and libtorch errors raised as panics, caught for the model and for C;
 //! - [`ffi`]: the exported `extern "C"` functions;
 //! - [`checkpoint`]: save/load in safetensors, atomically;
-//! - [`fault`]: test-only fault injection (the `test-hooks` feature);
-//! - [`datasets`], [`metrics`]: real data and sample-quality metrics for the tools and tests
-//!   (Rust only: nothing of them is exported to C).
+//! - [`fault`]: test-only fault injection (the `test-hooks` feature).
+//!
+//! The programs around the library (sance-toy, sance-hd, sance-lowd), the real datasets and
+//! the sample-quality metrics are the `sance-experiments` crate (experiments/), not in here.
 //!
 //! Imports run down: `ffi` → `checkpoint` → `model` → `runtime`, `panic`, `abi`
 //! (docs/architecture.md).
 pub mod abi;
 pub mod checkpoint;
-pub mod datasets;
 pub mod fault;
 pub mod ffi;
-pub mod metrics;
 pub mod model;
 pub mod panic;
 pub mod runtime;

@@ -41,7 +41,7 @@ fn one_update_and_one_langevin_step_match_the_pytorch_reference() {
         replay_capacity: 512,
         // The reference is the step of docs/algorithm.md on the data as given, with one
         // unadjusted Langevin step; the scaling's chain rule is checked by tests/average.rs
-        // and tests/units.rs, MALA by tests/mala.rs.
+        // and experiments/tests/units.rs, MALA by tests/mala.rs.
         scaling: SanceScaling::None,
         ..Default::default()
     };

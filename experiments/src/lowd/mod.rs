@@ -1,12 +1,18 @@
-//! What `sance-lowd` measures a model against: a density known exactly ([`Density`]), its three
+//! What `sance-lowd` measures a model against: a density known exactly ([`Density`]), its
 //! implementations (the Gaussian mixtures of mixture.rs, the Müller–Brown density of
-//! mueller_brown.rs, the ridge of ridge.rs, the ring of ring.rs), the change of units `--scale` puts on any of them
-//! ([`Scaled`]), and the measures that use only the trait (the regions' shares).
-#![allow(dead_code)] // tests/units.rs includes this file and uses part of it.
-use crate::mixture::{self, logsumexp, Mixture};
-use crate::mueller_brown::MuellerBrown;
-use crate::ridge::Ridge;
-use crate::ring::Ring;
+//! mueller_brown.rs, the ridge of ridge.rs, the ring of ring.rs), the change of units `--scale`
+//! puts on any of them ([`Scaled`]), and the measures that use only the trait (the regions'
+//! shares).
+pub mod mixture;
+pub mod mueller_brown;
+pub mod ridge;
+pub mod ring;
+
+use crate::grid::logsumexp;
+use mixture::Mixture;
+use mueller_brown::MuellerBrown;
+use ridge::Ridge;
+use ring::Ring;
 use sance::model::rng::Rng;
 
 /// A density known exactly, in `dim()` dimensions. Points are row-major, one per `dim()`

@@ -19,7 +19,7 @@
 //!   cells; it is gradient descent from the cell centre up to the grid's resolution at the
 //!   ridges between basins. Points outside the box, and any spurious grid minimum (none was
 //!   found), go to the nearest of the three minima.
-use crate::density::Density;
+use super::Density;
 use sance::model::rng::Rng;
 
 /// The temperature of the density exp(−V/kT).

@@ -1,5 +1,4 @@
-//! The held-out log-likelihood the tools print while training (sance-toy, and sance-hd through
-//! `#[path]`).
+//! The held-out log-likelihood the programs print while training (sance-toy, sance-hd).
 use sance::Ebm;
 use tch::Kind;
 

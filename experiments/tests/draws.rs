@@ -10,14 +10,14 @@
 //! Planted once (`SANCE_PLANT=fresh`): the sampler `sance_ebm_sample(…, NULL, …)` ran before
 //! (fresh chains from the init box through the training sampler's 20 steps) fails the
 //! share check.
-#[path = "../src/bin/sance-lowd/mixture.rs"]
-mod mixture;
+use sance_experiments::lowd::mixture;
 
-use mixture::{energies, logsumexp, Mixture};
+use mixture::Mixture;
 use sance::abi::config::{SanceConfig, SanceNoise};
 use sance::abi::sampling::{SanceSampler, SanceSampling};
 use sance::model::rng::Rng;
 use sance::Ebm;
+use sance_experiments::grid::{energies, Grid, Mass};
 
 const BATCH: usize = 256;
 const DRAWS: usize = 8000;
@@ -60,44 +60,19 @@ fn trained(m: &Mixture, noise: SanceNoise, steps: usize) -> Ebm {
 
 /// The model on the grid: log Z, each component's share of the mass (a cell belongs to the
 /// component of largest weighted density at its centre) and E_model[log p_model].
-struct OnGrid {
-    log_z: f64,
-    shares: Vec<f64>,
-    mean_log_p: f64,
-}
-
-fn on_grid(ebm: &Ebm, m: &Mixture) -> OnGrid {
-    let h = 2.0 * W / PER as f64;
-    let mut x = Vec::with_capacity(2 * PER * PER);
-    for i in 0..PER {
-        for j in 0..PER {
-            x.push((-W + h * (i as f64 + 0.5)) as f32);
-            x.push((-W + h * (j as f64 + 0.5)) as f32);
-        }
-    }
-    let e = energies(ebm, &x, 2);
-    let log_cell = 2.0 * h.ln();
-    let log_z = logsumexp(&e.iter().map(|v| -v).collect::<Vec<_>>()) + log_cell;
-    let mut shares = vec![0.0; m.weights.len()];
-    let mut mean_log_p = 0.0;
-    for (k, ei) in e.iter().enumerate() {
-        let lp = -ei - log_z;
-        let p = (lp + log_cell).exp();
-        shares[m.region(&x[2 * k..2 * k + 2])] += p;
-        mean_log_p += p * lp;
-    }
-    OnGrid { log_z, shares, mean_log_p }
+fn on_grid(ebm: &Ebm, m: &Mixture) -> Mass {
+    Grid::cube(2, W, PER).mass(ebm, m.weights.len(), |p| m.region(p))
 }
 
 /// The draws' largest share gap to the model's shares, and their mean log-density's gap.
-fn judge(ebm: &Ebm, m: &Mixture, g: &OnGrid, draws: &tch::Tensor) -> (f64, f64) {
+fn judge(ebm: &Ebm, m: &Mixture, g: &Mass, draws: &tch::Tensor) -> (f64, f64) {
     let d = Vec::<f32>::try_from(draws.reshape([-1])).unwrap();
     let shares = m.point_shares(&d);
     let gap = shares.iter().zip(&g.shares).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
     let e = energies(ebm, &d, 2);
     let mean = e.iter().map(|v| -v - g.log_z).sum::<f64>() / e.len() as f64;
     eprintln!("draws' shares {shares:.3?} against the model's {:.3?}", g.shares);
-    (gap, mean - g.mean_log_p)
+    (gap, mean - g.mean_log_q)
 }
 
 #[test]
@@ -106,7 +81,7 @@ fn default_draws_follow_the_models_masses() {
     let mut ebm = trained(&m, SanceNoise::Snapshot, 2000);
     let g = on_grid(&ebm, &m);
     // The grid holds the model's mass: a log Z over a box twice as wide agrees.
-    let wide = mixture::grid_log_z(&ebm, 2, 2.0 * W, 2 * PER);
+    let wide = Grid::cube(2, 2.0 * W, 2 * PER).log_z(&ebm);
     assert!((wide - g.log_z).abs() < 1e-3, "mass outside the grid: log Z {} vs {wide}", g.log_z);
     let defaults = ebm.sampling_defaults();
     let s = if std::env::var("SANCE_PLANT").as_deref() == Ok("fresh") {
@@ -211,11 +186,11 @@ fn draws_leave_training_alone() {
 #[test]
 fn annealed_draws_a_model_from_a_format_1_file() {
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/v1/trained-mlp.safetensors");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/corpus/v1/trained-mlp.safetensors");
     let mut ebm = sance::checkpoint::load(&path, sance::abi::config::SANCE_DEVICE_CPU).unwrap();
     assert_eq!(ebm.sample_size(), 2);
     let w = 12.0;
-    let narrow = mixture::grid_log_z(&ebm, 2, w, 600);
+    let narrow = Grid::cube(2, w, 600).log_z(&ebm);
     // Quadrant masses on the grid.
     let per = 600usize;
     let h = 2.0 * w / per as f64;

@@ -7,11 +7,8 @@
 //! −36 nats and 2spirals at −112 (4,000 steps), against −3.3 and −3.0 at K = 1000; the short
 //! budget cannot see that (the runaway starts after ~3,000 steps), so the second test trains
 //! rings at K = 25 for the full 4,000 steps.
-mod common;
-use common::test_device;
-#[path = "../src/bin/sance-toy/eval.rs"]
-#[allow(dead_code)]
-mod eval;
+use sance_experiments::cli::test_device;
+use sance_experiments::toy as eval;
 
 use sance::abi::config::SanceConfig;
 use sance::model::toy::{toy_dataset, TOY_DATASETS};

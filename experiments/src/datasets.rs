@@ -38,7 +38,7 @@ impl Images {
 
 /// data/digits/digits.csv.gz of this repository.
 pub fn digits_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits/digits.csv.gz")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/digits/digits.csv.gz")
 }
 
 /// The 1,797 8×8 digits, pixels / 16.

@@ -3,7 +3,7 @@
 //! inside it). p(x) = N(‖x‖; 3, 0.3²)/(2π‖x‖), exact. Regions: the four quadrants (shares
 //! 0.25 each by symmetry). Box [−5, 5]²: the mass outside lies beyond r = 5, 6.7σ out, under
 //! 1e-10 (and r < 0 is 10σ below the radius: ignored).
-use crate::density::Density;
+use super::Density;
 use sance::model::rng::Rng;
 
 const RADIUS: f64 = 3.0;

@@ -1,7 +1,7 @@
 //! The settings and data plumbing of the experiments, shared by sance-hd and the tests that
-//! check its claims at a short budget (tests/digits.rs includes this file).
+//! check its claims at a short budget (tests/digits.rs, tests/fashion.rs).
+use crate::datasets::Images;
 use sance::abi::config::{SanceArch, SanceConfig};
-use sance::datasets::Images;
 use sance::model::rng::Rng;
 
 /// Defaults for the 16-D mixture: the library's defaults with data_dim 16.

@@ -1,22 +1,17 @@
 //! Self-adapting NCE learns the 8×8 digits at a short budget: with the image settings of
-//! sance-hd (src/bin/sance-hd/setup.rs), 1,000 samples of the trained MLP energy are
+//! sance-hd (experiments/src/images/setup.rs), 1,000 samples of the trained MLP energy are
 //! classified into at least 9 of the 10 classes (≥ 2 % each) by a classifier trained on the
 //! real training digits, and their pixel-space MMD² to held-out digits is below half of
 //! what classic NCE reaches with the same network, sampler and steps. docs/results.md has the
 //! full comparison (`sance-hd digits`).
-mod common;
-use common::test_device;
-#[path = "../src/bin/sance-hd/score.rs"]
-#[allow(dead_code)]
-mod score;
-#[path = "../src/bin/sance-hd/setup.rs"]
-#[allow(dead_code)]
-mod setup;
+use sance_experiments::cli::test_device;
+use sance_experiments::images::score;
+use sance_experiments::images::setup;
 
 use sance::abi::config::{SanceConfig, SanceConvHead, SanceLangevin, SanceNoise};
-use sance::datasets;
-use sance::metrics::{self, Classifier};
 use sance::Ebm;
+use sance_experiments::datasets;
+use sance_experiments::metrics::{self, Classifier};
 use setup::{batch_of, image_config, split, to_model, to_pixels};
 use tch::{Device, Kind};
 

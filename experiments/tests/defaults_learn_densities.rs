@@ -11,13 +11,13 @@
 //! one component in 3-D); a replay buffer left at the first step's 256 chains instead of filled
 //! to capacity fails the mixture's (max share error 0.093); no parameters' average
 //! (`ema_decay` = 0) fails it too (0.066).
-#[path = "../src/bin/sance-lowd/mixture.rs"]
-mod mixture;
+use sance_experiments::lowd::mixture;
 
-use mixture::{energies, grid_log_z, logsumexp, sets, Mixture};
+use mixture::{sets, Mixture};
 use sance::abi::config::SanceConfig;
 use sance::model::rng::Rng;
 use sance::Ebm;
+use sance_experiments::grid::{energies, logsumexp, Grid};
 
 const BATCH: usize = 256;
 
@@ -41,7 +41,7 @@ fn train(
         let x = m.sample(BATCH, &mut rng);
         ebm.train_step(&ebm.tensor_from(&x, BATCH).unwrap()).unwrap();
     }
-    let log_z = grid_log_z(&ebm, m.dim, 10.0, per);
+    let log_z = Grid::cube(m.dim, 10.0, per).log_z(&ebm);
     let n = 20_000;
     let x = m.sample(n, &mut Rng::new(12));
     let e = energies(&ebm, &x, m.dim);

@@ -1,6 +1,7 @@
-//! Metrics for 2-D models, used by this tool only (they are not part of the library):
+//! Metrics for 2-D models (sance-toy and tests/every_k.rs):
 //! normalisation on a grid wide enough to see mass the model puts outside the data's box, KL
 //! against a known density, MMD.
+use crate::grid::Grid;
 use sance::model::ebm::Ebm;
 use sance::model::toy;
 use tch::{Device, Kind, Tensor};
@@ -34,7 +35,7 @@ pub const WIDE: f64 = 20.0;
 pub const WIDE_RES: i64 = 800;
 
 /// log Z by the midpoint rule on a WIDE_RES × WIDE_RES grid over [−WIDE, WIDE]², and its part
-/// inside [−BOX, BOX]².
+/// inside [−BOX, BOX]² (crate::grid).
 ///
 /// Why so wide: training only shapes the energy where data and noise chains go, so a model can
 /// put mass far outside the box; a normaliser over the box alone misses it and makes the
@@ -43,39 +44,11 @@ pub const WIDE_RES: i64 = 800;
 /// is 1.6 (2 on the former box-only grid of 0.04), and the midpoint rule's relative error on a
 /// Gaussian of std σ falls like exp(−2π²σ²/h²), about 1e-22 at σ = 1.6h. ±6 fall on cell edges
 /// (−20 + 280·0.05 and −20 + 520·0.05), so the 240 × 240 cells inside the box tile it exactly
-/// and Z_box ≤ Z by construction. The 640,000 energies are evaluated 40 grid rows (32,000
-/// points) at a time, which keeps the network's activations at a few tens of MB on the CPU.
+/// and Z_box ≤ Z by construction.
 pub fn normaliser(ebm: &Ebm) -> Normaliser {
-    const ROWS: i64 = 40;
-    let h = 2.0 * WIDE / WIDE_RES as f64;
-    let box_lo = ((WIDE - BOX) / h).round() as i64;
-    let box_hi = WIDE_RES - box_lo;
-    let axis = Tensor::arange(WIDE_RES, (Kind::Double, Device::Cpu)) * h + (-WIDE + h / 2.0);
-    let mut e = Vec::with_capacity((WIDE_RES * WIDE_RES) as usize);
-    for i0 in (0..WIDE_RES).step_by(ROWS as usize) {
-        let xs = axis.narrow(0, i0, ROWS).repeat_interleave_self_int(WIDE_RES, 0, None);
-        let ys = axis.repeat([ROWS]);
-        let g = Tensor::stack(&[xs, ys], 1);
-        let chunk = ebm
-            .energy(&g.to_kind(ebm.kind()).to_device(ebm.device()))
-            .expect("grid energies")
-            .to_kind(Kind::Double)
-            .to_device(Device::Cpu);
-        e.extend(Vec::<f64>::try_from(chunk).expect("energies to host"));
-    }
-    let e_min = e.iter().cloned().fold(f64::INFINITY, f64::min);
-    let (mut s_box, mut s_out) = (0.0, 0.0);
-    for (k, v) in e.iter().enumerate() {
-        let w = (-(v - e_min)).exp();
-        let (i, j) = (k as i64 / WIDE_RES, k as i64 % WIDE_RES);
-        if (box_lo..box_hi).contains(&i) && (box_lo..box_hi).contains(&j) {
-            s_box += w;
-        } else {
-            s_out += w;
-        }
-    }
-    let s = s_box + s_out;
-    Normaliser { log_z: -e_min + s.ln() + 2.0 * h.ln(), mass_in_box: s_box / s, mass_outside: s_out / s }
+    let inside = |p: &[f32]| p.iter().all(|&v| (v as f64).abs() < BOX);
+    let m = Grid::cube(2, WIDE, WIDE_RES as usize).mass(ebm, 2, |p| if inside(p) { 0 } else { 1 });
+    Normaliser { log_z: m.log_z, mass_in_box: m.shares[0], mass_outside: m.shares[1] }
 }
 
 /// KL(8gaussians ‖ model) in nats, estimated with `n` fresh true samples and the model

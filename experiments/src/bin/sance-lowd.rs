@@ -28,23 +28,18 @@
 //! `--trace N` prints, every N steps, the model's mass shares and the replay buffer's shares of
 //! its chains (the noise's), to watch the two follow each other.
 //!
-//!   sance-lowd [--sets all|name,...] [--scale S|a,b,...] [--steps 4000] [--seeds 0] [--k K]
-//!              [--reinit P] [--mala] [--ula] [--no-scaling] [--langevin-steps T] [--step-size L] [--lr R] [--ema B]
-//!              [--noise-ratio N] [--batch B] [--trace N] [--ais-temperatures T]
+//!   sance-lowd [--sets all|name,...] [--scale S|a,b,...] [--steps 4000] [--seeds 0] [--batch B]
+//!              [--trace N] [--ais-temperatures T] [--draws N]
+//!              and the options every program takes (sance_experiments::cli::USAGE)
 //!
 //! Sets: gauss2-corr, mix2-2, mix3-3a, mix3-3b, mix5-4, mueller-brown, ridge, ring.
 use sance::abi::config::SanceConfig;
 use sance::model::rng::Rng;
 use sance::Ebm;
+use sance_experiments::cli::{Flags, Overrides};
+use sance_experiments::grid::{energies, Grid};
+use sance_experiments::lowd::{self as density, fmt, model_shares, point_shares, Density, Scaled};
 use std::time::Instant;
-
-mod density;
-mod mixture;
-mod mueller_brown;
-mod ridge;
-mod ring;
-use density::{fmt, model_shares, point_shares, Density, Scaled};
-use mixture::{energies, grid_log_integral, grid_log_z_box};
 
 /// Cells a side of the log Z grid in `dim` dimensions; None above 3.
 fn grid_cells(dim: usize) -> Option<usize> {
@@ -56,36 +51,36 @@ fn grid_cells(dim: usize) -> Option<usize> {
     }
 }
 
-/// The model's log Z on a grid over the set's box (600² or 160³ cells); None above 3 dimensions.
-fn grid_log_z_set(ebm: &Ebm, m: &dyn Density) -> Option<f64> {
+/// The set's box as a grid (600² or 160³ cells); None above 3 dimensions.
+fn set_grid(m: &dyn Density) -> Option<Grid> {
     let (lo, hi) = m.bounds();
-    grid_cells(m.dim()).map(|per| grid_log_z_box(ebm, &lo, &hi, per))
+    grid_cells(m.dim()).map(|per| Grid::new(&lo, &hi, per))
+}
+
+/// The model's log Z on a grid over the set's box; None above 3 dimensions.
+fn grid_log_z_set(ebm: &Ebm, m: &dyn Density) -> Option<f64> {
+    set_grid(m).map(|g| g.log_z(ebm))
 }
 
 /// The model's log Z on a grid over the set's box widened twice around its centre, with as
 /// fine cells in 2-D (1200²) and nearly (200³) in 3-D: what AIS's log Z is checked against,
 /// since the set's box loses the model's mass outside it.
 fn grid_log_z_wide(ebm: &Ebm, m: &dyn Density) -> Option<f64> {
-    let (lo, hi) = m.bounds();
-    // Half a width more on each side.
-    let wide_lo: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| l - (h - l) / 2.0).collect();
-    let wide_hi: Vec<f64> = lo.iter().zip(&hi).map(|(l, h)| h + (h - l) / 2.0).collect();
     let per = match m.dim() {
         1 => 8000,
         2 => 1200,
         3 => 200,
         _ => return None,
     };
-    Some(grid_log_z_box(ebm, &wide_lo, &wide_hi, per))
+    set_grid(m).map(|g| g.widened(per).log_z(ebm))
 }
 
 /// The true density's log ∫ p on the same grid: 0 up to the mass outside the box and the
 /// midpoint rule's error, at any scale.
 fn grid_log_mass_truth(m: &dyn Density) -> Option<f64> {
-    let (lo, hi) = m.bounds();
     let d = m.dim();
-    grid_cells(d).map(|per| {
-        grid_log_integral(&lo, &hi, per, |x| {
+    set_grid(m).map(|g| {
+        g.log_integral(|x| {
             x.chunks(d).map(|p| m.log_p(&p.iter().map(|&v| v as f64).collect::<Vec<_>>())).collect()
         })
     })
@@ -99,18 +94,9 @@ struct Opts {
     sets: Vec<String>,
     steps: u64,
     seeds: Vec<u64>,
-    k: Option<u32>,
-    reinit: Option<f32>,
-    mala: bool,
-    ula: bool,
-    no_scaling: bool,
-    target: Option<f32>,
-    langevin_steps: Option<u32>,
-    step_size: Option<f32>,
-    lr: Option<f32>,
     batch: usize,
-    ratio: Option<f32>,
-    ema: Option<f32>,
+    /// Overrides of the default config.
+    config: Overrides,
     trace: u64,
     ais_temperatures: Option<u32>,
     /// Draws per sampler for the samplers' table (0: none).
@@ -120,73 +106,43 @@ struct Opts {
     scale_label: String,
 }
 
-fn parse() -> Result<Opts, String> {
-    let mut o = Opts {
-        sets: vec![],
-        steps: 4000,
-        seeds: vec![0],
-        k: None,
-        reinit: None,
-        mala: false,
-        ula: false,
-        no_scaling: false,
-        target: None,
-        langevin_steps: None,
-        step_size: None,
-        lr: None,
-        batch: 256,
-        ratio: None,
-        ema: None,
-        trace: 0,
-        ais_temperatures: None,
-        draws: 0,
-        scale: vec![1.0],
-        scale_label: "1".into(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(a) = args.next() {
-        let mut val = || args.next().ok_or(format!("{a} needs a value"));
-        match a.as_str() {
-            "--sets" => o.sets = val()?.split(',').filter(|s| *s != "all").map(String::from).collect(),
-            "--steps" => o.steps = val()?.parse().map_err(|_| "--steps")?,
-            "--seeds" => {
-                o.seeds =
-                    val()?.split(',').map(|s| s.parse().map_err(|_| "--seeds")).collect::<Result<_, _>>()?
-            }
-            "--k" => o.k = Some(val()?.parse().map_err(|_| "--k")?),
-            "--reinit" => o.reinit = Some(val()?.parse().map_err(|_| "--reinit")?),
-            "--langevin-steps" => o.langevin_steps = Some(val()?.parse().map_err(|_| "--langevin-steps")?),
-            "--step-size" => o.step_size = Some(val()?.parse().map_err(|_| "--step-size")?),
-            "--mala" => o.mala = true,
-            "--ula" => o.ula = true,
-            "--no-scaling" => o.no_scaling = true,
-            "--target-acceptance" => o.target = Some(val()?.parse().map_err(|_| "--target-acceptance")?),
-            "--batch" => o.batch = val()?.parse().map_err(|_| "--batch")?,
-            "--noise-ratio" => o.ratio = Some(val()?.parse().map_err(|_| "--noise-ratio")?),
-            "--ema" => o.ema = Some(val()?.parse().map_err(|_| "--ema")?),
-            "--ais-temperatures" => {
-                o.ais_temperatures = Some(val()?.parse().map_err(|_| "--ais-temperatures")?)
-            }
-            "--draws" => o.draws = val()?.parse().map_err(|_| "--draws")?,
-            "--trace" => o.trace = val()?.parse().map_err(|_| "--trace")?,
-            "--lr" => o.lr = Some(val()?.parse().map_err(|_| "--lr")?),
+fn parse(args: &[String]) -> Result<Opts, String> {
+    let (mut sets, mut trace, mut ais_temperatures, mut draws) = (Vec::new(), 0, None, 0);
+    let (mut scale, mut scale_label) = (vec![1.0], "1".to_string());
+    let f = Flags::parse(args, |flag, a| {
+        match flag {
+            "--sets" => sets = a.value(flag)?.split(',').filter(|s| *s != "all").map(String::from).collect(),
+            "--ais-temperatures" => ais_temperatures = Some(a.number(flag)?),
+            "--draws" => draws = a.number(flag)?,
+            "--trace" => trace = a.number(flag)?,
             "--scale" => {
-                o.scale_label = val()?;
-                o.scale = o
-                    .scale_label
+                scale_label = a.value(flag)?;
+                scale = scale_label
                     .split(',')
                     .map(|s| s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v > 0.0))
                     .collect::<Option<_>>()
                     .ok_or("--scale takes positive numbers, S or a,b,...")?;
             }
-            _ => return Err(format!("unknown option {a}")),
+            _ => return Ok(false),
         }
-    }
-    Ok(o)
+        Ok(true)
+    })?;
+    Ok(Opts {
+        sets,
+        steps: f.steps.unwrap_or(4000),
+        seeds: f.seeds.unwrap_or(vec![0]),
+        batch: f.batch.unwrap_or(256),
+        config: f.config,
+        trace,
+        ais_temperatures,
+        draws,
+        scale,
+        scale_label,
+    })
 }
 
 fn main() {
-    let o = match parse() {
+    let o = match parse(&std::env::args().skip(1).collect::<Vec<_>>()) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("sance-lowd: {e}");
@@ -230,43 +186,7 @@ fn main() {
         let sample = |n: usize, rng: &mut Rng| to_f32(&m.draw(n, rng));
         for &seed in &o.seeds {
             let mut cfg = SanceConfig { data_dim: dim as u32, seed, ..Default::default() };
-            if let Some(k) = o.k {
-                cfg.noise_update_interval = k;
-            }
-            if let Some(r) = o.reinit {
-                cfg.replay_reinit_prob = r;
-            }
-            if let Some(t) = o.langevin_steps {
-                cfg.langevin.steps = t;
-            }
-            if o.mala {
-                cfg.langevin.metropolis = 1;
-            }
-            if let Some(r) = o.ratio {
-                cfg.noise_ratio = r;
-            }
-            if let Some(b) = o.ema {
-                cfg.ema_decay = b;
-            }
-            if let Some(lr) = o.lr {
-                cfg.learning_rate = lr;
-            }
-            if let Some(l) = o.step_size {
-                // A step given is kept fixed, at temperature 1.
-                cfg.langevin.step_size = l;
-                cfg.langevin.noise_std = (2.0 * l).sqrt();
-                cfg.langevin.target_acceptance = 0.0;
-            }
-            if o.ula {
-                cfg.langevin.metropolis = 0;
-                cfg.langevin.target_acceptance = 0.0;
-            }
-            if let Some(a) = o.target {
-                cfg.langevin.target_acceptance = a;
-            }
-            if o.no_scaling {
-                cfg.scaling = sance::abi::config::SanceScaling::None;
-            }
+            o.config.apply(&mut cfg);
             let t0 = Instant::now();
             let mut ebm = Ebm::new(&cfg).expect("config");
             let mut rng = Rng::new(seed.wrapping_mul(7919).wrapping_add(1));
@@ -377,20 +297,9 @@ fn sampler_rows(
     // self-normalised importance sampling from the truth's draws.
     let exact = if dim == 2 {
         let (lo, hi) = m.bounds();
-        let per = 600usize;
-        let h: Vec<f64> = (0..2).map(|k| (hi[k] - lo[k]) / per as f64).collect();
-        let mut g = Vec::with_capacity(2 * per * per);
-        for i in 0..per {
-            for j in 0..per {
-                g.push((lo[0] + h[0] * (i as f64 + 0.5)) as f32);
-                g.push((lo[1] + h[1] * (j as f64 + 0.5)) as f32);
-            }
-        }
-        let eg = energies(ebm, &g, 2);
-        let log_cell = h[0].ln() + h[1].ln();
-        let lz = mixture::logsumexp(&eg.iter().map(|v| -v).collect::<Vec<_>>()) + log_cell;
+        let g = Grid::new(&lo, &hi, 600).mass(ebm, 1, |_| 0);
         // In the draws' normalisation, −E − log_z (log_z is this grid's in 2-D: the same value).
-        eg.iter().map(|v| (-v - lz + log_cell).exp() * (-v - lz)).sum::<f64>() + (lz - log_z)
+        g.mean_log_q + (g.log_z - log_z)
     } else {
         let (mut num, mut den) = (0.0, 0.0);
         for (xi, &ei) in x.chunks(dim).zip(e) {
@@ -479,17 +388,17 @@ mod tests {
     /// At scale 1 the mixtures draw, and score, exactly as before the sets were generalised.
     #[test]
     fn mixtures_unchanged_at_scale_one() {
-        for mix in mixture::sets() {
+        for mix in density::mixture::sets() {
             let a = mix.sample(100, &mut Rng::new(5));
             let m = Scaled::new(
-                Box::new(mixture::sets().into_iter().find(|m| m.name == mix.name).unwrap()),
+                Box::new(density::mixture::sets().into_iter().find(|m| m.name == mix.name).unwrap()),
                 &[1.0],
             );
             let b = to_f32(&m.draw(100, &mut Rng::new(5)));
             assert_eq!(a, b);
             for p in a.chunks(mix.dim) {
                 let wide: Vec<f64> = p.iter().map(|&v| v as f64).collect();
-                assert_eq!(m.log_p(&wide), mixture::logsumexp(&mix.component_logs(p)));
+                assert_eq!(m.log_p(&wide), sance_experiments::grid::logsumexp(&mix.component_logs(p)));
                 assert_eq!(m.region_of(&wide), mix.region(p));
             }
         }

@@ -8,18 +8,13 @@
 //!
 //! `SANCE_PLANT=sum-head` trains the same recipe with the sum-pooling head, whose samples are
 //! textures; the test must fail then.
-mod common;
-use common::test_device;
-#[path = "../src/bin/sance-hd/score.rs"]
-#[allow(dead_code)]
-mod score;
-#[path = "../src/bin/sance-hd/setup.rs"]
-#[allow(dead_code)]
-mod setup;
+use sance_experiments::cli::test_device;
+use sance_experiments::images::score;
+use sance_experiments::images::setup;
 
 use sance::abi::config::{SanceConfig, SanceConvHead};
-use sance::datasets;
 use sance::Ebm;
+use sance_experiments::datasets;
 use setup::{batch_of, to_pixels};
 use tch::{Device, Kind};
 

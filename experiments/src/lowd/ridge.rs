@@ -3,7 +3,7 @@
 //! x₁ ≥ 0 (shares 0.5/0.5 by symmetry). Box x₁ ∈ [−10, 10], x₂ ∈ [−4, 27]: the mass outside is
 //! P(|x₁| > 10) = 5.7e-7 plus at most P(N(0,1) < −5) = 2.9e-7 below x₂ = −4 (x₂ > 27 needs
 //! |x₁| > 10 or a 7σ step), under 1e-6 in all.
-use crate::density::Density;
+use super::Density;
 use sance::model::rng::Rng;
 
 const SD1: f64 = 2.0;

@@ -1,7 +1,7 @@
 //! Sample-quality metrics for the tools and tests (not part of the C API): a multi-scale
 //! kernel MMD², mode coverage of the 16-D mixture, a small classifier whose predictions and
 //! penultimate features score generated images, and the Fréchet distance between features.
-use crate::model::toy;
+use sance::model::toy;
 use tch::nn::{self, Module, OptimizerConfig};
 use tch::{Device, Kind, Tensor};
 
@@ -141,7 +141,7 @@ impl Classifier {
 
     /// Penultimate features [n, width] of images [n, dim].
     pub fn features(&self, x: &[f32], dim: usize) -> Tensor {
-        crate::model::no_grad(|| {
+        sance::model::no_grad(|| {
             let t = Tensor::from_slice(x).view([-1, dim as i64]);
             let chunks: Vec<Tensor> = (0..t.size()[0])
                 .step_by(1000)
@@ -153,7 +153,7 @@ impl Classifier {
 
     /// Predicted classes and the mean confidence (the largest softmax probability).
     pub fn predict(&self, x: &[f32], dim: usize) -> (Vec<usize>, f64) {
-        let p = crate::model::no_grad(|| {
+        let p = sance::model::no_grad(|| {
             self.head.forward(&self.features(x, dim).to_kind(Kind::Float)).softmax(-1, Kind::Double)
         });
         let (conf, cls) = p.max_dim(1, false);

@@ -11,23 +11,14 @@
 //! its populations within 0.015 there); `fixed-ula` (0.4's sampler: ULA at a fixed λ = 0.005,
 //! on the scaled data) fails the Gaussian (KL 0.17), Müller–Brown (populations 0.08 / 0.81 /
 //! 0.11 against 0.81 / 0.13 / 0.06) and the ridge (KL 35.7).
-#[path = "../src/bin/sance-lowd/density.rs"]
-mod density;
-#[path = "../src/bin/sance-lowd/mixture.rs"]
-mod mixture;
-#[path = "../src/bin/sance-lowd/mueller_brown.rs"]
-mod mueller_brown;
-#[path = "../src/bin/sance-lowd/ridge.rs"]
-mod ridge;
-#[path = "../src/bin/sance-lowd/ring.rs"]
-mod ring;
+use sance_experiments::lowd as density;
 
 use density::{model_shares, point_shares, Density, Scaled};
-use mixture::{energies, grid_log_z_box};
 use sance::abi::config::{SanceConfig, SanceScaling, SANCE_DEVICE_CPU};
 use sance::abi::stats::{SANCE_WARNING_COARSE_STEP, SANCE_WARNING_FROZEN_STEP, SANCE_WARNING_OUT_OF_REACH};
 use sance::model::rng::Rng;
 use sance::Ebm;
+use sance_experiments::grid::{energies, Grid};
 
 const BATCH: usize = 256;
 
@@ -59,7 +50,7 @@ fn train(m: &dyn Density, cfg: &SanceConfig, steps: usize, per: usize) -> (Ebm, 
         ebm.train_step(&ebm.tensor_from(&x, BATCH).unwrap()).unwrap();
     }
     let (lo, hi) = m.bounds();
-    let log_z = grid_log_z_box(&ebm, &lo, &hi, per);
+    let log_z = Grid::new(&lo, &hi, per).log_z(&ebm);
     let n = 20_000;
     let x = f32s(&m.draw(n, &mut Rng::new(12)));
     let e = energies(&ebm, &x, m.dim());

@@ -1,31 +1,22 @@
 //! sance-toy: trains an EBM on a built-in 2-D dataset, samples it, writes a picture; or sweeps
 //! the snapshot refresh interval K. Run `sance-toy help` for the options.
-mod eval;
-mod held_out;
-mod plot;
-
-use held_out::held_out_ll;
-use plot::{ramp, Canvas};
 use sance::abi::config::SanceConfig;
 use sance::model::toy::{toy_dataset, TOY_DATASETS};
 use sance::Ebm;
+use sance_experiments::cli::{Flags, Overrides};
+use sance_experiments::held_out::held_out_ll;
+use sance_experiments::plot::{ramp, Canvas};
+use sance_experiments::toy as eval;
 use std::time::Instant;
 use tch::Kind;
 
 const USAGE: &str = "\
 usage:
   sance-toy train [--dataset NAME] [--steps N] [--batch B] [--k K] [--seed S] [--out FILE.png]
-                  [--log-every N] [--sample-steps T] [--device D]
-                  [--step-size L] [--langevin-steps T] [--energy-l2 A] [--lr R]
-                  [--mala] [--ula] [--no-scaling] [--noise snapshot|gaussian] [--clamp C]
+                  [--log-every N] [--sample-steps T] and the options below
   sance-toy sweep [--dataset NAME[,NAME...]|all] [--steps N] [--batch B] [--ks 1,10,25,100,1000]
-                  [--seeds 0,1,2] and the train options
+                  [--seeds 0,1,2] and the options below (--k is the sweep's --ks)
 datasets: 8gaussians, rings, checkerboard, 2spirals, pinwheel
---step-size sets a fixed λ and σ = √(2λ) (temperature 1; by default MALA tunes λ to an
-acceptance rate of 0.6); --mala turns on the Metropolis test; --ula turns it off (and the tuning);
---no-scaling trains on the data as given (no fitted standardisation);
---clamp C clamps the training chains to [−C, C]; --noise gaussian is classic NCE;
---reinit P sets replay_reinit_prob (0: the buffer follows the snapshot).
 ";
 
 #[derive(Clone)]
@@ -38,111 +29,51 @@ struct Opts {
     out: String,
     log_every: u64,
     sample_steps: u32,
-    device: i32,
     ks: Vec<u32>,
     seeds: Vec<u64>,
-    /// Overrides of the default config.
-    step_size: Option<f32>,
-    langevin_steps: Option<u32>,
-    energy_l2: Option<f32>,
-    lr: Option<f32>,
-    mala: bool,
-    ula: bool,
-    no_scaling: bool,
-    target: Option<f32>,
-    reinit: Option<f32>,
-    gaussian: bool,
-    clamp: Option<f32>,
+    /// Overrides of the default config, but for K (`k`, or each of `ks`).
+    config: Overrides,
     datasets: Vec<String>,
 }
 
-fn float(flag: &str, s: String) -> Result<f32, String> {
-    s.parse::<f32>().map_err(|_| format!("{flag}: not a number: {s}"))
-}
-
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let d = SanceConfig::default();
-    let mut o = Opts {
-        dataset: "8gaussians".into(),
-        steps: 4000,
-        batch: 256,
-        k: d.noise_update_interval,
-        seed: 0,
-        out: String::new(),
-        log_every: 250,
-        sample_steps: 500,
-        device: d.device,
-        ks: vec![1, 10, 100, 300, 1000],
-        seeds: vec![0],
-        step_size: None,
-        langevin_steps: None,
-        energy_l2: None,
-        lr: None,
-        mala: false,
-        ula: false,
-        no_scaling: false,
-        target: None,
-        reinit: None,
-        gaussian: false,
-        clamp: None,
-        datasets: vec![],
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{flag} needs a value"));
-        let num = |s: String| s.parse::<u64>().map_err(|_| format!("{flag}: not a number: {s}"));
-        let list =
-            |s: String| -> Result<Vec<u64>, String> { s.split(',').map(|x| num(x.to_string())).collect() };
-        match flag.as_str() {
+    let (mut datasets, mut ks) = (Vec::new(), vec![1, 10, 100, 300, 1000]);
+    let mut f = Flags::parse(args, |flag, a| {
+        match flag {
             "--dataset" => {
-                let v = val()?;
-                o.datasets = if v == "all" {
+                let v = a.value(flag)?;
+                datasets = if v == "all" {
                     TOY_DATASETS.iter().map(|s| s.to_string()).collect()
                 } else {
                     v.split(',').map(str::to_string).collect()
                 };
-                o.dataset = o.datasets[0].clone();
             }
-            "--mala" => o.mala = true,
-            "--ula" => o.ula = true,
-            "--no-scaling" => o.no_scaling = true,
-            "--target-acceptance" => o.target = Some(float(flag, val()?)?),
-            "--reinit" => o.reinit = Some(val()?.parse().map_err(|_| "--reinit needs a probability")?),
-            "--noise" => {
-                o.gaussian = match val()?.as_str() {
-                    "snapshot" => false,
-                    "gaussian" => true,
-                    v => return Err(format!("--noise: snapshot or gaussian, not {v}")),
-                }
-            }
-            "--clamp" => o.clamp = Some(float(flag, val()?)?),
-            "--steps" => o.steps = num(val()?)?,
-            "--batch" => o.batch = num(val()?)? as usize,
-            "--k" => o.k = num(val()?)? as u32,
-            "--seed" => o.seed = num(val()?)?,
-            "--out" => o.out = val()?,
-            "--log-every" => o.log_every = num(val()?)?.max(1),
-            "--sample-steps" => o.sample_steps = num(val()?)? as u32,
-            "--device" => o.device = val()?.parse().map_err(|_| "--device: not an integer".to_string())?,
-            "--ks" => o.ks = list(val()?)?.into_iter().map(|k| k as u32).collect(),
-            "--seeds" => o.seeds = list(val()?)?,
-            "--step-size" => o.step_size = Some(float(flag, val()?)?),
-            "--langevin-steps" => o.langevin_steps = Some(num(val()?)? as u32),
-            "--energy-l2" => o.energy_l2 = Some(float(flag, val()?)?),
-            "--lr" => o.lr = Some(float(flag, val()?)?),
-            _ => return Err(format!("unknown option {flag}")),
+            "--ks" => ks = a.list(flag)?,
+            _ => return Ok(false),
         }
+        Ok(true)
+    })?;
+    if datasets.is_empty() {
+        datasets = vec!["8gaussians".into()];
     }
-    if o.datasets.is_empty() {
-        o.datasets = vec![o.dataset.clone()];
-    }
-    if let Some(d) = o.datasets.iter().find(|d| !TOY_DATASETS.contains(&d.as_str())) {
+    if let Some(d) = datasets.iter().find(|d| !TOY_DATASETS.contains(&d.as_str())) {
         return Err(format!("unknown dataset {d}"));
     }
-    if o.out.is_empty() {
-        o.out = format!("sance-{}.png", o.dataset);
-    }
-    Ok(o)
+    let seeds = f.seeds.clone().unwrap_or(vec![0]);
+    Ok(Opts {
+        dataset: datasets[0].clone(),
+        steps: f.steps.unwrap_or(4000),
+        batch: f.batch.unwrap_or(256),
+        k: f.config.k.take().unwrap_or(SanceConfig::default().noise_update_interval),
+        seed: seeds[0],
+        out: f.out.clone().unwrap_or_else(|| format!("sance-{}.png", datasets[0])),
+        log_every: f.log_every.unwrap_or(250),
+        sample_steps: f.sample_steps.unwrap_or(500),
+        ks,
+        seeds,
+        config: f.config,
+        datasets,
+    })
 }
 
 /// Quality of a trained model against its dataset.
@@ -203,46 +134,9 @@ fn score(ebm: &mut Ebm, dataset: &str, sample_steps: u32) -> Scores {
 }
 
 fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance::Error> {
-    let mut cfg = SanceConfig { noise_update_interval: k, seed, device: o.device, ..Default::default() };
-    if let Some(l) = o.step_size {
-        // Keep the sampler at temperature 1; a step given is kept fixed.
-        cfg.langevin.step_size = l;
-        cfg.langevin.noise_std = (2.0 * l).sqrt();
-        cfg.langevin.target_acceptance = 0.0;
-    }
-    if let Some(t) = o.langevin_steps {
-        cfg.langevin.steps = t;
-    }
-    if let Some(a) = o.energy_l2 {
-        cfg.energy_l2 = a;
-    }
-    if let Some(r) = o.lr {
-        cfg.learning_rate = r;
-    }
-    if o.mala {
-        cfg.langevin.metropolis = 1;
-    }
-    if let Some(a) = o.target {
-        cfg.langevin.target_acceptance = a;
-    }
-    if o.no_scaling {
-        cfg.scaling = sance::abi::config::SanceScaling::None;
-    }
-    if o.ula {
-        // sance 0.4's sampler: unadjusted, with a fixed step.
-        cfg.langevin.metropolis = 0;
-        cfg.langevin.target_acceptance = 0.0;
-    }
-    if let Some(r) = o.reinit {
-        cfg.replay_reinit_prob = r;
-    }
-    if o.gaussian {
-        cfg.noise = sance::abi::config::SanceNoise::Gaussian;
-    }
-    if let Some(c) = o.clamp {
-        cfg.langevin.clamp_min = -c;
-        cfg.langevin.clamp_max = c;
-    }
+    let mut cfg = SanceConfig { seed, ..Default::default() };
+    o.config.apply(&mut cfg);
+    cfg.noise_update_interval = k;
     let mut ebm = Ebm::new(&cfg)?;
     if verbose {
         println!(
@@ -371,7 +265,7 @@ fn main() {
         "train" => cmd_train(&o),
         "sweep" => cmd_sweep(&o),
         "help" | "--help" | "-h" => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", sance_experiments::cli::USAGE);
             Ok(())
         }
         _ => Err(format!("unknown command {cmd}")),

@@ -2,21 +2,16 @@
 //! Fashion-MNIST, with self-adapting NCE (snapshot noise, refresh every K steps; K = 0 never
 //! refreshes) or classic NCE (a fixed Gaussian fitted to the data), and scores the samples.
 //! `sance-hd help` lists the options; docs/results.md shows what they gave.
-#[path = "../sance-toy/held_out.rs"]
-mod held_out;
-#[path = "../sance-toy/plot.rs"]
-#[allow(dead_code)]
-mod plot;
-mod score;
-mod setup;
-
-use held_out::held_out_ll;
-use plot::Canvas;
-use sance::abi::config::{SanceConfig, SanceConvHead, SanceLangevin, SanceNoise};
-use sance::datasets;
-use sance::metrics;
-use score::Judge;
-use setup::{batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels};
+use sance::abi::config::{SanceConfig, SanceLangevin, SanceNoise};
+use sance_experiments::cli::{Flags, Overrides};
+use sance_experiments::datasets;
+use sance_experiments::held_out::held_out_ll;
+use sance_experiments::images::score::{self, Judge};
+use sance_experiments::images::setup::{
+    batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels,
+};
+use sance_experiments::metrics;
+use sance_experiments::plot::Canvas;
 
 use sance::model::toy;
 use sance::Ebm;
@@ -32,11 +27,8 @@ usage:
         (float32 LE, N × 784, in [−1, 1], as fashion's samples.f32) on the ladder
 methods: kN = self-adapting NCE refreshing the snapshot every N steps (k0: never after the
 first step); classic = NCE against a Gaussian fitted to the training data.
-options (each overrides the dataset's defaults; docs/results.md lists those):
-  --batch B  --lr R  --width W  --layers L  --langevin-steps T  --step-size λ  --noise-std σ
-  --grad-clamp C  --clamp LO,HI  --data-noise S  --energy-l2 A  --beta1 B  --clip G  --buffer N
-  --restart P  --ema B  --head sum|dense  --mala  --sample-steps T
-  --device cpu|cuda|cuda:K  --out FILE.png  --log-every N (250; fashion: 500)
+options: those below, each overriding the dataset's defaults (docs/results.md lists those),
+but --k and --noise (the method says them); --log-every is 250 steps, fashion's 500.
 runs on every core (SANCE_NUM_THREADS, unless set, is the number of cores).
 ";
 
@@ -72,25 +64,9 @@ struct Opts {
     seeds: Vec<u64>,
     arch: String,
     batch: Option<usize>,
-    lr: Option<f32>,
-    width: Option<u32>,
-    layers: Option<u32>,
-    langevin_steps: Option<u32>,
-    step_size: Option<f32>,
-    noise_std: Option<f32>,
-    grad_clamp: Option<f32>,
-    clamp: Option<(f32, f32)>,
-    data_noise: Option<f32>,
-    energy_l2: Option<f32>,
-    beta1: Option<f32>,
-    clip: Option<f32>,
-    buffer: Option<u32>,
-    restart: Option<f32>,
-    ema: Option<f32>,
-    head: Option<SanceConvHead>,
-    mala: bool,
+    /// Overrides of the dataset's default config (K and the noise come from the method).
+    config: Overrides,
     sample_steps: Option<u32>,
-    device: Option<i32>,
     out: Option<String>,
     log_every: u64,
     dir: String,
@@ -109,127 +85,45 @@ impl Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let mut o = Opts {
-        seeds: vec![0],
-        arch: String::new(),
-        log_every: 250,
-        dir: "fashion-run".into(),
-        ..Default::default()
-    };
-    let mut it = args.iter();
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().cloned().ok_or(format!("{flag} needs a value"));
-        let f = |s: String| s.parse::<f32>().map_err(|_| format!("{flag}: not a number: {s}"));
-        let u = |s: String| s.parse::<u64>().map_err(|_| format!("{flag}: not a whole number: {s}"));
-        match flag.as_str() {
-            "--methods" | "--method" => o.methods = val()?.split(',').map(str::to_string).collect(),
-            "--steps" => o.steps = Some(u(val()?)?),
-            "--seeds" => o.seeds = val()?.split(',').map(|s| u(s.to_string())).collect::<Result<_, _>>()?,
-            "--arch" => o.arch = val()?,
-            "--batch" => o.batch = Some(u(val()?)? as usize),
-            "--lr" => o.lr = Some(f(val()?)?),
-            "--width" => o.width = Some(u(val()?)? as u32),
-            "--layers" => o.layers = Some(u(val()?)? as u32),
-            "--langevin-steps" => o.langevin_steps = Some(u(val()?)? as u32),
-            "--step-size" => o.step_size = Some(f(val()?)?),
-            "--noise-std" => o.noise_std = Some(f(val()?)?),
-            "--grad-clamp" => o.grad_clamp = Some(f(val()?)?),
-            "--clamp" => {
-                let v = val()?;
-                let (a, b) = v.split_once(',').ok_or("--clamp takes LO,HI")?;
-                o.clamp = Some((f(a.into())?, f(b.into())?));
-            }
-            "--data-noise" => o.data_noise = Some(f(val()?)?),
-            "--energy-l2" => o.energy_l2 = Some(f(val()?)?),
-            "--beta1" => o.beta1 = Some(f(val()?)?),
-            "--clip" => o.clip = Some(f(val()?)?),
-            "--buffer" => o.buffer = Some(u(val()?)? as u32),
-            "--restart" => o.restart = Some(f(val()?)?),
-            "--ema" => o.ema = Some(f(val()?)?),
-            "--head" => {
-                o.head = Some(match val()?.as_str() {
-                    "sum" => SanceConvHead::Sum,
-                    "dense" => SanceConvHead::Dense,
-                    h => return Err(format!("--head: sum or dense, not {h}")),
-                })
-            }
-            "--mala" => o.mala = true,
-            "--sample-steps" => o.sample_steps = Some(u(val()?)? as u32),
-            "--device" => o.device = Some(device_arg(&val()?)?),
-            "--out" => o.out = Some(val()?),
-            "--log-every" => o.log_every = u(val()?)?.max(1),
-            "--dir" => o.dir = val()?,
-            "--resume" => o.resume = true,
-            _ => return Err(format!("unknown option {flag}")),
+    let (mut methods, mut arch, mut dir, mut resume) =
+        (Vec::new(), String::new(), "fashion-run".to_string(), false);
+    let f = Flags::parse(args, |flag, a| {
+        match flag {
+            "--methods" | "--method" => methods = a.value(flag)?.split(',').map(str::to_string).collect(),
+            "--arch" => arch = a.value(flag)?,
+            "--dir" => dir = a.value(flag)?,
+            "--resume" => resume = true,
+            _ => return Ok(false),
         }
+        Ok(true)
+    })?;
+    if f.config.k.is_some() || f.config.gaussian_noise {
+        return Err(
+            "sance-hd takes K and the noise from --methods (kN or classic), not --k or --noise".into()
+        );
     }
-    Ok(o)
+    Ok(Opts {
+        methods,
+        steps: f.steps,
+        seeds: f.seeds.unwrap_or(vec![0]),
+        arch,
+        batch: f.batch,
+        config: f.config,
+        sample_steps: f.sample_steps,
+        out: f.out,
+        log_every: f.log_every.unwrap_or(250),
+        dir,
+        resume,
+    })
 }
 
-/// Applies the command-line overrides to a dataset's default config.
+/// Applies the command-line overrides and the method to a dataset's default config.
 fn apply(o: &Opts, mut c: SanceConfig, method: &Method, seed: u64) -> SanceConfig {
     c.seed = seed;
+    o.config.apply(&mut c);
     match method {
         Method::Snapshot(k) => c.noise_update_interval = *k,
         Method::Classic => c.noise = SanceNoise::Gaussian,
-    }
-    let l = &mut c.langevin;
-    if let Some(v) = o.langevin_steps {
-        l.steps = v;
-    }
-    if let Some(v) = o.step_size {
-        // A step given is kept fixed.
-        l.step_size = v;
-        l.noise_std = (2.0 * v).sqrt();
-        l.target_acceptance = 0.0;
-    }
-    if let Some(v) = o.noise_std {
-        l.noise_std = v;
-    }
-    if let Some(v) = o.grad_clamp {
-        l.grad_clamp = v;
-    }
-    if let Some((a, b)) = o.clamp {
-        (l.clamp_min, l.clamp_max) = (a, b);
-    }
-    if o.mala {
-        l.metropolis = 1;
-    }
-    if let Some(v) = o.lr {
-        c.learning_rate = v;
-    }
-    if let Some(v) = o.width {
-        c.hidden_width = v;
-    }
-    if let Some(v) = o.layers {
-        c.hidden_layers = v;
-    }
-    if let Some(v) = o.data_noise {
-        c.data_noise_std = v;
-    }
-    if let Some(v) = o.energy_l2 {
-        c.energy_l2 = v;
-    }
-    if let Some(v) = o.beta1 {
-        c.adam_beta1 = v;
-    }
-    if let Some(v) = o.clip {
-        c.grad_clip = v;
-    }
-    if let Some(v) = o.buffer {
-        c.replay_capacity = v;
-    }
-    if let Some(v) = o.restart {
-        c.replay_reinit_prob = v;
-    }
-    if let Some(v) = o.ema {
-        c.ema_decay = v;
-    }
-    if let Some(v) = o.head {
-        c.conv_head = v;
-    }
-    if let Some(v) = o.device {
-        c.device = v;
     }
     c
 }
@@ -782,18 +676,6 @@ fn write_f32(path: &std::path::Path, x: &[f32]) -> std::io::Result<()> {
 }
 
 /// `--device`: `cpu`, `cuda` (CUDA device 0), `cuda:K`, or the C API's integer (-1 CPU, K CUDA K).
-fn device_arg(v: &str) -> Result<i32, String> {
-    match v {
-        "cpu" => Ok(-1),
-        "cuda" => Ok(0),
-        _ => v
-            .strip_prefix("cuda:")
-            .unwrap_or(v)
-            .parse()
-            .map_err(|_| format!("--device {v}: expected cpu, cuda, cuda:K or an integer")),
-    }
-}
-
 fn main() {
     // The experiments are the machine's only job: every core, not the library's one-thread
     // default for shared nodes (docs/c-api.md, "Threads"). SANCE_NUM_THREADS set by the caller
@@ -830,7 +712,7 @@ fn main() {
         "digits" => cmd_digits(&o),
         "fashion" => cmd_fashion(&o),
         "help" | "--help" | "-h" => {
-            print!("{USAGE}");
+            print!("{USAGE}{}", sance_experiments::cli::USAGE);
             Ok(())
         }
         c => Err(format!("unknown command {c}\n{USAGE}")),

@@ -1,63 +1,9 @@
-//! The low-dimensional densities of `sance-lowd` (and of the suite's test of the defaults,
-//! tests/defaults_learn_densities.rs, which includes this file): a correlated 2-D Gaussian and
-//! mixtures of anisotropic Gaussians with unequal weights in 2–5 dimensions, known exactly,
-//! and the measures taken against them. (`sance-lowd` sees them, and its other sets, through
-//! density.rs's `Density`; the log Z grid here takes any box.)
-#![allow(dead_code)]
+//! The low-dimensional densities of `sance-lowd` and of the tests of the defaults: a
+//! correlated 2-D Gaussian and mixtures of anisotropic Gaussians with unequal weights in 2–5
+//! dimensions, known exactly, and the measures taken against them. (`sance-lowd` sees them,
+//! and its other sets, through `lowd::Density`.)
+use crate::grid::logsumexp;
 use sance::model::rng::Rng;
-use sance::Ebm;
-use tch::Kind;
-
-/// A model's energies at the n points `x` (n × dim).
-pub fn energies(ebm: &Ebm, x: &[f32], dim: usize) -> Vec<f64> {
-    let t = ebm.tensor_from(x, x.len() / dim).unwrap();
-    Vec::<f64>::try_from(ebm.energy(&t).unwrap().to_kind(Kind::Double)).unwrap()
-}
-
-/// log Z by the midpoint rule over [−w, w]^D with `per` cells a side, in chunks of 65,536
-/// points (mass outside the box is lost).
-pub fn grid_log_z(ebm: &Ebm, dim: usize, w: f64, per: usize) -> f64 {
-    grid_log_z_box(ebm, &vec![-w; dim], &vec![w; dim], per)
-}
-
-/// log Z by the midpoint rule over the box Π [lo_i, hi_i] with `per` cells a side (mass outside
-/// the box is lost).
-pub fn grid_log_z_box(ebm: &Ebm, lo: &[f64], hi: &[f64], per: usize) -> f64 {
-    let dim = lo.len();
-    grid_log_integral(lo, hi, per, |x| energies(ebm, x, dim).iter().map(|e| -e).collect())
-}
-
-/// log ∫ exp(f) over the box Π [lo_i, hi_i] by the midpoint rule with `per` cells a side:
-/// `log_f` gets the cell centres (as f32, the points a model sees; the first coordinate
-/// varies fastest) in chunks of up to 65,536 points, row-major, and returns f at each.
-pub fn grid_log_integral(
-    lo: &[f64],
-    hi: &[f64],
-    per: usize,
-    mut log_f: impl FnMut(&[f32]) -> Vec<f64>,
-) -> f64 {
-    let dim = lo.len();
-    assert_eq!(dim, hi.len(), "a box needs as many upper bounds as lower ones");
-    let h: Vec<f64> = lo.iter().zip(hi).map(|(l, u)| (u - l) / per as f64).collect();
-    let cells = per.pow(dim as u32);
-    let mut parts = Vec::new();
-    let mut x = Vec::new();
-    for i in 0..cells {
-        let mut r = i;
-        for k in 0..dim {
-            x.push((lo[k] + h[k] * ((r % per) as f64 + 0.5)) as f32);
-            r /= per;
-        }
-        if x.len() == 65_536 * dim || i + 1 == cells {
-            parts.push(logsumexp(&log_f(&x)));
-            x.clear();
-        }
-    }
-    // A cube's cell volume as before boxes (D · ln h), to the last bit.
-    let log_cell =
-        if h.iter().all(|&v| v == h[0]) { dim as f64 * h[0].ln() } else { h.iter().map(|h| h.ln()).sum() };
-    logsumexp(&parts) + log_cell
-}
 
 /// A mixture of Gaussians N(μ_k, L_k L_kᵀ) with weights w_k.
 pub struct Mixture {
@@ -211,12 +157,6 @@ impl Mixture {
             .collect()
     }
 }
-
-pub fn logsumexp(v: &[f64]) -> f64 {
-    let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-    m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
-}
-
 impl Mixture {
     /// The component whose weighted density is largest at x: the regions that split the
     /// space between components.

@@ -2,13 +2,13 @@
 //! images is scored by the same judge, a classifier trained on the real training images, beside
 //! reference sets that give the numbers a scale: real images, exact draws of a Gaussian fitted
 //! to the training images, and the per-class mean images.
-use sance::datasets::Images;
-use sance::metrics::{self, Classifier};
+use crate::datasets::Images;
+use crate::metrics::{self, Classifier};
 use sance::model::gaussian::Gaussian;
 use sance::model::rng::Rng;
 use tch::{Device, Kind, Tensor};
 
-use crate::setup::{to_model, to_pixels};
+use super::setup::{to_model, to_pixels};
 
 pub struct Judge<'a> {
     pub classifier: Classifier,
