@@ -55,7 +55,8 @@ TRAIN = [
     (
         "train-digits-conv",
         dict(arch=1, channels=1, height=8, width=8, hidden_width=32, hidden_layers=1, data_noise_std=0.03,
-             learning_rate=1e-4, noise_update_interval=1, replay_capacity=10000, langevin=IMAGE_LANGEVIN),
+             learning_rate=1e-4, noise_update_interval=1, replay_capacity=10000, replay_reinit_prob=0.05,
+             langevin=IMAGE_LANGEVIN),
         "digits", 256, 2.0,
     ),
 ]
@@ -237,14 +238,14 @@ def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
         state["old"] += 1
         s = sance.train_step(old, ctypes.c_void_p(x.data_ptr()), batch, stats)
         if s not in (0, 5):
-            raise RuntimeError(f"train_step: {s}")
+            raise RuntimeError(f"train_step: {s}: {sance.lib.sance_last_error().decode()}")
 
     def run_sance():
         x = batches[state["sance"] % len(batches)]
         state["sance"] += 1
         s = sance.train_step(h, ctypes.c_void_p(x.data_ptr()), batch, stats)
         if s not in (0, 5):  # 5: a skipped non-finite step still costs its time
-            raise RuntimeError(f"train_step: {s}")
+            raise RuntimeError(f"train_step: {s}: {sance.lib.sance_last_error().decode()}")
 
     def run_ref():
         x = batches[state["ref"] % len(batches)]
