@@ -10,6 +10,10 @@ measurement repeats the call until it lasts --min-time seconds. Printed: medians
 the ratios reference time / sance time (> 1: sance is faster), plus a JSON file. torch.compile's
 compile time is reported apart and never enters the medians.
 
+`--growth` instead times sance's Langevin step against batch, width and data dimension, each
+point beside the machine's sgemm rate on its largest product (the roofline), with the log-log
+slope of each sweep. The rows print their nominal GFLOP/s and its share of that rate too.
+
 `--threads` instead measures one intra-op thread against the default two for small batches
 (docs/speed.md, "Threads"), with sance's own thread policy off.
 
@@ -19,6 +23,7 @@ reports its resident set at steps 1,000 and 20,000.
 import argparse
 import ctypes
 import json
+import math
 import os
 import platform
 import resource
@@ -104,6 +109,54 @@ def rounds(impls, n_rounds, device, min_time, per_call_units):
 
 def summary(ms):
     return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "runs": ms}
+
+
+def mlp_forward_flops(cfg):
+    """FLOPs of one row's forward pass through an MLP energy (multiply-adds count two):
+    data_dim → width, (layers − 1) × width → width, width → 1."""
+    d, w, layers = cfg.data_dim, cfg.hidden_width, cfg.hidden_layers
+    return 2 * (d * w + (layers - 1) * w * w + w)
+
+
+def langevin_flops(cfg, batch):
+    """Nominal FLOPs of one Langevin step: the forward pass and the input gradient, as much again."""
+    return 2 * batch * mlp_forward_flops(cfg)
+
+
+def train_flops(cfg, batch):
+    """Nominal FLOPs of one training step on an MLP: the noise chains' Langevin steps (MALA
+    evaluates the energy at the proposal too: no extra pass beyond the gradient's), the loss's
+    forward passes of θ and θ̄ on data and noise, θ's parameter gradient (twice a forward),
+    and the population's refresh pass over the buffer every K steps."""
+    f = mlp_forward_flops(cfg)
+    m = int(round(cfg.noise_ratio * batch))
+    k = max(cfg.noise_update_interval, 1)
+    return cfg.langevin.steps * 2 * m * f + 4 * (batch + m) * f + cfg.replay_capacity * f / k
+
+
+_SGEMM = {}
+
+
+def sgemm_gflops(m, k, n, device, min_time=0.2):
+    """The machine's sgemm rate on one [m, k] × [k, n] product in this process and on its
+    threads (torch.mm, MKL on the CPU): the roofline the rows are held against. Best of 5."""
+    key = (m, k, n, device)
+    if key not in _SGEMM:
+        a = torch.randn(m, k, device=device)
+        b = torch.randn(k, n, device=device)
+        c = torch.empty(m, n, device=device)
+        best = min(timed(lambda: torch.mm(a, b, out=c), device, min_time)[0] for _ in range(5))
+        _SGEMM[key] = 2 * m * k * n / best / 1e9
+    return _SGEMM[key]
+
+
+def roofline(cfg, batch, flops, ms, device):
+    """Achieved GFLOP/s of `flops` in `ms`, against sgemm on the row's widest product
+    ([batch, width] × [width, width])."""
+    w = cfg.hidden_width
+    peak = sgemm_gflops(batch, w, w, device)
+    got = flops / (ms * 1e-3) / 1e9
+    return dict(gflops=got, sgemm_gflops=peak, fraction=got / peak, sgemm_shape=[batch, w, w])
 
 
 def load_safetensors(path):
@@ -288,6 +341,62 @@ def scaling(sance, args):
     return cells
 
 
+def sance_step_ms(sance, cfg, batch, args):
+    """sance's time per Langevin step (unadjusted, fixed step) on `batch` chains: median of
+    args.rounds measurements of args.langevin_steps steps each."""
+    cfg.langevin.steps = args.langevin_steps
+    cfg.langevin.metropolis = 0
+    cfg.langevin.target_acceptance = 0.0
+    h = sance.new(cfg)
+    x0 = torch.rand([batch] + cfg.sample_shape(), generator=torch.Generator().manual_seed(1)) * 2 - 1
+    work = x0.clone()
+    ptr = ctypes.c_void_p(work.data_ptr())
+
+    def run():
+        work.copy_(x0)
+        sance.check(sance.sample_from(h, ptr, batch, cfg.langevin), "sample_from")
+
+    _, reps = timed(run, "cpu", args.min_time)
+    ms = statistics.median(1e3 * timed(run, "cpu", args.min_time, reps)[0] / args.langevin_steps for _ in range(args.rounds))
+    sance.free(h)
+    return ms
+
+
+def slope(xs, ys):
+    """Least-squares slope of log y against log x."""
+    lx, ly = [math.log(v) for v in xs], [math.log(v) for v in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def growth_table(sance, args):
+    """How sance's Langevin step grows with batch, width and data dimension (MLP, 3 hidden
+    layers; the others held at batch 256, width 128, dimension 2), each point's nominal GFLOP/s
+    against sgemm on its [batch, width] × [width, width] product, and the log-log slope of
+    each sweep (1: the time grows like the argument)."""
+    sweeps = [
+        ("batch", [64, 256, 1024, 4096, 8192], lambda v: (2, 128, v)),
+        ("width", [32, 64, 128, 256, 512, 1024], lambda v: (2, v, 256)),
+        ("data_dim", [2, 16, 64, 256, 784], lambda v: (v, 128, 256)),
+    ]
+    out = []
+    for name, values, at in sweeps:
+        times = []
+        for v in values:
+            d, w, b = at(v)
+            cfg = configure(sance, dict(arch=0, data_dim=d, hidden_width=w, hidden_layers=3), -1)
+            ms = sance_step_ms(sance, cfg, b, args)
+            rf = roofline(cfg, b, langevin_flops(cfg, b), ms, "cpu")
+            times.append(ms)
+            out.append(dict(sweep=name, value=v, data_dim=d, width=w, batch=b, sance_ms=ms, **rf))
+            print(f"{name:>8} {v:5d} (dim {d:3d}, width {w:4d}, batch {b:5d}): {ms:8.3f} ms per step, "
+                  f"{rf['gflops']:6.1f} GFLOP/s = {100 * rf['fraction']:3.0f} % of sgemm's {rf['sgemm_gflops']:.1f}", flush=True)
+        k = slope(values, times)
+        out.append(dict(sweep=name, slope=k))
+        print(f"{name:>8}: log-log slope {k:.2f}\n", flush=True)
+    return out
+
+
 def threads_table(sance, args):
     """Langevin time with the calling thread's OpenMP count at 1 against libtorch's default,
     alternating, per net and batch. The count is set through the OpenMP runtime libtorch loaded
@@ -393,6 +502,7 @@ def main():
     ap.add_argument("--json", default="bench/speed.json")
     ap.add_argument("--scaling", metavar="SVG", help="instead of the rows: time against batch and width, plot to SVG")
     ap.add_argument("--threads", action="store_true", help="instead of the rows: one thread against the default, small batches")
+    ap.add_argument("--growth", action="store_true", help="instead of the rows: sance's step against batch, width and data dimension, with the roofline")
     ap.add_argument("--rss-probe", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rss_probe:
@@ -409,6 +519,13 @@ def main():
     # convs) would otherwise differ from PyTorch's default under the comparison.
     os.environ.setdefault("SANCE_NUM_THREADS", str(torch.get_num_threads()))
     sance = Sance()
+    if args.growth:
+        print(f"{sance.version()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+              f"{platform.processor() or platform.machine()}; {args.rounds} rounds of {args.langevin_steps} steps, medians\n")
+        cells = growth_table(sance, args)
+        with open(args.json, "w") as f:
+            json.dump({"growth": cells}, f, indent=1)
+        return None
     if args.scaling:
         cells = scaling(sance, args)
         with open(args.json, "w") as f:
@@ -443,6 +560,10 @@ def main():
             rows.append(dict(row=name, device=device, unit="ms per Langevin step", batch=batch, compile_s=compile_s,
                              check_rel_err=err, targets={"eager": t_eager, "compile": t_compile},
                              **{k: summary(v) for k, v in res.items()}))
+            cfg = configure(sance, ov, device_id)
+            if cfg.arch == 0:
+                flops = langevin_flops(cfg, batch)
+                rows[-1]["roofline"] = {k: roofline(cfg, batch, flops, statistics.median(v), device) for k, v in res.items()}
             report(rows[-1])
         for name, ov, dataset, batch, target in TRAIN:
             if wanted and name not in wanted:
@@ -450,6 +571,10 @@ def main():
             res = train_row(sance, name, ov, dataset, batch, args, device, device_id)
             rows.append(dict(row=name, device=device, unit="ms per training step", batch=batch,
                              targets={"eager": target}, **{k: summary(v) for k, v in res.items()}))
+            cfg = configure(sance, ov, device_id)
+            if cfg.arch == 0:
+                flops = train_flops(cfg, batch)
+                rows[-1]["roofline"] = {k: roofline(cfg, batch, flops, statistics.median(v), device) for k, v in res.items()}
             report(rows[-1])
     if wanted is None or "memory" in wanted:
         out = subprocess.run([sys.executable, __file__, "--rss-probe", str(args.memory_steps)], capture_output=True, text=True)
@@ -479,6 +604,12 @@ def report(r):
     if r.get("compile_s") is not None:
         cells.append(f"(compile {r['compile_s']:.1f} s)")
     print(" | ".join(cells), flush=True)
+    if "roofline" in r:
+        rf = r["roofline"]
+        m, k, n = rf["sance"]["sgemm_shape"]
+        print(f"{'':<26}GFLOP/s (nominal): " + ", ".join(
+            f"{name} {v['gflops']:.1f} ({100 * v['fraction']:.0f} %)" for name, v in rf.items())
+            + f" of sgemm's {rf['sance']['sgemm_gflops']:.1f} on [{m}x{k}]·[{k}x{n}]", flush=True)
 
 
 if __name__ == "__main__":
