@@ -5,7 +5,7 @@
 use sance::abi::config::{SanceConfig, SanceLangevin, SanceNoise};
 use sance_experiments::cli::{Flags, Overrides};
 use sance_experiments::datasets;
-use sance_experiments::held_out::held_out_ll;
+use sance_experiments::held_out::Progress;
 use sance_experiments::images::score::{self, Judge};
 use sance_experiments::images::setup::{
     batch_of, fashion_config, image_config, mixture_config, split, to_model, to_pixels,
@@ -141,44 +141,20 @@ fn train(
     mut every: impl FnMut(&mut Ebm),
 ) -> Result<f64, String> {
     let t0 = Instant::now();
-    let mut last = Instant::now();
-    let mut eval_secs = 0.0;
-    if held.is_some() {
-        println!(
-            "{:>6} {:>7} {:>6} {:>8} {:>8} {:>7} {:>8} {:>6} {:>8} {:>7}",
-            "step", "loss", "acc", "E(data)", "E(noise)", "c", "|dE/dx|", "accept", "held-out", "steps/s"
-        );
-    }
+    let mut progress = held.map(|_| Progress::new(log_every));
     let start = ebm.step_count();
     for t in start..steps {
         let x = batch(t);
         let s =
             ebm.train_step(&ebm.tensor_from(&x, b).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
         if s.step % log_every == 0 || s.step == steps {
-            if let Some(x) = held {
-                let rate = log_every as f64 / last.elapsed().as_secs_f64();
-                let t1 = Instant::now();
-                let ll = held_out_ll(ebm, x);
-                eval_secs += t1.elapsed().as_secs_f64();
-                last = Instant::now();
-                println!(
-                    "{:>6} {:>7.4} {:>6.3} {:>8.3} {:>8.3} {:>7.3} {:>8.3} {:>6.3} {:>8.3} {:>7.1}",
-                    s.step,
-                    s.loss,
-                    s.accuracy,
-                    s.data_energy,
-                    s.noise_energy,
-                    s.log_z_ratio,
-                    s.langevin_grad_norm,
-                    s.acceptance_rate,
-                    ll,
-                    rate
-                );
+            if let (Some(p), Some(x)) = (progress.as_mut(), held) {
+                p.row(ebm, &s, x);
             }
             every(ebm);
         }
     }
-    Ok(t0.elapsed().as_secs_f64() - eval_secs)
+    Ok(t0.elapsed().as_secs_f64() - progress.map_or(0.0, |p| p.eval_secs()))
 }
 
 /// `n` samples of the model: fresh chains of the training sampler run for `steps` steps.

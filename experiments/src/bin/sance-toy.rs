@@ -4,7 +4,7 @@ use sance::abi::config::SanceConfig;
 use sance::model::toy::{toy_dataset, TOY_DATASETS};
 use sance::Ebm;
 use sance_experiments::cli::{Flags, Overrides};
-use sance_experiments::held_out::held_out_ll;
+use sance_experiments::held_out::Progress;
 use sance_experiments::plot::{ramp, Canvas};
 use sance_experiments::toy as eval;
 use std::time::Instant;
@@ -150,52 +150,18 @@ fn train(o: &Opts, k: u32, seed: u64, verbose: bool) -> Result<(Ebm, f64), sance
             o.batch,
             ebm.device()
         );
-        println!(
-            "{:>6} {:>8} {:>6} {:>8} {:>8} {:>8} {:>8} {:>6} {:>8} {:>8} {:>8}",
-            "step",
-            "loss",
-            "acc",
-            "E(data)",
-            "E(noise)",
-            "c",
-            "|dE/dx|",
-            "accept",
-            "lambda",
-            "held-out",
-            "steps/s"
-        );
     }
+    let mut progress = verbose.then(|| Progress::new(o.log_every));
     let held = data_batch(&o.dataset, 1000, 1 << 43);
     let t0 = Instant::now();
-    let mut eval_secs = 0.0;
-    let mut last = Instant::now();
     for t in 0..o.steps {
         let batch = data_batch(&o.dataset, o.batch, seed.wrapping_mul(1_000_003).wrapping_add(t));
         let s = ebm.train_step(&ebm.tensor_from(&batch, o.batch)?)?;
-        if verbose && (s.step % o.log_every == 0 || s.step == o.steps) {
-            // Training time only: the held-out estimate below is not counted.
-            let rate = o.log_every as f64 / last.elapsed().as_secs_f64();
-            let t1 = Instant::now();
-            let held_out = held_out_ll(&ebm, &held);
-            eval_secs += t1.elapsed().as_secs_f64();
-            last = Instant::now();
-            println!(
-                "{:>6} {:>8.4} {:>6.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>6.3} {:>8.4} {:>8.3} {:>8.1}",
-                s.step,
-                s.loss,
-                s.accuracy,
-                s.data_energy,
-                s.noise_energy,
-                s.log_z_ratio,
-                s.langevin_grad_norm,
-                s.acceptance_rate,
-                s.step_size,
-                held_out,
-                rate
-            );
+        if let Some(p) = progress.as_mut().filter(|_| s.step % o.log_every == 0 || s.step == o.steps) {
+            p.row(&ebm, &s, &held);
         }
     }
-    Ok((ebm, t0.elapsed().as_secs_f64() - eval_secs))
+    Ok((ebm, t0.elapsed().as_secs_f64() - progress.map_or(0.0, |p| p.eval_secs())))
 }
 
 fn picture(ebm: &Ebm, o: &Opts, samples: &[f32]) -> std::io::Result<()> {
