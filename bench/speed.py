@@ -14,6 +14,10 @@ compile time is reported apart and never enters the medians.
 point beside the machine's sgemm rate on its largest product (the roofline), with the log-log
 slope of each sweep. The rows print their nominal GFLOP/s and its share of that rate too.
 
+`--phases` instead times the training step with one part changed at a time (the moving
+average off, K = 1, K = 0, the unadjusted sampler, one sampler step, classic NCE), alternated in
+the same rounds: what each part costs.
+
 `--threads` instead measures one intra-op thread against the default two for small batches
 (docs/speed.md, "Threads"), with sance's own thread policy off.
 
@@ -397,6 +401,58 @@ def growth_table(sance, args):
     return out
 
 
+# The training step with one part changed at a time, alternated in the same rounds: the
+# differences say what each part costs (docs/speed.md, "Where the training step's time goes").
+PHASES = [
+    ("defaults", {}),
+    ("no moving average (ema_decay 0)", dict(ema_decay=0.0)),
+    ("refresh every step (K = 1)", dict(noise_update_interval=1)),
+    ("never refreshed (K = 0)", dict(noise_update_interval=0)),
+    ("unadjusted, fixed step (no MALA test, no tuning)", dict(langevin=dict(metropolis=0, target_acceptance=0.0))),
+    ("1 sampler step instead of 20", dict(langevin=dict(steps=1))),
+    ("classic NCE (no sampler, no buffer)", dict(noise=1)),
+]
+
+
+def phases_table(sance, args):
+    """ms per training step of the defaults and of each variant in PHASES, for 8gaussians and
+    the 16-D mixture (batch 256), alternating, medians of args.rounds rounds."""
+    out = []
+    for dataset, dim in (("8gaussians", 2), ("gaussians16d", 16)):
+        impls = {}
+        handles = []
+        for label, ov in PHASES:
+            cfg = configure(sance, dict(data_dim=dim, **ov), -1)
+            h = sance.new(cfg)
+            handles.append(h)
+            pool = data_pool(sance, dataset, cfg)
+            batches = [pool[i * 256:(i + 1) * 256].contiguous() for i in range(len(pool) // 256)]
+            state = {"i": 0}
+            stats = StepStats()
+
+            def run(h=h, batches=batches, state=state, stats=stats):
+                x = batches[state["i"] % len(batches)]
+                state["i"] += 1
+                st = sance.train_step(h, ctypes.c_void_p(x.data_ptr()), 256, stats)
+                if st not in (0, 5):
+                    raise RuntimeError(f"train_step: {st}: {sance.lib.sance_last_error().decode()}")
+
+            for _ in range(args.warmup_steps):
+                run()
+            impls[label] = run
+        res = rounds(impls, args.rounds, "cpu", args.min_time, 1)
+        base = statistics.median(res["defaults"])
+        print(f"{dataset} (batch 256): ms per training step, and the difference to the defaults")
+        for label, _ in PHASES:
+            m = statistics.median(res[label])
+            out.append(dict(dataset=dataset, variant=label, ms=m, runs=res[label]))
+            print(f"  {label:<50} {m:8.3f} ms  {m - base:+8.3f}", flush=True)
+        print()
+        for h in handles:
+            sance.free(h)
+    return out
+
+
 def threads_table(sance, args):
     """Langevin time with the calling thread's OpenMP count at 1 against libtorch's default,
     alternating, per net and batch. The count is set through the OpenMP runtime libtorch loaded
@@ -502,6 +558,7 @@ def main():
     ap.add_argument("--json", default="bench/speed.json")
     ap.add_argument("--scaling", metavar="SVG", help="instead of the rows: time against batch and width, plot to SVG")
     ap.add_argument("--threads", action="store_true", help="instead of the rows: one thread against the default, small batches")
+    ap.add_argument("--phases", action="store_true", help="instead of the rows: the training step with one part changed at a time")
     ap.add_argument("--growth", action="store_true", help="instead of the rows: sance's step against batch, width and data dimension, with the roofline")
     ap.add_argument("--rss-probe", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -519,6 +576,13 @@ def main():
     # convs) would otherwise differ from PyTorch's default under the comparison.
     os.environ.setdefault("SANCE_NUM_THREADS", str(torch.get_num_threads()))
     sance = Sance()
+    if args.phases:
+        print(f"{sance.version()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+              f"{platform.processor() or platform.machine()}; {args.rounds} alternating rounds, medians\n")
+        cells = phases_table(sance, args)
+        with open(args.json, "w") as f:
+            json.dump({"phases": cells}, f, indent=1)
+        return None
     if args.growth:
         print(f"{sance.version()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
               f"{platform.processor() or platform.machine()}; {args.rounds} rounds of {args.langevin_steps} steps, medians\n")
