@@ -3,7 +3,8 @@
 //! dimensions (lowd/mixture.rs), the Müller–Brown density at kT = 20 (lowd/mueller_brown.rs)
 //! and a curved ridge (lowd/ridge.rs), none of which the defaults were tuned on; optionally in
 //! other units (`--scale`). For each: KL(data ‖ model) estimated as the mean over 20,000
-//! held-out draws of log p(x) − (−E(x) − log Z), log Z on a grid over the set's box (600² cells in 2-D, 160³ in
+//! held-out draws of log p(x) − (−E(x) − log Z),
+//! log Z on a grid over the set's box (600² cells in 2-D, 160³ in
 //! 3-D; mass outside the box is lost: it counts against the model) and by
 //! `sance_ebm_log_z` (AIS, default settings) in 5-D, where AIS's estimate is printed beside the
 //! grid's and beside a grid over the box widened twice (1200² or 200³ cells: the model's whole
