@@ -6,7 +6,8 @@
 #
 # Installs lib/libsance.so.X.Y.Z with SONAME libsance.so.X — libsance.so.0.Y before 1.0, where
 # a minor version may break the ABI (0.2 and 0.3 did) — and the SONAME / .so links,
-# include/sance.h (and include/sance_status.h, which it shares with sance_eval.h), include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
+# include/sance.h (and include/sance_status.h, which it shares with sance_eval.h),
+# include/sance/sance.hpp, include/sance/mpi.hpp, lib/pkgconfig/sance.pc and
 # lib/cmake/sance/sanceConfig{,Version}.cmake (imported target sance::sance); and libsance_eval,
 # the libtorch-free evaluator of trained MLP energies: lib/libsance_eval.so.X.Y.Z (its SONAME and
 # links), include/sance_eval.h, include/sance/eval.hpp, lib/pkgconfig/sance_eval.pc and the
@@ -69,7 +70,7 @@ up = $(subst $(space),/,$(patsubst %,..,$(subst /, ,$(1))))
 all: build
 
 build:
-	bash -c 'source scripts/env.sh && cargo build --release --lib && sance_soname_links'
+	bash -c 'source scripts/env.sh && cargo build --release --lib -p sance -p sance-eval && sance_soname_links'
 
 # The libraries are rebuilt when any of their sources is newer, so an install never ships a
 # stale build; when they are current no cargo runs (`sudo make install` after `make` needs no

@@ -271,6 +271,12 @@ fn refuses_bad_calls_and_writes_nothing() {
     let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), 4, g.as_mut_ptr().add(d), g.as_mut_ptr()) };
     assert_eq!(s, EvalStatus::InvalidArgument);
     assert!(eval_error().contains("grad_out overlaps energy_out"), "{}", eval_error());
+    // The input is judged before the outputs, as libsance's sance_ebm_energy_grad does: a NaN
+    // in x is NON_FINITE even when an output overlaps it.
+    x[1] = f32::NAN;
+    let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), 4, e.as_mut_ptr(), x.as_mut_ptr()) };
+    assert_eq!(s, EvalStatus::NonFinite, "{}", eval_error());
+    x[1] = 0.5;
     let s = unsafe { sance_eval_energy_grad(m, x.as_ptr(), usize::MAX / 2, e.as_mut_ptr(), g.as_mut_ptr()) };
     assert_eq!(s, EvalStatus::InvalidArgument);
     assert!(e.iter().chain(&g).all(|&v| v == 7.0), "a refused call wrote its outputs");

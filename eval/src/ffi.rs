@@ -66,9 +66,10 @@ pub unsafe extern "C" fn sance_eval_energy_grad(
         let m = &(*model).model;
         let d = m.dim();
         let len = element_count(n, d, "n")?;
-        non_null(x, "x")?;
+        let xs = floats(x, len, "x")?;
+        all_finite(xs, d, "x")?;
         // Outputs must not overlap the input or each other (checked on the pointers, before
-        // any slice is borrowed).
+        // an output is borrowed), in libsance's order: the input first, then the outputs.
         if !energy_out.is_null() {
             disjoint((energy_out, n), "energy_out", (x, len), "x")?;
         }
@@ -78,8 +79,6 @@ pub unsafe extern "C" fn sance_eval_energy_grad(
                 disjoint((grad_out, len), "grad_out", (energy_out, n), "energy_out")?;
             }
         }
-        let xs = floats(x, len, "x")?;
-        all_finite(xs, d, "x")?;
         let energy = if energy_out.is_null() { None } else { Some(floats_mut(energy_out, n, "energy_out")?) };
         let grad = if grad_out.is_null() { None } else { Some(floats_mut(grad_out, len, "grad_out")?) };
         m.energy_grad(xs, n, energy, grad);

@@ -7,7 +7,8 @@ use std::str::FromStr;
 
 /// What `help` prints for the shared flags, after a program's own.
 pub const USAGE: &str = "\
-options every program takes (each overrides the library's default):
+options the programs share (each overrides the library's default; sance-lowd takes no --out,
+--log-every or --sample-steps):
   --steps N  --seeds S,S,...  --batch B  --out FILE  --log-every N  --sample-steps T
   --device cpu|cuda|cuda:K|K   --k K (snapshot refresh interval)   --noise snapshot|gaussian
   --lr R  --beta1 B  --clip C  --energy-l2 A  --ema DECAY  --noise-ratio R  --data-noise S
@@ -15,6 +16,9 @@ options every program takes (each overrides the library's default):
   --langevin-steps T  --step-size L (a fixed λ, σ = √(2λ))  --noise-std S  --grad-clamp G
   --clamp C|LO,HI (chains kept in [−C, C] or [LO, HI])  --mala  --ula (neither test nor tuning)
   --target-acceptance A  --no-scaling (train on the data as given)
+By default MALA tunes its step λ to an acceptance of 0.6; a --step-size keeps λ fixed at
+temperature 1. --reinit 0 (the default) keeps the replay buffer a population of the snapshot;
+P > 0 restarts that share of the chains each step (short-run chains, as the image recipe).
 ";
 
 /// The command line's overrides of a config; `None`/`false` keeps the default.
@@ -148,7 +152,8 @@ impl Args<'_> {
     }
 }
 
-/// `cpu`, `cuda`, `cuda:K` or a device number (−1 the CPU).
+/// `--device`: `cpu`, `cuda` (CUDA device 0), `cuda:K`, or the C API's integer (−1 the CPU, K
+/// CUDA device K).
 pub fn device(v: &str) -> Result<i32, String> {
     match v {
         "cpu" => Ok(-1),
@@ -161,13 +166,18 @@ pub fn device(v: &str) -> Result<i32, String> {
     }
 }
 
-/// The device the claim tests put their models on: SANCE_TEST_DEVICE, read as `--device`
-/// (`cpu` when unset); anything else stops the test, so that a typo cannot quietly run the
-/// suite on the CPU.
+/// The device the claim tests put their models on: SANCE_TEST_DEVICE is `cpu` (the default),
+/// `cuda` (CUDA device 0) or `cuda:K`; anything else stops the test, so that a typo cannot
+/// quietly run the suite on the CPU (as tests/common/mod.rs reads it for libsance's tests).
 pub fn test_device() -> i32 {
     match std::env::var("SANCE_TEST_DEVICE").as_deref() {
-        Err(_) | Ok("") => -1,
-        Ok(v) => device(v).unwrap_or_else(|e| panic!("SANCE_TEST_DEVICE: {e}")),
+        Err(_) | Ok("") | Ok("cpu") => -1,
+        Ok("cuda") => 0,
+        Ok(v) => v
+            .strip_prefix("cuda:")
+            .and_then(|k| k.parse::<i32>().ok())
+            .filter(|&k| k >= 0)
+            .unwrap_or_else(|| panic!("SANCE_TEST_DEVICE={v}: expected cpu, cuda or cuda:K")),
     }
 }
 
@@ -185,7 +195,7 @@ impl Flags {
             let c = &mut f.config;
             match flag {
                 "--steps" => f.steps = Some(a.number(flag)?),
-                "--seeds" | "--seed" => f.seeds = Some(a.list(flag)?),
+                "--seeds" => f.seeds = Some(a.list(flag)?),
                 "--batch" => f.batch = Some(a.number(flag)?),
                 "--out" => f.out = Some(a.value(flag)?),
                 "--log-every" => f.log_every = Some(a.number::<u64>(flag)?.max(1)),

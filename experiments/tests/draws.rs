@@ -190,26 +190,10 @@ fn annealed_draws_a_model_from_a_format_1_file() {
     let mut ebm = sance::checkpoint::load(&path, sance::abi::config::SANCE_DEVICE_CPU).unwrap();
     assert_eq!(ebm.sample_size(), 2);
     let w = 12.0;
-    let narrow = Grid::cube(2, w, 600).log_z(&ebm);
-    // Quadrant masses on the grid.
-    let per = 600usize;
-    let h = 2.0 * w / per as f64;
-    let mut x = Vec::with_capacity(2 * per * per);
-    for i in 0..per {
-        for j in 0..per {
-            x.push((-w + h * (i as f64 + 0.5)) as f32);
-            x.push((-w + h * (j as f64 + 0.5)) as f32);
-        }
-    }
-    let e = energies(&ebm, &x, 2);
+    // log Z and the quadrants' masses on the grid.
     let quadrant = |p: &[f32]| (p[0] >= 0.0) as usize + 2 * (p[1] >= 0.0) as usize;
-    let mut mass = [0.0f64; 4];
-    let top = e.iter().cloned().fold(f64::INFINITY, f64::min);
-    for (k, ei) in e.iter().enumerate() {
-        mass[quadrant(&x[2 * k..2 * k + 2])] += (top - ei).exp();
-    }
-    let total: f64 = mass.iter().sum();
-    mass.iter_mut().for_each(|m| *m /= total);
+    let grid = Grid::cube(2, w, 600).mass(&ebm, 4, quadrant);
+    let (narrow, mass) = (grid.log_z, grid.shares);
     let mut s = SanceSampling { sampler: SanceSampler::Annealed as u32, ..ebm.sampling_defaults() };
     (s.moves.clamp_min, s.moves.clamp_max) = (-w as f32, w as f32);
     let (d, report) = ebm.draw(ANNEALED_DRAWS, &s).unwrap();

@@ -651,7 +651,6 @@ fn write_f32(path: &std::path::Path, x: &[f32]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// `--device`: `cpu`, `cuda` (CUDA device 0), `cuda:K`, or the C API's integer (-1 CPU, K CUDA K).
 fn main() {
     // The experiments are the machine's only job: every core, not the library's one-thread
     // default for shared nodes (docs/c-api.md, "Threads"). SANCE_NUM_THREADS set by the caller

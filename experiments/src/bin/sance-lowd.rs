@@ -3,9 +3,8 @@
 //! dimensions (lowd/mixture.rs), the Müller–Brown density at kT = 20 (lowd/mueller_brown.rs)
 //! and a curved ridge (lowd/ridge.rs), none of which the defaults were tuned on; optionally in
 //! other units (`--scale`). For each: KL(data ‖ model) estimated as the mean over 20,000
-//! held-out draws of log p(x) − (−E(x) − log Z),
-//! log Z on a grid over the set's box (600² cells in 2-D, 160³ in
-//! 3-D; mass outside the box is lost: it counts against the model) and by
+//! held-out draws of log p(x) − (−E(x) − log Z), log Z on a grid over the set's box (600²
+//! cells in 2-D, 160³ in 3-D; mass outside the box is lost: it counts against the model) and by
 //! `sance_ebm_log_z` (AIS, default settings) in 5-D, where AIS's estimate is printed beside the
 //! grid's and beside a grid over the box widened twice (1200² or 200³ cells: the model's whole
 //! mass, what AIS estimates; the row also gives the share of it outside the set's box); and
@@ -128,6 +127,9 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         }
         Ok(true)
     })?;
+    if f.out.is_some() || f.log_every.is_some() || f.sample_steps.is_some() {
+        return Err("sance-lowd prints tables only: no --out, --log-every or --sample-steps".into());
+    }
     Ok(Opts {
         sets,
         steps: f.steps.unwrap_or(4000),

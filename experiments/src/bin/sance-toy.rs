@@ -37,9 +37,11 @@ struct Opts {
 }
 
 fn parse(args: &[String]) -> Result<Opts, String> {
-    let (mut datasets, mut ks) = (Vec::new(), vec![1, 10, 100, 300, 1000]);
+    let (mut datasets, mut ks, mut seed) = (Vec::new(), vec![1, 10, 100, 300, 1000], 0);
     let mut f = Flags::parse(args, |flag, a| {
         match flag {
+            // train's one seed; sweep's are --seeds.
+            "--seed" => seed = a.number(flag)?,
             "--dataset" => {
                 let v = a.value(flag)?;
                 datasets = if v == "all" {
@@ -65,7 +67,7 @@ fn parse(args: &[String]) -> Result<Opts, String> {
         steps: f.steps.unwrap_or(4000),
         batch: f.batch.unwrap_or(256),
         k: f.config.k.take().unwrap_or(SanceConfig::default().noise_update_interval),
-        seed: seeds[0],
+        seed,
         out: f.out.clone().unwrap_or_else(|| format!("sance-{}.png", datasets[0])),
         log_every: f.log_every.unwrap_or(250),
         sample_steps: f.sample_steps.unwrap_or(500),
