@@ -48,55 +48,55 @@ pub fn payload_text(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Turns a caught panic into an error. tch's infallible ops panic with the libtorch error
-/// (`... Err value: Torch("...")`): those are libtorch failures, reported as TORCH.
+/// Runs `f` as inside an exported call, so that the hook records a panic instead of printing
+/// it; returns the result and the depth of exported calls outside this one.
+fn quietly<T>(f: impl FnOnce() -> T) -> (std::thread::Result<T>, u32) {
+    install_hook();
+    let outer = DEPTH.with(|d| d.get());
+    DEPTH.with(|d| d.set(outer + 1));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    DEPTH.with(|d| d.set(outer));
+    (r, outer)
+}
+
+/// The libtorch error a panic's text carries: tch's infallible ops panic with it
+/// (`... Err value: Torch("...")`), and those are libtorch failures, reported as TORCH.
+fn torch_error(text: &str) -> Option<Error> {
+    text.find("Torch(").map(|i| Error::new(SanceStatus::Torch, format!("libtorch: {}", &text[i..])))
+}
+
+/// Turns a caught panic into an error: TORCH for a libtorch error, else PANIC.
 fn panic_error(payload: Box<dyn Any + Send>) -> Error {
     let text = PANIC_TEXT.with(|t| t.borrow_mut().take()).unwrap_or_else(|| payload_text(&*payload));
-    if let Some(i) = text.find("Torch(") {
-        Error::new(SanceStatus::Torch, format!("libtorch: {}", &text[i..]))
-    } else {
+    torch_error(&text).unwrap_or_else(|| {
         Error::new(SanceStatus::Panic, format!("internal panic (a bug in sance, please report it): {text}"))
-    }
+    })
 }
 
 /// Runs `f`; Err only when it panicked.
 pub fn catch_panic<T>(f: impl FnOnce() -> T) -> Result<T> {
-    install_hook();
-    DEPTH.with(|d| d.set(d.get() + 1));
-    let r = panic::catch_unwind(AssertUnwindSafe(f));
-    DEPTH.with(|d| d.set(d.get() - 1));
-    r.map_err(panic_error)
+    quietly(f).0.map_err(panic_error)
 }
 
 /// Runs `f`; a panic that carries a libtorch error (an infallible tch op failing: a CUDA
 /// out-of-memory error, say) becomes that error, with status TORCH, so that the caller can
 /// undo what the call changed. Any other panic is a bug and keeps unwinding.
 pub fn catch_torch<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    install_hook();
-    let outer = DEPTH.with(|d| d.get());
-    DEPTH.with(|d| d.set(d.get() + 1));
-    let r = panic::catch_unwind(AssertUnwindSafe(f));
-    DEPTH.with(|d| d.set(d.get() - 1));
-    match r {
-        Ok(r) => r,
-        Err(payload) => {
-            let text = payload_text(&*payload);
-            match text.find("Torch(") {
-                Some(i) => {
-                    PANIC_TEXT.with(|t| t.borrow_mut().take());
-                    Err(Error::new(SanceStatus::Torch, format!("libtorch: {}", &text[i..])))
-                }
-                None => {
-                    // Outside an exported call (a Rust caller) nothing else will report it:
-                    // the hook only recorded it, and resume_unwind does not run the hook.
-                    if outer == 0 {
-                        if let Some(t) = PANIC_TEXT.with(|t| t.borrow_mut().take()) {
-                            eprintln!("panicked: {t}");
-                        }
-                    }
-                    panic::resume_unwind(payload)
-                }
-            }
+    let (r, outer) = quietly(f);
+    let payload = match r {
+        Ok(r) => return r,
+        Err(payload) => payload,
+    };
+    if let Some(e) = torch_error(&payload_text(&*payload)) {
+        PANIC_TEXT.with(|t| t.borrow_mut().take());
+        return Err(e);
+    }
+    // Outside an exported call (a Rust caller) nothing else will report it: the hook only
+    // recorded it, and resume_unwind does not run the hook.
+    if outer == 0 {
+        if let Some(t) = PANIC_TEXT.with(|t| t.borrow_mut().take()) {
+            eprintln!("panicked: {t}");
         }
     }
+    panic::resume_unwind(payload)
 }
