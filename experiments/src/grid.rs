@@ -67,9 +67,14 @@ impl Grid {
         self.lo.len()
     }
 
+    /// A cell's width along each coordinate.
+    fn widths(&self) -> Vec<f64> {
+        self.lo.iter().zip(&self.hi).map(|(l, u)| (u - l) / self.per as f64).collect()
+    }
+
     /// log of a cell's volume (a cube's as D · ln h, to the last bit).
     pub fn log_cell(&self) -> f64 {
-        let h: Vec<f64> = self.lo.iter().zip(&self.hi).map(|(l, u)| (u - l) / self.per as f64).collect();
+        let h = self.widths();
         if h.iter().all(|&v| v == h[0]) {
             self.dim() as f64 * h[0].ln()
         } else {
@@ -80,8 +85,7 @@ impl Grid {
     /// Calls `f` with the cell centres (f32, the points a model sees; the first coordinate
     /// varies fastest) in chunks of up to 65,536 points, row-major.
     pub fn for_each_chunk(&self, mut f: impl FnMut(&[f32])) {
-        let (dim, per) = (self.dim(), self.per);
-        let h: Vec<f64> = self.lo.iter().zip(&self.hi).map(|(l, u)| (u - l) / per as f64).collect();
+        let (dim, per, h) = (self.dim(), self.per, self.widths());
         let cells = per.pow(dim as u32);
         let mut x = Vec::with_capacity(CHUNK.min(cells) * dim);
         for i in 0..cells {
@@ -119,12 +123,13 @@ impl Grid {
             log_q.extend(energies(ebm, x, dim).iter().map(|e| -e));
             part_of.extend(x.chunks(dim).map(&part));
         });
-        let log_z = logsumexp(&log_q) + self.log_cell();
+        let log_cell = self.log_cell();
+        let log_z = logsumexp(&log_q) + log_cell;
         let mut shares = vec![0.0; parts];
         let mut mean_log_q = 0.0;
         for (lq, k) in log_q.iter().zip(&part_of) {
             let lp = lq - log_z; // log q(x), normalised
-            let p = (lp + self.log_cell()).exp(); // the cell's mass
+            let p = (lp + log_cell).exp(); // the cell's mass
             shares[*k] += p;
             mean_log_q += p * lp;
         }
