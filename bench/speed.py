@@ -213,6 +213,23 @@ def configure(sance, overrides, device_id):
     return cfg
 
 
+def starts(cfg, batch):
+    """The sampler rows' starting chains: `batch` samples uniform in [−1, 1], seed 1."""
+    return torch.rand([batch] + cfg.sample_shape(), generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def sample_call(sance, h, x0, langevin):
+    """A timed call: sance_ebm_sample_from on a copy of the chains `x0`, reset to them first."""
+    work = x0.clone()
+    ptr = ctypes.c_void_p(work.data_ptr())
+
+    def run():
+        work.copy_(x0)
+        sance.check(sance.sample_from(h, ptr, x0.shape[0], langevin), "sample_from")
+
+    return run
+
+
 def langevin_row(sance, name, overrides, batch, args, device, device_id):
     cfg = configure(sance, overrides, device_id)
     cfg.langevin.steps = args.langevin_steps
@@ -223,9 +240,7 @@ def langevin_row(sance, name, overrides, batch, args, device, device_id):
     lg = cfg.langevin
     lgd = {n: getattr(lg, n) for n, _ in type(lg)._fields_}
     energy = load_twin(sance, h, cfg, device)
-    shape = [batch] + cfg.sample_shape()
-    g = torch.Generator().manual_seed(1)
-    x0 = torch.rand(shape, generator=g) * 2 - 1
+    x0 = starts(cfg, batch)
     # Same computation: without noise, sance's chains and eager PyTorch's agree.
     quiet = dict(lgd, noise_std=0.0, steps=5)
     chk = x0.clone()
@@ -235,14 +250,7 @@ def langevin_row(sance, name, overrides, batch, args, device, device_id):
     err = ((chk - want).norm() / want.norm()).item()
     if err > 1e-4:
         raise RuntimeError(f"{name}: sance and PyTorch chains differ (relative {err:.2e})")
-    work = x0.clone()
-    ptr = ctypes.c_void_p(work.data_ptr())
-
-    def run_sance():
-        work.copy_(x0)
-        s = sance.sample_from(h, ptr, batch, lg)
-        if s != 0:
-            raise RuntimeError(f"sample_from: {s}")
+    run_sance = sample_call(sance, h, x0, lg)
 
     def run_eager():
         langevin_eager(energy, x0.to(device), lgd).cpu()
@@ -352,14 +360,7 @@ def sance_step_ms(sance, cfg, batch, args):
     cfg.langevin.metropolis = 0
     cfg.langevin.target_acceptance = 0.0
     h = sance.new(cfg)
-    x0 = torch.rand([batch] + cfg.sample_shape(), generator=torch.Generator().manual_seed(1)) * 2 - 1
-    work = x0.clone()
-    ptr = ctypes.c_void_p(work.data_ptr())
-
-    def run():
-        work.copy_(x0)
-        sance.check(sance.sample_from(h, ptr, batch, cfg.langevin), "sample_from")
-
+    run = sample_call(sance, h, starts(cfg, batch), cfg.langevin)
     _, reps = timed(run, "cpu", args.min_time)
     ms = statistics.median(1e3 * timed(run, "cpu", args.min_time, reps)[0] / args.langevin_steps for _ in range(args.rounds))
     sance.free(h)
@@ -468,14 +469,7 @@ def threads_table(sance, args):
         cfg = configure(sance, ov, -1)
         cfg.langevin.steps = 20
         h = sance.new(cfg)
-        x0 = torch.rand([b] + cfg.sample_shape(), generator=torch.Generator().manual_seed(1)) * 2 - 1
-        work = x0.clone()
-        ptr = ctypes.c_void_p(work.data_ptr())
-
-        def run():
-            work.copy_(x0)
-            sance.check(sance.sample_from(h, ptr, b, cfg.langevin), "sample_from")
-
+        run = sample_call(sance, h, starts(cfg, b), cfg.langevin)
         t = {default: [], 1: []}
         for r in range(args.rounds):
             for n in ((default, 1) if r % 2 == 0 else (1, default)):
