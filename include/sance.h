@@ -173,7 +173,8 @@ typedef enum {
 typedef enum {
   /**
    * The best the model supports: POPULATION when the model keeps a population (the replay
-   * buffer of a trained or loaded model), else ANNEALED. `report.sampler` says which ran.
+   * buffer of a trained or loaded model), else ANNEALED the first time and then POPULATION
+   * on its particles, kept until the model changes. `report.sampler` says which ran.
    */
   SANCE_SAMPLER_AUTO = 0,
   /**
@@ -739,11 +740,13 @@ SanceStatus sance_sampling_init(SanceSampling *params, const SanceEbm *ebm);
  * default) into `out` (`n × sample_size` floats) with the sampler `params` names (NULL:
  * `sance_sampling_init`'s defaults), and says what it did in `*report` (may be NULL).
  * SANCE_SAMPLER_AUTO is POPULATION when the model keeps a population (a trained model, or one
- * loaded from a checkpoint that kept its replay buffer), else ANNEALED (docs/algorithm.md,
- * "Drawing from the model"). The draws come in random order: any k of them are k draws.
- * Draws use their own stream, derived from the model's and from the number of draws this
- * handle has made (a clone inherits the count; a loaded model starts at 0), so drawing never
- * changes training and the same model gives the same draws. POPULATION with no population
+ * loaded from a checkpoint that kept its replay buffer), else ANNEALED, whose particles the
+ * handle keeps as a pool that later AUTO calls draw from as POPULATION does, until a call
+ * changes the model (docs/algorithm.md, "Drawing from the model"). The draws come in random
+ * order: any k of them are k draws. Draws use their own stream, derived from the model's and
+ * from the number of draws this handle has made (a clone inherits the count and the pool; a
+ * loaded model starts at 0, without a pool), so drawing never changes training and the same
+ * model gives the same draws. POPULATION with no population
  * yet: SANCE_STATUS_INVALID_ARGUMENT. Weights that are not finite (a model whose energy
  * overflows): SANCE_STATUS_NON_FINITE. On failure nothing is written.
  */
@@ -855,7 +858,8 @@ SanceStatus sance_ebm_load(const char *path, int32_t device, SanceEbm **out);
  * A deep copy of `ebm` in a new handle on the same device: θ, the snapshot, c, the average,
  * the optimizer's state, the replay buffer, the random stream and the counters, so that the
  * copy trains and samples exactly as the original would from here (what a checkpoint holds,
- * copied in memory). The allreduce hook (`sance_ebm_set_allreduce`) is not copied: the copy
+ * copied in memory), and the draws' count and pool, so that it draws as the original would
+ * too. The allreduce hook (`sance_ebm_set_allreduce`) is not copied: the copy
  * trains alone until one is set. On success `*out` holds the copy (free it with
  * `sance_ebm_free`); on failure `*out` is unchanged. The original is unchanged either way.
  */

@@ -143,6 +143,40 @@ fn resume_and_clone_are_exact_at_the_default_capacity() {
     unsafe { sance_ebm_free(a) };
 }
 
+/// A model without a population (classic NCE) keeps its first default draw's annealed
+/// particles as a pool for later draws; a clone copies the pool, so it draws as the original
+/// would (the same bits, from the pool).
+#[test]
+fn a_clone_draws_from_the_originals_pool() {
+    let cfg = sance::SanceConfig {
+        device: test_device(),
+        data_dim: 2,
+        noise: sance::abi::config::SanceNoise::Gaussian,
+        ..Default::default()
+    };
+    let a = new(&cfg);
+    for t in 0..20 {
+        let d = data("8gaussians", 64, t);
+        let s = unsafe { sance_ebm_train_step(a, d.as_ptr(), 64, ptr::null_mut()) };
+        assert_eq!(s, SanceStatus::Ok, "{}", last_error());
+    }
+    let draw = |h: *mut SanceEbm| {
+        let mut out = vec![0f32; 2 * 16];
+        let mut r = std::mem::MaybeUninit::<sance::abi::sampling::SanceDrawReport>::uninit();
+        let s = unsafe { sance_ebm_draw(h, 16, ptr::null(), out.as_mut_ptr(), r.as_mut_ptr()) };
+        assert_eq!(s, SanceStatus::Ok, "{}", last_error());
+        (bits(&out), unsafe { r.assume_init() }.sampler)
+    };
+    assert_eq!(draw(a).1, sance::abi::sampling::SanceSampler::Annealed as u32, "the first draw anneals");
+    let mut c = ptr::null_mut();
+    assert_eq!(unsafe { sance_ebm_clone(a, &mut c) }, SanceStatus::Ok, "{}", last_error());
+    let (from_a, from_c) = (draw(a), draw(c));
+    assert_eq!(from_a.1, sance::abi::sampling::SanceSampler::Population as u32, "later draws use the pool");
+    assert_eq!(from_c, from_a, "the clone drew otherwise");
+    unsafe { sance_ebm_free(a) };
+    unsafe { sance_ebm_free(c) };
+}
+
 #[test]
 fn a_fresh_model_round_trips_too() {
     let dir = scratch("fresh");

@@ -5,7 +5,8 @@
 //! of exact draws of the model, both computed on a grid (the model's mass outside the grid's
 //! box is checked to be negligible). ANNEALED does the same for a classic-NCE model, which has
 //! no population, and its log Z matches the grid's. Many calls of 8 draws each add up to the
-//! model as one call of as many draws does.
+//! model as one call of as many draws does, with a population and without one (where the
+//! first call anneals and the others draw from its particles until the model changes).
 //!
 //! Planted once (`SANCE_PLANT=fresh`): the sampler `sance_ebm_sample(…, NULL, …)` ran before
 //! (fresh chains from the init box through the training sampler's 20 steps) fails the
@@ -128,6 +129,9 @@ fn annealed_draws_a_model_without_a_population() {
     let m = mixture();
     let mut ebm = trained(&m, SanceNoise::Gaussian, 1500);
     let g = on_grid(&ebm, &m);
+    // The same model, for a host that asks for a few draws at a time.
+    let bytes = sance::checkpoint::to_bytes(&ebm).unwrap();
+    let mut few = sance::checkpoint::from_bytes(bytes, sance::abi::config::SANCE_DEVICE_CPU).unwrap();
     let (x, report) = ebm.draw(ANNEALED_DRAWS, &ebm.sampling_defaults()).unwrap();
     let (gap, dlogp) = judge(&ebm, &m, &g, &x);
     eprintln!("classic NCE, AUTO ({report:?}): share gap {gap:.4}, mean log p gap {dlogp:+.4}");
@@ -141,6 +145,31 @@ fn annealed_draws_a_model_without_a_population() {
         g.log_z,
         report.temperatures
     );
+
+    // The first of many small calls anneals (1,024 particles); the others draw from its
+    // particles as POPULATION does, and all add up to the model.
+    let s = few.sampling_defaults();
+    let calls: Vec<tch::Tensor> = (0..DRAWS / SMALL_CALL)
+        .map(|i| {
+            let (x, r) = few.draw(SMALL_CALL, &s).unwrap();
+            let expected = if i == 0 { SanceSampler::Annealed } else { SanceSampler::Population };
+            assert_eq!(r.sampler, expected as u32, "call {i} of {SMALL_CALL} draws");
+            x
+        })
+        .collect();
+    let (gap, dlogp) = judge(&few, &m, &g, &tch::Tensor::cat(&calls, 0));
+    eprintln!(
+        "classic NCE, {} calls of {SMALL_CALL}: share gap {gap:.4}, mean log p gap {dlogp:+.4}",
+        calls.len()
+    );
+    assert!(
+        gap <= 0.02 && dlogp.abs() <= 0.05,
+        "calls of {SMALL_CALL}: share gap {gap:.3}, log p gap {dlogp:+.3}"
+    );
+    // A step changes the model: the next call anneals anew.
+    let x = few.tensor_from(&m.sample(BATCH, &mut Rng::new(3)), BATCH).unwrap();
+    few.train_step(&x).unwrap();
+    assert_eq!(few.draw(SMALL_CALL, &s).unwrap().1.sampler, SanceSampler::Annealed as u32, "after a step");
 }
 
 /// Draws are reproducible for a model, differ from one call to the next, and never change

@@ -9,7 +9,8 @@ use std::ptr::addr_of;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SanceSampler {
     /// The best the model supports: POPULATION when the model keeps a population (the replay
-    /// buffer of a trained or loaded model), else ANNEALED. `report.sampler` says which ran.
+    /// buffer of a trained or loaded model), else ANNEALED the first time and then POPULATION
+    /// on its particles, kept until the model changes. `report.sampler` says which ran.
     Auto = 0,
     /// Fresh chains from `moves`' init distribution through `moves` (sance 0.4's
     /// `sance_ebm_sample`): draws of the model only once the chains have forgotten their start.

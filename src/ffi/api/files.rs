@@ -68,7 +68,8 @@ pub unsafe extern "C" fn sance_ebm_load(
 /// A deep copy of `ebm` in a new handle on the same device: θ, the snapshot, c, the average,
 /// the optimizer's state, the replay buffer, the random stream and the counters, so that the
 /// copy trains and samples exactly as the original would from here (what a checkpoint holds,
-/// copied in memory). The allreduce hook (`sance_ebm_set_allreduce`) is not copied: the copy
+/// copied in memory), and the draws' count and pool, so that it draws as the original would
+/// too. The allreduce hook (`sance_ebm_set_allreduce`) is not copied: the copy
 /// trains alone until one is set. On success `*out` holds the copy (free it with
 /// `sance_ebm_free`); on failure `*out` is unchanged. The original is unchanged either way.
 #[no_mangle]
@@ -80,6 +81,7 @@ pub unsafe extern "C" fn sance_ebm_clone(ebm: *const SanceEbm, out: *mut *mut Sa
             let mut copy = checkpoint::from_bytes(checkpoint::to_bytes(m)?, m.config().device)?;
             // Not in a checkpoint; a clone draws as the original would.
             copy.draws = m.draws;
+            copy.draw_pool = m.draw_pool.as_ref().map(|p| p.shallow());
             Ok(copy)
         })?;
         out.write(Box::into_raw(Box::new(SanceEbm::new(copy))));

@@ -306,11 +306,13 @@ pub unsafe extern "C" fn sance_sampling_init(
 /// default) into `out` (`n × sample_size` floats) with the sampler `params` names (NULL:
 /// `sance_sampling_init`'s defaults), and says what it did in `*report` (may be NULL).
 /// SANCE_SAMPLER_AUTO is POPULATION when the model keeps a population (a trained model, or one
-/// loaded from a checkpoint that kept its replay buffer), else ANNEALED (docs/algorithm.md,
-/// "Drawing from the model"). The draws come in random order: any k of them are k draws.
-/// Draws use their own stream, derived from the model's and from the number of draws this
-/// handle has made (a clone inherits the count; a loaded model starts at 0), so drawing never
-/// changes training and the same model gives the same draws. POPULATION with no population
+/// loaded from a checkpoint that kept its replay buffer), else ANNEALED, whose particles the
+/// handle keeps as a pool that later AUTO calls draw from as POPULATION does, until a call
+/// changes the model (docs/algorithm.md, "Drawing from the model"). The draws come in random
+/// order: any k of them are k draws. Draws use their own stream, derived from the model's and
+/// from the number of draws this handle has made (a clone inherits the count and the pool; a
+/// loaded model starts at 0, without a pool), so drawing never changes training and the same
+/// model gives the same draws. POPULATION with no population
 /// yet: SANCE_STATUS_INVALID_ARGUMENT. Weights that are not finite (a model whose energy
 /// overflows): SANCE_STATUS_NON_FINITE. On failure nothing is written.
 #[no_mangle]

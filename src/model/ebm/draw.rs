@@ -1,7 +1,8 @@
 //! Draws from the model (`sance_ebm_draw`, docs/algorithm.md "Drawing from the model"):
 //! fresh chains (FRESH), the replay population reweighted to the model and moved
 //! (POPULATION), or adaptive tempered SMC from a normalised base (ANNEALED); AUTO picks the
-//! population when the model has one.
+//! population when the model has one, else anneals once and keeps the particles as a pool
+//! that later calls draw from as POPULATION does, until the model changes.
 //!
 //! Draws use a stream derived from the model's and from the number of draws the handle has
 //! made (since it was made, loaded or cloned, a clone inheriting the count): drawing never
@@ -66,14 +67,22 @@ impl Ebm {
         }
     }
 
-    /// What AUTO means for this model: POPULATION when it keeps a population (the replay
-    /// buffer holds chains), else ANNEALED.
-    pub fn resolve_sampler(&self, s: SanceSampler) -> SanceSampler {
+    /// What AUTO means for this model at temperature `t`: POPULATION when it keeps a
+    /// population (the replay buffer holds chains) or a pool of an earlier AUTO call's
+    /// annealed particles at `t`, else ANNEALED.
+    fn resolve_sampler(&self, s: SanceSampler, t: f64) -> SanceSampler {
         match s {
-            SanceSampler::Auto if !self.buffer.is_empty() => SanceSampler::Population,
+            SanceSampler::Auto if !self.buffer.is_empty() || self.pool_at(t).is_some() => {
+                SanceSampler::Population
+            }
             SanceSampler::Auto => SanceSampler::Annealed,
             other => other,
         }
+    }
+
+    /// The pool's particles when it was drawn at temperature `t`.
+    fn pool_at(&self, t: f64) -> Option<&Tensor> {
+        self.draw_pool.as_ref().filter(|p| p.temperature == t).map(|p| &p.rows)
     }
 
     /// Whether the population is a population of the snapshot's density exp(−E_θ̄): SA-NCE
@@ -88,8 +97,12 @@ impl Ebm {
     /// the sampler did. The model is unchanged but for its count of draws.
     pub fn draw(&mut self, n: usize, s: &SanceSampling) -> Result<(Tensor, SanceDrawReport)> {
         let _threads = self.call_threads();
-        let sampler = self.resolve_sampler(validate_sampling(s, "params")?);
-        if sampler == SanceSampler::Population && self.buffer.is_empty() {
+        let asked = validate_sampling(s, "params")?;
+        let t = temperature(&s.moves);
+        let sampler = self.resolve_sampler(asked, t);
+        // AUTO without a replay population draws from the pool (see DrawPool).
+        let from_pool = asked == SanceSampler::Auto && self.buffer.is_empty();
+        if sampler == SanceSampler::Population && self.buffer.is_empty() && !from_pool {
             return Err(Error::invalid(
                 "params.sampler is SANCE_SAMPLER_POPULATION but the model has no population yet (train it, \
                  or load a checkpoint that kept its replay buffer); SANCE_SAMPLER_ANNEALED needs none",
@@ -100,11 +113,30 @@ impl Ebm {
             return Ok((Tensor::f_zeros(self.batch_shape(0), (self.kind, self.device))?, report));
         }
         let mut rng = self.rng.derived(DRAW_STREAM ^ self.draws);
+        let mut pool = None;
         let x = match sampler {
             SanceSampler::Fresh => self.fresh_draws(n, &s.moves, &mut rng, &mut report)?,
-            SanceSampler::Population => self.population_draws(n, &s.moves, &mut rng, &mut report)?,
-            _ => self.annealed_draws(n, s, &mut rng, &mut report)?,
+            SanceSampler::Population => {
+                let (rows, follows) = match self.pool_at(t).filter(|_| from_pool) {
+                    Some(rows) => (rows.shallow_clone(), false),
+                    None => (
+                        self.buffer.contents().expect("checked above").shallow_clone(),
+                        self.population_follows_snapshot(),
+                    ),
+                };
+                self.population_draws(n, rows, follows, &s.moves, &mut rng, &mut report)?
+            }
+            _ => {
+                let (x, particles) = self.annealed_draws(n, s, &mut rng, &mut report)?;
+                if from_pool && self.sample_size() <= KDE_MAX_DIM {
+                    pool = Some(DrawPool { rows: particles, temperature: t });
+                }
+                x
+            }
         };
+        if pool.is_some() {
+            self.draw_pool = pool;
+        }
         self.draws = self.draws.wrapping_add(1);
         Ok((x, report))
     }
@@ -160,15 +192,20 @@ impl Ebm {
     ///   exact importance weights, whatever density the chains follow (their mode weights drift
     ///   from the snapshot's by the refreshes' resampling noise).
     /// - Above, the population itself: weighted by exp(E_θ̄(x) − E_θ(x)/T) when it follows the
-    ///   snapshot exp(−E_θ̄); uniformly when it follows no density (restarts).
+    ///   snapshot exp(−E_θ̄) (`follows`); uniformly when it follows no density (restarts).
+    ///
+    /// `rows`: the replay population, or the pool of annealed particles (which follows no
+    /// snapshot: the estimate's weights are its only weighting).
     fn population_draws(
         &self,
         n: usize,
+        rows: Tensor,
+        follows: bool,
         l: &SanceLangevin,
         rng: &mut Rng,
         report: &mut SanceDrawReport,
     ) -> Result<Tensor> {
-        let rows = self.buffer.contents().expect("checked by draw").f_to_kind(self.kind)?;
+        let rows = rows.f_to_kind(self.kind)?;
         let p = self.model_params().detached();
         let t = temperature(l);
         let clamp = self.clamp_of(l)?;
@@ -189,7 +226,7 @@ impl Ebm {
             // Weights that keep too few proposals (well-separated modes in 16 dimensions: a
             // kernel wide enough to cover a mode reaches into empty space) would draw a few
             // proposals many times: the snapshot's weights are then the better estimate.
-            (share >= KDE_MIN_SHARE || !self.population_follows_snapshot()).then_some(kde)
+            (share >= KDE_MIN_SHARE || !follows).then_some(kde)
         } else {
             None
         };
@@ -205,7 +242,7 @@ impl Ebm {
                 w.iter_mut().zip(inside).filter(|(_, ok)| !ok).for_each(|(v, _)| *v = f64::NEG_INFINITY);
             }
             (x, Some(w))
-        } else if self.population_follows_snapshot() {
+        } else if follows {
             let snapshot = self.snapshot.as_ref().expect("checked").shallow();
             let e_old = match self.buffer.known_energies() {
                 Some(e) => e,
@@ -281,14 +318,15 @@ impl Ebm {
     }
 
     /// ANNEALED: tempered SMC (crate::model::smc) from [`Ebm::ais_base`] with
-    /// [`ANNEALED_PARTICLES`] particles, `n` of them drawn at random at the end.
+    /// [`ANNEALED_PARTICLES`] particles, `n` of them drawn at random at the end; then every
+    /// particle, in the model's coordinates.
     fn annealed_draws(
         &self,
         n: usize,
         s: &SanceSampling,
         rng: &mut Rng,
         report: &mut SanceDrawReport,
-    ) -> Result<Tensor> {
+    ) -> Result<(Tensor, Tensor)> {
         let particles = if self.sample_size() > KDE_MAX_DIM {
             n.max(ANNEALED_PARTICLES_LARGE)
         } else {
@@ -309,7 +347,7 @@ impl Ebm {
         let mut idx: Vec<i64> = (0..particles as i64).collect();
         shuffle(&mut idx, rng);
         idx.truncate(n);
-        let z = z.f_index_select(0, &Tensor::f_from_slice(&idx)?.f_to_device(z.device())?)?;
+        let drawn = z.f_index_select(0, &Tensor::f_from_slice(&idx)?.f_to_device(z.device())?)?;
         // ∫ exp(−E(x)/T) dx in the data's units: E(x) = E_z(z) + L and dx = e^L dz (L the
         // scaling's log-determinant).
         let t = temperature(&s.moves);
@@ -318,7 +356,7 @@ impl Ebm {
         report.acceptance = run.acceptance;
         report.log_z = run.log_z + self.log_det() * (1.0 - 1.0 / t);
         report.log_z_std_error = run.std_error;
-        self.to_data(&z)
+        Ok((self.to_data(&drawn)?, z))
     }
 
     /// E_params of rows in the model's coordinates, [N], in chunks of [`Ebm::chunk_rows`].
@@ -334,6 +372,29 @@ impl Ebm {
             start += k;
         }
         Ok(Tensor::f_cat(&parts, 0)?)
+    }
+}
+
+/// AUTO's pool for a model without a replay population (classic NCE, a file saved without
+/// its buffer): the particles of its first ANNEALED call, kept so that later calls draw from
+/// them as POPULATION draws from the replay population — a kernel density estimate of them,
+/// weighted exactly to the model, then moved — at a cost that scales with n instead of
+/// annealing ≥ 1,024 particles per call (docs/speed.md, *Small calls*). The weights are exact
+/// for any pool; the pool only has to cover the model's modes, which it does while the model
+/// is the one it was annealed to: every call that may change the model drops it
+/// (`Ebm::undoable` with `Undo::Model`), and a clone copies it. Not saved in checkpoints.
+#[derive(Debug)]
+pub(crate) struct DrawPool {
+    /// The particles in the model's coordinates, [particles, ...sample_shape].
+    rows: Tensor,
+    /// The temperature of the moves it was annealed with (a call at another draws anew).
+    temperature: f64,
+}
+
+impl DrawPool {
+    /// The same pool (its tensor is never written in place).
+    pub(crate) fn shallow(&self) -> DrawPool {
+        DrawPool { rows: self.rows.shallow_clone(), temperature: self.temperature }
     }
 }
 

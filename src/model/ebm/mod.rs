@@ -108,6 +108,9 @@ pub struct Ebm {
     /// Draws made by this handle (`draw`): with the stream, it seeds the next draw's own stream
     /// (crate::model::ebm::draw). Not saved in checkpoints; a clone inherits it.
     pub(crate) draws: u64,
+    /// AUTO's pool of annealed particles for a model without a replay population
+    /// ([`draw::DrawPool`]); dropped by every call that may change the model. Replaced whole.
+    pub(crate) draw_pool: Option<draw::DrawPool>,
     /// The last reweighting refresh's effective sample size (0 before one) and the count of
     /// refreshes whose weights were not finite (`SanceProgress`; not saved in checkpoints).
     pub(crate) refresh_ess: f64,
@@ -182,6 +185,7 @@ impl Ebm {
             scaling: None,
             reduction: None,
             draws: 0,
+            draw_pool: None,
             refresh_ess: 0.0,
             refresh_nonfinite: 0,
         })

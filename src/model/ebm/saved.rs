@@ -8,6 +8,7 @@
 //! place, so keeping their handles keeps them. The replay buffer's rows are the exception: a
 //! step writes them last (`ReplayBuffer::commit`, after every check has passed), so the
 //! buffer's handle and length are saved and its rows need no copy.
+use super::draw::DrawPool;
 use super::Ebm;
 use crate::abi::config::SanceConfig;
 use crate::abi::status::Result;
@@ -23,8 +24,8 @@ use tch::Tensor;
 /// What a call may change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Undo {
-    /// The random stream and the count of draws only: calls that read the model but draw
-    /// from its stream (sample_from) or count their draws (draw).
+    /// The random stream, the count of draws and AUTO's pool only: calls that read the model
+    /// but draw from its stream (sample_from) or count their draws (draw).
     Stream,
     /// Everything: calls that train, refresh or fit.
     Model,
@@ -34,6 +35,7 @@ pub(crate) enum Undo {
 pub(crate) struct Saved {
     rng: Rng,
     draws: u64,
+    draw_pool: Option<DrawPool>,
     model: Option<Box<SavedModel>>,
 }
 
@@ -82,7 +84,12 @@ impl Saved {
                 refresh_nonfinite: m.refresh_nonfinite,
             })),
         };
-        Ok(Saved { rng: m.rng.clone(), draws: m.draws, model })
+        Ok(Saved {
+            rng: m.rng.clone(),
+            draws: m.draws,
+            draw_pool: m.draw_pool.as_ref().map(DrawPool::shallow),
+            model,
+        })
     }
 
     /// Puts everything saved back. The tensors are copied into their existing storage (the
@@ -92,6 +99,7 @@ impl Saved {
     fn restore(self, m: &mut Ebm) {
         m.rng = self.rng;
         m.draws = self.draws;
+        m.draw_pool = self.draw_pool;
         let Some(s) = self.model else { return };
         restoring(|| {
             crate::model::no_grad(|| {
@@ -125,6 +133,10 @@ impl Ebm {
     pub(crate) fn undoable<T>(&mut self, what: Undo, f: impl FnOnce(&mut Ebm) -> Result<T>) -> Result<T> {
         let _threads = self.call_threads();
         let saved = Saved::take(self, what)?;
+        if what == Undo::Model {
+            // Annealed for the model as it was (crate::model::ebm::draw::DrawPool).
+            self.draw_pool = None;
+        }
         match panic::catch_unwind(AssertUnwindSafe(|| catch_torch(|| f(self)))) {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {

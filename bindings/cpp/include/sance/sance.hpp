@@ -189,7 +189,8 @@ class Ebm {
 
     /// `n` draws of the model's density (n x sample_size floats, in random order) by the sampler
     /// `params` names (nullptr: sampling_defaults(), whose AUTO is POPULATION for a model with a
-    /// population, i.e. a trained one, else ANNEALED); what it did goes to `*report` unless that
+    /// population, i.e. a trained one, else ANNEALED once and POPULATION on its kept particles
+    /// until the model changes); what it did goes to `*report` unless that
     /// is nullptr. Draws use their own stream: they never change training, and the same model
     /// gives the same draws. Throws SANCE_STATUS_INVALID_ARGUMENT for a field of `params` out of
     /// range (the message names it) or POPULATION on a model with no population yet,

@@ -179,7 +179,8 @@ end
 
 """
 Which sampler `sance_ebm_draw` runs (`SanceSampling.sampler`, a `UInt32` in C): AUTO (POPULATION
-when the model keeps a population, else ANNEALED), FRESH (fresh chains through the moves),
+when the model keeps a population, else ANNEALED once, then POPULATION on its kept particles
+until the model changes), FRESH (fresh chains through the moves),
 POPULATION (the replay population reweighted to the model, then moved) or ANNEALED (adaptive
 tempered SMC from a normalised Gaussian base).
 """
