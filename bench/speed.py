@@ -218,6 +218,20 @@ def starts(cfg, batch):
     return torch.rand([batch] + cfg.sample_shape(), generator=torch.Generator().manual_seed(1)) * 2 - 1
 
 
+def on_libtorch_ops(fn):
+    """fn with SANCE_KERNELS=libtorch: the MLP's libtorch operations instead of the fused CPU
+    passes (the library reads the variable at each sampler run), for the rows' comparison."""
+
+    def run():
+        os.environ["SANCE_KERNELS"] = "libtorch"
+        try:
+            fn()
+        finally:
+            del os.environ["SANCE_KERNELS"]
+
+    return run
+
+
 def sample_call(sance, h, x0, langevin):
     """A timed call: sance_ebm_sample_from on a copy of the chains `x0`, reset to them first."""
     work = x0.clone()
@@ -256,6 +270,8 @@ def langevin_row(sance, name, overrides, batch, args, device, device_id):
         langevin_eager(energy, x0.to(device), lgd).cpu()
 
     impls = {"sance": run_sance, "eager": run_eager}
+    if device == "cpu" and cfg.arch == 0:
+        impls["sance_libtorch"] = on_libtorch_ops(run_sance)
     compile_s = None
     if args.compile and cfg.arch == 0:
         try:
@@ -319,6 +335,8 @@ def train_row(sance, name, overrides, dataset, batch, args, device, device_id):
 
     # Both past the replay buffer's filling and the first refreshes before timing.
     impls = {"sance": run_sance, "eager": run_ref}
+    if device == "cpu" and cfg.arch == 0:
+        impls["sance_libtorch"] = on_libtorch_ops(run_sance)
     if old is not None:
         impls["sance_0.4"] = run_old
     for _ in range(args.warmup_steps):
@@ -653,7 +671,7 @@ def main():
 def report(r):
     s = r["sance"]["median_ms"]
     cells = [f"{r['row']:<20} {r['device']:<4} sance {s:8.3f} ms [{r['sance']['min_ms']:.3f}-{r['sance']['max_ms']:.3f}]"]
-    for ref in ("eager", "compile", "sance_0.4"):
+    for ref in ("eager", "compile", "sance_libtorch", "sance_0.4"):
         if ref in r:
             m = r[ref]["median_ms"]
             target = r["targets"].get(ref)

@@ -4,7 +4,8 @@
 //! `sance_ebm_energy_grad` to float rounding. C API: include/sance_eval.h.
 pub mod checkpoint;
 pub mod ffi;
-pub mod mlp;
+/// The network and its passes (the workspace crate sance-mlp, which libsance's sampler uses too).
+pub use sance_mlp as mlp;
 
 pub use checkpoint::Model;
 pub use sance_cabi::SanceStatus;

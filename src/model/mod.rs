@@ -7,6 +7,7 @@ pub mod adam;
 pub mod ais;
 pub mod clamp;
 pub mod ebm;
+pub mod fast_mlp;
 pub mod flat;
 pub mod gaussian;
 pub mod kde;

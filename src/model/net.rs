@@ -325,6 +325,9 @@ pub(crate) struct MlpGrad<'a> {
     /// scale · ∇ₓE, [n, D].
     pub gx: Tensor,
     pub energy: Option<Tensor>,
+    /// The fused passes' copy of the network and `scale` (crate::model::fast_mlp): float32 on
+    /// the CPU; the libtorch workspace above is then left empty.
+    native: Option<Box<(sance_mlp::Net<f32>, f64)>>,
 }
 
 impl<'a> MlpGrad<'a> {
@@ -332,6 +335,23 @@ impl<'a> MlpGrad<'a> {
         let (hidden, out) = p.layers.split_at(p.layers.len() - 1);
         let w_out = &out[0].weight; // [1, H]
         let opts = (w_out.kind(), w_out.device());
+        let gx = Tensor::f_empty([n, net.in_shape[0]], opts)?;
+        if let Some(fast) = crate::model::fast_mlp::native_net(p, net.activation, net.in_shape[0])? {
+            let seed = Tensor::f_empty([0], opts)?;
+            let (layers, z, a) = (Vec::new(), Vec::new(), Vec::new());
+            let native = Some(Box::new((fast, scale)));
+            return Ok(MlpGrad {
+                activation: net.activation,
+                layers,
+                seed,
+                w_out,
+                z,
+                a,
+                gx,
+                energy: None,
+                native,
+            });
+        }
         let mut layers = Vec::with_capacity(hidden.len());
         let (mut z, mut a) = (Vec::new(), Vec::new());
         for l in hidden {
@@ -341,12 +361,21 @@ impl<'a> MlpGrad<'a> {
             a.push(Tensor::f_empty([n, h], opts)?);
         }
         let seed = w_out.f_mul_scalar(scale)?.f_expand([n, w_out.size()[1]], false)?;
-        let gx = Tensor::f_empty([n, net.in_shape[0]], opts)?;
-        Ok(MlpGrad { activation: net.activation, layers, seed, w_out, z, a, gx, energy: None })
+        Ok(MlpGrad { activation: net.activation, layers, seed, w_out, z, a, gx, energy: None, native: None })
     }
 
     /// Writes scale · ∇ₓE(x) into `gx` (and E(x) into `energy` when asked).
     pub fn run(&mut self, x: &Tensor, with_energy: bool) -> TResult<()> {
+        if let Some((net, scale)) = self.native.as_deref() {
+            let mut e = if with_energy {
+                Some(Tensor::f_empty([x.size()[0]], (Kind::Float, Device::Cpu))?)
+            } else {
+                None
+            };
+            crate::model::fast_mlp::run(net, x, *scale, &mut self.gx, e.as_mut())?;
+            self.energy = e;
+            return Ok(());
+        }
         let last = self.layers.len() - 1;
         for i in 0..=last {
             let (_, wt, b) = &self.layers[i];

@@ -1,4 +1,5 @@
-//! E(x) and ∇ₓE(x) of a sance MLP energy in plain Rust.
+//! sance-mlp: E(x) and ∇ₓE(x) of a sance MLP energy in plain Rust — libsance_eval's passes and
+//! libsance's CPU fast path for the sampler (src/model/net.rs), one copy of the code.
 //!
 //! The network is libsance's (src/model/net.rs): data_dim → H × L → 1, each hidden layer
 //! `a = act(W·a + b)`, the last layer `E = w·a` without bias, act SiLU or LeakyReLU(0.2);
@@ -24,6 +25,7 @@
 //! of Wᵀ the forward pass left in L1 is read again from there — written with a 4 × 16
 //! accumulator the compiler did not vectorise, and the call took 4× longer.
 mod batch;
+pub mod blas;
 mod kernels;
 mod point;
 mod real;

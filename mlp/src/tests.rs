@@ -253,3 +253,96 @@ fn batch_and_point_paths_agree() {
         }
     }
 }
+
+/// A plain column-major sgemm with BLAS's arguments, to check [`blas::row_major`]'s
+/// translation of row-major products (libsance registers MKL's, which this crate's tests
+/// cannot load).
+unsafe extern "C" fn reference_sgemm(
+    transa: *const std::ffi::c_char,
+    transb: *const std::ffi::c_char,
+    m: *const i32,
+    n: *const i32,
+    k: *const i32,
+    alpha: *const f32,
+    a: *const f32,
+    lda: *const i32,
+    b: *const f32,
+    ldb: *const i32,
+    beta: *const f32,
+    c: *mut f32,
+    ldc: *const i32,
+) {
+    let (m, n, k, lda, ldb, ldc) =
+        (*m as usize, *n as usize, *k as usize, *lda as usize, *ldb as usize, *ldc as usize);
+    // op(X)[i, j] of a column-major X with leading dimension ld.
+    let at = |x: *const f32, t: u8, ld: usize, i: usize, j: usize| {
+        if t == b'N' {
+            *x.add(i + j * ld)
+        } else {
+            *x.add(j + i * ld)
+        }
+    };
+    for i in 0..m {
+        for j in 0..n {
+            let mut s = 0f64;
+            for p in 0..k {
+                s += at(a, *transa as u8, lda, i, p) as f64 * at(b, *transb as u8, ldb, p, j) as f64;
+            }
+            let cij = c.add(i + j * ldc);
+            *cij = *alpha * s as f32 + if *beta == 0.0 { 0.0 } else { *beta * *cij };
+        }
+    }
+}
+
+#[test]
+fn blas_row_major_products_match_matrixmultiply() {
+    let (m, k, n) = (5usize, 7usize, 3usize);
+    let a: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+    let b: Vec<f32> = (0..k * n).map(|i| (i as f32 * 0.53).cos()).collect();
+    // A and B row-major, then each read through the strides of a column-major copy.
+    let col = |x: &[f32], rows: usize, cols: usize| -> Vec<f32> {
+        (0..rows * cols).map(|q| x[(q % rows) * cols + q / rows]).collect()
+    };
+    let (ac, bc) = (col(&a, m, k), col(&b, k, n));
+    for (ap, rsa, csa) in [(&a, k as isize, 1isize), (&ac, 1, m as isize)] {
+        for (bp, rsb, csb) in [(&b, n as isize, 1isize), (&bc, 1, k as isize)] {
+            let (mut want, mut got) = (vec![0f32; m * (n + 2)], vec![0f32; m * (n + 2)]);
+            let rsc = (n + 2) as isize;
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    ap.as_ptr(),
+                    rsa,
+                    csa,
+                    bp.as_ptr(),
+                    rsb,
+                    csb,
+                    0.0,
+                    want.as_mut_ptr(),
+                    rsc,
+                    1,
+                );
+                blas::row_major(
+                    reference_sgemm,
+                    m,
+                    k,
+                    n,
+                    ap.as_ptr(),
+                    rsa,
+                    csa,
+                    bp.as_ptr(),
+                    rsb,
+                    csb,
+                    got.as_mut_ptr(),
+                    rsc,
+                );
+            }
+            for (w, g) in want.iter().zip(&got) {
+                assert!((w - g).abs() < 1e-5, "strides A ({rsa}, {csa}) B ({rsb}, {csb}): {w} against {g}");
+            }
+        }
+    }
+}

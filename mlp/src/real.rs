@@ -141,6 +141,9 @@ impl Real for f32 {
         c: *mut f32,
         rsc: isize,
     ) {
+        if let Some(f) = crate::blas::sgemm() {
+            return crate::blas::row_major(f, m, k, n, a, rsa, csa, b, rsb, csb, c, rsc);
+        }
         matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, 1);
     }
 }

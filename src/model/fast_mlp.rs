@@ -1,0 +1,246 @@
+//! The MLP's CPU fast path: E(x) and ∇ₓE(x) by the fused passes of the workspace crate
+//! sance-mlp (the code libsance_eval runs), instead of a dozen libtorch operations per call.
+//!
+//! At the sampler's sizes an MLP step pays for libtorch's dispatch more than for arithmetic
+//! (docs/speed.md): each operation is a call through the dispatcher, an output checked and
+//! often allocated, and one pass over memory; the fused passes do the bias and the activation
+//! in the pass that reads the product, keep σ(z) for the backward pass, and run the products
+//! on libtorch's own BLAS (MKL's `sgemm_`, registered with sance-mlp once, on the calling
+//! thread's MKL thread count as libtorch's products are), falling back to matrixmultiply where
+//! the symbol is missing. Used for float32 parameters on the CPU; the network, its rounding
+//! aside, is the same: the tests hold both paths to 1e-5.
+//!
+//! `SANCE_KERNELS=libtorch` keeps libtorch's operations, for comparison (bench/speed times
+//! both in the same rounds); [`with_kernels`] chooses per thread, for the tests.
+use crate::abi::config::SanceActivation;
+use crate::model::net::Params;
+use sance_mlp::{Activation, Aligned, Hidden, Net};
+use std::cell::Cell;
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::OnceLock;
+use tch::{Device, Kind, TchError, Tensor};
+
+/// Which implementation the MLP's input gradient uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernels {
+    /// sance-mlp's fused passes where they apply (float32 on the CPU), the default.
+    Native,
+    /// libtorch's operations everywhere (`SANCE_KERNELS=libtorch`).
+    Libtorch,
+}
+
+thread_local! {
+    static FORCED: Cell<Option<Kernels>> = const { Cell::new(None) };
+}
+
+/// The kernels of this thread's calls: [`with_kernels`]'s, else `SANCE_KERNELS`'s, read at
+/// each sampler run (not per step), so that a benchmark can alternate the two in one process.
+pub fn kernels() -> Kernels {
+    FORCED.with(|f| f.get()).unwrap_or_else(|| {
+        match std::env::var("SANCE_KERNELS").as_deref().map(str::trim) {
+            Ok("libtorch") => Kernels::Libtorch,
+            _ => Kernels::Native,
+        }
+    })
+}
+
+/// Runs `f` with this thread's MLP passes on `k` (tests and benchmarks compare the two).
+pub fn with_kernels<R>(k: Kernels, f: impl FnOnce() -> R) -> R {
+    let before = FORCED.with(|c| c.replace(Some(k)));
+    struct Back(Option<Kernels>);
+    impl Drop for Back {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _back = Back(before);
+    f()
+}
+
+/// Registers libtorch's sgemm with sance-mlp, once per process.
+fn register_blas() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        if let Some([f]) = crate::runtime::loaded::symbols(c"libtorch_cpu.so", [c"sgemm_"]) {
+            // SAFETY: libtorch_cpu's `sgemm_` is BLAS's (MKL's), with the Fortran signature
+            // that `sance_mlp::blas::Sgemm` spells out; the library stays loaded (libsance links it).
+            sance_mlp::blas::set_sgemm(unsafe {
+                std::mem::transmute::<*mut std::ffi::c_void, sance_mlp::blas::Sgemm>(f)
+            });
+        }
+    });
+}
+
+/// The network copied out of `p` for the fused passes, when they apply: MLP parameters in
+/// float32 on the CPU and [`Kernels::Native`]. The copy (a few hundred KB at width 256) is made
+/// once per sampler run, not per step.
+pub(crate) fn native_net(
+    p: &Params,
+    activation: SanceActivation,
+    dim: i64,
+) -> Result<Option<Net<f32>>, TchError> {
+    let w_out = &p.layers.last().expect("an output layer").weight;
+    if kernels() != Kernels::Native || w_out.device() != Device::Cpu || w_out.kind() != Kind::Float {
+        return Ok(None);
+    }
+    register_blas();
+    let host =
+        |t: &Tensor| -> Result<Vec<f32>, TchError> { Vec::<f32>::try_from(t.f_contiguous()?.f_view([-1])?) };
+    let (hidden, _) = p.layers.split_at(p.layers.len() - 1);
+    let mut layers = Vec::with_capacity(hidden.len());
+    for l in hidden {
+        let [width, fan_in] = l.weight.size()[..] else { return Ok(None) };
+        let b = l.bias.as_ref().expect("hidden layers have a bias");
+        layers.push(Hidden::new(fan_in as usize, width as usize, host(&l.weight)?, host(b)?));
+    }
+    Ok(Some(Net {
+        dim: dim as usize,
+        activation: match activation {
+            SanceActivation::Silu => Activation::Silu,
+            SanceActivation::LeakyRelu => Activation::LeakyRelu,
+        },
+        hidden: layers,
+        w_out: Aligned::new(&host(w_out)?),
+        scaling: None,
+    }))
+}
+
+/// `scale`·∇ₓE(x) into `gx` [n, D] and, when `energy` is given, E(x) into it [n], by `net`'s
+/// fused passes. `x` is float32 on the CPU (made contiguous if it is not), `gx` and `energy`
+/// contiguous float32 tensors of those shapes. With more than one intra-op thread on the
+/// calling thread (config.num_threads) the rows are split between the threads of libtorch's
+/// OpenMP pool, each running the whole pass on its share ([`rows_in_parallel`]).
+pub(crate) fn run(
+    net: &Net<f32>,
+    x: &Tensor,
+    scale: f64,
+    gx: &mut Tensor,
+    energy: Option<&mut Tensor>,
+) -> Result<(), TchError> {
+    let x = x.f_contiguous()?;
+    let (n, d) = (x.size()[0] as usize, net.dim);
+    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != n * d || gx.numel() != n * d {
+        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())));
+    }
+    let s = scale as f32;
+    // SAFETY: x, gx and energy are contiguous float32 CPU tensors of n·D, n·D and n values
+    // (checked above and by the callers' allocation), which nothing else reads or writes during
+    // the call; gx and energy are distinct from x (allocated by the callers).
+    let (xs, gs, es) = unsafe {
+        (
+            std::slice::from_raw_parts(x.data_ptr() as *const f32, n * d),
+            std::slice::from_raw_parts_mut(gx.data_ptr() as *mut f32, n * d),
+            energy.map(|e| std::slice::from_raw_parts_mut(e.data_ptr() as *mut f32, n)),
+        )
+    };
+    let pass = |rows: std::ops::Range<usize>, g: &mut [f32], e: Option<&mut [f32]>| {
+        net.energy_grad(&xs[rows.start * d..rows.end * d], rows.len(), e, Some(&mut *g));
+        if s != 1.0 {
+            g.iter_mut().for_each(|v| *v *= s);
+        }
+    };
+    let mut es = es;
+    let e_ptr = es.as_mut().map_or(std::ptr::null_mut(), |e| e.as_mut_ptr());
+    if !rows_in_parallel(n, d, gs, e_ptr, &pass) {
+        pass(0..n, gs, es);
+    }
+    Ok(())
+}
+
+/// Rows per thread below which one thread does the whole call (a pass over fewer rows is
+/// mostly the products' packing, and waking a thread costs a few microseconds).
+const MIN_ROWS_PER_THREAD: usize = 64;
+
+/// libgomp's entry points, through libtorch_cpu (which links it): the parallel region
+/// libtorch's own `at::parallel_for` opens, on the same pool of threads.
+struct Gomp {
+    parallel: unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
+    thread_num: unsafe extern "C" fn() -> c_int,
+    max_threads: unsafe extern "C" fn() -> c_int,
+    in_parallel: unsafe extern "C" fn() -> c_int,
+}
+
+fn gomp() -> Option<&'static Gomp> {
+    static GOMP: OnceLock<Option<Gomp>> = OnceLock::new();
+    GOMP.get_or_init(|| {
+        let names = [c"GOMP_parallel", c"omp_get_thread_num", c"omp_get_max_threads", c"omp_in_parallel"];
+        let [p, t, m, i] = crate::runtime::loaded::symbols(c"libtorch_cpu.so", names)?;
+        // SAFETY: libgomp's GOMP_parallel(void (*)(void *), void *, unsigned, unsigned) and
+        // OpenMP's int (void) queries.
+        unsafe {
+            Some(Gomp {
+                parallel: std::mem::transmute::<
+                    *mut c_void,
+                    unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
+                >(p),
+                thread_num: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(t),
+                max_threads: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(m),
+                in_parallel: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(i),
+            })
+        }
+    })
+    .as_ref()
+}
+
+/// What each thread of the region reads: its share of the rows and where to write.
+struct Shares<'a, F> {
+    n: usize,
+    d: usize,
+    per: usize,
+    g: *mut f32,
+    e: *mut f32,
+    pass: &'a F,
+    gomp: &'static Gomp,
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+extern "C" fn share<F: Fn(std::ops::Range<usize>, &mut [f32], Option<&mut [f32]>) + Sync>(data: *mut c_void) {
+    // SAFETY: `data` is the Shares that rows_in_parallel keeps alive across the region.
+    let s = unsafe { &*(data as *const Shares<'_, F>) };
+    // SAFETY: omp_get_thread_num has no preconditions.
+    let t = unsafe { (s.gomp.thread_num)() }.max(0) as usize;
+    let (lo, hi) = ((t * s.per).min(s.n), ((t + 1) * s.per).min(s.n));
+    if lo == hi {
+        return;
+    }
+    // A panic must not unwind into libgomp: it is recorded and the call fails.
+    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // SAFETY: threads get disjoint row ranges of gx ([n, d]) and energy ([n]).
+        let g = unsafe { std::slice::from_raw_parts_mut(s.g.add(lo * s.d), (hi - lo) * s.d) };
+        let e = (!s.e.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(s.e.add(lo), hi - lo) });
+        (s.pass)(lo..hi, g, e)
+    }));
+    if done.is_err() {
+        s.panicked.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Runs `pass` over the n rows split between the calling thread's OpenMP threads and returns
+/// true, or returns false without running it (one thread, few rows, no OpenMP, or already
+/// inside a parallel region).
+fn rows_in_parallel<F: Fn(std::ops::Range<usize>, &mut [f32], Option<&mut [f32]>) + Sync>(
+    n: usize,
+    d: usize,
+    g: &mut [f32],
+    e: *mut f32,
+    pass: &F,
+) -> bool {
+    let Some(gomp) = gomp() else { return false };
+    // SAFETY: OpenMP's queries have no preconditions.
+    let (threads, nested) = unsafe { ((gomp.max_threads)().max(1) as usize, (gomp.in_parallel)() != 0) };
+    let threads = threads.min(n / MIN_ROWS_PER_THREAD);
+    if threads < 2 || nested {
+        return false;
+    }
+    // Shares in whole blocks of 8 rows.
+    let per = n.div_ceil(threads).div_ceil(8) * 8;
+    let shares = Shares { n, d, per, g: g.as_mut_ptr(), e, pass, gomp, panicked: false.into() };
+    // SAFETY: `shares` outlives the region, which returns when every thread has finished.
+    unsafe {
+        (gomp.parallel)(share::<F>, &shares as *const Shares<'_, F> as *mut c_void, threads as c_uint, 0)
+    };
+    if shares.panicked.load(std::sync::atomic::Ordering::Relaxed) {
+        panic!("the MLP's fast path panicked on a worker thread");
+    }
+    true
+}
