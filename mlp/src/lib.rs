@@ -31,8 +31,10 @@ mod point;
 mod real;
 #[cfg(test)]
 mod tests;
+mod train;
 
 pub use real::{exp_f32, Aligned, Real};
+pub use train::{ParamGrads, Tape};
 
 // The kernels both passes share (point.rs and batch.rs import them from here, as `super::`).
 use kernels::{act_backward, act_forward, dot, rows_combination};

@@ -346,3 +346,80 @@ fn blas_row_major_products_match_matrixmultiply() {
         }
     }
 }
+
+/// The training pass's parameter gradients of Σᵣ deᵣ·E(xᵣ) against central differences of the
+/// f64 definition, on both activations (every weight, bias and output weight of a small net),
+/// and its energies against the batch pass's.
+#[test]
+fn param_grads_match_finite_differences() {
+    for act in [Activation::Silu, Activation::LeakyRelu] {
+        let base = net::<f64>(3, &[5, 4], act);
+        let n = 6;
+        let x: Vec<f32> = (0..n * 3).map(|i| ((i as f32) * 0.71).sin() * 1.3).collect();
+        let de: Vec<f32> = (0..n).map(|r| 0.3 + 0.2 * r as f32 - 0.05 * (r * r) as f32).collect();
+        let (mut tape, mut grads) = (Tape::default(), ParamGrads::default());
+        let mut e = vec![0f32; n];
+        base.forward_tape(&x, n, &mut tape, &mut e);
+        base.param_grads(&mut tape, &de, &mut grads);
+        let mut e_batch = vec![0f32; n];
+        base.batch(&x, n, Some(&mut e_batch), None);
+        for (a, b) in e.iter().zip(&e_batch) {
+            assert!((a - b).abs() < 1e-5, "{act:?}: energy {a} against the batch pass's {b}");
+        }
+        // Σ de·E with one parameter moved: layer li's W (kind 0), b (1), or w_out (li = None).
+        let objective = |net: &Net<f64>| -> f64 {
+            (0..n)
+                .map(|r| {
+                    de[r] as f64
+                        * energy_f64(
+                            net,
+                            &x[r * 3..(r + 1) * 3].iter().map(|&v| v as f64).collect::<Vec<_>>(),
+                        )
+                })
+                .sum()
+        };
+        let moved = |li: Option<usize>, kind: usize, i: usize, by: f64| -> Net<f64> {
+            let mut m = base.clone();
+            match li {
+                Some(li) => {
+                    let l = &m.hidden[li];
+                    let (mut w, mut b) = (l.w.to_vec(), l.b.to_vec());
+                    if kind == 0 {
+                        w[i] += by
+                    } else {
+                        b[i] += by
+                    }
+                    m.hidden[li] = Hidden::new(l.fan_in, l.width, w, b);
+                }
+                None => {
+                    let mut w = m.w_out.to_vec();
+                    w[i] += by;
+                    m.w_out = Aligned::new(&w);
+                }
+            }
+            m
+        };
+        let h = 1e-5;
+        let mut checks = 0;
+        let mut check = |li: Option<usize>, kind: usize, i: usize, got: f64| {
+            let fd = (objective(&moved(li, kind, i, h)) - objective(&moved(li, kind, i, -h))) / (2.0 * h);
+            assert!(
+                (fd - got).abs() < 1e-6 * (1.0 + fd.abs()),
+                "{act:?} layer {li:?} kind {kind} [{i}]: {got} against {fd}"
+            );
+            checks += 1;
+        };
+        for li in 0..base.hidden.len() {
+            for i in 0..grads.w[li].len() {
+                check(Some(li), 0, i, grads.w[li][i]);
+            }
+            for i in 0..grads.b[li].len() {
+                check(Some(li), 1, i, grads.b[li][i]);
+            }
+        }
+        for i in 0..grads.w_out.len() {
+            check(None, 0, i, grads.w_out[i]);
+        }
+        assert_eq!(checks, 3 * 5 + 5 + 5 * 4 + 4 + 4);
+    }
+}

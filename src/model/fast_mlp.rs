@@ -14,7 +14,7 @@
 //! both in the same rounds); [`with_kernels`] chooses per thread, for the tests.
 use crate::abi::config::SanceActivation;
 use crate::model::net::Params;
-use sance_mlp::{Activation, Aligned, Hidden, Net};
+use sance_mlp::{Activation, Aligned, Hidden, Net, ParamGrads, Tape};
 use std::cell::Cell;
 use std::ffi::{c_int, c_uint, c_void};
 use std::sync::OnceLock;
@@ -103,6 +103,90 @@ pub(crate) fn native_net(
         w_out: Aligned::new(&host(w_out)?),
         scaling: None,
     }))
+}
+
+thread_local! {
+    /// The training pass's intermediates (forward, then backward in the same call) and a
+    /// second tape for the snapshot's forward pass, reused from step to step on each thread.
+    static TAPE: std::cell::RefCell<(Tape<f32>, ParamGrads<f32>, Tape<f32>)> = Default::default();
+}
+
+/// The training step's pass on `x` [N, D] (float32, CPU): E_θ(x) [N] by `net`'s forward pass
+/// and, when given, E_θ̄(x) by `snapshot`'s — the same code on buffers aligned alike, so that
+/// right after a refresh (θ̄ = θ) the two agree to the bit, as the NCE logit's ties need — then,
+/// with ∂L/∂E from `loss_grad(E_θ, E_θ̄)` (the caller's loss, differentiated by libtorch on
+/// the N energies), the loss's gradients for every parameter, as tensors shaped like `p`'s in
+/// `Params::named` order. `loss_grad`'s other result passes through.
+pub(crate) fn train_pass<R>(
+    net: &Net<f32>,
+    snapshot: Option<&Net<f32>>,
+    p: &Params,
+    x: &Tensor,
+    loss_grad: impl FnOnce(Tensor, Option<Tensor>) -> crate::abi::status::Result<(Tensor, R)>,
+) -> crate::abi::status::Result<(Vec<Tensor>, R)> {
+    let x = x.f_contiguous()?;
+    let (n, d) = (x.size()[0] as usize, net.dim);
+    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != n * d {
+        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())).into());
+    }
+    // SAFETY: x is a contiguous float32 CPU tensor of n·D values.
+    let xs = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, n * d) };
+    TAPE.with(|cell| {
+        let (tape, grads, snapshot_tape) = &mut *cell.borrow_mut();
+        let mut e = vec![0f32; n];
+        net.forward_tape(xs, n, tape, &mut e);
+        let e_snapshot = match snapshot {
+            Some(s) => {
+                let mut es = vec![0f32; n];
+                s.forward_tape(xs, n, snapshot_tape, &mut es);
+                Some(Tensor::f_from_slice(&es)?)
+            }
+            None => None,
+        };
+        let (de, passed) = loss_grad(Tensor::f_from_slice(&e)?, e_snapshot)?;
+        let de = Vec::<f32>::try_from(de.f_to_kind(Kind::Float)?.f_contiguous()?)?;
+        net.param_grads(tape, &de, grads);
+        let mut out = Vec::with_capacity(2 * net.hidden.len() + 1);
+        let (hidden, last) = p.layers.split_at(p.layers.len() - 1);
+        for (li, l) in hidden.iter().enumerate() {
+            out.push(Tensor::f_from_slice(&grads.w[li])?.f_view(l.weight.size().as_slice())?);
+            let b = l.bias.as_ref().expect("hidden layers have a bias");
+            out.push(Tensor::f_from_slice(&grads.b[li])?.f_view(b.size().as_slice())?);
+        }
+        out.push(Tensor::f_from_slice(&grads.w_out)?.f_view(last[0].weight.size().as_slice())?);
+        Ok((out, passed))
+    })
+}
+
+/// Rows from which an energy-only pass ([`crate::model::net::Net::energies`]) copies the
+/// network out for the fused forward pass: below, libtorch's seven operations cost about what
+/// the copy does (a 2 → 128 × 3 → 1 network is 33,000 floats).
+pub(crate) const ENERGY_ROWS: i64 = 1024;
+
+/// E(x) [n] by `net`'s fused forward pass (no gradient), `x` float32 on the CPU.
+pub(crate) fn energies(net: &Net<f32>, x: &Tensor) -> Result<Tensor, TchError> {
+    let n = x.size()[0];
+    let e = Tensor::f_empty([n], (Kind::Float, Device::Cpu))?;
+    let x = x.f_contiguous()?;
+    let d = net.dim;
+    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != n as usize * d {
+        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())));
+    }
+    // SAFETY: x and e are contiguous float32 CPU tensors of n·D and n values, e new here.
+    let (xs, es) = unsafe {
+        (
+            std::slice::from_raw_parts(x.data_ptr() as *const f32, n as usize * d),
+            std::slice::from_raw_parts_mut(e.data_ptr() as *mut f32, n as usize),
+        )
+    };
+    let pass = |rows: std::ops::Range<usize>, e: &mut [f32], _: Option<&mut [f32]>| {
+        net.energy_grad(&xs[rows.start * d..rows.end * d], rows.len(), Some(e), None);
+    };
+    // The rows' shares are written through the first slice, here E ([n, 1]).
+    if !rows_in_parallel(n as usize, 1, es, std::ptr::null_mut(), &pass) {
+        pass(0..n as usize, es, None);
+    }
+    Ok(e)
 }
 
 /// `scale`·∇ₓE(x) into `gx` [n, D] and, when `energy` is given, E(x) into it [n], by `net`'s

@@ -276,6 +276,27 @@ impl Net {
         a.f_matmul(&out[0].weight.f_tr()?)?.f_squeeze_dim(1)
     }
 
+    /// The network copied out of `p` for the MLP's fused CPU passes, when they apply
+    /// (crate::model::fast_mlp::native_net): an MLP, float32 on the CPU.
+    pub(crate) fn native(&self, p: &Params) -> TResult<Option<sance_mlp::Net<f32>>> {
+        if self.arch != SanceArch::Mlp {
+            return Ok(None);
+        }
+        crate::model::fast_mlp::native_net(p, self.activation, self.in_shape[0])
+    }
+
+    /// E(x) with no autograd graph: the MLP's fused forward pass for float32 on the CPU from
+    /// [`crate::model::fast_mlp::ENERGY_ROWS`] rows (the replay population's refresh, draws'
+    /// weights, the public energy), else [`Net::energy`] under no_grad.
+    pub fn energies(&self, p: &Params, x: &Tensor) -> TResult<Tensor> {
+        if x.size()[0] >= crate::model::fast_mlp::ENERGY_ROWS {
+            if let Some(fast) = self.native(p)? {
+                return crate::model::fast_mlp::energies(&fast, x);
+            }
+        }
+        crate::model::no_grad(|| self.energy(p, x))
+    }
+
     /// x·Wᵀ + b.
     fn linear(&self, l: &Layer, x: &Tensor) -> TResult<Tensor> {
         match &l.bias {

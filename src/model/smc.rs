@@ -64,7 +64,7 @@ pub fn annealed(
     while beta < 1.0 {
         crate::fault::torch_point()?;
         // g(x) = −E(x)/T − log π₀(x): a stage's log weight per unit of β.
-        let e = crate::model::no_grad(|| net.energy(p, &x))?;
+        let e = net.energies(p, &x)?;
         let g = host(
             &e.f_to_kind(Kind::Double)?
                 .f_div_scalar(-temperature)?

@@ -367,7 +367,7 @@ impl Ebm {
         let mut start = 0;
         while start < n {
             let k = chunk.min(n - start);
-            parts.push(crate::model::no_grad(|| self.net.energy(params, &rows.f_narrow(0, start, k)?))?);
+            parts.push(self.net.energies(params, &rows.f_narrow(0, start, k)?)?);
             crate::fault::torch_point()?;
             start += k;
         }

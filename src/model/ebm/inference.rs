@@ -24,7 +24,7 @@ impl Ebm {
         let mut parts = Vec::new();
         for (start, k) in row_chunks(n, chunk) {
             let z = self.to_model(&x.f_narrow(0, start, k)?)?;
-            parts.push(crate::model::no_grad(|| self.net.energy(self.model_params(), &z))?);
+            parts.push(self.net.energies(self.model_params(), &z)?);
             torch_point()?;
         }
         let e = if parts.len() == 1 { parts.remove(0) } else { Tensor::f_cat(&parts, 0)? };

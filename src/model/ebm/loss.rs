@@ -48,19 +48,24 @@ impl Ebm {
     /// The logit is h = −E_θ(x) − log q(x) + c − ln ν, where log q = −E_θ̄ for the snapshot
     /// (its normaliser is absorbed by c) and the exact log density for GAUSSIAN noise.
     pub fn nce_loss(&self, data: &Tensor, noise: &Tensor) -> Result<NceLoss> {
-        let nu = self.cfg.noise_ratio as f64;
-        let b = data.size()[0];
         let x = Tensor::f_cat(&[data, noise], 0)?;
-        let n = x.size()[0] - b;
         let e = self.net.energy(&self.params, &x)?;
+        self.nce_loss_on(&x, data.size()[0], e, None)
+    }
+
+    /// [`Ebm::nce_loss`] on x = [data; noise] (`b` data rows first) with E_θ(x) = `e` given,
+    /// and E_θ̄(x) when given (else computed here).
+    fn nce_loss_on(&self, x: &Tensor, b: i64, e: Tensor, e_snapshot: Option<Tensor>) -> Result<NceLoss> {
+        let nu = self.cfg.noise_ratio as f64;
+        let n = x.size()[0] - b;
         let neg_log_q = match self.cfg.noise {
-            SanceNoise::Snapshot => {
-                let snapshot = self.snapshot.as_ref().expect("snapshot exists");
-                crate::model::no_grad(|| self.net.energy(snapshot, &x))?
-            }
+            SanceNoise::Snapshot => match e_snapshot {
+                Some(e) => e,
+                None => self.net.energies(self.snapshot.as_ref().expect("snapshot exists"), x)?,
+            },
             SanceNoise::Gaussian => {
                 let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
-                g.log_density(&x)?.f_neg()?
+                g.log_density(x)?.f_neg()?
             }
         };
         let h = neg_log_q.f_sub(&e)?.f_add(&self.c)?.f_sub_scalar(nu.ln())?;
@@ -86,7 +91,31 @@ impl Ebm {
 
     /// The NCE loss on data [B, ...] and noise [M, ...] and its gradients for θ (in
     /// `Params::named` order) then c.
+    ///
+    /// An MLP in float32 on the CPU runs its forward and backward passes on the fused kernels
+    /// (crate::model::fast_mlp::train_pass): libtorch differentiates the loss with respect to
+    /// the N energies and c only.
     pub(super) fn loss_and_gradients(&self, data: &Tensor, noise: &Tensor) -> Result<(NceLoss, Vec<Tensor>)> {
+        if let Some(fast) = self.net.native(&self.params)? {
+            let x = Tensor::f_cat(&[data, noise], 0)?;
+            let snapshot = match (self.cfg.noise, self.snapshot.as_ref()) {
+                (SanceNoise::Snapshot, Some(s)) => self.net.native(s)?,
+                _ => None,
+            };
+            let pass =
+                crate::model::fast_mlp::train_pass(&fast, snapshot.as_ref(), &self.params, &x, |e, es| {
+                    let e = e.set_requires_grad(true);
+                    let l = self.nce_loss_on(&x, data.size()[0], e.shallow_clone(), es)?;
+                    torch_point()?;
+                    let mut g = Tensor::f_run_backward(&[&l.loss], &[&e, &self.c], false, false)?;
+                    let dc = g.pop().expect("two inputs");
+                    Ok((g.pop().expect("two inputs"), (l, dc)))
+                });
+            let (mut grads, (l, dc)) = pass?;
+            torch_point()?;
+            grads.push(dc);
+            return Ok((l, grads));
+        }
         let l = self.nce_loss(data, noise)?;
         torch_point()?;
         let mut inputs: Vec<&Tensor> = self.params.iter().collect();

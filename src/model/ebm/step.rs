@@ -197,9 +197,9 @@ impl Ebm {
             // E_θ̄old is kept beside each chain as it is written (one pass saved per refresh).
             let e_old = match self.buffer.known_energies() {
                 Some(e) => e,
-                None => crate::model::no_grad(|| self.net.energy(old, &rows))?,
+                None => self.net.energies(old, &rows)?,
             };
-            let e_new = crate::model::no_grad(|| self.net.energy(new, &rows))?;
+            let e_new = self.net.energies(new, &rows)?;
             let u = self.rng.uniform();
             let log_w = host_f64(&e_old.f_sub(&e_new)?)?;
             // Weights that are not finite keep the population as it is (systematic's identity),
@@ -236,7 +236,7 @@ impl Ebm {
         let l = self.cfg.langevin;
         let x =
             langevin::init_chains(&l, &self.batch_shape(n as i64), self.kind, self.device, &mut self.rng)?;
-        let e = crate::model::no_grad(|| self.net.energy(params, &x))?;
+        let e = self.net.energies(params, &x)?;
         let idx = systematic(&host_f64(&e.f_neg()?)?, n, self.rng.uniform());
         let i = Tensor::f_from_slice(&idx)?.f_to_device(self.device)?;
         Ok((x.f_index_select(0, &i)?, e.f_index_select(0, &i)?))

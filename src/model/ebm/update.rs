@@ -97,8 +97,7 @@ impl Ebm {
         self.adam.step(&mut self.theta, g, decayed)?;
         torch_point()?;
         let x = Tensor::f_cat(&[data, noise], 0)?;
-        let energies_ok =
-            crate::model::no_grad(|| self.net.energy(&self.params, &x))?.f_isfinite()?.f_all()?;
+        let energies_ok = self.net.energies(&self.params, &x)?.f_isfinite()?.f_all()?;
         Ok(energies_ok.f_logical_and(&self.c.f_isfinite()?)?)
     }
 
