@@ -29,8 +29,11 @@ fn rel(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[]) / scale
 }
 
+/// E and ∇ₓE by the sampler's workspace (which takes the fused passes at any n) and by
+/// libtorch's operations.
 fn both(net: &Net, p: &Params, x: &Tensor) -> [(Tensor, Tensor); 2] {
-    [Kernels::Native, Kernels::Libtorch].map(|k| with_kernels(k, || net.energy_and_grad(p, x).unwrap()))
+    [Kernels::Native, Kernels::Libtorch]
+        .map(|k| with_kernels(k, || net.sampler_energy_and_grad(p, x).unwrap()))
 }
 
 #[test]
@@ -53,7 +56,7 @@ fn energies_and_gradients_match_libtorchs() {
                     de < 1e-5 && dg < 1e-5,
                     "{dim}→{width}×{layers} {act:?}, n {n}, {threads} threads: energy {de:.2e}, gradient {dg:.2e}"
                 );
-                assert!(!e_fast.equal(&e_ref) || dim == 2, "the fast path was not taken ({dim}, n {n})");
+                assert!(!e_fast.equal(&e_ref), "the fast path was not taken ({dim}, n {n})");
             }
         }
     }
@@ -63,8 +66,8 @@ fn energies_and_gradients_match_libtorchs() {
 #[test]
 fn the_same_seed_gives_the_same_chains() {
     let (net, p) = net(2, 128, 3, SanceActivation::Silu);
-    let x0 = Tensor::randn([512, 2], (Kind::Float, Device::Cpu));
-    for metropolis in [0, 1] {
+    for (chains, metropolis) in [(512, 0), (512, 1)] {
+        let x0 = Tensor::randn([chains, 2], (Kind::Float, Device::Cpu));
         let l = SanceLangevin { steps: 20, metropolis, target_acceptance: 0.0, ..Default::default() };
         let [a, b] = [Kernels::Native, Kernels::Libtorch].map(|k| {
             with_kernels(k, || {
@@ -76,8 +79,8 @@ fn the_same_seed_gives_the_same_chains() {
         let apart = per_chain.gt(1e-4).sum(Kind::Int64).int64_value(&[]);
         let worst = per_chain.max().double_value(&[]);
         assert!(
-            apart <= if metropolis == 1 { 5 } else { 0 },
-            "metropolis {metropolis}: {apart} of 512 chains apart (largest distance {worst:.2e})"
+            apart <= if metropolis == 1 { chains / 100 } else { 0 },
+            "metropolis {metropolis}: {apart} of {chains} chains apart (largest distance {worst:.2e})"
         );
     }
 }

@@ -423,3 +423,25 @@ fn param_grads_match_finite_differences() {
         assert_eq!(checks, 3 * 5 + 5 + 5 * 4 + 4 + 4);
     }
 }
+
+/// A sgemm that answers wrongly (here: C left as it was) is refused, and matrixmultiply stays.
+#[test]
+fn a_disagreeing_blas_is_refused() {
+    unsafe extern "C" fn wrong(
+        _: *const std::ffi::c_char,
+        _: *const std::ffi::c_char,
+        _: *const i32,
+        _: *const i32,
+        _: *const i32,
+        _: *const f32,
+        _: *const f32,
+        _: *const i32,
+        _: *const f32,
+        _: *const i32,
+        _: *const f32,
+        _: *mut f32,
+        _: *const i32,
+    ) {
+    }
+    assert!(!blas::set_sgemm(wrong), "a wrong sgemm was registered");
+}

@@ -64,7 +64,8 @@ fn register_blas() {
         if let Some([f]) = crate::runtime::loaded::symbols(c"libtorch_cpu.so", [c"sgemm_"]) {
             // SAFETY: libtorch_cpu's `sgemm_` is BLAS's (MKL's), with the Fortran signature
             // that `sance_mlp::blas::Sgemm` spells out; the library stays loaded (libsance links it).
-            sance_mlp::blas::set_sgemm(unsafe {
+            // sance-mlp checks it on a small product first and keeps matrixmultiply if it disagrees.
+            let _ = sance_mlp::blas::set_sgemm(unsafe {
                 std::mem::transmute::<*mut std::ffi::c_void, sance_mlp::blas::Sgemm>(f)
             });
         }
@@ -158,6 +159,11 @@ pub(crate) fn train_pass<R>(
     })
 }
 
+/// Rows from which a single call of E and ∇ₓE (`sance_ebm_energy_grad`) copies the network out
+/// for the fused passes: one point took 48 µs with the copy against 32 µs on libtorch's
+/// operations (`bench/speed --rows eval`); a sampler's run copies once for all its steps.
+pub(crate) const ONE_CALL_ROWS: i64 = 64;
+
 /// Rows from which an energy-only pass ([`crate::model::net::Net::energies`]) copies the
 /// network out for the fused forward pass: below, libtorch's seven operations cost about what
 /// the copy does (a 2 → 128 × 3 → 1 network is 33,000 floats).
@@ -184,7 +190,7 @@ pub(crate) fn energies(net: &Net<f32>, x: &Tensor) -> Result<Tensor, TchError> {
     };
     // The rows' shares are written through the first slice, here E ([n, 1]).
     if !rows_in_parallel(n as usize, 1, es, std::ptr::null_mut(), &pass) {
-        pass(0..n as usize, es, None);
+        crate::runtime::threads::mkl_single(|| pass(0..n as usize, es, None));
     }
     Ok(e)
 }
@@ -226,7 +232,7 @@ pub(crate) fn run(
     let mut es = es;
     let e_ptr = es.as_mut().map_or(std::ptr::null_mut(), |e| e.as_mut_ptr());
     if !rows_in_parallel(n, d, gs, e_ptr, &pass) {
-        pass(0..n, gs, es);
+        crate::runtime::threads::mkl_single(|| pass(0..n, gs, es));
     }
     Ok(())
 }

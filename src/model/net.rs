@@ -317,9 +317,22 @@ impl Net {
         })
     }
 
+    /// Test-only (the `test-hooks` feature): E(x) and ∇ₓE(x) by the sampler's workspace
+    /// ([`MlpGrad::new`]), which takes the fused passes at any number of rows.
+    #[cfg(feature = "test-hooks")]
+    pub fn sampler_energy_and_grad(&self, p: &Params, x: &Tensor) -> TResult<(Tensor, Tensor)> {
+        crate::model::no_grad(|| {
+            let mut w = MlpGrad::new(self, p, x.size()[0], 1.0)?;
+            w.run(x, true)?;
+            Ok((w.energy.take().expect("asked for"), w.gx.shallow_clone()))
+        })
+    }
+
     /// Hand-written backward pass of the MLP with respect to its input.
     fn mlp_energy_and_grad(&self, p: &Params, x: &Tensor) -> TResult<(Tensor, Tensor)> {
-        let mut w = MlpGrad::new(self, p, x.size()[0], 1.0)?;
+        // One call: the fused passes pay for their copy of the network only on enough rows.
+        let native = x.size()[0] >= crate::model::fast_mlp::ONE_CALL_ROWS;
+        let mut w = MlpGrad::with(self, p, x.size()[0], 1.0, native)?;
         w.run(x, true)?;
         Ok((w.energy.take().expect("asked for"), w.gx.shallow_clone()))
     }
@@ -352,12 +365,20 @@ pub(crate) struct MlpGrad<'a> {
 }
 
 impl<'a> MlpGrad<'a> {
+    /// The workspace for a sampler's run (used at every step): on the fused passes where they
+    /// apply.
     pub fn new(net: &Net, p: &'a Params, n: i64, scale: f64) -> TResult<MlpGrad<'a>> {
+        MlpGrad::with(net, p, n, scale, true)
+    }
+
+    /// [`MlpGrad::new`], on libtorch's operations unless `native`.
+    fn with(net: &Net, p: &'a Params, n: i64, scale: f64, native: bool) -> TResult<MlpGrad<'a>> {
         let (hidden, out) = p.layers.split_at(p.layers.len() - 1);
         let w_out = &out[0].weight; // [1, H]
         let opts = (w_out.kind(), w_out.device());
         let gx = Tensor::f_empty([n, net.in_shape[0]], opts)?;
-        if let Some(fast) = crate::model::fast_mlp::native_net(p, net.activation, net.in_shape[0])? {
+        let fast = if native { net.native(p)? } else { None };
+        if let Some(fast) = fast {
             let seed = Tensor::f_empty([0], opts)?;
             let (layers, z, a) = (Vec::new(), Vec::new(), Vec::new());
             let native = Some(Box::new((fast, scale)));
