@@ -1,5 +1,7 @@
 //! The batched pass behind [`Net::batch`]: GEMM in blocks of points on a carved workspace.
-use super::{act_backward, act_forward, dot, rows_combination, Isa, Net, Real, BLOCK_ROWS};
+use super::{
+    act_backward, act_forward, dot, rows_combination, Activation, Hidden, Isa, Net, Real, BLOCK_ROWS,
+};
 
 /// The batch pass's workspace, carved from one scratch buffer.
 pub(crate) struct Work<'a, 'b, T> {
@@ -19,6 +21,58 @@ fn carve<'a, T>(mut buf: &'a mut [T], sizes: &[usize]) -> Vec<&'a mut [T]> {
         buf = b;
     }
     out
+}
+
+/// One hidden layer's forward pass on `m` rows: Z = A·Wᵀ + b, then act(Z) into `a` and, for
+/// SiLU, σ(Z) into `sig`, row by row (the batch pass and the training pass share it). A GEMM
+/// with a handful of inputs (the first layer of a low-dimensional energy) is mostly packing:
+/// that product goes by rows instead.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn hidden_forward<T: Real, const FMA: bool>(
+    activation: Activation,
+    l: &Hidden<T>,
+    input: &[T],
+    m: usize,
+    z: &mut [T],
+    sig: &mut [T],
+    a: &mut [T],
+) {
+    let few = l.fan_in < 8;
+    if few {
+        for r in 0..m {
+            let zr = &mut z[r * l.width..(r + 1) * l.width];
+            rows_combination::<T, FMA>(zr, Some(&l.b), &input[r * l.fan_in..(r + 1) * l.fan_in], &l.wt);
+        }
+    } else {
+        // SAFETY: A is m × fan_in, W is width × fan_in (read as Wᵀ through its strides), Z is
+        // m × width (all in bounds).
+        unsafe {
+            T::gemm(
+                m,
+                l.fan_in,
+                l.width,
+                input.as_ptr(),
+                l.fan_in as isize,
+                1,
+                l.w.as_ptr(),
+                1,
+                l.fan_in as isize,
+                z.as_mut_ptr(),
+                l.width as isize,
+            );
+        }
+    }
+    for r in 0..m {
+        let span = r * l.width..(r + 1) * l.width;
+        let zr = &mut z[span.clone()];
+        if !few {
+            for (v, &b) in zr.iter_mut().zip(l.b.iter()) {
+                *v = *v + b;
+            }
+        }
+        act_forward(activation, zr, &mut sig[span.clone()], &mut a[span]);
+    }
 }
 
 impl<T: Real> Net<T> {
@@ -119,49 +173,7 @@ impl<T: Real> Net<T> {
             for (li, l) in self.hidden.iter().enumerate() {
                 let (before, this) = acts.split_at_mut(li);
                 let input: &[T] = if li == 0 { xt } else { before[li - 1] };
-                let z = &mut zs[li];
-                // Z = A·Wᵀ + b, then act, row by row. A GEMM with a handful of inputs (the first
-                // layer of a low-dimensional energy) is mostly packing: by rows instead.
-                let few = l.fan_in < 8;
-                if few {
-                    for r in 0..m {
-                        let zr = &mut z[r * l.width..(r + 1) * l.width];
-                        rows_combination::<T, FMA>(
-                            zr,
-                            Some(&l.b),
-                            &input[r * l.fan_in..(r + 1) * l.fan_in],
-                            &l.wt,
-                        );
-                    }
-                } else {
-                    // SAFETY: A is m × fan_in, W is width × fan_in (read as Wᵀ through its
-                    // strides), Z is m × width (all in bounds).
-                    unsafe {
-                        T::gemm(
-                            m,
-                            l.fan_in,
-                            l.width,
-                            input.as_ptr(),
-                            l.fan_in as isize,
-                            1,
-                            l.w.as_ptr(),
-                            1,
-                            l.fan_in as isize,
-                            z.as_mut_ptr(),
-                            l.width as isize,
-                        );
-                    }
-                }
-                for r in 0..m {
-                    let span = r * l.width..(r + 1) * l.width;
-                    let zr = &mut z[span.clone()];
-                    if !few {
-                        for (v, &b) in zr.iter_mut().zip(l.b.iter()) {
-                            *v = *v + b;
-                        }
-                    }
-                    act_forward(self.activation, zr, &mut sig[li][span.clone()], &mut this[0][span]);
-                }
+                hidden_forward::<T, FMA>(self.activation, l, input, m, zs[li], sig[li], this[0]);
             }
             let nl = self.hidden.len();
             let h = self.hidden[nl - 1].width;

@@ -5,7 +5,8 @@
 //! Forward: Z = A·Wᵀ (GEMM), then bias, activation and σ(Z) in one pass per row. Backward:
 //! G_L = de ⊗ w_out ⊙ act′(Z_L), then per layer ∂W = Gᵀ·A_in and ∂b = Σᵣ G (GEMM and a column
 //! sum) and G ← (G·W) ⊙ act′(Z_below); ∂w_out = deᵀ·A_L.
-use super::{act_backward, act_forward, dot, Isa, Net, Real};
+use super::batch::hidden_forward;
+use super::{act_backward, dot, Isa, Net, Real};
 
 /// The forward pass's intermediates for n rows (the inputs, then per hidden layer Z, σ(Z) and
 /// act(Z)) and the backward pass's two gradient buffers; kept between calls (they grow to the
@@ -81,17 +82,24 @@ impl<T: Real> Net<T> {
                 return unsafe { self.forward_tape_avx2(x, n, tape, energy) };
             }
         }
-        self.forward_tape_impl(x, n, tape, energy)
+        self.forward_tape_impl::<false>(x, n, tape, energy)
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     unsafe fn forward_tape_avx2(&self, x: &[f32], n: usize, tape: &mut Tape<T>, energy: &mut [f32]) {
-        self.forward_tape_impl(x, n, tape, energy)
+        self.forward_tape_impl::<true>(x, n, tape, energy)
     }
 
+    /// `FMA`: fused multiply-adds in the by-rows products (only where the CPU has them).
     #[inline(always)]
-    fn forward_tape_impl(&self, x: &[f32], n: usize, tape: &mut Tape<T>, energy: &mut [f32]) {
+    fn forward_tape_impl<const FMA: bool>(
+        &self,
+        x: &[f32],
+        n: usize,
+        tape: &mut Tape<T>,
+        energy: &mut [f32],
+    ) {
         let nl = self.hidden.len();
         tape.n = n;
         grow(&mut tape.x, n * self.dim);
@@ -105,32 +113,15 @@ impl<T: Real> Net<T> {
             grow(&mut tape.a[li], n * l.width);
             let (below, this) = tape.a.split_at_mut(li);
             let input: &[T] = if li == 0 { &tape.x } else { &below[li - 1] };
-            let z = &mut tape.z[li];
-            // SAFETY: A is n × fan_in, W is width × fan_in (read as Wᵀ through its strides),
-            // Z is n × width.
-            unsafe {
-                T::gemm(
-                    n,
-                    l.fan_in,
-                    l.width,
-                    input.as_ptr(),
-                    l.fan_in as isize,
-                    1,
-                    l.w.as_ptr(),
-                    1,
-                    l.fan_in as isize,
-                    z.as_mut_ptr(),
-                    l.width as isize,
-                );
-            }
-            for r in 0..n {
-                let span = r * l.width..(r + 1) * l.width;
-                let zr = &mut z[span.clone()];
-                for (v, &b) in zr.iter_mut().zip(l.b.iter()) {
-                    *v = *v + b;
-                }
-                act_forward(self.activation, zr, &mut tape.sig[li][span.clone()], &mut this[0][span]);
-            }
+            hidden_forward::<T, FMA>(
+                self.activation,
+                l,
+                input,
+                n,
+                &mut tape.z[li],
+                &mut tape.sig[li],
+                &mut this[0],
+            );
         }
         let h = self.hidden[nl - 1].width;
         for (r, e) in energy[..n].iter_mut().enumerate() {
