@@ -359,7 +359,7 @@ fn param_grads_match_finite_differences() {
         let de: Vec<f32> = (0..n).map(|r| 0.3 + 0.2 * r as f32 - 0.05 * (r * r) as f32).collect();
         let (mut tape, mut grads) = (Tape::default(), ParamGrads::default());
         let mut e = vec![0f32; n];
-        base.forward_tape(&x, n, &mut tape, &mut e);
+        base.forward_tape(&x, n, &mut tape, &mut e).unwrap();
         base.param_grads(&mut tape, &de, &mut grads);
         let mut e_batch = vec![0f32; n];
         base.batch(&x, n, Some(&mut e_batch), None);

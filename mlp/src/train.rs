@@ -7,6 +7,7 @@
 //! sum) and G ← (G·W) ⊙ act′(Z_below); ∂w_out = deᵀ·A_L.
 use super::batch::hidden_forward;
 use super::{act_backward, dot, Isa, Net, Real};
+use std::collections::TryReserveError;
 
 /// The forward pass's intermediates for n rows (the inputs, then per hidden layer Z, σ(Z) and
 /// act(Z)) and the backward pass's two gradient buffers; kept between calls (they grow to the
@@ -56,33 +57,67 @@ pub struct ParamGrads<T> {
     pub w_out: Vec<T>,
 }
 
-/// Makes `b` hold at least `len` values (new ones zero), from a cache line.
-fn grow<T: Real>(b: &mut Buf<T>, len: usize) {
+/// Makes `b` hold at least `len` values (new ones zero), from a cache line; fails instead of
+/// aborting when the memory is not there (a training step of a million rows needs gigabytes).
+fn grow<T: Real>(b: &mut Buf<T>, len: usize) -> Result<(), TryReserveError> {
     if b.len >= len {
-        return;
+        return Ok(());
     }
     let slack = 64 / std::mem::size_of::<T>();
     if b.v.len() < len + slack {
-        let mut v = vec![T::ZERO; len + slack];
+        let mut v = Vec::new();
+        v.try_reserve_exact(len + slack)?;
+        v.resize(len + slack, T::ZERO);
         let off = v.as_ptr().align_offset(64).min(slack);
         v[off..off + b.len].copy_from_slice(&b.v[b.off..b.off + b.len]);
         *b = Buf { v, off, len: b.len };
     }
     b.len = len;
+    Ok(())
+}
+
+impl<T: Real> Tape<T> {
+    /// Sizes every buffer for `n` rows of `net` (forward and backward), or fails leaving the
+    /// tape usable.
+    fn reserve(&mut self, net: &Net<T>, n: usize) -> Result<(), TryReserveError> {
+        let nl = net.hidden.len();
+        grow(&mut self.x, n * net.dim)?;
+        for v in [&mut self.z, &mut self.sig, &mut self.a] {
+            v.resize_with(nl, Buf::default);
+        }
+        for (li, l) in net.hidden.iter().enumerate() {
+            grow(&mut self.z[li], n * l.width)?;
+            grow(&mut self.sig[li], n * l.width)?;
+            grow(&mut self.a[li], n * l.width)?;
+        }
+        let widest = net.hidden.iter().map(|l| l.width.max(l.fan_in)).max().unwrap_or(0);
+        grow(&mut self.g, n * widest)?;
+        grow(&mut self.gin, n * widest)
+    }
 }
 
 impl<T: Real> Net<T> {
     /// E of the `n` points `x` [n × dim] into `energy` [n], keeping in `tape` what
     /// [`Net::param_grads`] needs.
-    pub fn forward_tape(&self, x: &[f32], n: usize, tape: &mut Tape<T>, energy: &mut [f32]) {
+    /// Fails, computing nothing, when the tape's memory cannot be had.
+    pub fn forward_tape(
+        &self,
+        x: &[f32],
+        n: usize,
+        tape: &mut Tape<T>,
+        energy: &mut [f32],
+    ) -> Result<(), TryReserveError> {
+        tape.reserve(self, n)?;
         #[cfg(target_arch = "x86_64")]
         {
             if Isa::best() >= Isa::Avx2 {
                 // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-                return unsafe { self.forward_tape_avx2(x, n, tape, energy) };
+                unsafe { self.forward_tape_avx2(x, n, tape, energy) };
+                return Ok(());
             }
         }
-        self.forward_tape_impl::<false>(x, n, tape, energy)
+        self.forward_tape_impl::<false>(x, n, tape, energy);
+        Ok(())
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -102,15 +137,8 @@ impl<T: Real> Net<T> {
     ) {
         let nl = self.hidden.len();
         tape.n = n;
-        grow(&mut tape.x, n * self.dim);
         self.inputs(&x[..n * self.dim], &mut tape.x);
-        for v in [&mut tape.z, &mut tape.sig, &mut tape.a] {
-            v.resize_with(nl, Buf::default);
-        }
         for (li, l) in self.hidden.iter().enumerate() {
-            grow(&mut tape.z[li], n * l.width);
-            grow(&mut tape.sig[li], n * l.width);
-            grow(&mut tape.a[li], n * l.width);
             let (below, this) = tape.a.split_at_mut(li);
             let input: &[T] = if li == 0 { &tape.x } else { &below[li - 1] };
             hidden_forward::<T, FMA>(
@@ -152,22 +180,19 @@ impl<T: Real> Net<T> {
     fn param_grads_impl(&self, tape: &mut Tape<T>, de: &[f32], out: &mut ParamGrads<T>) {
         let (n, nl) = (tape.n, self.hidden.len());
         let h = self.hidden[nl - 1].width;
-        let widest = self.hidden.iter().map(|l| l.width.max(l.fan_in)).max().unwrap_or(0);
-        grow(&mut tape.g, n * widest);
-        grow(&mut tape.gin, n * widest);
         out.w.resize_with(nl, Vec::new);
         out.b.resize_with(nl, Vec::new);
-        let de: Vec<T> = de[..n].iter().map(|&v| T::from_f32(v)).collect();
+        let de = &de[..n];
         // ∂w_out[j] = Σᵣ deᵣ·A_L[r, j].
         out.w_out.clear();
         out.w_out.resize(h, T::ZERO);
-        for (r, &d) in de.iter().enumerate() {
+        for (r, d) in de.iter().map(|&v| T::from_f32(v)).enumerate() {
             for (o, &a) in out.w_out.iter_mut().zip(&tape.a[nl - 1][r * h..(r + 1) * h]) {
                 *o = *o + d * a;
             }
         }
         // G_L = de ⊗ w_out ⊙ act′(Z_L).
-        for (r, &d) in de.iter().enumerate() {
+        for (r, d) in de.iter().map(|&v| T::from_f32(v)).enumerate() {
             let span = r * h..(r + 1) * h;
             let gr = &mut tape.g[span.clone()];
             for (g, &w) in gr.iter_mut().zip(self.w_out.iter()) {

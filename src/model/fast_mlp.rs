@@ -132,21 +132,30 @@ pub(crate) fn train_pass<R>(
     }
     // SAFETY: x is a contiguous float32 CPU tensor of n·D values.
     let xs = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, n * d) };
+    // Host memory that cannot be had is an error like libtorch's, not an abort.
+    let out_of_memory =
+        |_| TchError::Torch(format!("the MLP's training pass could not allocate its tape for {n} rows"));
     TAPE.with(|cell| {
         let (tape, grads, snapshot_tape) = &mut *cell.borrow_mut();
-        let mut e = vec![0f32; n];
-        net.forward_tape(xs, n, tape, &mut e);
+        let e = Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?;
+        // SAFETY: e is a new contiguous float32 CPU tensor of n values.
+        net.forward_tape(xs, n, tape, unsafe { host_slice(&e, n) }).map_err(out_of_memory)?;
         let e_snapshot = match snapshot {
             Some(s) => {
-                let mut es = vec![0f32; n];
-                s.forward_tape(xs, n, snapshot_tape, &mut es);
-                Some(Tensor::f_from_slice(&es)?)
+                let es = Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?;
+                // SAFETY: as for e.
+                s.forward_tape(xs, n, snapshot_tape, unsafe { host_slice(&es, n) }).map_err(out_of_memory)?;
+                Some(es)
             }
             None => None,
         };
-        let (de, passed) = loss_grad(Tensor::f_from_slice(&e)?, e_snapshot)?;
-        let de = Vec::<f32>::try_from(de.f_to_kind(Kind::Float)?.f_contiguous()?)?;
-        net.param_grads(tape, &de, grads);
+        let (de, passed) = loss_grad(e, e_snapshot)?;
+        let de = de.f_to_kind(Kind::Float)?.f_contiguous()?;
+        if de.numel() != n || de.device() != Device::Cpu {
+            return Err(TchError::Shape(format!("dL/dE has {} values for {n} rows", de.numel())).into());
+        }
+        // SAFETY: de is a contiguous float32 CPU tensor of n values (checked), read only here.
+        net.param_grads(tape, unsafe { host_slice(&de, n) }, grads);
         let mut out = Vec::with_capacity(2 * net.hidden.len() + 1);
         let (hidden, last) = p.layers.split_at(p.layers.len() - 1);
         for (li, l) in hidden.iter().enumerate() {
@@ -159,15 +168,25 @@ pub(crate) fn train_pass<R>(
     })
 }
 
+/// The `n` floats of a contiguous float32 CPU tensor `t`.
+///
+/// # Safety
+/// `t` holds at least `n` contiguous float32 values on the CPU, and nothing else reads or
+/// writes them while the slice lives.
+#[allow(clippy::mut_from_ref)]
+unsafe fn host_slice(t: &Tensor, n: usize) -> &mut [f32] {
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
+}
+
 /// Rows from which a single call of E and ∇ₓE (`sance_ebm_energy_grad`) copies the network out
 /// for the fused passes: one point took 48 µs with the copy against 32 µs on libtorch's
 /// operations (`bench/speed --rows eval`); a sampler's run copies once for all its steps.
 pub(crate) const ONE_CALL_ROWS: i64 = 64;
 
 /// Rows from which an energy-only pass ([`crate::model::net::Net::energies`]) copies the
-/// network out for the fused forward pass: below, libtorch's seven operations cost about what
-/// the copy does (a 2 → 128 × 3 → 1 network is 33,000 floats).
-pub(crate) const ENERGY_ROWS: i64 = 1024;
+/// network out for the fused forward pass: the same as [`ONE_CALL_ROWS`], so that
+/// `sance_ebm_energy` and `sance_ebm_energy_grad` give the same energies to the bit.
+pub(crate) const ENERGY_ROWS: i64 = ONE_CALL_ROWS;
 
 /// E(x) [n] by `net`'s fused forward pass (no gradient), `x` float32 on the CPU.
 pub(crate) fn energies(net: &Net<f32>, x: &Tensor) -> Result<Tensor, TchError> {

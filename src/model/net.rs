@@ -287,7 +287,7 @@ impl Net {
 
     /// E(x) with no autograd graph: the MLP's fused forward pass for float32 on the CPU from
     /// [`crate::model::fast_mlp::ENERGY_ROWS`] rows (the replay population's refresh, draws'
-    /// weights, the public energy), else [`Net::energy`] under no_grad.
+    /// weights, the update's check, the public energy), else [`Net::energy`] under no_grad.
     pub fn energies(&self, p: &Params, x: &Tensor) -> TResult<Tensor> {
         if x.size()[0] >= crate::model::fast_mlp::ENERGY_ROWS {
             if let Some(fast) = self.native(p)? {

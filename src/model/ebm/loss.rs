@@ -61,7 +61,10 @@ impl Ebm {
         let neg_log_q = match self.cfg.noise {
             SanceNoise::Snapshot => match e_snapshot {
                 Some(e) => e,
-                None => self.net.energies(self.snapshot.as_ref().expect("snapshot exists"), x)?,
+                // The same operations as E_θ's (a refresh step's logits tie exactly).
+                None => crate::model::no_grad(|| {
+                    self.net.energy(self.snapshot.as_ref().expect("snapshot exists"), x)
+                })?,
             },
             SanceNoise::Gaussian => {
                 let g = self.gaussian.as_ref().expect("the Gaussian is fitted before a step");
