@@ -16,7 +16,6 @@ use crate::abi::config::SanceActivation;
 use crate::model::net::Params;
 use sance_mlp::{Activation, Aligned, Hidden, Net, ParamGrads, Tape};
 use std::cell::Cell;
-use std::ffi::{c_int, c_uint, c_void};
 use std::sync::OnceLock;
 use tch::{Device, Kind, TchError, Tensor};
 
@@ -125,13 +124,10 @@ pub(crate) fn train_pass<R>(
     x: &Tensor,
     loss_grad: impl FnOnce(Tensor, Option<Tensor>) -> crate::abi::status::Result<(Tensor, R)>,
 ) -> crate::abi::status::Result<(Vec<Tensor>, R)> {
-    let x = x.f_contiguous()?;
-    let (n, d) = (x.size()[0] as usize, net.dim);
-    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != n * d {
-        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())).into());
-    }
-    // SAFETY: x is a contiguous float32 CPU tensor of n·D values.
-    let xs = unsafe { std::slice::from_raw_parts(x.data_ptr() as *const f32, n * d) };
+    let x = input(net, x)?;
+    let n = x.size()[0] as usize;
+    // SAFETY: x is a contiguous float32 CPU tensor of n·D values (checked by `input`).
+    let xs = unsafe { host_slice(&x, n * net.dim) };
     // Host memory that cannot be had is an error like libtorch's, not an abort.
     let out_of_memory =
         |_| TchError::Torch(format!("the MLP's training pass could not allocate its tape for {n} rows"));
@@ -171,11 +167,21 @@ pub(crate) fn train_pass<R>(
 /// The `n` floats of a contiguous float32 CPU tensor `t`.
 ///
 /// # Safety
-/// `t` holds at least `n` contiguous float32 values on the CPU, and nothing else reads or
-/// writes them while the slice lives.
+/// `t` holds at least `n` contiguous float32 values on the CPU, and nothing else writes them
+/// while the slice lives (nor reads them, if the slice is written).
 #[allow(clippy::mut_from_ref)]
 unsafe fn host_slice(t: &Tensor, n: usize) -> &mut [f32] {
     std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, n)
+}
+
+/// `x` as the fused passes read it: contiguous, float32 on the CPU, [n, net.dim] (a shallow
+/// copy when it already is).
+fn input(net: &Net<f32>, x: &Tensor) -> Result<Tensor, TchError> {
+    let x = x.f_contiguous()?;
+    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != x.size()[0] as usize * net.dim {
+        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())));
+    }
+    Ok(x)
 }
 
 /// Rows from which a single call of E and ∇ₓE (`sance_ebm_energy_grad`) copies the network out
@@ -190,35 +196,21 @@ pub(crate) const ENERGY_ROWS: i64 = ONE_CALL_ROWS;
 
 /// E(x) [n] by `net`'s fused forward pass (no gradient), `x` float32 on the CPU.
 pub(crate) fn energies(net: &Net<f32>, x: &Tensor) -> Result<Tensor, TchError> {
-    let n = x.size()[0];
-    let e = Tensor::f_empty([n], (Kind::Float, Device::Cpu))?;
-    let x = x.f_contiguous()?;
-    let d = net.dim;
-    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != n as usize * d {
-        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())));
-    }
+    let x = input(net, x)?;
+    let (n, d) = (x.size()[0] as usize, net.dim);
+    let e = Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?;
     // SAFETY: x and e are contiguous float32 CPU tensors of n·D and n values, e new here.
-    let (xs, es) = unsafe {
-        (
-            std::slice::from_raw_parts(x.data_ptr() as *const f32, n as usize * d),
-            std::slice::from_raw_parts_mut(e.data_ptr() as *mut f32, n as usize),
-        )
-    };
-    let pass = |rows: std::ops::Range<usize>, e: &mut [f32], _: Option<&mut [f32]>| {
-        net.energy_grad(&xs[rows.start * d..rows.end * d], rows.len(), Some(e), None);
-    };
+    let (xs, es) = unsafe { (host_slice(&x, n * d), host_slice(&e, n)) };
     // The rows' shares are written through the first slice, here E ([n, 1]).
-    if !rows_in_parallel(n as usize, 1, es, std::ptr::null_mut(), &pass) {
-        crate::runtime::threads::mkl_single(|| pass(0..n as usize, es, None));
-    }
+    by_rows(n, 1, es, None, &|rows, e, _| {
+        net.energy_grad(&xs[rows.start * d..rows.end * d], rows.len(), Some(e), None);
+    });
     Ok(e)
 }
 
 /// `scale`·∇ₓE(x) into `gx` [n, D] and, when `energy` is given, E(x) into it [n], by `net`'s
 /// fused passes. `x` is float32 on the CPU (made contiguous if it is not), `gx` and `energy`
-/// contiguous float32 tensors of those shapes. With more than one intra-op thread on the
-/// calling thread (config.num_threads) the rows are split between the threads of libtorch's
-/// OpenMP pool, each running the whole pass on its share ([`rows_in_parallel`]).
+/// contiguous float32 tensors of those shapes.
 pub(crate) fn run(
     net: &Net<f32>,
     x: &Tensor,
@@ -226,33 +218,26 @@ pub(crate) fn run(
     gx: &mut Tensor,
     energy: Option<&mut Tensor>,
 ) -> Result<(), TchError> {
-    let x = x.f_contiguous()?;
+    let x = input(net, x)?;
     let (n, d) = (x.size()[0] as usize, net.dim);
-    if x.kind() != Kind::Float || x.device() != Device::Cpu || x.numel() != n * d || gx.numel() != n * d {
-        return Err(TchError::Kind(format!("the MLP's fast path got x {:?} {:?}", x.kind(), x.size())));
+    if gx.numel() != n * d {
+        return Err(TchError::Shape(format!(
+            "the MLP's fast path got ∇ₓE of {} values for {n} rows",
+            gx.numel()
+        )));
     }
     let s = scale as f32;
     // SAFETY: x, gx and energy are contiguous float32 CPU tensors of n·D, n·D and n values
     // (checked above and by the callers' allocation), which nothing else reads or writes during
     // the call; gx and energy are distinct from x (allocated by the callers).
-    let (xs, gs, es) = unsafe {
-        (
-            std::slice::from_raw_parts(x.data_ptr() as *const f32, n * d),
-            std::slice::from_raw_parts_mut(gx.data_ptr() as *mut f32, n * d),
-            energy.map(|e| std::slice::from_raw_parts_mut(e.data_ptr() as *mut f32, n)),
-        )
-    };
-    let pass = |rows: std::ops::Range<usize>, g: &mut [f32], e: Option<&mut [f32]>| {
+    let (xs, gs, es) =
+        unsafe { (host_slice(&x, n * d), host_slice(gx, n * d), energy.map(|e| host_slice(e, n))) };
+    by_rows(n, d, gs, es, &|rows, g, e| {
         net.energy_grad(&xs[rows.start * d..rows.end * d], rows.len(), e, Some(&mut *g));
         if s != 1.0 {
             g.iter_mut().for_each(|v| *v *= s);
         }
-    };
-    let mut es = es;
-    let e_ptr = es.as_mut().map_or(std::ptr::null_mut(), |e| e.as_mut_ptr());
-    if !rows_in_parallel(n, d, gs, e_ptr, &pass) {
-        crate::runtime::threads::mkl_single(|| pass(0..n, gs, es));
-    }
+    });
     Ok(())
 }
 
@@ -260,96 +245,45 @@ pub(crate) fn run(
 /// mostly the products' packing, and waking a thread costs a few microseconds).
 const MIN_ROWS_PER_THREAD: usize = 64;
 
-/// libgomp's entry points, through libtorch_cpu (which links it): the parallel region
-/// libtorch's own `at::parallel_for` opens, on the same pool of threads.
-struct Gomp {
-    parallel: unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
-    thread_num: unsafe extern "C" fn() -> c_int,
-    max_threads: unsafe extern "C" fn() -> c_int,
-    in_parallel: unsafe extern "C" fn() -> c_int,
-}
+/// A pass over rows: the rows, their `d` values each of the first output, and their one value
+/// of the second when there is one.
+type RowsPass<'a> = dyn Fn(std::ops::Range<usize>, &mut [f32], Option<&mut [f32]>) + Sync + 'a;
 
-fn gomp() -> Option<&'static Gomp> {
-    static GOMP: OnceLock<Option<Gomp>> = OnceLock::new();
-    GOMP.get_or_init(|| {
-        let names = [c"GOMP_parallel", c"omp_get_thread_num", c"omp_get_max_threads", c"omp_in_parallel"];
-        let [p, t, m, i] = crate::runtime::loaded::symbols(c"libtorch_cpu.so", names)?;
-        // SAFETY: libgomp's GOMP_parallel(void (*)(void *), void *, unsigned, unsigned) and
-        // OpenMP's int (void) queries.
-        unsafe {
-            Some(Gomp {
-                parallel: std::mem::transmute::<
-                    *mut c_void,
-                    unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
-                >(p),
-                thread_num: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(t),
-                max_threads: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(m),
-                in_parallel: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(i),
-            })
+/// Runs `pass` over the n rows of `g` ([n, d]) and `e` ([n]): split between the calling
+/// thread's OpenMP threads, each a whole pass on its share, when there are two or more and at
+/// least [`MIN_ROWS_PER_THREAD`] rows for each (crate::runtime::threads::parallel); else on
+/// this thread, with MKL on one thread.
+fn by_rows(n: usize, d: usize, g: &mut [f32], mut e: Option<&mut [f32]>, pass: &RowsPass<'_>) {
+    let threads = crate::runtime::threads::team_size().min(n / MIN_ROWS_PER_THREAD);
+    if threads >= 2 {
+        // Shares in whole blocks of 8 rows.
+        let per = n.div_ceil(threads).div_ceil(8) * 8;
+        let (g_rows, e_rows) = (Rows(g.as_mut_ptr()), e.as_mut().map(|e| Rows(e.as_mut_ptr())));
+        let share = |t: usize| {
+            let (lo, hi) = ((t * per).min(n), ((t + 1) * per).min(n));
+            if lo < hi {
+                // SAFETY: threads get disjoint row ranges of g ([n, d]) and e ([n]), which
+                // live until the region is over.
+                let g = unsafe { std::slice::from_raw_parts_mut(g_rows.at(lo * d), (hi - lo) * d) };
+                let e = e_rows.as_ref().map(|e| unsafe { std::slice::from_raw_parts_mut(e.at(lo), hi - lo) });
+                pass(lo..hi, g, e);
+            }
+        };
+        if crate::runtime::threads::parallel(threads, &share) {
+            return;
         }
-    })
-    .as_ref()
+    }
+    crate::runtime::threads::mkl_single(|| pass(0..n, g, e));
 }
 
-/// What each thread of the region reads: its share of the rows and where to write.
-struct Shares<'a, F> {
-    n: usize,
-    d: usize,
-    per: usize,
-    g: *mut f32,
-    e: *mut f32,
-    pass: &'a F,
-    gomp: &'static Gomp,
-    panicked: std::sync::atomic::AtomicBool,
-}
+/// An output's rows, shared out between a region's threads (each writes its own).
+struct Rows(*mut f32);
+// SAFETY: the threads of `by_rows`'s region write disjoint rows through it.
+unsafe impl Sync for Rows {}
 
-extern "C" fn share<F: Fn(std::ops::Range<usize>, &mut [f32], Option<&mut [f32]>) + Sync>(data: *mut c_void) {
-    // SAFETY: `data` is the Shares that rows_in_parallel keeps alive across the region.
-    let s = unsafe { &*(data as *const Shares<'_, F>) };
-    // SAFETY: omp_get_thread_num has no preconditions.
-    let t = unsafe { (s.gomp.thread_num)() }.max(0) as usize;
-    let (lo, hi) = ((t * s.per).min(s.n), ((t + 1) * s.per).min(s.n));
-    if lo == hi {
-        return;
+impl Rows {
+    /// The address of the i-th value (a method, so that a closure captures the whole `Rows`).
+    fn at(&self, i: usize) -> *mut f32 {
+        self.0.wrapping_add(i)
     }
-    // A panic must not unwind into libgomp: it is recorded and the call fails.
-    let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        // SAFETY: threads get disjoint row ranges of gx ([n, d]) and energy ([n]).
-        let g = unsafe { std::slice::from_raw_parts_mut(s.g.add(lo * s.d), (hi - lo) * s.d) };
-        let e = (!s.e.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(s.e.add(lo), hi - lo) });
-        (s.pass)(lo..hi, g, e)
-    }));
-    if done.is_err() {
-        s.panicked.store(true, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
-/// Runs `pass` over the n rows split between the calling thread's OpenMP threads and returns
-/// true, or returns false without running it (one thread, few rows, no OpenMP, or already
-/// inside a parallel region).
-fn rows_in_parallel<F: Fn(std::ops::Range<usize>, &mut [f32], Option<&mut [f32]>) + Sync>(
-    n: usize,
-    d: usize,
-    g: &mut [f32],
-    e: *mut f32,
-    pass: &F,
-) -> bool {
-    let Some(gomp) = gomp() else { return false };
-    // SAFETY: OpenMP's queries have no preconditions.
-    let (threads, nested) = unsafe { ((gomp.max_threads)().max(1) as usize, (gomp.in_parallel)() != 0) };
-    let threads = threads.min(n / MIN_ROWS_PER_THREAD);
-    if threads < 2 || nested {
-        return false;
-    }
-    // Shares in whole blocks of 8 rows.
-    let per = n.div_ceil(threads).div_ceil(8) * 8;
-    let shares = Shares { n, d, per, g: g.as_mut_ptr(), e, pass, gomp, panicked: false.into() };
-    // SAFETY: `shares` outlives the region, which returns when every thread has finished.
-    unsafe {
-        (gomp.parallel)(share::<F>, &shares as *const Shares<'_, F> as *mut c_void, threads as c_uint, 0)
-    };
-    if shares.panicked.load(std::sync::atomic::Ordering::Relaxed) {
-        panic!("the MLP's fast path panicked on a worker thread");
-    }
-    true
 }

@@ -20,7 +20,8 @@
 //! the host set for MKL), and both are put back when the call returns, so neither the host's
 //! other threads nor its own later libtorch calls see a difference. `at::set_num_threads` would not
 //! do: it also resizes a process-wide pool and clears oneDNN's cache.
-use std::ffi::{c_int, c_void};
+use std::ffi::{c_int, c_uint, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// What `SANCE_NUM_THREADS` asks for.
@@ -140,6 +141,80 @@ pub(crate) fn mkl_single<R>(f: impl FnOnce() -> R) -> R {
     }
     let _back = Back(before);
     f()
+}
+
+/// libgomp's entry to a parallel region and OpenMP's two queries a region's body needs, found
+/// through libtorch_cpu as [`Omp`] is: the region libtorch's own `at::parallel_for` opens, on
+/// the same pool of threads. Apart from [`Omp`], so that a runtime without them still has its
+/// count set.
+struct Region {
+    parallel: unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
+    thread_num: unsafe extern "C" fn() -> c_int,
+    in_parallel: unsafe extern "C" fn() -> c_int,
+}
+
+fn region() -> Option<&'static Region> {
+    static REGION: OnceLock<Option<Region>> = OnceLock::new();
+    REGION
+        .get_or_init(|| {
+            let names = [c"GOMP_parallel", c"omp_get_thread_num", c"omp_in_parallel"];
+            let [p, t, i] = crate::runtime::loaded::symbols(c"libtorch_cpu.so", names)?;
+            // SAFETY: libgomp's GOMP_parallel(void (*)(void *), void *, unsigned, unsigned) and
+            // OpenMP's int (void) queries.
+            unsafe {
+                Some(Region {
+                    parallel: std::mem::transmute::<
+                        *mut c_void,
+                        unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
+                    >(p),
+                    thread_num: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(t),
+                    in_parallel: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(i),
+                })
+            }
+        })
+        .as_ref()
+}
+
+/// The threads a parallel region opened here would have: the calling thread's OpenMP count
+/// (set by the call's [`Scope`]); 1 without OpenMP, or inside a parallel region already.
+pub(crate) fn team_size() -> usize {
+    match (omp(), region()) {
+        // SAFETY: OpenMP's queries have no preconditions.
+        (Some(o), Some(r)) if unsafe { (r.in_parallel)() } == 0 => unsafe { (o.get)() }.max(1) as usize,
+        _ => 1,
+    }
+}
+
+/// A region's body and whether it panicked on some thread.
+struct Body<'a> {
+    f: &'a (dyn Fn(usize) + Sync),
+    region: &'static Region,
+    panicked: AtomicBool,
+}
+
+extern "C" fn body(data: *mut c_void) {
+    // SAFETY: `data` is the Body that `parallel` keeps alive across the region.
+    let b = unsafe { &*(data as *const Body<'_>) };
+    // SAFETY: omp_get_thread_num has no preconditions.
+    let t = unsafe { (b.region.thread_num)() }.max(0) as usize;
+    // A panic must not unwind into libgomp: it is recorded and raised again on the caller's thread.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (b.f)(t))).is_err() {
+        b.panicked.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Runs `f(t)` for t in 0..threads, each on a thread of libtorch's OpenMP pool (the caller's
+/// among them), and returns when all have; false, running nothing, without OpenMP's region
+/// entry. A panic in `f` goes on as a panic on the calling thread once the region is over.
+pub(crate) fn parallel(threads: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
+    let Some(region) = region() else { return false };
+    let b = Body { f, region, panicked: AtomicBool::new(false) };
+    // SAFETY: `b` outlives the region, which returns when every thread has finished.
+    unsafe { (region.parallel)(body, &b as *const Body<'_> as *mut c_void, threads as c_uint, 0) };
+    if b.panicked.load(Ordering::Relaxed) {
+        panic!("a parallel region's body panicked on one of its threads");
+    }
+    true
 }
 
 /// The calling thread's intra-op thread count as OpenMP reports it (None without OpenMP).
