@@ -308,7 +308,10 @@ impl Net {
     /// E(x) and ∇ₓE(x), with no gradient built or kept for any parameter.
     pub fn energy_and_grad(&self, p: &Params, x: &Tensor) -> TResult<(Tensor, Tensor)> {
         crate::model::no_grad(|| match self.arch {
-            SanceArch::Mlp => self.mlp_energy_and_grad(p, x),
+            // One call: the fused passes pay for their copy of the network only on enough rows.
+            SanceArch::Mlp => {
+                self.mlp_energy_and_grad(p, x, x.size()[0] >= crate::model::fast_mlp::ONE_CALL_ROWS)
+            }
             SanceArch::Conv => {
                 let mut w = ConvGrad::new(self, p, 1.0)?;
                 let g = w.run(x, true)?;
@@ -321,31 +324,41 @@ impl Net {
     /// ([`MlpGrad::new`]), which takes the fused passes at any number of rows.
     #[cfg(feature = "test-hooks")]
     pub fn sampler_energy_and_grad(&self, p: &Params, x: &Tensor) -> TResult<(Tensor, Tensor)> {
-        crate::model::no_grad(|| {
-            let mut w = MlpGrad::new(self, p, x.size()[0], 1.0)?;
-            w.run(x, true)?;
-            Ok((w.energy.take().expect("asked for"), w.gx.shallow_clone()))
-        })
+        crate::model::no_grad(|| self.mlp_energy_and_grad(p, x, true))
     }
 
-    /// Hand-written backward pass of the MLP with respect to its input.
-    fn mlp_energy_and_grad(&self, p: &Params, x: &Tensor) -> TResult<(Tensor, Tensor)> {
-        // One call: the fused passes pay for their copy of the network only on enough rows.
-        let native = x.size()[0] >= crate::model::fast_mlp::ONE_CALL_ROWS;
+    /// Hand-written backward pass of the MLP with respect to its input, on the fused passes
+    /// when `native` and they apply.
+    fn mlp_energy_and_grad(&self, p: &Params, x: &Tensor, native: bool) -> TResult<(Tensor, Tensor)> {
         let mut w = MlpGrad::with(self, p, x.size()[0], 1.0, native)?;
         w.run(x, true)?;
         Ok((w.energy.take().expect("asked for"), w.gx.shallow_clone()))
     }
 }
 
-/// The MLP's input gradient, run many times on one batch shape (the sampler's inner loop):
-/// weights transposed once, every intermediate in a workspace written with libtorch's `out=`
-/// variants, and each activation's derivative fused with the incoming gradient
-/// (`silu_backward` / `leaky_relu_backward`: one kernel, where the formula took six). The
-/// gradient comes out multiplied by `scale`, so that the sampler's −λ costs nothing. Per
-/// call: one `addmm` and one activation per hidden layer forward, one fused derivative and one
-/// `mm` per layer backward, no allocation.
+/// The MLP's input gradient, run many times on one batch shape (the sampler's inner loop), on
+/// sance-mlp's fused passes (crate::model::fast_mlp: float32 on the CPU) or on libtorch's
+/// operations ([`MlpOps`]). The gradient comes out multiplied by `scale`, so that the
+/// sampler's −λ costs nothing.
 pub(crate) struct MlpGrad<'a> {
+    /// scale · ∇ₓE, [n, D].
+    pub gx: Tensor,
+    pub energy: Option<Tensor>,
+    work: MlpWork<'a>,
+}
+
+enum MlpWork<'a> {
+    /// The fused passes' copy of the network, and `scale`.
+    Fused(Box<sance_mlp::Net<f32>>, f64),
+    Ops(MlpOps<'a>),
+}
+
+/// The input gradient on libtorch's operations: weights transposed once, every intermediate
+/// in a workspace written with libtorch's `out=` variants, and each activation's derivative
+/// fused with the incoming gradient (`silu_backward` / `leaky_relu_backward`: one kernel,
+/// where the formula took six). Per call: one `addmm` and one activation per hidden layer
+/// forward, one fused derivative and one `mm` per layer backward, no allocation.
+struct MlpOps<'a> {
     activation: SanceActivation,
     /// Per hidden layer: W [H, fan_in], Wᵀ, b.
     layers: Vec<(&'a Tensor, Tensor, &'a Tensor)>,
@@ -356,12 +369,6 @@ pub(crate) struct MlpGrad<'a> {
     z: Vec<Tensor>,
     /// Activations, then the gradients w.r.t. them.
     a: Vec<Tensor>,
-    /// scale · ∇ₓE, [n, D].
-    pub gx: Tensor,
-    pub energy: Option<Tensor>,
-    /// The fused passes' copy of the network and `scale` (crate::model::fast_mlp): float32 on
-    /// the CPU; the libtorch workspace above is then left empty.
-    native: Option<Box<(sance_mlp::Net<f32>, f64)>>,
 }
 
 impl<'a> MlpGrad<'a> {
@@ -378,46 +385,53 @@ impl<'a> MlpGrad<'a> {
         let opts = (w_out.kind(), w_out.device());
         let gx = Tensor::f_empty([n, net.in_shape[0]], opts)?;
         let fast = if native { net.native(p)? } else { None };
-        if let Some(fast) = fast {
-            let seed = Tensor::f_empty([0], opts)?;
-            let (layers, z, a) = (Vec::new(), Vec::new(), Vec::new());
-            let native = Some(Box::new((fast, scale)));
-            return Ok(MlpGrad {
-                activation: net.activation,
-                layers,
-                seed,
-                w_out,
-                z,
-                a,
-                gx,
-                energy: None,
-                native,
-            });
-        }
-        let mut layers = Vec::with_capacity(hidden.len());
-        let (mut z, mut a) = (Vec::new(), Vec::new());
-        for l in hidden {
-            let h = l.weight.size()[0];
-            layers.push((&l.weight, l.weight.f_tr()?, l.bias.as_ref().expect("hidden layers have a bias")));
-            z.push(Tensor::f_empty([n, h], opts)?);
-            a.push(Tensor::f_empty([n, h], opts)?);
-        }
-        let seed = w_out.f_mul_scalar(scale)?.f_expand([n, w_out.size()[1]], false)?;
-        Ok(MlpGrad { activation: net.activation, layers, seed, w_out, z, a, gx, energy: None, native: None })
+        let work = match fast {
+            Some(fast) => MlpWork::Fused(Box::new(fast), scale),
+            None => {
+                let mut layers = Vec::with_capacity(hidden.len());
+                let (mut z, mut a) = (Vec::new(), Vec::new());
+                for l in hidden {
+                    let h = l.weight.size()[0];
+                    layers.push((
+                        &l.weight,
+                        l.weight.f_tr()?,
+                        l.bias.as_ref().expect("hidden layers have a bias"),
+                    ));
+                    z.push(Tensor::f_empty([n, h], opts)?);
+                    a.push(Tensor::f_empty([n, h], opts)?);
+                }
+                let seed = w_out.f_mul_scalar(scale)?.f_expand([n, w_out.size()[1]], false)?;
+                MlpWork::Ops(MlpOps { activation: net.activation, layers, seed, w_out, z, a })
+            }
+        };
+        Ok(MlpGrad { gx, energy: None, work })
     }
 
     /// Writes scale · ∇ₓE(x) into `gx` (and E(x) into `energy` when asked).
     pub fn run(&mut self, x: &Tensor, with_energy: bool) -> TResult<()> {
-        if let Some((net, scale)) = self.native.as_deref() {
-            let mut e = if with_energy {
-                Some(Tensor::f_empty([x.size()[0]], (Kind::Float, Device::Cpu))?)
-            } else {
-                None
-            };
-            crate::model::fast_mlp::run(net, x, *scale, &mut self.gx, e.as_mut())?;
-            self.energy = e;
-            return Ok(());
+        match &mut self.work {
+            MlpWork::Fused(net, scale) => {
+                let mut e = if with_energy {
+                    Some(Tensor::f_empty([x.size()[0]], (Kind::Float, Device::Cpu))?)
+                } else {
+                    None
+                };
+                crate::model::fast_mlp::run(net, x, *scale, &mut self.gx, e.as_mut())?;
+                self.energy = e;
+            }
+            MlpWork::Ops(w) => {
+                if let Some(e) = w.run(x, with_energy, &self.gx)? {
+                    self.energy = Some(e);
+                }
+            }
         }
+        Ok(())
+    }
+}
+
+impl MlpOps<'_> {
+    /// Writes scale · ∇ₓE(x) into `gx`; returns E(x) when asked.
+    fn run(&mut self, x: &Tensor, with_energy: bool, gx: &Tensor) -> TResult<Option<Tensor>> {
         let last = self.layers.len() - 1;
         for i in 0..=last {
             let (_, wt, b) = &self.layers[i];
@@ -432,9 +446,11 @@ impl<'a> MlpGrad<'a> {
                 };
             }
         }
-        if with_energy {
-            self.energy = Some(self.a[last].f_matmul(&self.w_out.f_tr()?)?.f_squeeze_dim(1)?);
-        }
+        let energy = if with_energy {
+            Some(self.a[last].f_matmul(&self.w_out.f_tr()?)?.f_squeeze_dim(1)?)
+        } else {
+            None
+        };
         for i in (0..=last).rev() {
             let upstream = if i == last { &self.seed } else { &self.a[i] };
             let z = &self.z[i];
@@ -444,10 +460,10 @@ impl<'a> MlpGrad<'a> {
                     z.f_leaky_relu_backward_grad_input(z, upstream, LEAKY_SLOPE, false)?
                 }
             };
-            let down = if i == 0 { &self.gx } else { &self.a[i - 1] };
+            let down = if i == 0 { gx } else { &self.a[i - 1] };
             let _ = z.f_mm_out(down, self.layers[i].0)?;
         }
-        Ok(())
+        Ok(energy)
     }
 }
 
