@@ -577,36 +577,31 @@ def main():
     if args.rss_probe:
         return rss_probe(args.rss_probe)
 
+    def own_table(key, cells):
+        """A table of its own instead of the rows: its cells go to --json under `key`."""
+        with open(args.json, "w") as f:
+            json.dump({key: cells}, f, indent=1)
+
+    def machine(sance, how):
+        print(f"{sance.version()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+              f"{platform.processor() or platform.machine()}; {how}\n")
+
     if args.threads:
         # sance's own policy would change the count under the measurement: off.
         os.environ["SANCE_NUM_THREADS"] = "host"
-        cells = threads_table(Sance(), args)
-        with open(args.json, "w") as f:
-            json.dump({"threads": cells}, f, indent=1)
-        return None
+        return own_table("threads", threads_table(Sance(), args))
     # Same threads on both sides: sance's automatic count (one thread for MLPs, the cores for
     # convs) would otherwise differ from PyTorch's default under the comparison.
     os.environ.setdefault("SANCE_NUM_THREADS", str(torch.get_num_threads()))
     sance = Sance()
     if args.phases:
-        print(f"{sance.version()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-              f"{platform.processor() or platform.machine()}; {args.rounds} alternating rounds, medians\n")
-        cells = phases_table(sance, args)
-        with open(args.json, "w") as f:
-            json.dump({"phases": cells}, f, indent=1)
-        return None
+        machine(sance, f"{args.rounds} alternating rounds, medians")
+        return own_table("phases", phases_table(sance, args))
     if args.growth:
-        print(f"{sance.version()}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
-              f"{platform.processor() or platform.machine()}; {args.rounds} rounds of {args.langevin_steps} steps, medians\n")
-        cells = growth_table(sance, args)
-        with open(args.json, "w") as f:
-            json.dump({"growth": cells}, f, indent=1)
-        return None
+        machine(sance, f"{args.rounds} rounds of {args.langevin_steps} steps, medians")
+        return own_table("growth", growth_table(sance, args))
     if args.scaling:
-        cells = scaling(sance, args)
-        with open(args.json, "w") as f:
-            json.dump({"scaling": cells}, f, indent=1)
-        return None
+        return own_table("scaling", scaling(sance, args))
     devices = ["cpu"]
     if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available() and sance.cuda_devices() > 0):
         devices = ["cuda"] if args.device == "cuda" else ["cpu", "cuda"]
