@@ -127,28 +127,58 @@ fn energies_match_libtorchs() {
 
 /// One update's loss gradients for every parameter and c (update_on, the test hook: the
 /// gradient before clipping), by the fused training pass and by libtorch's autograd, on the
-/// defaults after a few steps (a snapshot, data and noise of 256 rows each).
+/// defaults after a few steps (a snapshot, data and noise of 256 rows each); on one thread and
+/// on two (each thread a share of the 512 rows, the shares' gradients summed), then with ν = 2
+/// and the energies' L2 penalty; and the step's statistics (the loss, which the fused path
+/// computes on the host, against libtorch's tensors).
 #[test]
 fn the_training_gradients_match_libtorchs() {
-    let cfg = SanceConfig { data_dim: 2, device: sance::abi::config::SANCE_DEVICE_CPU, ..Default::default() };
-    let mut rng = Rng::new(4);
-    let mut batch = || rng.randn(&[256, 2], Kind::Float, Device::Cpu).unwrap() * 1.5;
-    let mut ebm = Ebm::new(&cfg).unwrap();
-    for _ in 0..7 {
-        ebm.train_step(&batch()).unwrap();
-    }
-    let (data, noise) = (batch(), batch());
-    let bytes = sance::checkpoint::to_bytes(&ebm).unwrap();
-    let [fast, reference] = [Kernels::Native, Kernels::Libtorch].map(|k| {
-        let mut m =
-            sance::checkpoint::from_bytes(bytes.clone(), sance::abi::config::SANCE_DEVICE_CPU).unwrap();
-        with_kernels(k, || m.update_on(&data, &noise).unwrap().1)
-    });
-    assert_eq!(fast.len(), reference.len());
-    for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
-        let d = rel(a, b);
-        // Each entry sums 512 rows' terms that largely cancel (a bias's gradient): float32
-        // rounding in another order leaves about 1e-5 of the largest entry.
-        assert!(d < 5e-5, "gradient {i} of {}: {d:.2e} of its largest entry", fast.len());
+    for (threads, noise_ratio, energy_l2) in [(1, 1.0, 0.0), (2, 1.0, 0.0), (2, 2.0, 0.1)] {
+        let cfg = SanceConfig {
+            data_dim: 2,
+            device: sance::abi::config::SANCE_DEVICE_CPU,
+            num_threads: threads,
+            noise_ratio,
+            energy_l2,
+            ..Default::default()
+        };
+        let mut rng = Rng::new(4);
+        let mut batch = || rng.randn(&[256, 2], Kind::Float, Device::Cpu).unwrap() * 1.5;
+        let mut ebm = Ebm::new(&cfg).unwrap();
+        for _ in 0..7 {
+            ebm.train_step(&batch()).unwrap();
+        }
+        let (data, noise) = (batch(), batch());
+        let bytes = sance::checkpoint::to_bytes(&ebm).unwrap();
+        let [(fast_stats, fast), (ref_stats, reference)] = [Kernels::Native, Kernels::Libtorch].map(|k| {
+            let mut m =
+                sance::checkpoint::from_bytes(bytes.clone(), sance::abi::config::SANCE_DEVICE_CPU).unwrap();
+            let _t = sance::runtime::threads::Scope::for_call(threads);
+            with_kernels(k, || m.update_on(&data, &noise).unwrap())
+        });
+        assert_eq!(fast.len(), reference.len());
+        for (i, (a, b)) in fast.iter().zip(&reference).enumerate() {
+            let d = rel(a, b);
+            // Each entry sums 512 rows' terms that largely cancel (a bias's gradient): float32
+            // rounding in another order leaves about 1e-5 of the largest entry.
+            assert!(
+                d < 5e-5,
+                "{threads} threads, ν {noise_ratio}, l2 {energy_l2}: gradient {i} of {}: {d:.2e} of its largest entry",
+                fast.len()
+            );
+        }
+        for (name, a, b) in [
+            ("loss", fast_stats.loss, ref_stats.loss),
+            ("accuracy", fast_stats.accuracy, ref_stats.accuracy),
+            ("data energy", fast_stats.data_energy, ref_stats.data_energy),
+            ("noise energy", fast_stats.noise_energy, ref_stats.noise_energy),
+            ("log Z ratio", fast_stats.log_z_ratio, ref_stats.log_z_ratio),
+            ("gradient norm", fast_stats.grad_norm, ref_stats.grad_norm),
+        ] {
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{threads} threads, ν {noise_ratio}, l2 {energy_l2}: {name} {a} against {b}"
+            );
+        }
     }
 }

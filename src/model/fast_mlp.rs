@@ -84,8 +84,15 @@ pub(crate) fn native_net(
         return Ok(None);
     }
     register_blas();
-    let host =
-        |t: &Tensor| -> Result<Vec<f32>, TchError> { Vec::<f32>::try_from(t.f_contiguous()?.f_view([-1])?) };
+    // Parameters are contiguous float32 views of θ's flat tensor: read in place (a copy through
+    // tch's conversion is three libtorch calls per tensor, and a step copies a network 4 times).
+    let host = |t: &Tensor| -> Result<Vec<f32>, TchError> {
+        if t.kind() == Kind::Float && t.device() == Device::Cpu && t.is_contiguous() {
+            // SAFETY: a contiguous float32 CPU tensor of numel() values, only read here.
+            return Ok(unsafe { host_slice(t, t.numel()) }.to_vec());
+        }
+        Vec::<f32>::try_from(t.f_contiguous()?.f_view([-1])?)
+    };
     let (hidden, _) = p.layers.split_at(p.layers.len() - 1);
     let mut layers = Vec::with_capacity(hidden.len());
     for l in hidden {
@@ -105,63 +112,146 @@ pub(crate) fn native_net(
     }))
 }
 
+/// One row share's intermediates in the training pass: θ's tape (forward, then backward in
+/// the same call), the snapshot's, and the share's parameter gradients.
+#[derive(Default)]
+struct Share {
+    tape: Tape<f32>,
+    snapshot_tape: Tape<f32>,
+    grads: ParamGrads<f32>,
+}
+
 thread_local! {
-    /// The training pass's intermediates (forward, then backward in the same call) and a
-    /// second tape for the snapshot's forward pass, reused from step to step on each thread.
-    static TAPE: std::cell::RefCell<(Tape<f32>, ParamGrads<f32>, Tape<f32>)> = Default::default();
+    /// The training pass's shares, on the calling thread and reused from step to step: share
+    /// t's rows go to whichever pool thread runs t, and its tapes stay here between the
+    /// forward and the backward region.
+    static SHARES: std::cell::RefCell<Vec<Share>> = Default::default();
 }
 
 /// The training step's pass on `x` [N, D] (float32, CPU): E_θ(x) [N] by `net`'s forward pass
-/// and, when given, E_θ̄(x) by `snapshot`'s — the same code on buffers aligned alike, so that
-/// right after a refresh (θ̄ = θ) the two agree to the bit, as the NCE logit's ties need — then,
-/// with ∂L/∂E from `loss_grad(E_θ, E_θ̄)` (the caller's loss, differentiated by libtorch on
-/// the N energies), the loss's gradients for every parameter, as tensors shaped like `p`'s in
-/// `Params::named` order. `loss_grad`'s other result passes through.
+/// and, when given, E_θ̄(x) by `snapshot`'s — the same code on the same rows in buffers aligned
+/// alike, so that right after a refresh (θ̄ = θ) the two agree to the bit, as the NCE logit's
+/// ties need — then, with ∂L/∂E from `loss_grad(E_θ, E_θ̄)` (the caller's loss), the loss's
+/// gradient for every parameter, flat in θ's layout (`Params::named` order, c not included).
+/// `loss_grad`'s other result passes through.
+///
+/// With two threads or more the rows are split between them as the sampler's are ([`by_rows`]'s
+/// shares): each thread runs both forward passes on its rows, then its rows' share of the
+/// backward pass into gradients of its own, summed here in the shares' order (so the sum
+/// depends on the thread count, as libtorch's reductions do, and on nothing else).
 pub(crate) fn train_pass<R>(
     net: &Net<f32>,
     snapshot: Option<&Net<f32>>,
-    p: &Params,
     x: &Tensor,
-    loss_grad: impl FnOnce(Tensor, Option<Tensor>) -> crate::abi::status::Result<(Tensor, R)>,
-) -> crate::abi::status::Result<(Vec<Tensor>, R)> {
+    loss_grad: impl FnOnce(Tensor, Option<Tensor>) -> crate::abi::status::Result<(Vec<f32>, R)>,
+) -> crate::abi::status::Result<(Vec<f32>, R)> {
     let x = input(net, x)?;
-    let n = x.size()[0] as usize;
+    let (n, d) = (x.size()[0] as usize, net.dim);
     // SAFETY: x is a contiguous float32 CPU tensor of n·D values (checked by `input`).
-    let xs = unsafe { host_slice(&x, n * net.dim) };
-    // Host memory that cannot be had is an error like libtorch's, not an abort.
-    let out_of_memory =
-        |_| TchError::Torch(format!("the MLP's training pass could not allocate its tape for {n} rows"));
-    TAPE.with(|cell| {
-        let (tape, grads, snapshot_tape) = &mut *cell.borrow_mut();
+    let xs = unsafe { host_slice(&x, n * d) };
+    let threads = crate::runtime::threads::team_size().min(n / MIN_ROWS_PER_THREAD).max(1);
+    let per = n.div_ceil(threads).div_ceil(8) * 8;
+    let rows = |t: usize| (t * per).min(n)..((t + 1) * per).min(n);
+    SHARES.with(|cell| {
+        let shares = &mut *cell.borrow_mut();
+        if shares.len() < threads {
+            shares.resize_with(threads, Share::default);
+        }
         let e = Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?;
-        // SAFETY: e is a new contiguous float32 CPU tensor of n values.
-        net.forward_tape(xs, n, tape, unsafe { host_slice(&e, n) }).map_err(out_of_memory)?;
-        let e_snapshot = match snapshot {
-            Some(s) => {
-                let es = Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?;
-                // SAFETY: as for e.
-                s.forward_tape(xs, n, snapshot_tape, unsafe { host_slice(&es, n) }).map_err(out_of_memory)?;
-                Some(es)
-            }
+        let es = match snapshot {
+            Some(_) => Some(Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?),
             None => None,
         };
-        let (de, passed) = loss_grad(e, e_snapshot)?;
-        let de = de.f_to_kind(Kind::Float)?.f_contiguous()?;
-        if de.numel() != n || de.device() != Device::Cpu {
-            return Err(TchError::Shape(format!("dL/dE has {} values for {n} rows", de.numel())).into());
+        // SAFETY: e and es are new contiguous float32 CPU tensors of n values; the shares
+        // write disjoint rows of them.
+        let (e_out, es_out) =
+            (Rows(e.data_ptr() as *mut f32), es.as_ref().map(|t| Rows(t.data_ptr() as *mut f32)));
+        let tapes = SharesPtr(shares.as_mut_ptr());
+        // Host memory that cannot be had is an error like libtorch's, not an abort.
+        let failed = std::sync::atomic::AtomicBool::new(false);
+        let forward = |t: usize| {
+            let r = rows(t);
+            if r.is_empty() {
+                return;
+            }
+            // SAFETY: share t is this thread's alone during the region (t is unique to it).
+            let sh = unsafe { &mut *tapes.at(t) };
+            let xr = &xs[r.start * d..r.end * d];
+            // SAFETY: rows r of e and es belong to share t alone.
+            let er = unsafe { std::slice::from_raw_parts_mut(e_out.at(r.start), r.len()) };
+            let mut ok = net.forward_tape(xr, r.len(), &mut sh.tape, er).is_ok();
+            if let (Some(s), Some(es)) = (snapshot, es_out.as_ref()) {
+                // SAFETY: as for e.
+                let esr = unsafe { std::slice::from_raw_parts_mut(es.at(r.start), r.len()) };
+                ok &= s.forward_tape(xr, r.len(), &mut sh.snapshot_tape, esr).is_ok();
+            }
+            if !ok {
+                failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        };
+        on_shares(threads, &forward);
+        if failed.into_inner() {
+            return Err(TchError::Torch(format!(
+                "the MLP's training pass could not allocate its tape for {n} rows"
+            ))
+            .into());
         }
-        // SAFETY: de is a contiguous float32 CPU tensor of n values (checked), read only here.
-        net.param_grads(tape, unsafe { host_slice(&de, n) }, grads);
-        let mut out = Vec::with_capacity(2 * net.hidden.len() + 1);
-        let (hidden, last) = p.layers.split_at(p.layers.len() - 1);
-        for (li, l) in hidden.iter().enumerate() {
-            out.push(Tensor::f_from_slice(&grads.w[li])?.f_view(l.weight.size().as_slice())?);
-            let b = l.bias.as_ref().expect("hidden layers have a bias");
-            out.push(Tensor::f_from_slice(&grads.b[li])?.f_view(b.size().as_slice())?);
+        let (de, passed) = loss_grad(e, es)?;
+        if de.len() != n {
+            return Err(TchError::Shape(format!("dL/dE has {} values for {n} rows", de.len())).into());
         }
-        out.push(Tensor::f_from_slice(&grads.w_out)?.f_view(last[0].weight.size().as_slice())?);
-        Ok((out, passed))
+        let backward = |t: usize| {
+            let r = rows(t);
+            if !r.is_empty() {
+                // SAFETY: as in `forward`.
+                let sh = unsafe { &mut *tapes.at(t) };
+                net.param_grads(&mut sh.tape, &de[r], &mut sh.grads);
+            }
+        };
+        on_shares(threads, &backward);
+        let mut flat = Vec::new();
+        for (t, sh) in shares[..threads].iter().enumerate() {
+            if rows(t).is_empty() {
+                continue;
+            }
+            let g = &sh.grads;
+            let parts =
+                g.w.iter()
+                    .zip(&g.b)
+                    .flat_map(|(w, b)| [w.as_slice(), b.as_slice()])
+                    .chain([g.w_out.as_slice()]);
+            if flat.is_empty() {
+                parts.for_each(|p| flat.extend_from_slice(p));
+            } else {
+                let mut at = 0;
+                for p in parts {
+                    flat[at..at + p.len()].iter_mut().zip(p).for_each(|(o, v)| *o += v);
+                    at += p.len();
+                }
+            }
+        }
+        Ok((flat, passed))
     })
+}
+
+/// Runs `f(t)` for the `threads` shares: in one OpenMP region of that many threads, else one
+/// after the other on this thread with MKL on all of its threads (one share: the whole pass).
+fn on_shares(threads: usize, f: &(dyn Fn(usize) + Sync)) {
+    if threads >= 2 && crate::runtime::threads::parallel(threads, f) {
+        return;
+    }
+    (0..threads).for_each(f);
+}
+
+/// The shares of a training pass, handed to the region's threads (each takes its own).
+struct SharesPtr(*mut Share);
+// SAFETY: the threads of a region touch disjoint shares through it.
+unsafe impl Sync for SharesPtr {}
+
+impl SharesPtr {
+    fn at(&self, t: usize) -> *mut Share {
+        self.0.wrapping_add(t)
+    }
 }
 
 /// The `n` floats of a contiguous float32 CPU tensor `t`.

@@ -16,7 +16,6 @@ use crate::abi::config::{SanceNoise, SANCE_DEVICE_CPU};
 use crate::abi::stats::SanceStepStats;
 use crate::abi::status::{Error, Result, SanceStatus};
 use crate::fault::torch_point;
-use crate::model::flat;
 use crate::model::langevin;
 use crate::model::replay::Draw;
 use crate::model::rng::Rng;
@@ -289,8 +288,7 @@ impl Ebm {
         run: Option<&langevin::RunStats>,
     ) -> Result<SanceStepStats> {
         let b = data.size()[0];
-        let (l, grads) = self.loss_and_gradients(data, noise)?;
-        let g = flat::concat(&grads)?;
+        let (l, g) = self.loss_and_gradients(data, noise)?;
         let bad = l.loss.f_isfinite()?.f_logical_and(&g.f_isfinite()?.f_all()?)?.f_logical_not()?;
         let local = Tensor::f_cat(
             &[self.step_statistics(&l, b, run)?, bad.f_to_kind(Kind::Double)?.f_view([1])?],

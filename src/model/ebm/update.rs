@@ -7,7 +7,6 @@ use super::Ebm;
 use crate::abi::stats::SanceStepStats;
 use crate::abi::status::{Error, Result};
 use crate::fault::torch_point;
-use crate::model::flat;
 use crate::model::langevin;
 use crate::model::replay::Draw;
 use tch::{Device, Kind, Tensor};
@@ -31,9 +30,8 @@ impl Ebm {
             return self.update_across_ranks(data, noise, draw, run);
         }
         let b = data.size()[0];
-        let (l, grads) = self.loss_and_gradients(data, noise)?;
         // One flat gradient in θ's layout (θ then c); clipping scales it.
-        let mut g = flat::concat(&grads)?;
+        let (l, mut g) = self.loss_and_gradients(data, noise)?;
         let gnorm = g.f_square()?.f_sum(Kind::Double)?.f_sqrt()?;
         let clip = self.cfg.grad_clip as f64;
         if clip > 0.0 {
@@ -108,8 +106,10 @@ impl Ebm {
     /// tests/reference_step.rs compares all of it with a PyTorch reference.
     #[cfg(feature = "test-hooks")]
     pub fn update_on(&mut self, data: &Tensor, noise: &Tensor) -> Result<(SanceStepStats, Vec<Tensor>)> {
-        let (_, grads) = self.loss_and_gradients(data, noise)?;
-        let grads = grads.iter().map(|g| g.f_detach()).collect::<std::result::Result<Vec<_>, _>>()?;
+        let (_, g) = self.loss_and_gradients(data, noise)?;
+        let mut shapes: Vec<Vec<i64>> = self.params.iter().map(Tensor::size).collect();
+        shapes.push(vec![]);
+        let grads = crate::model::flat::views(&g.f_detach()?, &shapes)?;
         let stats = self.undoable(super::saved::Undo::Model, |m| m.update(data, noise, None, None))?;
         self.step += 1;
         Ok((stats, grads))
