@@ -32,6 +32,26 @@ thread_local! {
     static FORCED: Cell<Option<Kernels>> = const { Cell::new(None) };
 }
 
+#[cfg(feature = "test-hooks")]
+thread_local! {
+    static PASSES: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Counts a call that took the fused passes (test builds only: [`fused_passes`]).
+#[inline(always)]
+fn count_pass() {
+    #[cfg(feature = "test-hooks")]
+    PASSES.with(|c| c.set(c.get() + 1));
+}
+
+/// Test-only (the `test-hooks` feature): how many calls on this thread have taken the fused
+/// passes, so that a test knows which path ran without comparing results (which two correct
+/// paths may round alike).
+#[cfg(feature = "test-hooks")]
+pub fn fused_passes() -> u64 {
+    PASSES.with(|c| c.get())
+}
+
 /// The kernels of this thread's calls: [`with_kernels`]'s, else `SANCE_KERNELS`'s, read at
 /// each sampler run (not per step), so that a benchmark can alternate the two in one process.
 pub fn kernels() -> Kernels {
@@ -145,6 +165,7 @@ pub(crate) fn train_pass<R>(
     x: &Tensor,
     loss_grad: impl FnOnce(Tensor, Option<Tensor>) -> crate::abi::status::Result<(Vec<f32>, R)>,
 ) -> crate::abi::status::Result<(Vec<f32>, R)> {
+    count_pass();
     let x = input(net, x)?;
     let (n, d) = (x.size()[0] as usize, net.dim);
     // SAFETY: x is a contiguous float32 CPU tensor of n·D values (checked by `input`).
@@ -286,6 +307,7 @@ pub(crate) const ENERGY_ROWS: i64 = ONE_CALL_ROWS;
 
 /// E(x) [n] by `net`'s fused forward pass (no gradient), `x` float32 on the CPU.
 pub(crate) fn energies(net: &Net<f32>, x: &Tensor) -> Result<Tensor, TchError> {
+    count_pass();
     let x = input(net, x)?;
     let (n, d) = (x.size()[0] as usize, net.dim);
     let e = Tensor::f_empty([n as i64], (Kind::Float, Device::Cpu))?;
@@ -308,6 +330,7 @@ pub(crate) fn run(
     gx: &mut Tensor,
     energy: Option<&mut Tensor>,
 ) -> Result<(), TchError> {
+    count_pass();
     let x = input(net, x)?;
     let (n, d) = (x.size()[0] as usize, net.dim);
     if gx.numel() != n * d {
