@@ -194,3 +194,30 @@ fn the_training_gradients_match_libtorchs() {
         }
     }
 }
+
+/// OpenMP may grant a parallel region fewer threads than asked (`OMP_THREAD_LIMIT`, as
+/// clusters set it, or `OMP_DYNAMIC`): every share of the rows must still run. The comparisons
+/// above, two threads asked for, rerun in a process that OpenMP limits to one thread (the limit
+/// is read when libgomp starts, hence the new process); before the fix half the rows were
+/// left unwritten (energies 38 apart, gradients 1e35).
+#[test]
+fn a_smaller_team_than_asked_still_covers_every_row() {
+    if std::env::var_os("OMP_THREAD_LIMIT").is_some() {
+        return; // the child itself
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "energies_and_gradients_match_libtorchs",
+            "energies_match_libtorchs",
+            "the_training_gradients_match_libtorchs",
+            "--test-threads",
+            "1",
+        ])
+        .env("OMP_THREAD_LIMIT", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "under OMP_THREAD_LIMIT=1:\n{text}");
+    assert!(text.contains("3 passed"), "the three comparisons did not all run:\n{text}");
+}

@@ -143,13 +143,14 @@ pub(crate) fn mkl_single<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// libgomp's entry to a parallel region and OpenMP's two queries a region's body needs, found
+/// libgomp's entry to a parallel region and OpenMP's three queries a region's body needs, found
 /// through libtorch_cpu as [`Omp`] is: the region libtorch's own `at::parallel_for` opens, on
 /// the same pool of threads. Apart from [`Omp`], so that a runtime without them still has its
 /// count set.
 struct Region {
     parallel: unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
     thread_num: unsafe extern "C" fn() -> c_int,
+    num_threads: unsafe extern "C" fn() -> c_int,
     in_parallel: unsafe extern "C" fn() -> c_int,
 }
 
@@ -157,8 +158,8 @@ fn region() -> Option<&'static Region> {
     static REGION: OnceLock<Option<Region>> = OnceLock::new();
     REGION
         .get_or_init(|| {
-            let names = [c"GOMP_parallel", c"omp_get_thread_num", c"omp_in_parallel"];
-            let [p, t, i] = crate::runtime::loaded::symbols(c"libtorch_cpu.so", names)?;
+            let names = [c"GOMP_parallel", c"omp_get_thread_num", c"omp_get_num_threads", c"omp_in_parallel"];
+            let [p, t, n, i] = crate::runtime::loaded::symbols(c"libtorch_cpu.so", names)?;
             // SAFETY: libgomp's GOMP_parallel(void (*)(void *), void *, unsigned, unsigned) and
             // OpenMP's int (void) queries.
             unsafe {
@@ -168,6 +169,7 @@ fn region() -> Option<&'static Region> {
                         unsafe extern "C" fn(extern "C" fn(*mut c_void), *mut c_void, c_uint, c_uint),
                     >(p),
                     thread_num: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(t),
+                    num_threads: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(n),
                     in_parallel: std::mem::transmute::<*mut c_void, unsafe extern "C" fn() -> c_int>(i),
                 })
             }
@@ -185,9 +187,10 @@ pub(crate) fn team_size() -> usize {
     }
 }
 
-/// A region's body and whether it panicked on some thread.
+/// A region's body, how many parts it has, and whether it panicked on some thread.
 struct Body<'a> {
     f: &'a (dyn Fn(usize) + Sync),
+    parts: usize,
     region: &'static Region,
     panicked: AtomicBool,
 }
@@ -195,20 +198,24 @@ struct Body<'a> {
 extern "C" fn body(data: *mut c_void) {
     // SAFETY: `data` is the Body that `parallel` keeps alive across the region.
     let b = unsafe { &*(data as *const Body<'_>) };
-    // SAFETY: omp_get_thread_num has no preconditions.
-    let t = unsafe { (b.region.thread_num)() }.max(0) as usize;
+    // SAFETY: OpenMP's queries have no preconditions.
+    let (me, team) = unsafe { ((b.region.thread_num)(), (b.region.num_threads)()) };
+    // OpenMP may grant fewer threads than asked (OMP_THREAD_LIMIT, OMP_DYNAMIC): each thread
+    // then takes every team-th part, so that every part runs whatever the team's size.
+    let (me, team) = (me.max(0) as usize, team.max(1) as usize);
     // A panic must not unwind into libgomp: it is recorded and raised again on the caller's thread.
-    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (b.f)(t))).is_err() {
+    let run = || (me..b.parts).step_by(team).for_each(b.f);
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).is_err() {
         b.panicked.store(true, Ordering::Relaxed);
     }
 }
 
 /// Runs `f(t)` for t in 0..threads, each on a thread of libtorch's OpenMP pool (the caller's
-/// among them), and returns when all have; false, running nothing, without OpenMP's region
-/// entry. A panic in `f` goes on as a panic on the calling thread once the region is over.
+/// among them; a smaller team than asked runs several parts per thread), and returns when all
+/// have; false, running nothing, without OpenMP's region entry. A panic in `f` goes on as a panic on the calling thread once the region is over.
 pub(crate) fn parallel(threads: usize, f: &(dyn Fn(usize) + Sync)) -> bool {
     let Some(region) = region() else { return false };
-    let b = Body { f, region, panicked: AtomicBool::new(false) };
+    let b = Body { f, parts: threads, region, panicked: AtomicBool::new(false) };
     // SAFETY: `b` outlives the region, which returns when every thread has finished.
     unsafe { (region.parallel)(body, &b as *const Body<'_> as *mut c_void, threads as c_uint, 0) };
     if b.panicked.load(Ordering::Relaxed) {
