@@ -155,7 +155,7 @@ thread_local! {
 /// gradient for every parameter, flat in θ's layout (`Params::named` order, c not included).
 /// `loss_grad`'s other result passes through.
 ///
-/// With two threads or more the rows are split between them as the sampler's are ([`by_rows`]'s
+/// With two threads or more the rows are split between them as the sampler's are ([`Split`]'s
 /// shares): each thread runs both forward passes on its rows, then its rows' share of the
 /// backward pass into gradients of its own, summed here in the shares' order (so the sum
 /// depends on the thread count, as libtorch's reductions do, and on nothing else).
@@ -170,9 +170,8 @@ pub(crate) fn train_pass<R>(
     let (n, d) = (x.size()[0] as usize, net.dim);
     // SAFETY: x is a contiguous float32 CPU tensor of n·D values (checked by `input`).
     let xs = unsafe { host_slice(&x, n * d) };
-    let threads = crate::runtime::threads::team_size().min(n / MIN_ROWS_PER_THREAD).max(1);
-    let per = n.div_ceil(threads).div_ceil(8) * 8;
-    let rows = |t: usize| (t * per).min(n)..((t + 1) * per).min(n);
+    let split = Split::of(n);
+    let (threads, rows) = (split.threads, |t: usize| split.rows(t));
     SHARES.with(|cell| {
         let shares = &mut *cell.borrow_mut();
         if shares.len() < threads {
@@ -186,8 +185,8 @@ pub(crate) fn train_pass<R>(
         // SAFETY: e and es are new contiguous float32 CPU tensors of n values; the shares
         // write disjoint rows of them.
         let (e_out, es_out) =
-            (Rows(e.data_ptr() as *mut f32), es.as_ref().map(|t| Rows(t.data_ptr() as *mut f32)));
-        let tapes = SharesPtr(shares.as_mut_ptr());
+            (Disjoint(e.data_ptr() as *mut f32), es.as_ref().map(|t| Disjoint(t.data_ptr() as *mut f32)));
+        let tapes = Disjoint(shares.as_mut_ptr());
         // Host memory that cannot be had is an error like libtorch's, not an abort.
         let failed = std::sync::atomic::AtomicBool::new(false);
         let forward = |t: usize| {
@@ -262,17 +261,6 @@ fn on_shares(threads: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     (0..threads).for_each(f);
-}
-
-/// The shares of a training pass, handed to the region's threads (each takes its own).
-struct SharesPtr(*mut Share);
-// SAFETY: the threads of a region touch disjoint shares through it.
-unsafe impl Sync for SharesPtr {}
-
-impl SharesPtr {
-    fn at(&self, t: usize) -> *mut Share {
-        self.0.wrapping_add(t)
-    }
 }
 
 /// The `n` floats of a contiguous float32 CPU tensor `t`.
@@ -367,13 +355,11 @@ type RowsPass<'a> = dyn Fn(std::ops::Range<usize>, &mut [f32], Option<&mut [f32]
 /// least [`MIN_ROWS_PER_THREAD`] rows for each (crate::runtime::threads::parallel); else on
 /// this thread, with MKL on one thread.
 fn by_rows(n: usize, d: usize, g: &mut [f32], mut e: Option<&mut [f32]>, pass: &RowsPass<'_>) {
-    let threads = crate::runtime::threads::team_size().min(n / MIN_ROWS_PER_THREAD);
-    if threads >= 2 {
-        // Shares in whole blocks of 8 rows.
-        let per = n.div_ceil(threads).div_ceil(8) * 8;
-        let (g_rows, e_rows) = (Rows(g.as_mut_ptr()), e.as_mut().map(|e| Rows(e.as_mut_ptr())));
+    let split = Split::of(n);
+    if split.threads >= 2 {
+        let (g_rows, e_rows) = (Disjoint(g.as_mut_ptr()), e.as_mut().map(|e| Disjoint(e.as_mut_ptr())));
         let share = |t: usize| {
-            let (lo, hi) = ((t * per).min(n), ((t + 1) * per).min(n));
+            let std::ops::Range { start: lo, end: hi } = split.rows(t);
             if lo < hi {
                 // SAFETY: threads get disjoint row ranges of g ([n, d]) and e ([n]), which
                 // live until the region is over.
@@ -382,21 +368,43 @@ fn by_rows(n: usize, d: usize, g: &mut [f32], mut e: Option<&mut [f32]>, pass: &
                 pass(lo..hi, g, e);
             }
         };
-        if crate::runtime::threads::parallel(threads, &share) {
+        if crate::runtime::threads::parallel(split.threads, &share) {
             return;
         }
     }
     crate::runtime::threads::mkl_single(|| pass(0..n, g, e));
 }
 
-/// An output's rows, shared out between a region's threads (each writes its own).
-struct Rows(*mut f32);
-// SAFETY: the threads of `by_rows`'s region write disjoint rows through it.
-unsafe impl Sync for Rows {}
+/// How a pass over n rows is shared between the calling thread's OpenMP threads: as many
+/// threads as the team has, with at least [`MIN_ROWS_PER_THREAD`] rows each (one share when
+/// there are fewer), in whole blocks of 8 rows.
+struct Split {
+    n: usize,
+    threads: usize,
+    per: usize,
+}
 
-impl Rows {
-    /// The address of the i-th value (a method, so that a closure captures the whole `Rows`).
-    fn at(&self, i: usize) -> *mut f32 {
+impl Split {
+    fn of(n: usize) -> Split {
+        let threads = crate::runtime::threads::team_size().min(n / MIN_ROWS_PER_THREAD).max(1);
+        Split { n, threads, per: n.div_ceil(threads).div_ceil(8) * 8 }
+    }
+
+    /// Share t's rows (empty past the last row).
+    fn rows(&self, t: usize) -> std::ops::Range<usize> {
+        (t * self.per).min(self.n)..((t + 1) * self.per).min(self.n)
+    }
+}
+
+/// Memory shared out between a region's threads, each touching its own part (rows of an
+/// output, a training pass's share).
+struct Disjoint<T>(*mut T);
+// SAFETY: the threads of a region touch disjoint elements through it.
+unsafe impl<T> Sync for Disjoint<T> {}
+
+impl<T> Disjoint<T> {
+    /// The address of the i-th element (a method, so that a closure captures the whole value).
+    fn at(&self, i: usize) -> *mut T {
         self.0.wrapping_add(i)
     }
 }
