@@ -76,7 +76,8 @@ fn the_logit_uses_the_exact_log_density_of_the_fit() {
         ebm.fit_noise(&fit).unwrap();
         let x = ebm.tensor_from(&data(name, 64, 2), 64).unwrap();
         let noise = ebm.tensor_from(&data(name, 128, 3), 128).unwrap();
-        let sance::model::ebm::NceLoss { loss, h, .. } = ebm.nce_loss(&x, &noise).unwrap();
+        let l = ebm.nce_loss(&x, &noise).unwrap();
+        let (loss, h) = (&l.loss, l.logits().expect("the tensors' loss"));
         // h = −E − log q + c − ln ν over [data; noise]; the fit started c at the mean log q of
         // the fit data.
         let c0 = reference_log_q(&fit, s, &fit).mean(Kind::Double).double_value(&[]);
@@ -87,7 +88,7 @@ fn the_logit_uses_the_exact_log_density_of_the_fit() {
         );
         let all = Tensor::cat(&[&x, &noise], 0);
         let want_h = -ebm.energy(&all).unwrap() - reference_log_q(&fit, s, &all) + c0 - 2f64.ln();
-        let err = (&h - &want_h).abs().max().double_value(&[]);
+        let err = (h - &want_h).abs().max().double_value(&[]);
         assert!(err < 1e-9, "{name}: logit differs from the reference by {err}");
         let sp = |t: Tensor| t.softplus().mean(Kind::Double).double_value(&[]);
         let want_loss = sp(-want_h.narrow(0, 0, 64)) + 2.0 * sp(want_h.narrow(0, 64, 128));

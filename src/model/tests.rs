@@ -35,11 +35,12 @@ fn ml_identity(kind: Kind) -> f64 {
     ebm.refresh_noise().unwrap();
     let data = batch(&ebm, "8gaussians", 128, 99);
     let (noise, _, _) = ebm.draw_noise(128).unwrap();
-    let crate::model::ebm::NceLoss { loss, h, .. } = ebm.nce_loss(&data, &noise).unwrap();
+    let l = ebm.nce_loss(&data, &noise).unwrap();
+    let (loss, h) = (&l.loss, l.logits().expect("the tensors' loss"));
     assert_eq!(h.abs().max().double_value(&[]), 0.0, "h = −log ν = 0 everywhere at a refresh");
     let mut inputs: Vec<&Tensor> = ebm.params.iter().collect();
     inputs.push(&ebm.c);
-    let mut g = Tensor::run_backward(&[&loss], &inputs, false, false);
+    let mut g = Tensor::run_backward(&[loss], &inputs, false, false);
     let g_c = g.pop().unwrap();
     assert_eq!(g_c.double_value(&[]), 0.0, "dL/dc is exactly 0 at a refresh");
 

@@ -16,18 +16,32 @@ pub(super) const STEP_STATISTICS: usize = 6;
 
 /// What a step keeps of the loss's pass.
 pub struct NceLoss {
-    /// The loss, differentiable in θ and c.
+    /// The loss, differentiable in θ and c (on the host's path a value only).
     pub loss: Tensor,
-    /// The logits h over [data; noise].
-    pub h: Tensor,
-    /// E_θ over [data; noise].
-    pub e: Tensor,
     /// E_θ̄ of the noise rows (the snapshot's energies, which the population keeps); None for
     /// GAUSSIAN noise.
     pub snapshot_energies: Option<Tensor>,
-    /// The loss, the accuracy and the mean data and noise energies, when the loss ran on the
-    /// host ([`host_nce`]); else [`Ebm::step_statistics`] computes them from the tensors.
-    pub host_stats: Option<[f64; 4]>,
+    /// What the step's statistics are made from.
+    pub stats: LossStats,
+}
+
+/// What [`Ebm::step_statistics`] makes the loss's statistics from.
+pub enum LossStats {
+    /// The logits h and E_θ over [data; noise], as tensors (libtorch's loss).
+    Tensors { h: Tensor, e: Tensor },
+    /// The loss, the accuracy and the mean data and noise energies, computed with the loss on
+    /// the host ([`host_nce`]).
+    Host([f64; 4]),
+}
+
+impl NceLoss {
+    /// The logits h over [data; noise], where the loss was computed as tensors.
+    pub fn logits(&self) -> Option<&Tensor> {
+        match &self.stats {
+            LossStats::Tensors { h, .. } => Some(h),
+            LossStats::Host(_) => None,
+        }
+    }
 }
 
 /// The statistics [`Ebm::step_statistics`] stacked, read back (and averaged over ranks), as
@@ -79,7 +93,7 @@ impl Ebm {
             loss = loss.f_add(&penalty.f_mul_scalar(self.cfg.energy_l2 as f64)?)?;
         }
         let snapshot_energies = self.snapshot_energies(&neg_log_q, b)?;
-        Ok(NceLoss { loss, h, e, snapshot_energies, host_stats: None })
+        Ok(NceLoss { loss, snapshot_energies, stats: LossStats::Tensors { h, e } })
     }
 
     /// −log q(x): E_θ̄(x) for the snapshot (the same operations as E_θ's, so that a refresh
@@ -137,14 +151,10 @@ impl Ebm {
                         nu,
                         self.cfg.energy_l2 as f64,
                     );
-                    let h = Tensor::f_from_slice(&host.h)?;
-                    let snapshot_energies = self.snapshot_energies(&neg_log_q, b)?;
                     let l = NceLoss {
                         loss: Tensor::f_from_slice(&[host.loss])?.f_view([])?,
-                        h,
-                        e,
-                        snapshot_energies,
-                        host_stats: Some(host.stats),
+                        snapshot_energies: self.snapshot_energies(&neg_log_q, b)?,
+                        stats: LossStats::Host(host.stats),
                     };
                     Ok((host.de, (l, host.dc)))
                 })?;
@@ -178,13 +188,16 @@ impl Ebm {
                 &none
             }
         };
-        if let Some(s) = l.host_stats {
-            // The host's loss runs on the CPU only, where the sampler's statistics are too.
-            let head = Tensor::f_from_slice(&s)?.f_to_device(self.device)?;
-            let runs = [run.grad_norm.f_to_kind(Kind::Double)?, run.acceptance.f_to_kind(Kind::Double)?];
-            return Ok(Tensor::f_cat(&[head, Tensor::f_stack(&runs, 0)?], 0)?);
-        }
-        let (loss, h, e) = (&l.loss, &l.h, &l.e);
+        let (h, e) = match &l.stats {
+            LossStats::Tensors { h, e } => (h, e),
+            LossStats::Host(s) => {
+                // The host's loss runs on the CPU only, where the sampler's statistics are too.
+                let head = Tensor::f_from_slice(s)?.f_to_device(self.device)?;
+                let runs = [run.grad_norm.f_to_kind(Kind::Double)?, run.acceptance.f_to_kind(Kind::Double)?];
+                return Ok(Tensor::f_cat(&[head, Tensor::f_stack(&runs, 0)?], 0)?);
+            }
+        };
+        let loss = &l.loss;
         let m = h.size()[0] - b;
         // A tie (h = 0, as everywhere right after a refresh with ν = 1) is a coin toss: half right.
         let correct = h
@@ -210,8 +223,6 @@ impl Ebm {
 /// What [`host_nce`] computes.
 struct HostNce {
     loss: f64,
-    /// The logits h [N].
-    h: Vec<f32>,
     /// ∂L/∂E_θ [N].
     de: Vec<f32>,
     /// ∂L/∂c.
@@ -240,14 +251,11 @@ fn host_nce(e: &[f32], neg_log_q: &[f32], b: usize, c: f64, nu: f64, l2: f64) ->
     };
     let (mut loss_d, mut loss_n, mut sq_d, mut sq_n, mut e_d, mut e_n, mut correct, mut dc) =
         (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0);
-    let mut h = Vec::with_capacity(n);
     let mut de = Vec::with_capacity(n);
     for (i, (&ei, &qi)) in e.iter().zip(neg_log_q).enumerate() {
         let ei = ei as f64;
         // h in float32, as the tensors' formula rounds it: a refresh step's ties stay exact.
-        let hi = (qi as f64 - ei + shift) as f32;
-        h.push(hi);
-        let hv = hi as f64;
+        let hv = (qi as f64 - ei + shift) as f32 as f64;
         let (dh, l2_term) = if i < b {
             loss_d += softplus(-hv);
             sq_d += ei * ei;
@@ -280,7 +288,7 @@ fn host_nce(e: &[f32], neg_log_q: &[f32], b: usize, c: f64, nu: f64, l2: f64) ->
     if l2 > 0.0 {
         loss += l2 * (sq_d / b as f64 + sq_n / m as f64);
     }
-    HostNce { loss, h, de, dc, stats: [loss, correct / n as f64, e_d / b as f64, e_n / m as f64] }
+    HostNce { loss, de, dc, stats: [loss, correct / n as f64, e_d / b as f64, e_n / m as f64] }
 }
 
 /// A float32 CPU tensor's values (contiguous or not).

@@ -19,7 +19,7 @@
 mod draw;
 mod inference;
 mod loss;
-pub use loss::NceLoss;
+pub use loss::{LossStats, NceLoss};
 mod normaliser;
 pub mod parallel;
 mod saved;
